@@ -6,34 +6,39 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { writeCheckpointTensors, type StDtype, type TensorDesc } from './safetensors-writer.js';
 
-/** Init scales (standard deviations unless noted). Chosen so every architectural feature visibly matters. */
+/**
+ * Init scales. Projection weights use std = gain/sqrt(fan_in): GLM's initializer_range 0.02 at
+ * GLM-4.5-Air's hidden 4096 is 1.28/sqrt(4096), so toy models keep real-model activation magnitudes
+ * instead of collapsing to near-zero layer outputs. The remaining scales are chosen so that every
+ * architectural feature changes the logits visibly (see test/reference.test.ts).
+ */
 export interface InitScales {
-  /** q/k/v/gate/up projections (GLM initializer_range). */
-  weight: number;
-  /** Multiplier on `weight` for o_proj and every down_proj, before the 1/sqrt(2·layers) depth scaling. */
-  outScale: number;
+  /** Every projection: std = weightGain/sqrt(fan_in); o_proj and every down_proj additionally get
+   *  1/sqrt(2·num_hidden_layers) (GLM/Megatron depth scaling). */
+  weightGain: number;
+  /** Embedding std (absolute): comparable to one layer's residual contribution. */
   embed: number;
-  lmHead: number;
-  /** q/k/v bias. */
+  /** lm_head std = lmHeadGain/sqrt(hidden): logits have std ≈ lmHeadGain, so top-1/top-2 gaps are not near-ties. */
+  lmHeadGain: number;
+  /** q/k/v bias std. */
   bias: number;
   /** Norm weights are 1 + normNoise·N(0,1). */
   normNoise: number;
-  /** Router (mlp.gate.weight), multiplied by 1/sqrt(hidden) so router logits have std ≈ router. */
-  router: number;
-  /** e_score_correction_bias std. */
+  /** Router (mlp.gate.weight) std = routerGain/sqrt(hidden): router logits have std ≈ routerGain. */
+  routerGain: number;
+  /** e_score_correction_bias std, comparable to the gaps between sigmoid scores. */
   correctionBias: number;
   /** Constant added to every correction bias: keeps biased scores > 0 so HF's masked_fill(0.0) never wins. */
   correctionBiasOffset: number;
 }
 
 export const DEFAULT_INIT: InitScales = {
-  weight: 0.02,
-  outScale: 1,
-  embed: 0.02,
-  lmHead: 0.02,
-  bias: 0.2,
+  weightGain: 1.28,
+  embed: 0.5,
+  lmHeadGain: 3,
+  bias: 0.3,
   normNoise: 0.2,
-  router: 2.0,
+  routerGain: 2,
   correctionBias: 0.1,
   correctionBiasOffset: 0.3,
 };
@@ -284,30 +289,30 @@ export function planTensors(s: SyntheticModelSpec): PlannedTensor[] {
   const H = s.hidden_size, V = s.vocab_size, d = s.head_dim;
   const nh = s.num_attention_heads, nkv = s.num_key_value_heads;
   const depth = 1 / Math.sqrt(2 * s.num_hidden_layers);
-  const wIn: Init = { mean: 0, std: sc.weight };
-  const wOut: Init = { mean: 0, std: sc.weight * sc.outScale * depth };
+  const wIn = (fanIn: number): Init => ({ mean: 0, std: sc.weightGain / Math.sqrt(fanIn) });
+  const wOut = (fanIn: number): Init => ({ mean: 0, std: (sc.weightGain / Math.sqrt(fanIn)) * depth });
   const norm: Init = { mean: 1, std: sc.normNoise };
   const out: PlannedTensor[] = [];
   const add = (name: string, shape: number[], init: Init, dtype: StDtype = s.dtype) => out.push({ name, shape, dtype, init });
   const embed: Init = { mean: 0, std: sc.embed };
-  const head: Init = { mean: 0, std: sc.lmHead };
+  const head: Init = { mean: 0, std: sc.lmHeadGain / Math.sqrt(H) };
 
   add('model.embed_tokens.weight', [V, H], embed);
   const swiglu = (p: string, inter: number) => {
-    add(`${p}.gate_proj.weight`, [inter, H], wIn);
-    add(`${p}.up_proj.weight`, [inter, H], wIn);
-    add(`${p}.down_proj.weight`, [H, inter], wOut);
+    add(`${p}.gate_proj.weight`, [inter, H], wIn(H));
+    add(`${p}.up_proj.weight`, [inter, H], wIn(H));
+    add(`${p}.down_proj.weight`, [H, inter], wOut(inter));
   };
   const layer = (i: number, moe: boolean) => {
     const p = `model.layers.${i}`;
     add(`${p}.input_layernorm.weight`, [H], norm);
-    add(`${p}.self_attn.q_proj.weight`, [nh * d, H], wIn);
+    add(`${p}.self_attn.q_proj.weight`, [nh * d, H], wIn(H));
     add(`${p}.self_attn.q_proj.bias`, [nh * d], { mean: 0, std: sc.bias });
-    add(`${p}.self_attn.k_proj.weight`, [nkv * d, H], wIn);
+    add(`${p}.self_attn.k_proj.weight`, [nkv * d, H], wIn(H));
     add(`${p}.self_attn.k_proj.bias`, [nkv * d], { mean: 0, std: sc.bias });
-    add(`${p}.self_attn.v_proj.weight`, [nkv * d, H], wIn);
+    add(`${p}.self_attn.v_proj.weight`, [nkv * d, H], wIn(H));
     add(`${p}.self_attn.v_proj.bias`, [nkv * d], { mean: 0, std: sc.bias });
-    add(`${p}.self_attn.o_proj.weight`, [H, nh * d], wOut);
+    add(`${p}.self_attn.o_proj.weight`, [H, nh * d], wOut(nh * d));
     if (s.use_qk_norm) {
       add(`${p}.self_attn.q_norm.weight`, [d], norm);
       add(`${p}.self_attn.k_norm.weight`, [d], norm);
@@ -317,7 +322,7 @@ export function planTensors(s: SyntheticModelSpec): PlannedTensor[] {
       swiglu(`${p}.mlp`, s.intermediate_size);
       return;
     }
-    add(`${p}.mlp.gate.weight`, [s.n_routed_experts, H], { mean: 0, std: sc.router / Math.sqrt(H) }, 'F32');
+    add(`${p}.mlp.gate.weight`, [s.n_routed_experts, H], { mean: 0, std: sc.routerGain / Math.sqrt(H) }, 'F32');
     add(`${p}.mlp.gate.e_score_correction_bias`, [s.n_routed_experts], { mean: sc.correctionBiasOffset, std: sc.correctionBias }, 'F32');
     for (let e = 0; e < s.n_routed_experts; e++) swiglu(`${p}.mlp.experts.${e}`, s.moe_intermediate_size);
     if (s.n_shared_experts > 0) swiglu(`${p}.mlp.shared_experts`, s.moe_intermediate_size * s.n_shared_experts);
@@ -331,7 +336,7 @@ export function planTensors(s: SyntheticModelSpec): PlannedTensor[] {
     add(`${p}.embed_tokens.weight`, [V, H], { ...embed, seedName: 'model.embed_tokens.weight' });
     add(`${p}.enorm.weight`, [H], norm);
     add(`${p}.hnorm.weight`, [H], norm);
-    add(`${p}.eh_proj.weight`, [H, 2 * H], wIn);
+    add(`${p}.eh_proj.weight`, [H, 2 * H], wIn(2 * H));
     layer(N, true);
     add(`${p}.shared_head.norm.weight`, [H], norm);
     add(`${p}.shared_head.head.weight`, [V, H], { ...head, seedName: 'lm_head.weight' });
