@@ -1,0 +1,67 @@
+// The CPU backend's hot kernels: the weight matmul (GEMV for decode, GEMM for prefill) and a few
+// vector helpers. One portable implementation plus AVX2+FMA+F16C and AVX-512 ones, chosen once at run
+// time from cpuid (each ISA lives in its own translation unit built with that ISA's flags), so one
+// binary runs on any x86-64 and non-x86 builds use the portable code.
+//
+// Numerics: activations stay fp32 (weights are widened exactly to fp32 in registers; we deliberately do
+// not use AVX512-BF16 dot instructions, which would round activations to bf16). Every sum is
+// accumulated in fp32 with several partial accumulators (one vector of lanes per output, combined at
+// the end), so results differ between ISAs and from a sequential sum by normal fp32 rounding only.
+#pragma once
+#include <cstdint>
+
+#include "cpu/thread_pool.h"
+#include "engine/dtype.h"
+
+namespace glm::cpu {
+
+// Y[t*ldy + n] (= or +=) sum_k X[t*ldx + k] * W[n*K + k]  (+ bias[n] when bias != nullptr),
+// for t < T, n < N. With accumulate the bias is added too: Y += X·Wᵀ + bias.
+// X: fp32, T rows of stride ldx >= K. W: row-major [N, K] (safetensors [out, in]), contiguous, in
+// wt ∈ {F32, BF16, F16}; any other wt writes NaN to the outputs (a caller bug made loud, not a crash).
+// Y: fp32, T rows of stride ldy >= N; must not overlap X, W or bias.
+// Parallel over output rows (and over token chunks for long prompts) on `pool`; tiny problems run
+// inline on the calling thread.
+void matmul(ThreadPool& pool, const float* X, int64_t T, int64_t ldx, const void* W, DType wt,
+            int64_t N, int64_t K, const float* bias, float* Y, int64_t ldy, bool accumulate = false);
+
+float dot(const float* a, const float* b, int64_t n);            // fp32 vectors, fp32 partial sums
+void axpy(float a, const float* x, float* y, int64_t n);          // y += a*x
+// Widens one row of F32/BF16/F16 to fp32, exactly (subnormals, ±0, inf and NaN included).
+// Any other type writes NaN.
+void convert_to_f32(const void* src, DType t, float* dst, int64_t n);
+
+enum class Isa { Generic, Avx2, Avx512 };
+Isa detected_isa();              // best implementation this CPU supports (Generic on non-x86)
+Isa active_isa();                // the one in use (process-wide: it describes the CPU, not a model)
+void set_isa_for_testing(Isa);   // selects another implementation; one the CPU lacks is ignored
+const char* isa_name(Isa);       // "generic", "avx2", "avx512"
+
+namespace detail {
+
+// What each ISA's translation unit provides. The tiling and threading of matmul is shared
+// (kernels_dispatch.cc); an ISA only supplies register-blocked micro-kernels.
+//
+// A block computes out[r*cols + c] = sum_k X[c*ldx + k] * W[r*K + k] for r < rows, c < cols over the
+// whole K, where W points at the block's first row (element type fixed by the kernel). rows and cols
+// are compile-time constants inside the kernel, so accumulators live in registers.
+using BlockFn = void (*)(const float* X, int64_t ldx, const void* W, int64_t K, float* out);
+
+struct KernelTable {
+  Isa isa;
+  int gemv_rows;               // rows per block when T == 1 (memory-bound: enough independent streams)
+  int gemm_rows, gemm_cols;    // rows × tokens per block when T > 1 (compute-bound: register reuse)
+  // The block for (wt, rows, cols) with rows <= max(gemv_rows, gemm_rows), cols <= gemm_cols;
+  // nullptr for an unsupported dtype.
+  BlockFn (*block)(DType wt, int rows, int cols);
+  float (*dot)(const float* a, const float* b, int64_t n);
+  void (*axpy)(float a, const float* x, float* y, int64_t n);
+  void (*convert_to_f32)(const void* src, DType t, float* dst, int64_t n);  // F32/BF16/F16 only
+};
+
+const KernelTable* generic_kernels();
+const KernelTable* avx2_kernels();    // nullptr where not compiled (non-x86)
+const KernelTable* avx512_kernels();  // nullptr where not compiled (non-x86)
+
+}  // namespace detail
+}  // namespace glm::cpu

@@ -1,0 +1,175 @@
+// AVX2 + FMA + F16C kernels (built with -mavx2 -mfma -mf16c; only called after cpuid says the CPU has
+// all three). Weights are widened to fp32 in registers: BF16 by zero-extending to 32 bits and shifting
+// left 16 (exact), F16 with vcvtph2ps (exact, including subnormals). K tails (< 8 elements) go through
+// small zero-padded copies / masked loads, so nothing past the end of a row is read.
+#include "cpu/kernels.h"
+
+#if defined(GLM_X86) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+namespace glm::cpu {
+namespace {
+
+using detail::BlockFn;
+
+// Lane mask for the first n (0..8) lanes, for vmaskmovps.
+inline __m256i first_lanes(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+template <DType WT>
+inline __m256 widen8(__m128i h) {
+  if constexpr (WT == DType::BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  else return _mm256_cvtph_ps(h);
+}
+
+// 8 consecutive weights from element k as fp32.
+template <DType WT>
+inline __m256 load_w(const void* w, int64_t k) {
+  if constexpr (WT == DType::F32) {
+    return _mm256_loadu_ps(static_cast<const float*>(w) + k);
+  } else {
+    return widen8<WT>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + k)));
+  }
+}
+// The first n (< 8) weights from element k, zeros in the other lanes.
+template <DType WT>
+inline __m256 load_w_partial(const void* w, int64_t k, int64_t n) {
+  if constexpr (WT == DType::F32) {
+    return _mm256_maskload_ps(static_cast<const float*>(w) + k, first_lanes(n));
+  } else {
+    uint16_t buf[8] = {};
+    std::memcpy(buf, static_cast<const uint16_t*>(w) + k, size_t(n) * 2);
+    return widen8<WT>(_mm_loadu_si128(reinterpret_cast<const __m128i*>(buf)));
+  }
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// R weight rows × C tokens, one 8-lane accumulator each (R*C + R + 1 registers of 16).
+template <DType WT, int R, int C>
+void block(const float* X, int64_t ldx, const void* W, int64_t K, float* out) {
+  constexpr int64_t es = WT == DType::F32 ? 4 : 2;
+  const char* wbase = static_cast<const char*>(W);
+  __m256 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 w[R];
+    for (int r = 0; r < R; ++r) w[r] = load_w<WT>(wbase + r * K * es, k);
+    for (int c = 0; c < C; ++c) {
+      const __m256 x = _mm256_loadu_ps(X + c * ldx + k);
+      for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(w[r], x, acc[r][c]);
+    }
+  }
+  if (k < K) {
+    const int64_t n = K - k;
+    const __m256i m = first_lanes(n);
+    __m256 w[R];
+    for (int r = 0; r < R; ++r) w[r] = load_w_partial<WT>(wbase + r * K * es, k, n);
+    for (int c = 0; c < C; ++c) {
+      const __m256 x = _mm256_maskload_ps(X + c * ldx + k, m);
+      for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(w[r], x, acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) out[r * C + c] = hsum(acc[r][c]);
+}
+
+// T == 1: 8 rows (8 load streams and FMA chains). T > 1: 3 rows × 4 tokens (12 accumulators +
+// 3 weights + 1 activation = all 16 ymm registers).
+constexpr int kGemvRows = 8, kGemmRows = 3, kGemmCols = 4;
+constexpr int kMaxRows = 8, kMaxCols = 4;
+
+template <DType WT, int C, int... Rs>
+constexpr std::array<BlockFn, sizeof...(Rs)> row_fns(std::integer_sequence<int, Rs...>) {
+  return {&block<WT, Rs + 1, C>...};
+}
+template <DType WT, int... Cs>
+constexpr std::array<std::array<BlockFn, kMaxRows>, sizeof...(Cs)> make_table(std::integer_sequence<int, Cs...>) {
+  return {row_fns<WT, Cs + 1>(std::make_integer_sequence<int, kMaxRows>())...};
+}
+
+BlockFn pick_block(DType wt, int rows, int cols) {
+  static constexpr auto kF32 = make_table<DType::F32>(std::make_integer_sequence<int, kMaxCols>());
+  static constexpr auto kBF16 = make_table<DType::BF16>(std::make_integer_sequence<int, kMaxCols>());
+  static constexpr auto kF16 = make_table<DType::F16>(std::make_integer_sequence<int, kMaxCols>());
+  if (rows < 1 || rows > kMaxRows || cols < 1 || cols > kMaxCols) return nullptr;
+  switch (wt) {
+    case DType::F32: return kF32[cols - 1][rows - 1];
+    case DType::BF16: return kBF16[cols - 1][rows - 1];
+    case DType::F16: return kF16[cols - 1][rows - 1];
+    default: return nullptr;
+  }
+}
+
+float dot_avx2(const float* a, const float* b, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  if (i < n) {
+    const __m256i m = first_lanes(n - i);
+    s1 = _mm256_fmadd_ps(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m), s1);
+  }
+  return hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+}
+
+void axpy_avx2(float a, const float* x, float* y, int64_t n) {
+  const __m256 va = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] = std::fma(a, x[i], y[i]);
+}
+
+template <DType WT>
+void convert_row(const void* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load_w<WT>(src, i));
+  if (i < n) _mm256_maskstore_ps(dst + i, first_lanes(n - i), load_w_partial<WT>(src, i, n - i));
+}
+
+void convert_avx2(const void* src, DType t, float* dst, int64_t n) {
+  switch (t) {
+    case DType::F32: return convert_row<DType::F32>(src, dst, n);
+    case DType::BF16: return convert_row<DType::BF16>(src, dst, n);
+    case DType::F16: return convert_row<DType::F16>(src, dst, n);
+    default: return;
+  }
+}
+
+constexpr detail::KernelTable kAvx2 = {
+    Isa::Avx2, kGemvRows, kGemmRows, kGemmCols, pick_block, dot_avx2, axpy_avx2, convert_avx2,
+};
+
+}  // namespace
+
+namespace detail {
+const KernelTable* avx2_kernels() { return &kAvx2; }
+}  // namespace detail
+}  // namespace glm::cpu
+
+#else  // not an x86 build with these flags: no AVX2 implementation
+
+namespace glm::cpu::detail {
+const KernelTable* avx2_kernels() { return nullptr; }
+}  // namespace glm::cpu::detail
+
+#endif

@@ -1,0 +1,190 @@
+// Run-time ISA selection and the shared tiling / threading of matmul. Built for baseline x86-64 (or any
+// target): nothing here executes ISA-specific instructions.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "cpu/kernels.h"
+
+namespace glm::cpu {
+namespace {
+
+using detail::BlockFn;
+using detail::KernelTable;
+
+const KernelTable* table_for(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512: return detail::avx512_kernels();
+    case Isa::Avx2: return detail::avx2_kernels();
+    case Isa::Generic: return detail::generic_kernels();
+  }
+  return detail::generic_kernels();
+}
+
+bool cpu_supports(Isa isa) {
+  if (isa == Isa::Generic) return true;
+  if (!table_for(isa)) return false;  // not compiled in (non-x86 build)
+#if defined(GLM_X86) && (defined(__GNUC__) || defined(__clang__))
+  // libgcc's checks include the OS having enabled the register state (XCR0), not only cpuid bits.
+  // Every flag the ISA's translation unit is compiled with must be present, since the compiler may
+  // emit any of them.
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  if (isa == Isa::Avx2) return avx2;
+  if (isa == Isa::Avx512)
+    return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#endif
+  return false;
+}
+
+Isa detect() {
+  if (cpu_supports(Isa::Avx512)) return Isa::Avx512;
+  if (cpu_supports(Isa::Avx2)) return Isa::Avx2;
+  return Isa::Generic;
+}
+
+// GLM_CPU_ISA=generic|avx2|avx512 lowers the choice (for debugging and A/B timing); a value the CPU
+// cannot run, or an unknown one, is ignored.
+Isa initial_isa() {
+  Isa isa = detect();
+  if (const char* env = std::getenv("GLM_CPU_ISA")) {
+    for (Isa candidate : {Isa::Generic, Isa::Avx2, Isa::Avx512}) {
+      if (std::strcmp(env, isa_name(candidate)) == 0 && cpu_supports(candidate)) isa = candidate;
+    }
+  }
+  return isa;
+}
+
+std::atomic<const KernelTable*>& active_table() {
+  static std::atomic<const KernelTable*> table{table_for(initial_isa())};
+  return table;
+}
+
+const KernelTable& kernels() { return *active_table().load(std::memory_order_relaxed); }
+
+// A token chunk's activations (T_chunk × K fp32) should stay in L2 while every weight row of the
+// chunk's row range is swept over it; half of a typical 1–2 MB L2 leaves room for the weight rows.
+constexpr int64_t kXChunkBytes = 512 * 1024;
+// Minimum multiply-adds per thread's chunk: 64 rows of a 4096-wide GEMV (~10–25 µs), well above the
+// pool's dispatch cost (~1 µs warm). Anything smaller runs inline on the caller.
+constexpr int64_t kMinChunkMacs = int64_t(1) << 18;
+
+struct MatmulArgs {
+  const float* X; int64_t T, ldx; const uint8_t* W; DType wt; int64_t N, K; const float* bias;
+  float* Y; int64_t ldy; bool accumulate;
+};
+
+// Computes Y for tokens [t0, t1) and rows [n0, n1) block by block: each weight block stays in L1
+// while it meets every token of the chunk; each loaded X vector is reused across the block's rows.
+void run_tile(const KernelTable& kt, const MatmulArgs& a, int rows, int cols, int64_t t0, int64_t t1,
+              int64_t n0, int64_t n1) {
+  const int64_t row_bytes = a.K * (dtype_bits(a.wt) / 8);
+  float out[64];  // rows*cols <= 64 (checked where the table is chosen)
+  for (int64_t n = n0; n < n1; n += rows) {
+    const int r = int(std::min<int64_t>(rows, n1 - n));
+    BlockFn full = kt.block(a.wt, r, cols);
+    for (int64_t t = t0; t < t1; t += cols) {
+      const int c = int(std::min<int64_t>(cols, t1 - t));
+      BlockFn fn = c == cols ? full : kt.block(a.wt, r, c);
+      fn(a.X + t * a.ldx, a.ldx, a.W + n * row_bytes, a.K, out);
+      for (int ci = 0; ci < c; ++ci) {
+        float* y = a.Y + (t + ci) * a.ldy + n;
+        for (int ri = 0; ri < r; ++ri) {
+          float v = out[ri * c + ci];
+          if (a.bias) v += a.bias[n + ri];
+          y[ri] = a.accumulate ? y[ri] + v : v;
+        }
+      }
+    }
+  }
+}
+
+// Degenerate shapes and unsupported types, kept out of the hot path.
+void matmul_without_kernel(const MatmulArgs& a, float value) {
+  for (int64_t t = 0; t < a.T; ++t) {
+    float* y = a.Y + t * a.ldy;
+    for (int64_t n = 0; n < a.N; ++n) {
+      const float v = value + (a.bias ? a.bias[n] : 0.0f);
+      y[n] = a.accumulate ? y[n] + v : v;
+    }
+  }
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Generic: return "generic";
+    case Isa::Avx2: return "avx2";
+    case Isa::Avx512: return "avx512";
+  }
+  return "?";
+}
+
+Isa detected_isa() {
+  static const Isa isa = detect();
+  return isa;
+}
+
+Isa active_isa() { return kernels().isa; }
+
+void set_isa_for_testing(Isa isa) {
+  if (cpu_supports(isa)) active_table().store(table_for(isa), std::memory_order_relaxed);
+}
+
+float dot(const float* a, const float* b, int64_t n) { return n > 0 ? kernels().dot(a, b, n) : 0.0f; }
+
+void axpy(float a, const float* x, float* y, int64_t n) {
+  if (n > 0) kernels().axpy(a, x, y, n);
+}
+
+void convert_to_f32(const void* src, DType t, float* dst, int64_t n) {
+  if (n <= 0) return;
+  if (t != DType::F32 && t != DType::BF16 && t != DType::F16) {
+    std::fill(dst, dst + n, std::numeric_limits<float>::quiet_NaN());
+    return;
+  }
+  kernels().convert_to_f32(src, t, dst, n);
+}
+
+void matmul(ThreadPool& pool, const float* X, int64_t T, int64_t ldx, const void* W, DType wt,
+            int64_t N, int64_t K, const float* bias, float* Y, int64_t ldy, bool accumulate) {
+  if (T <= 0 || N <= 0) return;
+  const MatmulArgs a{X, T, ldx, static_cast<const uint8_t*>(W), wt, N, K, bias, Y, ldy, accumulate};
+  const KernelTable& kt = kernels();
+  if (K <= 0) return matmul_without_kernel(a, 0.0f);
+  if (!kt.block(wt, 1, 1)) return matmul_without_kernel(a, std::numeric_limits<float>::quiet_NaN());
+
+  // Decode (T == 1) streams weights: tall blocks give many independent load streams and FMA chains.
+  // Prefill reuses each weight vector across the block's tokens.
+  const int rows = T == 1 ? kt.gemv_rows : kt.gemm_rows;
+  const int cols = T == 1 ? 1 : kt.gemm_cols;
+  int64_t t_chunk = T;
+  if (T > cols) {
+    t_chunk = std::max<int64_t>(cols, kXChunkBytes / (K * int64_t(sizeof(float))) / cols * cols);
+    t_chunk = std::min(t_chunk, T);
+  }
+  const int64_t n_tchunks = (T + t_chunk - 1) / t_chunk;
+  const int64_t n_rblocks = (N + rows - 1) / rows;
+
+  // Work items are (token chunk, row block), token-chunk major, so a thread's contiguous range is a
+  // run of row blocks over one X chunk that both threads' L2s hold while they split its rows.
+  auto process = [&](int64_t begin, int64_t end) {
+    while (begin < end) {
+      const int64_t tc = begin / n_rblocks, rb0 = begin % n_rblocks;
+      const int64_t rb1 = std::min(n_rblocks, rb0 + (end - begin));
+      const int64_t t0 = tc * t_chunk, t1 = std::min(T, t0 + t_chunk);
+      run_tile(kt, a, rows, cols, t0, t1, rb0 * rows, std::min(N, rb1 * rows));
+      begin += rb1 - rb0;
+    }
+  };
+  const int64_t item_macs = int64_t(rows) * t_chunk * K;
+  const int64_t grain = std::max<int64_t>(1, (kMinChunkMacs + item_macs - 1) / item_macs);
+  pool.parallel_for(n_tchunks * n_rblocks, grain, process);
+}
+
+}  // namespace glm::cpu

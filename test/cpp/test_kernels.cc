@@ -1,0 +1,389 @@
+// CPU kernels and thread pool against plain references, for every ISA implementation this CPU runs.
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "check.h"
+#include "cpu/kernels.h"
+#include "cpu/thread_pool.h"
+
+using glm::DType;
+using namespace glm::cpu;
+
+namespace {
+
+std::vector<Isa> supported_isas() {
+  std::vector<Isa> isas{Isa::Generic};
+  if (detected_isa() == Isa::Avx2 || detected_isa() == Isa::Avx512) isas.push_back(Isa::Avx2);
+  if (detected_isa() == Isa::Avx512) isas.push_back(Isa::Avx512);
+  return isas;
+}
+
+// Restores the detected ISA when a test ends, whatever it selected.
+struct IsaGuard {
+  ~IsaGuard() { set_isa_for_testing(detected_isa()); }
+};
+
+uint32_t bits_of(float f) { uint32_t b; std::memcpy(&b, &f, 4); return b; }
+
+// Independent F16 reference (does not share code with dtype.h): value = mantissa * 2^(exponent).
+float f16_reference(uint16_t h) {
+  const int sign = h >> 15, exp = (h >> 10) & 31, mant = h & 1023;
+  double v;
+  if (exp == 0) v = std::ldexp(double(mant), -24);
+  else if (exp == 31) v = mant ? std::numeric_limits<double>::quiet_NaN() : std::numeric_limits<double>::infinity();
+  else v = std::ldexp(double(1024 + mant), exp - 25);
+  return float(sign ? -v : v);
+}
+
+uint16_t f32_to_f16_bits(float f) {  // round-to-nearest for test data (normal range only)
+  if (f == 0.0f) return 0;
+  int e;
+  const double m = std::frexp(std::fabs(double(f)), &e);  // |f| = m * 2^e, m in [0.5, 1)
+  const int exp = e - 1 + 15;
+  uint16_t sign = f < 0 ? 0x8000 : 0;
+  if (exp <= 0) return sign;  // not used by the tests' data ranges
+  long mant = std::lround((m * 2.0 - 1.0) * 1024.0);
+  int ex = exp;
+  if (mant == 1024) { mant = 0; ++ex; }
+  return uint16_t(sign | (ex << 10) | mant);
+}
+
+// Random weights, stored in `wt` and returned widened (exactly) for the reference.
+std::vector<float> random_weights(std::mt19937& rng, DType wt, int64_t count, std::vector<uint8_t>* storage) {
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> widened(static_cast<size_t>(count));
+  storage->assign(size_t(count) * (wt == DType::F32 ? 4 : 2), 0);
+  for (int64_t i = 0; i < count; ++i) {
+    const float v = dist(rng);
+    if (wt == DType::F32) {
+      std::memcpy(storage->data() + i * 4, &v, 4);
+      widened[i] = v;
+    } else if (wt == DType::BF16) {
+      const uint16_t h = glm::f32_to_bf16(v);
+      std::memcpy(storage->data() + i * 2, &h, 2);
+      widened[i] = glm::bf16_to_f32(h);
+    } else {
+      const uint16_t h = f32_to_f16_bits(v);
+      std::memcpy(storage->data() + i * 2, &h, 2);
+      widened[i] = f16_reference(h);
+    }
+  }
+  return widened;
+}
+
+struct Shape { int64_t T, N, K; };
+
+// Runs one matmul case against a float64 reference; returns false (after reporting) on a mismatch.
+bool check_matmul(ThreadPool& pool, std::mt19937& rng, DType wt, Shape s, bool with_bias, bool accumulate,
+                  int64_t pad_x, int64_t pad_y, const char* isa) {
+  const int64_t ldx = s.K + pad_x, ldy = s.N + pad_y;
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<uint8_t> w_storage;
+  const std::vector<float> w = random_weights(rng, wt, s.N * s.K, &w_storage);
+  // Padding is filled with huge values: a kernel reading past K would visibly break the result.
+  std::vector<float> x(size_t(s.T * ldx), 1e30f);
+  for (int64_t t = 0; t < s.T; ++t)
+    for (int64_t k = 0; k < s.K; ++k) x[t * ldx + k] = dist(rng);
+  std::vector<float> bias(size_t(s.N));
+  for (auto& b : bias) b = dist(rng);
+  const float kSentinel = 12345.0f;
+  std::vector<float> y(size_t(s.T * ldy), kSentinel);
+  for (int64_t t = 0; t < s.T; ++t)
+    for (int64_t n = 0; n < s.N; ++n) y[t * ldy + n] = dist(rng);
+  const std::vector<float> y0 = y;
+
+  matmul(pool, x.data(), s.T, ldx, w_storage.data(), wt, s.N, s.K, with_bias ? bias.data() : nullptr, y.data(),
+         ldy, accumulate);
+
+  for (int64_t t = 0; t < s.T; ++t) {
+    for (int64_t n = 0; n < ldy; ++n) {
+      const float got = y[t * ldy + n];
+      if (n >= s.N) {  // ldy padding must be untouched
+        if (got != kSentinel) {
+          CHECK(false) << isa << " " << glm::dtype_name(wt) << " T=" << s.T << " N=" << s.N << " K=" << s.K
+                       << ": wrote padding at t=" << t << " n=" << n;
+          return false;
+        }
+        continue;
+      }
+      double ref = 0.0, scale = 0.0;
+      for (int64_t k = 0; k < s.K; ++k) {
+        const double p = double(x[t * ldx + k]) * double(w[n * s.K + k]);
+        ref += p;
+        scale += std::fabs(p);
+      }
+      if (with_bias) { ref += bias[n]; scale += std::fabs(bias[n]); }
+      if (accumulate) { ref += y0[t * ldy + n]; scale += std::fabs(y0[t * ldy + n]); }
+      // Normalised error: fp32 accumulation of K products has relative error (to Σ|x·w|) of at most
+      // about K·2^-24 in the worst case, and with per-lane partial sums (K/16 terms per lane plus a
+      // short tree) far less; 1e-5 covers K up to a few thousand with margin. The bias and the
+      // accumulated value add one rounding each, so they join the scale. 1e-7 absorbs K = 1 cases.
+      const double err = std::fabs(double(got) - ref);
+      if (!(err <= 1e-5 * scale + 1e-7)) {
+        CHECK(false) << isa << " " << glm::dtype_name(wt) << " T=" << s.T << " N=" << s.N << " K=" << s.K
+                     << " bias=" << with_bias << " acc=" << accumulate << " ldx=" << ldx << " ldy=" << ldy
+                     << " threads=" << pool.size() << " at t=" << t << " n=" << n << ": got " << got
+                     << " want " << ref << " (err " << err << ", scale " << scale << ")";
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------
+// Thread pool
+// ---------------------------------------------------------------------------------------------------
+
+TEST(thread_pool_parallel_for_covers_each_index_once) {
+  for (int threads : {1, 2, 3, 4, 7}) {
+    ThreadPool pool(threads);
+    CHECK(pool.size() == threads) << pool.size();
+    for (int64_t n : {0, 1, 2, 3, 5, 17, 100, 1000, 4097}) {
+      for (int64_t grain : {0, 1, 2, 7, 64, 1000, 5000}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        std::atomic<int> chunks{0};
+        std::atomic<bool> small_chunk{false};
+        pool.parallel_for(n, grain, [&](int64_t b, int64_t e) {
+          ++chunks;
+          if (e - b < std::max<int64_t>(grain, 1) && e - b != n) small_chunk = true;
+          for (int64_t i = b; i < e; ++i) hits[size_t(i)]++;
+        });
+        for (int64_t i = 0; i < n; ++i)
+          CHECK(hits[size_t(i)] == 1) << "threads=" << threads << " n=" << n << " grain=" << grain << " i=" << i;
+        CHECK(chunks <= threads) << "threads=" << threads << " n=" << n << " chunks=" << chunks.load();
+        CHECK(!small_chunk) << "a chunk smaller than grain: threads=" << threads << " n=" << n << " grain=" << grain;
+      }
+    }
+  }
+}
+
+TEST(thread_pool_run_on_all_runs_each_index_once) {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(threads));
+    std::atomic<bool> wrong_count{false};
+    pool.run_on_all([&](int i, int n) {
+      if (n != threads) wrong_count = true;
+      hits[size_t(i)]++;
+    });
+    for (int i = 0; i < threads; ++i) CHECK(hits[size_t(i)] == 1) << "threads=" << threads << " i=" << i;
+    CHECK(!wrong_count);
+  }
+}
+
+TEST(thread_pool_repeated_calls_do_not_deadlock) {
+  // 10k back-to-back calls (spinning workers), with pauses longer than the spin window now and then so
+  // the sleep / wake path is exercised too. A lost wake-up would hang here.
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    std::atomic<int64_t> total{0};
+    for (int iter = 0; iter < 10000; ++iter) {
+      if (iter % 2000 == 1999) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      pool.parallel_for(64, 1, [&](int64_t b, int64_t e) { total += e - b; });
+    }
+    CHECK(total == 64 * 10000) << total.load();
+  }
+}
+
+TEST(thread_pool_nested_and_throwing_calls) {
+  ThreadPool pool(3);
+  // A nested call runs inline instead of deadlocking.
+  std::atomic<int> inner{0};
+  pool.parallel_for(3, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) pool.parallel_for(10, 1, [&](int64_t b2, int64_t e2) { inner += int(e2 - b2); });
+  });
+  CHECK(inner == 30) << inner.load();
+  // An exception in any chunk reaches the caller after all chunks finished; the pool stays usable.
+  for (int thrower = 0; thrower < 3; ++thrower) {
+    bool caught = false;
+    try {
+      pool.run_on_all([&](int i, int) { if (i == thrower) throw std::runtime_error("boom"); });
+    } catch (const std::runtime_error&) {
+      caught = true;
+    }
+    CHECK(caught) << "thrower=" << thrower;
+  }
+  std::atomic<int> after{0};
+  pool.run_on_all([&](int, int) { ++after; });
+  CHECK(after == 3) << after.load();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Vector helpers and conversions
+// ---------------------------------------------------------------------------------------------------
+
+TEST(kernels_isa_selection) {
+  IsaGuard guard;
+  CHECK(active_isa() == detected_isa()) << isa_name(active_isa());
+  for (Isa isa : supported_isas()) {
+    set_isa_for_testing(isa);
+    CHECK(active_isa() == isa) << isa_name(isa);
+  }
+  std::printf("  detected ISA: %s\n", isa_name(detected_isa()));
+}
+
+TEST(kernels_convert_bf16_f16_exact) {
+  IsaGuard guard;
+  std::vector<uint16_t> all(65536);
+  for (int i = 0; i < 65536; ++i) all[size_t(i)] = uint16_t(i);
+  for (Isa isa : supported_isas()) {
+    set_isa_for_testing(isa);
+    for (DType t : {DType::BF16, DType::F16}) {
+      std::vector<float> out(65536 + 1, -7.0f);
+      convert_to_f32(all.data(), t, out.data(), 65536);
+      CHECK(out[65536] == -7.0f) << isa_name(isa) << " wrote past n";
+      int bad = 0;
+      for (int i = 0; i < 65536 && bad < 5; ++i) {
+        const float want = t == DType::BF16 ? glm::bf16_to_f32(uint16_t(i)) : f16_reference(uint16_t(i));
+        const float got = out[size_t(i)];
+        // NaN must stay NaN with its sign (quieting is allowed); everything else bit-exact, which covers
+        // ±0, subnormals and ±inf.
+        const bool ok = std::isnan(want) ? (std::isnan(got) && std::signbit(got) == std::signbit(want))
+                                          : bits_of(got) == bits_of(want);
+        if (!ok) {
+          ++bad;
+          CHECK(false) << isa_name(isa) << " " << glm::dtype_name(t) << " 0x" << std::hex << i << std::dec
+                       << ": got " << got << " want " << want;
+        }
+      }
+      // Every length 1..40 at an odd offset: tails must convert exactly and stop at n.
+      for (int64_t n = 1; n <= 40; ++n) {
+        std::vector<float> part(size_t(n) + 1, -7.0f);
+        convert_to_f32(all.data() + 0x3c01, t, part.data(), n);
+        for (int64_t i = 0; i < n; ++i) CHECK(bits_of(part[size_t(i)]) == bits_of(out[size_t(0x3c01 + i)])) << n;
+        CHECK(part[size_t(n)] == -7.0f) << isa_name(isa) << " tail overrun n=" << n;
+      }
+    }
+    // F32 is a copy, NaN payloads included.
+    std::vector<float> src(37), dst(37);
+    for (int i = 0; i < 37; ++i) src[size_t(i)] = float(i) - 18.5f;
+    src[3] = std::numeric_limits<float>::quiet_NaN();
+    src[4] = -std::numeric_limits<float>::infinity();
+    convert_to_f32(src.data(), DType::F32, dst.data(), 37);
+    CHECK(std::memcmp(src.data(), dst.data(), sizeof(float) * 37) == 0) << isa_name(isa);
+  }
+  // A type this function does not convert yields NaN rather than garbage.
+  std::vector<float> out(4, 0.0f);
+  const uint8_t bytes[4] = {1, 2, 3, 4};
+  convert_to_f32(bytes, DType::I8, out.data(), 4);
+  for (float v : out) CHECK(std::isnan(v));
+}
+
+TEST(kernels_dot_and_axpy) {
+  IsaGuard guard;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (Isa isa : supported_isas()) {
+    set_isa_for_testing(isa);
+    for (int64_t n : {0, 1, 3, 7, 8, 15, 16, 17, 33, 63, 64, 65, 100, 1000, 4097}) {
+      std::vector<float> a(size_t(n) + 1), b(size_t(n) + 1);
+      for (auto& v : a) v = dist(rng);
+      for (auto& v : b) v = dist(rng);
+      a[size_t(n)] = b[size_t(n)] = 1e30f;  // just past the end: must not be read
+      double ref = 0.0, scale = 0.0;
+      for (int64_t i = 0; i < n; ++i) { ref += double(a[i]) * b[i]; scale += std::fabs(double(a[i]) * b[i]); }
+      // Same normalised budget as matmul (a dot is one output of a matmul).
+      const float got = dot(a.data(), b.data(), n);
+      CHECK(std::fabs(got - ref) <= 1e-5 * scale + 1e-7) << isa_name(isa) << " n=" << n << " got " << got << " want " << ref;
+
+      std::vector<float> y(size_t(n) + 1), y0;
+      for (auto& v : y) v = dist(rng);
+      y0 = y;
+      const float alpha = 0.37f;
+      axpy(alpha, a.data(), y.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        // One multiply and one add (or a fused pair): at most one rounding each, relative to the terms.
+        const double want = double(y0[i]) + double(alpha) * a[i];
+        const double tol = 2.0 * std::ldexp(1.0, -24) * (std::fabs(y0[i]) + std::fabs(alpha * a[i]));
+        CHECK(std::fabs(y[i] - want) <= tol) << isa_name(isa) << " n=" << n << " i=" << i;
+      }
+      CHECK(y[size_t(n)] == y0[size_t(n)]) << isa_name(isa) << " axpy wrote past n=" << n;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// matmul
+// ---------------------------------------------------------------------------------------------------
+
+TEST(kernels_matmul_matches_float64_reference) {
+  IsaGuard guard;
+  ThreadPool pool1(1), pool2(2), pool3(3);
+  ThreadPool* pools[] = {&pool1, &pool2, &pool3};
+  std::mt19937 rng(1234);
+  int cases = 0;
+  for (Isa isa : supported_isas()) {
+    set_isa_for_testing(isa);
+    for (DType wt : {DType::F32, DType::BF16, DType::F16}) {
+      int index = 0;
+      bool ok = true;
+      for (int64_t T : {1, 2, 3, 7, 17, 64}) {
+        for (int64_t N : {1, 5, 31, 64, 129}) {
+          for (int64_t K : {1, 3, 15, 16, 33, 100, 257, 1024}) {
+            if (!ok) break;
+            // Cycle the variants over the shapes so every combination of bias / accumulate / padding /
+            // pool size meets many shapes without multiplying the run time.
+            const int v = index++;
+            const bool with_bias = (v & 1) != 0, accumulate = (v & 2) != 0;
+            const int64_t pad_x = (v % 3) * 5, pad_y = (v % 5 == 0) ? 0 : 3;
+            ThreadPool& pool = *pools[(v / 4) % 3];
+            ok = check_matmul(pool, rng, wt, {T, N, K}, with_bias, accumulate, pad_x, pad_y, isa_name(isa));
+            ++cases;
+          }
+        }
+      }
+      // Larger shapes: several threads, several token chunks (X chunk > 512 KB), rows split across
+      // token-chunk boundaries, long K.
+      const Shape big[] = {{1, 1000, 700}, {9, 300, 2050}, {100, 37, 3000}, {130, 70, 1500}, {1, 4097, 64}};
+      for (const Shape& s : big) {
+        for (ThreadPool* pool : pools) {
+          if (!ok) break;
+          ok = check_matmul(*pool, rng, wt, s, true, (cases & 1) != 0, 1, 2, isa_name(isa));
+          ++cases;
+        }
+      }
+    }
+  }
+  std::printf("  %d matmul cases\n", cases);
+}
+
+TEST(kernels_matmul_degenerate_inputs) {
+  IsaGuard guard;
+  ThreadPool pool(2);
+  for (Isa isa : supported_isas()) {
+    set_isa_for_testing(isa);
+    // K == 0: the sum is empty, so Y = bias (or Y + bias).
+    float bias[3] = {1.0f, 2.0f, 3.0f};
+    float y[3] = {10.0f, 10.0f, 10.0f};
+    matmul(pool, nullptr, 1, 0, nullptr, DType::BF16, 3, 0, bias, y, 3, true);
+    CHECK(y[0] == 11.0f && y[1] == 12.0f && y[2] == 13.0f) << isa_name(isa);
+    matmul(pool, nullptr, 1, 0, nullptr, DType::BF16, 3, 0, nullptr, y, 3, false);
+    CHECK(y[0] == 0.0f && y[1] == 0.0f && y[2] == 0.0f) << isa_name(isa);
+    // T == 0 or N == 0 touch nothing.
+    y[0] = 5.0f;
+    matmul(pool, nullptr, 0, 0, nullptr, DType::F32, 3, 4, nullptr, y, 3, false);
+    matmul(pool, nullptr, 1, 0, nullptr, DType::F32, 0, 4, nullptr, y, 3, false);
+    CHECK(y[0] == 5.0f) << isa_name(isa);
+    // An unsupported weight type writes NaN (loud) instead of reading the weights wrongly.
+    const float x[4] = {1, 2, 3, 4};
+    const uint8_t w[8] = {};
+    matmul(pool, x, 1, 4, w, DType::F8_E4M3, 2, 4, nullptr, y, 3, false);
+    CHECK(std::isnan(y[0]) && std::isnan(y[1]) && y[2] == 0.0f) << isa_name(isa);
+    // inf / NaN in the weights propagate as in the reference (inf * 0 = NaN, inf * 1 = inf).
+    const float xs[2] = {1.0f, 0.0f};
+    const float wf[4] = {std::numeric_limits<float>::infinity(), 1.0f, 1.0f, std::numeric_limits<float>::infinity()};
+    float out[2];
+    matmul(pool, xs, 1, 2, wf, DType::F32, 2, 2, nullptr, out, 2, false);
+    CHECK(std::isinf(out[0]) && std::isnan(out[1])) << isa_name(isa) << " " << out[0] << " " << out[1];
+  }
+}
