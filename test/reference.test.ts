@@ -99,6 +99,14 @@ describe('generator', () => {
     }
   });
 
+  test('ensureFixture is safe under concurrent callers', async () => {
+    const root = path.join(tmpRoot, 'fixtures-race');
+    const dirs = await Promise.all([ensureFixture('groups', root), ensureFixture('groups', root), ensureFixture('groups', root)]);
+    expect(new Set(dirs).size).toBe(1);
+    expect(readdirSync(root)).toEqual([path.basename(dirs[0]!)]); // temp folders cleaned up
+    expect(dirHashes(dirs[0]!)).toEqual(dirHashes(await ensureFixture('groups')));
+  });
+
   test('shard split keeps order, is balanced and leaves no shard empty', () => {
     const ts = Array.from({ length: 10 }, (_, i) => ({ name: `t${i}`, dtype: 'F32' as const, shape: [i === 0 ? 1000 : 10] }));
     const groups = splitIntoShards(ts, 4);
