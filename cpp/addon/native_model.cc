@@ -1,0 +1,361 @@
+// NativeModel / NativeSession: JS handles on a ModelHost and its sessions, and loadModel().
+#include <chrono>
+#include <thread>
+
+#include "addon/async_job.h"
+#include "addon/host.h"
+#include "cpu/kernels.h"
+
+namespace glm::addon {
+
+AbortToken abort_token_from(const Napi::Value& v);
+
+namespace {
+
+std::vector<int32_t> tokens_from(const Napi::Value& v) {
+  if (v.IsTypedArray()) {
+    auto ta = v.As<Napi::TypedArray>();
+    if (ta.TypedArrayType() == napi_uint32_array) {
+      auto a = v.As<Napi::Uint32Array>();
+      std::vector<int32_t> out(a.ElementLength());
+      for (size_t i = 0; i < out.size(); ++i) out[i] = a[i] > 0x7fffffffu ? -1 : int32_t(a[i]);
+      return out;
+    }
+    if (ta.TypedArrayType() == napi_int32_array) {
+      auto a = v.As<Napi::Int32Array>();
+      return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
+    }
+  }
+  throw Napi::TypeError::New(v.Env(), "token ids must be a Uint32Array or Int32Array");
+}
+
+Napi::Float32Array to_float32(Napi::Env env, const std::vector<float>& v) {
+  auto a = Napi::Float32Array::New(env, v.size());
+  std::copy(v.begin(), v.end(), a.Data());
+  return a;
+}
+
+double number_field(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("expected a number for ") + key);
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+}  // namespace
+
+class NativeSession : public Napi::ObjectWrap<NativeSession> {
+ public:
+  explicit NativeSession(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeSession>(info) {
+    auto* pair = info[0].As<Napi::External<std::pair<std::shared_ptr<ModelHost>, std::shared_ptr<SessionState>>>>().Data();
+    host_ = pair->first;
+    state_ = pair->second;
+  }
+  ~NativeSession() override { release(); }
+
+  const std::shared_ptr<ModelHost>& host() const { return host_; }
+  const std::shared_ptr<SessionState>& state() const { return state_; }
+
+  Napi::Value Reset(const Napi::CallbackInfo& info) {
+    struct Empty {};
+    auto state = state_;
+    return run_job<Empty>(info.Env(), host_, state_, abort_token_from(info.Env().Undefined()), std::make_shared<Empty>(),
+        [state](ModelHost&, Empty&, const std::atomic<bool>*) {
+          state->sequence->truncate(0);
+          return Status::ok();
+        },
+        [](Napi::Env env, Empty&) { return env.Undefined(); });
+  }
+
+  // Aborts this session's in-flight jobs, then frees its KV cache after them (jobs run in order).
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    auto deferred = Napi::Promise::Deferred::New(info.Env());
+    if (state_->disposed.exchange(true)) {
+      deferred.Resolve(info.Env().Undefined());
+      return deferred.Promise();
+    }
+    host_->abort_jobs(state_.get());
+    struct Empty {};
+    auto state = state_;
+    auto host = host_;
+    // run_job refuses disposed owners, so the release is queued as a model-level job.
+    Napi::Promise p = run_job<Empty>(info.Env(), host_, nullptr, abort_token_from(info.Env().Undefined()), std::make_shared<Empty>(),
+        [state](ModelHost& h, Empty&, const std::atomic<bool>*) {
+          h.model->release_sequence(state->sequence);
+          return Status::ok();
+        },
+        [](Napi::Env env, Empty&) { return env.Undefined(); });
+    return p;
+  }
+
+ private:
+  void release() {
+    // GC of an undisposed session: free the cache on the executor without waiting.
+    if (!state_ || state_->disposed.exchange(true)) return;
+    host_->abort_jobs(state_.get());
+    auto state = state_;
+    auto host = host_;
+    host_->executor.post([host, state] {
+      if (host->model) host->model->release_sequence(state->sequence);
+    });
+  }
+  std::shared_ptr<ModelHost> host_;
+  std::shared_ptr<SessionState> state_;
+};
+
+Napi::Function define_session(Napi::Env env) {
+  return NativeSession::DefineClass(env, "NativeSession",
+                                    {NativeSession::InstanceMethod("reset", &NativeSession::Reset),
+                                     NativeSession::InstanceMethod("dispose", &NativeSession::Dispose)});
+}
+
+class NativeModel : public Napi::ObjectWrap<NativeModel> {
+ public:
+  explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+    host_ = *info[0].As<Napi::External<std::shared_ptr<ModelHost>>>().Data();
+  }
+  ~NativeModel() override {
+    // Collected without dispose(): stop its work; the host (and model) go when the last job ends.
+    if (host_ && !host_->disposed.exchange(true)) {
+      host_->abort_jobs(nullptr);
+      auto host = host_;
+      host_->executor.post([host] { host->model.reset(); });
+    }
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (host_->disposed || !host_->model) throw status_error(env, Status::error(ErrorCode::Disposed, "model is disposed"));
+    const Model& m = *host_->model;
+    const ModelConfig& c = m.config();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("architecture", "Glm4MoeForCausalLM");
+    auto set = [&](const char* k, double v) { o.Set(k, Napi::Number::New(env, v)); };
+    set("hiddenSize", double(c.hidden_size));
+    set("numLayers", double(c.num_hidden_layers));
+    set("numAttentionHeads", double(c.num_attention_heads));
+    set("numKeyValueHeads", double(c.num_key_value_heads));
+    set("headDim", double(c.head_dim));
+    set("rotaryDim", double(c.rotary_dim));
+    set("vocabSize", double(c.vocab_size));
+    set("intermediateSize", double(c.intermediate_size));
+    set("moeIntermediateSize", double(c.moe_intermediate_size));
+    set("numExperts", double(c.n_routed_experts));
+    set("numExpertsPerToken", double(c.num_experts_per_tok));
+    set("numSharedExperts", double(c.n_shared_experts));
+    set("firstDenseLayers", double(c.first_k_dense_replace));
+    set("maxPositionEmbeddings", double(c.max_position_embeddings));
+    set("routedScalingFactor", c.routed_scaling_factor);
+    o.Set("useQkNorm", Napi::Boolean::New(env, c.use_qk_norm));
+    o.Set("hasMtp", Napi::Boolean::New(env, m.weights().mtp != nullptr));
+    Napi::Array eos = Napi::Array::New(env, c.eos_token_ids.size());
+    for (size_t i = 0; i < c.eos_token_ids.size(); ++i) eos.Set(uint32_t(i), Napi::Number::New(env, double(c.eos_token_ids[i])));
+    o.Set("eosTokenIds", eos);
+    o.Set("dtype", m.weight_dtype());
+    o.Set("backend", m.backend_name());
+    set("threads", m.threads());
+    o.Set("cpuIsa", cpu::isa_name(cpu::active_isa()));
+    Napi::Object mem = Napi::Object::New(env);
+    mem.Set("weightsMappedBytes", Napi::Number::New(env, double(m.mapped_weight_bytes())));
+    mem.Set("weightsOwnedBytes", Napi::Number::New(env, double(m.owned_weight_bytes())));
+    mem.Set("kvCacheBytes", Napi::Number::New(env, double(host_->kv_bytes.load())));
+    mem.Set("scratchBytes", Napi::Number::New(env, double(host_->scratch_bytes.load())));
+    o.Set("memory", mem);
+    return o;
+  }
+
+  Napi::Value CreateSession(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (host_->disposed || !host_->model) throw status_error(env, Status::error(ErrorCode::Disposed, "model is disposed"));
+    const double ctx = info[0].As<Napi::Number>().DoubleValue();
+    auto state = std::make_shared<SessionState>();
+    // Sizes are validated here; the cache itself grows page by page as tokens arrive.
+    Status st = host_->model->create_sequence(int64_t(ctx), &state->sequence);
+    if (!st.is_ok()) throw status_error(env, st);
+    std::pair<std::shared_ptr<ModelHost>, std::shared_ptr<SessionState>> pair{host_, state};
+    AddonData* data = env.GetInstanceData<AddonData>();
+    return data->session_ctor.New({Napi::External<decltype(pair)>::New(env, &pair)});
+  }
+
+  // evaluate(sessions[], tokenArrays[], allLogits[], abortFlag) -> Promise<Float32Array[]>
+  Napi::Value Evaluate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array sessions = info[0].As<Napi::Array>();
+    Napi::Array tokens = info[1].As<Napi::Array>();
+    Napi::Array all = info[2].As<Napi::Array>();
+    struct Baton {
+      std::vector<std::shared_ptr<SessionState>> states;
+      std::vector<EvalRequest> requests;
+    };
+    auto baton = std::make_shared<Baton>();
+    baton->requests.resize(sessions.Length());
+    for (uint32_t i = 0; i < sessions.Length(); ++i) {
+      NativeSession* s = NativeSession::Unwrap(sessions.Get(i).As<Napi::Object>());
+      if (s->host() != host_) throw Napi::TypeError::New(env, "session belongs to another model");
+      if (s->state()->disposed) throw status_error(env, Status::error(ErrorCode::Disposed, "session is disposed"));
+      baton->states.push_back(s->state());
+      baton->requests[i].tokens = tokens_from(tokens.Get(i));
+      baton->requests[i].all_logits = all.Get(i).ToBoolean();
+    }
+    // A single-session call is owned by that session so session.dispose() aborts it.
+    std::shared_ptr<SessionState> owner = baton->states.size() == 1 ? baton->states[0] : nullptr;
+    return run_job<Baton>(env, host_, owner, abort_token_from(info[3]), baton,
+        [](ModelHost& h, Baton& b, const std::atomic<bool>* cancel) {
+          std::vector<EvalRequest*> reqs;
+          for (size_t i = 0; i < b.requests.size(); ++i) {
+            if (b.states[i]->disposed) return Status::error(ErrorCode::Disposed, "session is disposed");
+            b.requests[i].sequence = b.states[i]->sequence.get();
+            reqs.push_back(&b.requests[i]);
+          }
+          return h.model->evaluate(reqs, cancel);
+        },
+        [](Napi::Env env, Baton& b) -> Napi::Value {
+          Napi::Array out = Napi::Array::New(env, b.requests.size());
+          for (size_t i = 0; i < b.requests.size(); ++i) out.Set(uint32_t(i), to_float32(env, b.requests[i].logits));
+          return out;
+        });
+  }
+
+  // generate(session, tokens, {maxTokens, temperature, topK, topP, minP, seed, stopTokens}, abortFlag)
+  Napi::Value Generate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    NativeSession* s = NativeSession::Unwrap(info[0].As<Napi::Object>());
+    if (s->host() != host_) throw Napi::TypeError::New(env, "session belongs to another model");
+    Napi::Object o = info[2].As<Napi::Object>();
+    struct Baton {
+      std::shared_ptr<SessionState> state;
+      std::vector<int32_t> prompt;
+      GenerateParams params;
+      GenerateResult result;
+    };
+    auto baton = std::make_shared<Baton>();
+    baton->state = s->state();
+    baton->prompt = tokens_from(info[1]);
+    baton->params.max_tokens = int64_t(number_field(o, "maxTokens"));
+    baton->params.sampling.temperature = number_field(o, "temperature");
+    baton->params.sampling.top_k = int64_t(number_field(o, "topK"));
+    baton->params.sampling.top_p = number_field(o, "topP");
+    baton->params.sampling.min_p = number_field(o, "minP");
+    baton->params.sampling.seed = uint64_t(number_field(o, "seed"));
+    baton->params.stop_tokens = tokens_from(o.Get("stopTokens"));
+    return run_job<Baton>(env, host_, baton->state, abort_token_from(info[3]), baton,
+        [](ModelHost& h, Baton& b, const std::atomic<bool>* cancel) {
+          return h.model->generate(b.state->sequence.get(), b.prompt, b.params, cancel, &b.result);
+        },
+        [](Napi::Env env, Baton& b) -> Napi::Value {
+          Napi::Object r = Napi::Object::New(env);
+          auto t = Napi::Int32Array::New(env, b.result.tokens.size());
+          std::copy(b.result.tokens.begin(), b.result.tokens.end(), t.Data());
+          r.Set("tokens", t);
+          r.Set("finishReason", b.result.finish_reason);
+          r.Set("promptTokens", Napi::Number::New(env, double(b.result.prompt_tokens)));
+          r.Set("prefillMs", Napi::Number::New(env, b.result.prefill_ms));
+          r.Set("decodeMs", Napi::Number::New(env, b.result.decode_ms));
+          return r;
+        });
+  }
+
+  // Stops in-flight work and releases the weights once the executor drains; idempotent.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto deferred = Napi::Promise::Deferred::New(env);
+    if (host_->disposed.exchange(true)) {
+      deferred.Resolve(env.Undefined());
+      return deferred.Promise();
+    }
+    host_->abort_jobs(nullptr);
+    auto tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function(), "glm-node dispose", 0, 1);
+    auto host = host_;
+    auto* d = new Napi::Promise::Deferred(deferred);
+    host_->executor.post([host, tsfn, d]() mutable {
+      host->model.reset();
+      host->kv_bytes = 0;
+      host->scratch_bytes = 0;
+      tsfn.BlockingCall([host, d](Napi::Env env, Napi::Function) {
+        Napi::MemoryManagement::AdjustExternalMemory(env, -host->reported_external_bytes);
+        host->reported_external_bytes = 0;
+        d->Resolve(env.Undefined());
+        delete d;
+      });
+      tsfn.Release();
+    });
+    return deferred.Promise();
+  }
+
+ private:
+  std::shared_ptr<ModelHost> host_;
+};
+
+Napi::Function define_model(Napi::Env env) {
+  return NativeModel::DefineClass(env, "NativeModel",
+                                  {NativeModel::InstanceMethod("info", &NativeModel::Info),
+                                   NativeModel::InstanceMethod("createSession", &NativeModel::CreateSession),
+                                   NativeModel::InstanceMethod("evaluate", &NativeModel::Evaluate),
+                                   NativeModel::InstanceMethod("generate", &NativeModel::Generate),
+                                   NativeModel::InstanceMethod("dispose", &NativeModel::Dispose)});
+}
+
+// loadModel(dir, {threads, prefetch}, onProgress | undefined, abortFlag | undefined) -> Promise<NativeModel>
+Napi::Value load_model(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw Napi::TypeError::New(env, "loadModel: dir must be a string");
+  std::string dir = info[0].As<Napi::String>().Utf8Value();
+  Napi::Object opts = info[1].As<Napi::Object>();
+  LoadOptions lo;
+  lo.threads = int(number_field(opts, "threads"));
+  lo.prefetch = opts.Get("prefetch").ToBoolean();
+  AbortToken token = abort_token_from(info[3]);
+  auto deferred = Napi::Promise::Deferred::New(env);
+
+  struct Ctx {
+    Napi::Promise::Deferred deferred;
+    Status status;
+    std::unique_ptr<Model> model;
+  };
+  auto* ctx = new Ctx{deferred, Status::ok(), nullptr};
+  auto done = Napi::ThreadSafeFunction::New(env, Napi::Function(), "glm-node load", 0, 1);
+  Napi::ThreadSafeFunction progress;
+  const bool has_progress = info[2].IsFunction();
+  if (has_progress) progress = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "glm-node progress", 0, 1);
+
+  // Loading runs on its own thread: the model's executor does not exist until the model does.
+  std::thread([dir, lo, token, ctx, done, progress, has_progress]() mutable {
+    struct Report { std::string stage; double done, total; };
+    ProgressFn on_progress;
+    if (has_progress) {
+      on_progress = [&](const char* stage, uint64_t d, uint64_t t) {
+        auto* r = new Report{stage, double(d), double(t)};
+        napi_status s = progress.NonBlockingCall(r, [](Napi::Env env, Napi::Function fn, Report* r) {
+          // A throwing user callback must not take the load down: its error is reported by lib/.
+          try {
+            fn.Call({Napi::String::New(env, r->stage), Napi::Number::New(env, r->done), Napi::Number::New(env, r->total)});
+          } catch (const Napi::Error&) {
+          }
+          delete r;
+        });
+        if (s != napi_ok) delete r;
+      };
+    }
+    ctx->status = Model::load(dir, lo, on_progress, token.get(), &ctx->model);
+    if (has_progress) progress.Release();
+    done.BlockingCall([ctx](Napi::Env env, Napi::Function) {
+      if (!ctx->status.is_ok()) {
+        ctx->deferred.Reject(status_error(env, ctx->status).Value());
+      } else {
+        auto host = std::make_shared<ModelHost>();
+        host->model = std::move(ctx->model);
+        host->refresh_memory();
+        AddonData* data = env.GetInstanceData<AddonData>();
+        try {
+          ctx->deferred.Resolve(data->model_ctor.New({Napi::External<std::shared_ptr<ModelHost>>::New(env, &host)}));
+        } catch (const Napi::Error& e) {
+          ctx->deferred.Reject(e.Value());
+        }
+      }
+      delete ctx;
+    });
+    done.Release();
+  }).detach();
+  return deferred.Promise();
+}
+
+}  // namespace glm::addon

@@ -1,0 +1,274 @@
+#include "cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <new>
+
+#include "cpu/kernels.h"
+
+namespace glm::cpu {
+
+namespace {
+
+// Below this many rows an op runs on the calling thread: the pool's wake-up costs more than the work.
+constexpr int64_t kRowsPerTask = 4;
+
+float silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+void rmsnorm_row(const float* x, const float* w, int64_t n, float eps, float* out) {
+  // Mean of squares in double: the row is short relative to a matmul and this keeps the norm exact
+  // to fp32 rounding whatever the row length.
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * double(x[i]);
+  const float inv = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
+  for (int64_t i = 0; i < n; ++i) out[i] = w[i] * (x[i] * inv);
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(const ModelConfig& cfg, int n_threads) : cfg_(cfg), pool_(n_threads) {
+  // inv_freq[i] = theta^(-2i / rotary_dim): the exponent's denominator is the rotary width, not head_dim
+  // (spec §2). Computed in double; the fp32 HF table differs by < 1 ulp of fp32.
+  const int64_t half = cfg.rotary_dim / 2;
+  inv_freq_.resize(size_t(half));
+  for (int64_t i = 0; i < half; ++i) {
+    inv_freq_[size_t(i)] = 1.0 / std::pow(cfg.rope_theta, double(2 * i) / double(cfg.rotary_dim));
+  }
+}
+
+std::vector<float>& CpuBackend::buffer(size_t index, size_t elements) {
+  if (internal_.size() <= index) internal_.resize(index + 1);
+  if (internal_[index].size() < elements) internal_[index].resize(elements);
+  return internal_[index];
+}
+
+Status CpuBackend::scratch(int slot, int64_t rows, int64_t cols, Act* out) {
+  if (slot < 0) return Status::error(ErrorCode::Internal, "negative scratch slot");
+  if (slots_.size() <= size_t(slot)) slots_.resize(size_t(slot) + 1);
+  const size_t need = size_t(rows) * size_t(cols);
+  auto& buf = slots_[size_t(slot)];
+  if (buf.size() < need) {
+    try {
+      buf.resize(need);
+    } catch (const std::bad_alloc&) {
+      return Status::error(ErrorCode::InsufficientMemory,
+                           "cpu backend: cannot allocate " + std::to_string(need * sizeof(float)) + " bytes of activations");
+    }
+  }
+  *out = Act{buf.data(), rows, cols};
+  return Status::ok();
+}
+
+uint64_t CpuBackend::scratch_bytes() const {
+  uint64_t n = 0;
+  for (const auto& b : slots_) n += b.capacity() * sizeof(float);
+  for (const auto& b : internal_) n += b.capacity() * sizeof(float);
+  return n;
+}
+
+void CpuBackend::embed(const Matrix& table, const int32_t* tokens, Act out) {
+  const size_t row_bytes = size_t(table.cols) * size_t(dtype_bits(table.dtype) / 8);
+  const auto* base = static_cast<const uint8_t*>(table.data);
+  for (int64_t r = 0; r < out.rows; ++r) {
+    convert_to_f32(base + size_t(tokens[r]) * row_bytes, table.dtype, out.data + r * out.cols, out.cols);
+  }
+}
+
+void CpuBackend::rmsnorm(Act x, const std::vector<float>& w, float eps, Act out) {
+  auto rows = [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) rmsnorm_row(x.data + r * x.cols, w.data(), x.cols, eps, out.data + r * out.cols);
+  };
+  if (x.rows <= kRowsPerTask) rows(0, x.rows);
+  else pool_.parallel_for(x.rows, kRowsPerTask, rows);
+}
+
+void CpuBackend::linear(Act x, const Matrix& w, const std::vector<float>* bias, Act out, bool accumulate) {
+  matmul(pool_, x.data, x.rows, x.cols, w.data, w.dtype, w.rows, w.cols, bias ? bias->data() : nullptr, out.data,
+         out.cols, accumulate);
+}
+
+void CpuBackend::qk_norm_rope(Act q, Act k, const AttentionWeights& w, const int32_t* positions) {
+  const int64_t d = cfg_.head_dim;
+  const int64_t half = cfg_.rotary_dim / 2;
+  const float eps = float(cfg_.rms_norm_eps);
+  const bool qk_norm = cfg_.use_qk_norm;
+  auto rows = [&](int64_t begin, int64_t end) {
+    std::vector<float> cos_t(static_cast<size_t>(half)), sin_t(static_cast<size_t>(half));
+    for (int64_t r = begin; r < end; ++r) {
+      for (int64_t i = 0; i < half; ++i) {
+        const double angle = double(positions[r]) * inv_freq_[size_t(i)];
+        cos_t[size_t(i)] = float(std::cos(angle));
+        sin_t[size_t(i)] = float(std::sin(angle));
+      }
+      auto head = [&](float* h, const std::vector<float>& norm_w) {
+        if (qk_norm) rmsnorm_row(h, norm_w.data(), d, eps, h);  // self_attn.q_norm / k_norm, per head
+        // NeoX rotate_half on the rotary slice: pairs (i, i + half); dims >= rotary_dim pass through.
+        for (int64_t i = 0; i < half; ++i) {
+          const float x1 = h[i], x2 = h[i + half];
+          h[i] = x1 * cos_t[size_t(i)] - x2 * sin_t[size_t(i)];
+          h[i + half] = x2 * cos_t[size_t(i)] + x1 * sin_t[size_t(i)];
+        }
+      };
+      for (int64_t h = 0; h < cfg_.num_attention_heads; ++h) head(q.data + r * q.cols + h * d, w.q_norm);
+      for (int64_t h = 0; h < cfg_.num_key_value_heads; ++h) head(k.data + r * k.cols + h * d, w.k_norm);
+    }
+  };
+  if (q.rows <= kRowsPerTask) rows(0, q.rows);
+  else pool_.parallel_for(q.rows, kRowsPerTask, rows);
+}
+
+void CpuBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, Act v, Act out) {
+  const int64_t d = cfg_.head_dim;
+  const int64_t n_heads = cfg_.num_attention_heads;
+  const int64_t group = n_heads / cfg_.num_key_value_heads;
+  const int64_t kv_w = cfg_.kv_width();
+  const float scale = float(1.0 / std::sqrt(double(d)));
+
+  // self_attn: the new K/V rows join each sequence's cache first, so a row attends to itself and to
+  // the rows before it in the same step (causal prefill) exactly as a later decode step would.
+  for (const auto& s : plan.sequences) {
+    for (int64_t i = 0; i < s.n_rows; ++i) {
+      const int64_t row = s.row_begin + i, pos = s.start_pos + i;
+      std::memcpy(s.cache->key(layer, pos), k.data + row * kv_w, size_t(kv_w) * sizeof(float));
+      std::memcpy(s.cache->value(layer, pos), v.data + row * kv_w, size_t(kv_w) * sizeof(float));
+    }
+  }
+
+  // One work item per (row, head); rows carry their sequence index.
+  std::vector<int32_t> row_seq(size_t(plan.rows()));
+  for (size_t si = 0; si < plan.sequences.size(); ++si) {
+    const auto& s = plan.sequences[si];
+    for (int64_t i = 0; i < s.n_rows; ++i) row_seq[size_t(s.row_begin + i)] = int32_t(si);
+  }
+  auto items = [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;
+    for (int64_t it = begin; it < end; ++it) {
+      const int64_t row = it / n_heads, h = it % n_heads, kvh = h / group;
+      const auto& s = plan.sequences[size_t(row_seq[size_t(row)])];
+      const int64_t n_keys = s.start_pos + (row - s.row_begin) + 1;  // causal: keys 0..pos
+      if (int64_t(scores.size()) < n_keys) scores.resize(size_t(n_keys));
+      const float* qh = q.data + row * q.cols + h * d;
+      float max_score = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j < n_keys; ++j) {
+        const float sc = dot(qh, s.cache->key(layer, j) + kvh * d, d) * scale;
+        scores[size_t(j)] = sc;
+        max_score = std::max(max_score, sc);
+      }
+      double sum = 0;
+      for (int64_t j = 0; j < n_keys; ++j) {
+        const float e = std::exp(scores[size_t(j)] - max_score);
+        scores[size_t(j)] = e;
+        sum += e;
+      }
+      float* oh = out.data + row * out.cols + h * d;
+      std::fill(oh, oh + d, 0.0f);
+      const float inv_sum = float(1.0 / sum);
+      for (int64_t j = 0; j < n_keys; ++j) axpy(scores[size_t(j)] * inv_sum, s.cache->value(layer, j) + kvh * d, oh, d);
+    }
+  };
+  pool_.parallel_for(plan.rows() * n_heads, 1, items);
+}
+
+void CpuBackend::swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulate) {
+  const int64_t T = x.rows, I = w.gate.rows;
+  float* g = buffer(0, size_t(T * I)).data();
+  float* u = buffer(1, size_t(T * I)).data();
+  matmul(pool_, x.data, T, x.cols, w.gate.data, w.gate.dtype, I, w.gate.cols, nullptr, g, I, false);  // gate_proj
+  matmul(pool_, x.data, T, x.cols, w.up.data, w.up.dtype, I, w.up.cols, nullptr, u, I, false);        // up_proj
+  for (int64_t i = 0; i < T * I; ++i) g[i] = silu(g[i]) * u[i];                                     // act_fn(gate) * up
+  matmul(pool_, g, T, I, w.down.data, w.down.dtype, w.down.rows, I, nullptr, out.data, out.cols, accumulate);  // down_proj
+}
+
+void CpuBackend::route(const float* logits, const std::vector<float>& bias, int32_t* experts, float* weights) const {
+  const int64_t E = cfg_.n_routed_experts, k = cfg_.num_experts_per_tok;
+  const int64_t groups = cfg_.n_group, per_group = E / groups;
+  float scores[1024], choice[1024];  // E <= 1024 is enforced by config validation
+  for (int64_t e = 0; e < E; ++e) {
+    scores[e] = 1.0f / (1.0f + std::exp(-logits[e]));  // sigmoid, fp32
+    choice[e] = scores[e] + bias[size_t(e)];            // the correction bias only steers selection
+    if (std::isnan(choice[e])) choice[e] = -std::numeric_limits<float>::infinity();
+  }
+  // Picks the index of the largest not-yet-taken value; ties go to the lowest index.
+  auto argmax_excluding = [](const float* v, int64_t n, const bool* taken) {
+    int64_t best = -1;
+    for (int64_t i = 0; i < n; ++i) {
+      if (taken[i]) continue;
+      if (best < 0 || v[i] > v[best]) best = i;
+    }
+    return best;
+  };
+  if (groups > 1) {
+    // Group-limited routing (HF): a group's score is the sum of its two best biased scores; experts
+    // outside the best topk_group groups get a choice score of 0.0 (not -inf), as in HF.
+    float group_score[1024];
+    for (int64_t g = 0; g < groups; ++g) {
+      bool taken[1024] = {};
+      const float* c = choice + g * per_group;
+      const int64_t a = argmax_excluding(c, per_group, taken);
+      taken[a] = true;
+      const int64_t b = argmax_excluding(c, per_group, taken);
+      group_score[g] = c[a] + c[b];
+    }
+    bool group_taken[1024] = {};
+    for (int64_t j = 0; j < cfg_.topk_group; ++j) group_taken[argmax_excluding(group_score, groups, group_taken)] = true;
+    for (int64_t g = 0; g < groups; ++g) {
+      if (group_taken[g]) continue;
+      for (int64_t e = g * per_group; e < (g + 1) * per_group; ++e) choice[e] = 0.0f;
+    }
+  }
+  bool taken[1024] = {};
+  double sum = 0;
+  for (int64_t j = 0; j < k; ++j) {
+    const int64_t e = argmax_excluding(choice, E, taken);
+    taken[e] = true;
+    experts[j] = int32_t(e);
+    weights[j] = scores[e];  // combine with the unbiased sigmoid score
+    sum += scores[e];
+  }
+  const double norm = cfg_.norm_topk_prob ? 1.0 / (sum + 1e-20) : 1.0;
+  for (int64_t j = 0; j < k; ++j) weights[j] = float(double(weights[j]) * norm * cfg_.routed_scaling_factor);
+}
+
+void CpuBackend::moe(Act x, const MoeWeights& w, Act out) {
+  const int64_t T = x.rows, H = x.cols, E = cfg_.n_routed_experts, k = cfg_.num_experts_per_tok;
+  // mlp.gate: router logits in fp32 (weights widened exactly, fp32 accumulation)
+  float* logits = buffer(2, size_t(T * E)).data();
+  matmul(pool_, x.data, T, H, w.router.data, w.router.dtype, E, H, nullptr, logits, E, false);
+
+  std::vector<int32_t> chosen(size_t(T * k));
+  std::vector<float> chosen_w(size_t(T * k));
+  for (int64_t t = 0; t < T; ++t) route(logits + t * E, w.correction_bias, &chosen[size_t(t * k)], &chosen_w[size_t(t * k)]);
+
+  // Group (token, weight) pairs by expert so each expert runs once over all its tokens (matrix-matrix
+  // in prefill, matrix-vector in decode).
+  std::vector<std::vector<std::pair<int64_t, float>>> by_expert(static_cast<size_t>(E));
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t j = 0; j < k; ++j) by_expert[size_t(chosen[size_t(t * k + j)])].push_back({t, chosen_w[size_t(t * k + j)]});
+  }
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& list = by_expert[size_t(e)];
+    if (list.empty()) continue;
+    const int64_t n = int64_t(list.size());
+    const MlpWeights& ex = w.experts[size_t(e)];
+    float* xe = buffer(3, size_t(n * H)).data();
+    for (int64_t i = 0; i < n; ++i) std::memcpy(xe + i * H, x.data + list[size_t(i)].first * H, size_t(H) * sizeof(float));
+    float* ye = buffer(4, size_t(n * H)).data();
+    swiglu_mlp(Act{xe, n, H}, ex, Act{ye, n, H}, false);  // mlp.experts[e]
+    for (int64_t i = 0; i < n; ++i) axpy(list[size_t(i)].second, ye + i * H, out.data + list[size_t(i)].first * out.cols, H);
+  }
+  swiglu_mlp(x, w.shared, out, true);  // mlp.shared_experts, added with weight 1
+}
+
+void CpuBackend::gather_rows(Act x, const std::vector<int64_t>& rows, Act out) {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::memmove(out.data + int64_t(i) * out.cols, x.data + rows[i] * x.cols, size_t(x.cols) * sizeof(float));
+  }
+}
+
+void CpuBackend::download(Act x, float* host) {
+  std::memcpy(host, x.data, size_t(x.rows * x.cols) * sizeof(float));
+}
+
+}  // namespace glm::cpu

@@ -1,0 +1,46 @@
+// The CPU backend: the reference implementation of every op and the fallback when no GPU is usable.
+// Multi-threaded through one ThreadPool per model; hot loops go through cpu/kernels.h (vectorised,
+// ISA chosen at run time).
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "cpu/thread_pool.h"
+#include "engine/backend.h"
+
+namespace glm::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend(const ModelConfig& cfg, int n_threads);
+  const char* name() const override { return "cpu"; }
+  int threads() const { return pool_.size(); }
+
+  Status scratch(int slot, int64_t rows, int64_t cols, Act* out) override;
+  void embed(const Matrix& table, const int32_t* tokens, Act out) override;
+  void rmsnorm(Act x, const std::vector<float>& w, float eps, Act out) override;
+  void linear(Act x, const Matrix& w, const std::vector<float>* bias, Act out, bool accumulate) override;
+  void qk_norm_rope(Act q, Act k, const AttentionWeights& w, const int32_t* positions) override;
+  void attention(const StepPlan& plan, int64_t layer, Act q, Act k, Act v, Act out) override;
+  void swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulate) override;
+  void moe(Act x, const MoeWeights& w, Act out) override;
+  void gather_rows(Act x, const std::vector<int64_t>& rows, Act out) override;
+  void download(Act x, float* host) override;
+
+  // Bytes held by scratch buffers (reported in model.info.memory).
+  uint64_t scratch_bytes() const;
+
+ private:
+  // Routing decision of one token: top-k expert ids and their final combine weights.
+  void route(const float* router_logits, const std::vector<float>& correction_bias, int32_t* experts,
+             float* weights) const;
+  std::vector<float>& buffer(size_t index, size_t elements);
+
+  ModelConfig cfg_;
+  ThreadPool pool_;
+  std::vector<double> inv_freq_;              // RoPE inverse frequencies [rotary_dim / 2]
+  std::vector<std::vector<float>> slots_;     // Backend::scratch slots
+  std::vector<std::vector<float>> internal_;  // op-private buffers (MoE, MLP)
+};
+
+}  // namespace glm::cpu

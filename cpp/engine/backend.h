@@ -1,0 +1,70 @@
+// The interface the forward pass is written against (DESIGN.md: the forward pass is written once;
+// the CPU backend implements it now, the CUDA backend later). Activations are fp32 row-major tensors
+// living in the backend's memory; weights are the bound Matrix/vector structs of weights.h.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "engine/config.h"
+#include "engine/kv_cache.h"
+#include "engine/status.h"
+#include "engine/weights.h"
+
+namespace glm {
+
+// Host-side plan of one forward step over a batch of sequences (rule 12: plan on the host). Rows are
+// the concatenation of every sequence's new tokens; each sequence attends only to its own cache.
+struct StepPlan {
+  struct Sequence {
+    KvCache* cache = nullptr;
+    int64_t row_begin = 0;   // first row of this sequence in the step
+    int64_t n_rows = 0;      // new tokens of this sequence
+    int64_t start_pos = 0;   // position of its first new token (= cache length before the step)
+  };
+  std::vector<Sequence> sequences;
+  std::vector<int32_t> tokens;      // [rows]
+  std::vector<int32_t> positions;   // [rows]
+  std::vector<int64_t> logit_rows;  // rows whose next-token logits the caller wants, in output order
+
+  int64_t rows() const { return int64_t(tokens.size()); }
+};
+
+// An fp32 activation tensor [rows, cols], contiguous, in backend memory.
+struct Act {
+  float* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // Scratch tensors are identified by a slot number and stay valid until the next call with the
+  // same slot; their contents are undefined on return.
+  virtual Status scratch(int slot, int64_t rows, int64_t cols, Act* out) = 0;
+
+  // out[r] = table[tokens[r]] (model.embed_tokens)
+  virtual void embed(const Matrix& table, const int32_t* tokens, Act out) = 0;
+  // out = w * x * rsqrt(mean(x^2) + eps), per row (out may alias x)
+  virtual void rmsnorm(Act x, const std::vector<float>& w, float eps, Act out) = 0;
+  // out (=|+=) x @ w^T (+ bias)
+  virtual void linear(Act x, const Matrix& w, const std::vector<float>* bias, Act out, bool accumulate) = 0;
+  // In place on q [rows, heads*d] and k [rows, kv_heads*d]: optional per-head RMSNorm (q_norm/k_norm),
+  // then partial NeoX RoPE on the first rotary_dim dims of every head at each row's position.
+  virtual void qk_norm_rope(Act q, Act k, const AttentionWeights& w, const int32_t* positions) = 0;
+  // Appends k/v rows to each sequence's cache at its positions, then causal GQA attention of q over
+  // the cache: out [rows, heads*d].
+  virtual void attention(const StepPlan& plan, int64_t layer, Act q, Act k, Act v, Act out) = 0;
+  // out (=|+=) down(silu(gate(x)) * up(x))
+  virtual void swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulate) = 0;
+  // out += routed experts (sigmoid router, biased group-limited top-k, renormalised, scaled) + shared
+  virtual void moe(Act x, const MoeWeights& w, Act out) = 0;
+  // out[i] = x[rows[i]]
+  virtual void gather_rows(Act x, const std::vector<int64_t>& rows, Act out) = 0;
+  // Copies an activation to host memory (logits, debug hooks).
+  virtual void download(Act x, float* host) = 0;
+};
+
+}  // namespace glm

@@ -1,0 +1,24 @@
+// The GLM-4.5 trunk forward pass (spec §2), written once against the Backend interface.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+
+#include "engine/backend.h"
+#include "engine/config.h"
+#include "engine/weights.h"
+
+namespace glm {
+
+// Debug hook (DESIGN.md rule 10): called with each named intermediate ("attn_norm", "q", ...) of each
+// layer (-1 for model-level tensors) as host fp32 [rows, cols].
+using ActivationHook = std::function<void(const char* name, int64_t layer, const float* data, int64_t rows, int64_t cols)>;
+
+// Runs one step: every row of `plan` through the trunk; writes the logits of plan.logit_rows to
+// `logits` ([logit_rows.size(), vocab]). The caches in the plan must already hold room for the new
+// positions (KvCache::reserve); their lengths are advanced by the caller after success. Checks
+// `cancel` between layers (ErrorCode::Aborted).
+Status forward_step(Backend& backend, const ModelConfig& cfg, const ModelWeights& weights, const StepPlan& plan,
+                    float* logits, const std::atomic<bool>* cancel, const ActivationHook* hook);
+
+}  // namespace glm

@@ -1,0 +1,230 @@
+#include "engine/model.h"
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "cpu/cpu_backend.h"
+#include "engine/checkpoint.h"
+
+namespace glm {
+
+namespace {
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+bool cancelled(const std::atomic<bool>* c) { return c && c->load(std::memory_order_relaxed); }
+
+// Reads one byte per page of every matrix so the first forward pass does not stall on page faults,
+// reporting progress and honouring cancellation between matrices.
+Status prefetch(const ModelWeights& w, const ProgressFn& progress, const std::atomic<bool>* cancel) {
+  uint64_t total = 0, done = 0;
+  for_each_matrix(w, [&](const Matrix& m) { total += m.bytes(); });
+  volatile uint8_t sink = 0;
+  Status status;
+  auto last_report = std::chrono::steady_clock::now();
+  for_each_matrix(w, [&](const Matrix& m) {
+    if (!status.is_ok()) return;
+    if (cancelled(cancel)) {
+      status = Status::error(ErrorCode::Aborted, "model load aborted");
+      return;
+    }
+    const auto* p = static_cast<const uint8_t*>(m.data);
+    const uint64_t n = m.bytes();
+    for (uint64_t i = 0; i < n; i += 4096) sink = sink + p[i];
+    done += n;
+    if (progress && std::chrono::steady_clock::now() - last_report > std::chrono::milliseconds(20)) {
+      progress("prefetch", done, total);
+      last_report = std::chrono::steady_clock::now();
+    }
+  });
+  if (status.is_ok() && progress) progress("prefetch", total, total);
+  return status;
+}
+
+}  // namespace
+
+Model::~Model() = default;
+
+Status Model::load(const std::string& dir, const LoadOptions& opts, const ProgressFn& progress,
+                   const std::atomic<bool>* cancel, std::unique_ptr<Model>* out) {
+  std::unique_ptr<Model> m(new Model());
+  m->opts_ = opts;
+  m->threads_ = opts.threads > 0 ? opts.threads : std::max(1, int(std::thread::hardware_concurrency()));
+  GLM_TRY(Checkpoint::open(
+      dir,
+      [&](uint64_t done, uint64_t total) {
+        if (progress) progress("open", done, total);
+        return !cancelled(cancel);
+      },
+      &m->checkpoint_));
+  GLM_TRY(load_model_config(dir + "/config.json", &m->cfg_));
+  GLM_TRY(bind_weights(m->cfg_, *m->checkpoint_, &m->weights_));
+  if (opts.prefetch) GLM_TRY(prefetch(m->weights_, progress, cancel));
+  if (cancelled(cancel)) return Status::error(ErrorCode::Aborted, "model load aborted");
+  m->backend_ = std::make_unique<cpu::CpuBackend>(m->cfg_, m->threads_);
+  *out = std::move(m);
+  return Status::ok();
+}
+
+std::string Model::weight_dtype() const { return dtype_name(weights_.embed_tokens.dtype); }
+
+uint64_t Model::scratch_bytes() const {
+  const auto* cpu = dynamic_cast<const cpu::CpuBackend*>(backend_.get());
+  return (cpu ? cpu->scratch_bytes() : 0) + step_logits_.capacity() * sizeof(float);
+}
+
+Status Model::create_sequence(int64_t context_length, std::unique_ptr<Sequence>* out) {
+  if (context_length < 1 || context_length > cfg_.max_position_embeddings) {
+    return Status::error(ErrorCode::InvalidParam, "contextLength must be in [1, " +
+                                                      std::to_string(cfg_.max_position_embeddings) +
+                                                      "] (max_position_embeddings), got " +
+                                                      std::to_string(context_length));
+  }
+  *out = std::make_unique<Sequence>(cfg_.num_hidden_layers, cfg_.kv_width(), context_length);
+  return Status::ok();
+}
+
+void Model::release_sequence(std::unique_ptr<Sequence>& seq) {
+  if (!seq) return;
+  kv_bytes_ -= seq->cache.allocated_bytes();
+  seq.reset();
+}
+
+Status Model::check_tokens(const std::vector<int32_t>& tokens) const {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size) {
+      return Status::error(ErrorCode::InvalidToken, "token id " + std::to_string(tokens[i]) + " at index " +
+                                                        std::to_string(i) + " is outside the vocabulary [0, " +
+                                                        std::to_string(cfg_.vocab_size) + ")");
+    }
+  }
+  return Status::ok();
+}
+
+Status Model::evaluate(std::vector<EvalRequest*>& requests, const std::atomic<bool>* cancel, const ActivationHook* hook) {
+  for (EvalRequest* r : requests) {
+    GLM_TRY(check_tokens(r->tokens));
+    if (r->tokens.empty()) return Status::error(ErrorCode::InvalidParam, "evaluate needs at least one token");
+    for (EvalRequest* other : requests) {
+      if (other != r && other->sequence == r->sequence) {
+        return Status::error(ErrorCode::InvalidParam, "a batch may hold each session only once");
+      }
+    }
+    Sequence& s = *r->sequence;
+    const int64_t need = s.length() + int64_t(r->tokens.size());
+    if (need > s.cache.capacity()) {
+      return Status::error(ErrorCode::ContextOverflow,
+                           "context overflow: " + std::to_string(r->tokens.size()) + " new tokens + " +
+                               std::to_string(s.length()) + " in the session = " + std::to_string(need) +
+                               " exceed the context length " + std::to_string(s.cache.capacity()));
+    }
+  }
+  std::vector<int64_t> before(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) before[i] = requests[i]->sequence->length();
+  Status st = run_steps(requests, cancel, hook);
+  if (!st.is_ok()) {
+    for (size_t i = 0; i < requests.size(); ++i) requests[i]->sequence->truncate(before[i]);
+  }
+  return st;
+}
+
+Status Model::run_steps(std::vector<EvalRequest*>& requests, const std::atomic<bool>* cancel, const ActivationHook* hook) {
+  const int64_t V = cfg_.vocab_size;
+  for (EvalRequest* r : requests) {
+    Sequence& s = *r->sequence;
+    const uint64_t had = s.cache.allocated_bytes();
+    GLM_TRY(s.cache.reserve(s.length() + int64_t(r->tokens.size())));
+    kv_bytes_ += s.cache.allocated_bytes() - had;
+    r->logits.assign(size_t(r->all_logits ? r->tokens.size() : 1) * size_t(V), 0.0f);
+  }
+  // Steps fill up to max_step_rows rows, taking each request's remaining tokens in order, so one step
+  // can mix a long prefill chunk of one session with short decodes of others.
+  std::vector<size_t> consumed(requests.size(), 0);
+  for (;;) {
+    StepPlan plan;
+    std::vector<std::pair<size_t, size_t>> logit_owner;  // (request, token index) per logit row
+    for (size_t i = 0; i < requests.size() && plan.rows() < opts_.max_step_rows; ++i) {
+      EvalRequest& r = *requests[i];
+      const size_t left = r.tokens.size() - consumed[i];
+      if (left == 0) continue;
+      const size_t take = std::min<size_t>(left, size_t(opts_.max_step_rows - plan.rows()));
+      StepPlan::Sequence seq;
+      seq.cache = &r.sequence->cache;
+      seq.row_begin = plan.rows();
+      seq.n_rows = int64_t(take);
+      seq.start_pos = r.sequence->length();
+      for (size_t j = 0; j < take; ++j) {
+        const size_t ti = consumed[i] + j;
+        plan.tokens.push_back(r.tokens[ti]);
+        plan.positions.push_back(int32_t(seq.start_pos + int64_t(j)));
+        if (r.all_logits || ti + 1 == r.tokens.size()) {
+          plan.logit_rows.push_back(seq.row_begin + int64_t(j));
+          logit_owner.push_back({i, ti});
+        }
+      }
+      plan.sequences.push_back(seq);
+    }
+    if (plan.rows() == 0) break;
+    step_logits_.resize(plan.logit_rows.size() * size_t(V));
+    GLM_TRY(forward_step(*backend_, cfg_, weights_, plan, step_logits_.data(), cancel, hook));
+    for (size_t o = 0; o < logit_owner.size(); ++o) {
+      EvalRequest& r = *requests[logit_owner[o].first];
+      const size_t dst_row = r.all_logits ? logit_owner[o].second : 0;
+      std::copy_n(step_logits_.data() + o * size_t(V), size_t(V), r.logits.data() + dst_row * size_t(V));
+    }
+    // The step succeeded: its tokens are now in the caches.
+    for (const auto& seq : plan.sequences) {
+      for (size_t i = 0; i < requests.size(); ++i) {
+        if (&requests[i]->sequence->cache != seq.cache) continue;
+        Sequence& s = *requests[i]->sequence;
+        s.tokens.insert(s.tokens.end(), requests[i]->tokens.begin() + long(consumed[i]),
+                        requests[i]->tokens.begin() + long(consumed[i]) + seq.n_rows);
+        s.cache.set_length(s.length());
+        consumed[i] += size_t(seq.n_rows);
+      }
+    }
+  }
+  return Status::ok();
+}
+
+Status Model::generate(Sequence* seq, const std::vector<int32_t>& prompt, const GenerateParams& params,
+                       const std::atomic<bool>* cancel, GenerateResult* result) {
+  if (prompt.empty()) return Status::error(ErrorCode::InvalidParam, "generate needs at least one prompt token");
+  GLM_TRY(check_tokens(params.stop_tokens));
+  *result = GenerateResult();
+  result->prompt_tokens = int64_t(prompt.size());
+  const int64_t V = cfg_.vocab_size;
+  Sampler sampler(params.sampling);
+
+  auto t0 = std::chrono::steady_clock::now();
+  EvalRequest req;
+  req.sequence = seq;
+  req.tokens = prompt;
+  std::vector<EvalRequest*> batch{&req};
+  GLM_TRY(evaluate(batch, cancel));
+  result->prefill_ms = ms_since(t0);
+
+  auto t1 = std::chrono::steady_clock::now();
+  result->finish_reason = "length";
+  for (int64_t n = 0; n < params.max_tokens; ++n) {
+    int32_t token;
+    GLM_TRY(sampler.sample(req.logits.data(), V, &token));
+    result->tokens.push_back(token);
+    if (std::find(params.stop_tokens.begin(), params.stop_tokens.end(), token) != params.stop_tokens.end()) {
+      result->finish_reason = "stop";
+      break;
+    }
+    // The last token needs no forward pass (nothing reads its logits); a full context ends the run.
+    if (n + 1 == params.max_tokens) break;
+    if (seq->length() + 1 > seq->cache.capacity()) break;
+    req.tokens.assign(1, token);
+    GLM_TRY(evaluate(batch, cancel));
+  }
+  result->decode_ms = ms_since(t1);
+  return Status::ok();
+}
+
+}  // namespace glm

@@ -1,0 +1,110 @@
+// A loaded model: config, bound weights, a backend, and the operations sessions run on it. Not
+// thread-safe by itself: the addon runs every call on the model's Executor.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/config.h"
+#include "engine/forward.h"
+#include "engine/kv_cache.h"
+#include "engine/sampler.h"
+#include "engine/status.h"
+#include "engine/weights.h"
+
+namespace glm {
+
+class Checkpoint;
+
+struct LoadOptions {
+  int threads = 0;          // CPU threads (0 = hardware concurrency)
+  bool prefetch = true;     // read every weight page at load (progress-reported) instead of on first use
+  int64_t max_step_rows = 512;  // rows per forward step; longer prompts are split (bounds scratch memory)
+};
+
+// stage: "open" (headers validated, shards mapped), "prefetch" (weight pages read); done/total in bytes.
+using ProgressFn = std::function<void(const char* stage, uint64_t done, uint64_t total)>;
+
+// A session's state on the engine side: its KV cache and the tokens the cache holds.
+class Sequence {
+ public:
+  Sequence(int64_t n_layers, int64_t row_width, int64_t capacity) : cache(n_layers, row_width, capacity) {}
+  KvCache cache;
+  std::vector<int32_t> tokens;
+  int64_t length() const { return int64_t(tokens.size()); }
+  void truncate(int64_t n) {
+    if (n < length()) tokens.resize(size_t(n));
+    cache.truncate(n);
+  }
+};
+
+struct EvalRequest {
+  Sequence* sequence = nullptr;
+  std::vector<int32_t> tokens;
+  bool all_logits = false;     // logits after every token, else only after the last
+  std::vector<float> logits;   // out: [n or 1, vocab]
+};
+
+struct GenerateParams {
+  int64_t max_tokens = 0;
+  SamplingParams sampling;
+  std::vector<int32_t> stop_tokens;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;        // generated tokens (a stop token included when one ended it)
+  std::string finish_reason;          // "stop" | "length"
+  int64_t prompt_tokens = 0;
+  double prefill_ms = 0, decode_ms = 0;
+};
+
+class Model {
+ public:
+  static Status load(const std::string& dir, const LoadOptions& opts, const ProgressFn& progress,
+                     const std::atomic<bool>* cancel, std::unique_ptr<Model>* out);
+  ~Model();
+
+  const ModelConfig& config() const { return cfg_; }
+  const ModelWeights& weights() const { return weights_; }
+  const char* backend_name() const { return backend_->name(); }
+  int threads() const { return threads_; }
+  std::string weight_dtype() const;
+  uint64_t mapped_weight_bytes() const { return weights_.mapped_bytes; }
+  uint64_t owned_weight_bytes() const { return weights_.owned_bytes; }
+  uint64_t scratch_bytes() const;
+  uint64_t kv_bytes() const { return kv_bytes_.load(); }
+
+  // Contexts longer than max_position_embeddings are refused (the model never saw such positions).
+  Status create_sequence(int64_t context_length, std::unique_ptr<Sequence>* out);
+  void release_sequence(std::unique_ptr<Sequence>& seq);
+
+  // Appends each request's tokens to its sequence in shared forward steps and fills its logits.
+  // All or nothing: on any error (bad token, overflow, abort) every sequence is left as before.
+  Status evaluate(std::vector<EvalRequest*>& requests, const std::atomic<bool>* cancel,
+                  const ActivationHook* hook = nullptr);
+
+  // Evaluates `prompt` on `seq` and samples up to max_tokens tokens. Tokens evaluated before an abort
+  // stay in the sequence (it remains consistent and usable).
+  Status generate(Sequence* seq, const std::vector<int32_t>& prompt, const GenerateParams& params,
+                  const std::atomic<bool>* cancel, GenerateResult* result);
+
+ private:
+  Model() = default;
+  Status check_tokens(const std::vector<int32_t>& tokens) const;
+  Status run_steps(std::vector<EvalRequest*>& requests, const std::atomic<bool>* cancel, const ActivationHook* hook);
+
+  ModelConfig cfg_;
+  LoadOptions opts_;
+  int threads_ = 1;
+  std::unique_ptr<Checkpoint> checkpoint_;  // owns the mappings the weights point into
+  ModelWeights weights_;
+  std::unique_ptr<Backend> backend_;
+  std::atomic<uint64_t> kv_bytes_{0};
+  std::vector<float> step_logits_;
+};
+
+}  // namespace glm

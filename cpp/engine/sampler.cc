@@ -1,0 +1,111 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace glm {
+
+namespace {
+uint64_t splitmix64(uint64_t& x) {
+  uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+}  // namespace
+
+Rng::Rng(uint64_t seed) {
+  for (auto& s : s_) s = splitmix64(seed);
+}
+
+uint64_t Rng::next() {
+  const uint64_t result = rotl(s_[1] * 5, 7) * 9;
+  const uint64_t t = s_[1] << 17;
+  s_[2] ^= s_[0];
+  s_[3] ^= s_[1];
+  s_[1] ^= s_[2];
+  s_[0] ^= s_[3];
+  s_[2] ^= t;
+  s_[3] = rotl(s_[3], 45);
+  return result;
+}
+
+double Rng::uniform() { return double(next() >> 11) * 0x1.0p-53; }
+
+int32_t argmax_token(const float* logits, int64_t vocab) {
+  int32_t best = -1;
+  for (int64_t i = 0; i < vocab; ++i) {
+    if (std::isnan(logits[i])) continue;
+    if (best < 0 || logits[i] > logits[best]) best = int32_t(i);
+  }
+  return best;
+}
+
+Status Sampler::sample(const float* logits, int64_t vocab, int32_t* token) {
+  if (params_.temperature == 0) {
+    const int32_t t = argmax_token(logits, vocab);
+    if (t < 0) return Status::error(ErrorCode::Numerical, "sampler: every logit is NaN");
+    *token = t;
+    return Status::ok();
+  }
+  // Order (as HF's warpers): temperature, then top-k, top-p and min-p on the tempered distribution.
+  candidates_.clear();
+  for (int64_t i = 0; i < vocab; ++i) {
+    const float l = logits[i];
+    if (std::isnan(l) || l == -INFINITY) continue;
+    candidates_.push_back({l, int32_t(i)});
+  }
+  if (candidates_.empty()) return Status::error(ErrorCode::Numerical, "sampler: no finite logit");
+  // Sorted by logit descending, ties to the lower id, so every filter keeps a prefix.
+  auto by_logit = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  };
+  size_t keep = candidates_.size();
+  if (params_.top_k > 0 && size_t(params_.top_k) < keep) {
+    keep = size_t(params_.top_k);
+    std::partial_sort(candidates_.begin(), candidates_.begin() + long(keep), candidates_.end(), by_logit);
+  } else {
+    std::sort(candidates_.begin(), candidates_.end(), by_logit);
+  }
+  if (candidates_[0].first == INFINITY) {  // a +inf logit is a certainty
+    *token = candidates_[0].second;
+    return Status::ok();
+  }
+  std::vector<double> probs(keep);
+  const double inv_t = 1.0 / params_.temperature;
+  const double top = double(candidates_[0].first);
+  double sum = 0;
+  for (size_t i = 0; i < keep; ++i) sum += probs[i] = std::exp((double(candidates_[i].first) - top) * inv_t);
+  if (params_.top_p < 1) {
+    // Smallest prefix whose probability mass reaches top_p (at least one token).
+    double mass = 0;
+    size_t n = 0;
+    while (n < keep) {
+      mass += probs[n] / sum;
+      ++n;
+      if (mass >= params_.top_p) break;
+    }
+    keep = n;
+  }
+  if (params_.min_p > 0) {
+    // Keep tokens whose probability is at least min_p times the most likely one's (probs[0] == 1).
+    size_t n = 1;
+    while (n < keep && probs[n] >= params_.min_p) ++n;
+    keep = n;
+  }
+  double total = 0;
+  for (size_t i = 0; i < keep; ++i) total += probs[i];
+  double u = rng_.uniform() * total;
+  for (size_t i = 0; i < keep; ++i) {
+    u -= probs[i];
+    if (u < 0) {
+      *token = candidates_[i].second;
+      return Status::ok();
+    }
+  }
+  *token = candidates_[keep - 1].second;  // rounding left u at the very top of the range
+  return Status::ok();
+}
+
+}  // namespace glm

@@ -1,0 +1,108 @@
+// The only module that loads the native addon; everything else talks to this typed surface.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeAbortFlag {
+  abort(): void;
+  readonly aborted: boolean;
+}
+
+export interface NativeSession {
+  reset(): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+export interface NativeModelInfo {
+  architecture: string;
+  hiddenSize: number;
+  numLayers: number;
+  numAttentionHeads: number;
+  numKeyValueHeads: number;
+  headDim: number;
+  rotaryDim: number;
+  vocabSize: number;
+  intermediateSize: number;
+  moeIntermediateSize: number;
+  numExperts: number;
+  numExpertsPerToken: number;
+  numSharedExperts: number;
+  firstDenseLayers: number;
+  maxPositionEmbeddings: number;
+  routedScalingFactor: number;
+  useQkNorm: boolean;
+  hasMtp: boolean;
+  eosTokenIds: number[];
+  dtype: string;
+  backend: string;
+  threads: number;
+  cpuIsa: string;
+  memory: { weightsMappedBytes: number; weightsOwnedBytes: number; kvCacheBytes: number; scratchBytes: number };
+}
+
+export interface NativeGenerateParams {
+  maxTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  seed: number;
+  stopTokens: Int32Array;
+}
+
+export interface NativeGenerateResult {
+  tokens: Int32Array;
+  finishReason: 'stop' | 'length';
+  promptTokens: number;
+  prefillMs: number;
+  decodeMs: number;
+}
+
+export interface NativeModel {
+  info(): NativeModelInfo;
+  createSession(contextLength: number): NativeSession;
+  evaluate(sessions: NativeSession[], tokens: Int32Array[], allLogits: boolean[], abort?: NativeAbortFlag): Promise<Float32Array[]>;
+  generate(session: NativeSession, tokens: Int32Array, params: NativeGenerateParams, abort?: NativeAbortFlag): Promise<NativeGenerateResult>;
+  dispose(): Promise<void>;
+}
+
+export interface NativeBinding {
+  AbortFlag: new () => NativeAbortFlag;
+  loadModel(
+    dir: string,
+    options: { threads: number; prefetch: boolean },
+    onProgress: ((stage: string, done: number, total: number) => void) | undefined,
+    abort: NativeAbortFlag | undefined,
+  ): Promise<NativeModel>;
+  cpuIsa: string;
+}
+
+const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+function candidates(): string[] {
+  const fromEnv = process.env.GLM_NODE_ADDON;
+  return [
+    ...(fromEnv ? [fromEnv] : []),
+    path.join(packageRoot, 'build', 'Release', 'glm_node.node'),
+    path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'glm_node.node'),
+  ];
+}
+
+let cached: NativeBinding | undefined;
+
+/** Loads the addon once: GLM_NODE_ADDON, then the local build, then the shipped prebuild. */
+export function binding(): NativeBinding {
+  if (cached) return cached;
+  const require = createRequire(import.meta.url);
+  const tried: string[] = [];
+  for (const file of candidates()) {
+    if (!existsSync(file)) {
+      tried.push(`${file} (missing)`);
+      continue;
+    }
+    cached = require(file) as NativeBinding;
+    return cached;
+  }
+  throw new Error(`glm-node: native addon not found; run "npm run build:native". Tried: ${tried.join(', ')}`);
+}

@@ -1,0 +1,112 @@
+// Typed errors at the JS boundary. Every error glm-node raises is a GlmError with a stable `code`;
+// native errors arrive as plain Errors carrying one of these codes (cpp/engine/status.h) and are
+// rewrapped by toGlmError().
+
+export type GlmErrorCode =
+  | 'MODEL_FORMAT'
+  | 'UNSUPPORTED_FORMAT'
+  | 'MODEL_LOAD'
+  | 'INSUFFICIENT_MEMORY'
+  | 'CONTEXT_OVERFLOW'
+  | 'INVALID_PARAM'
+  | 'INVALID_TOKEN'
+  | 'ABORTED'
+  | 'DISPOSED'
+  | 'ENGINE_DEAD'
+  | 'NUMERICAL'
+  | 'BACKEND_UNAVAILABLE'
+  | 'INTERNAL';
+
+export class GlmError extends Error {
+  readonly code: GlmErrorCode;
+  constructor(code: GlmErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** The checkpoint folder, a header, a tensor or config.json is malformed or inconsistent. */
+export class ModelFormatError extends GlmError {
+  constructor(message: string, options?: { cause?: unknown }) { super('MODEL_FORMAT', message, options); }
+}
+/** Well-formed, but not something glm-node runs (pickle weights, another architecture, FP8 before support). */
+export class UnsupportedFormatError extends GlmError {
+  constructor(message: string, options?: { cause?: unknown }) { super('UNSUPPORTED_FORMAT', message, options); }
+}
+/** The model path cannot be read (missing, not a directory, permissions). */
+export class ModelLoadError extends GlmError {
+  constructor(message: string, options?: { cause?: unknown }) { super('MODEL_LOAD', message, options); }
+}
+export class InsufficientMemoryError extends GlmError {
+  constructor(message: string, options?: { cause?: unknown }) { super('INSUFFICIENT_MEMORY', message, options); }
+}
+/** Tokens would not fit in the session's context. Carries both sizes. */
+export class ContextOverflowError extends GlmError {
+  readonly requestedTokens: number | undefined;
+  readonly contextLength: number | undefined;
+  constructor(message: string, sizes?: { requestedTokens?: number; contextLength?: number }, options?: { cause?: unknown }) {
+    super('CONTEXT_OVERFLOW', message, options);
+    this.requestedTokens = sizes?.requestedTokens;
+    this.contextLength = sizes?.contextLength;
+  }
+}
+/** An option or argument is out of range or of the wrong type. */
+export class InvalidParamError extends GlmError {
+  constructor(message: string, options?: { cause?: unknown }) { super('INVALID_PARAM', message, options); }
+}
+/** A token id outside the model's vocabulary. */
+export class InvalidTokenError extends GlmError {
+  constructor(message: string, options?: { cause?: unknown }) { super('INVALID_TOKEN', message, options); }
+}
+/** The operation was cancelled through its AbortSignal. */
+export class AbortError extends GlmError {
+  constructor(message = 'the operation was aborted', options?: { cause?: unknown }) { super('ABORTED', message, options); }
+}
+/** The model or session was disposed. */
+export class DisposedError extends GlmError {
+  constructor(message: string, options?: { cause?: unknown }) { super('DISPOSED', message, options); }
+}
+export class EngineDeadError extends GlmError {
+  constructor(message: string, options?: { cause?: unknown }) { super('ENGINE_DEAD', message, options); }
+}
+/** Non-finite values where finite ones are required (e.g. every logit NaN). */
+export class NumericalError extends GlmError {
+  constructor(message: string, options?: { cause?: unknown }) { super('NUMERICAL', message, options); }
+}
+/** The requested backend is not available in this build or on this machine. */
+export class BackendUnavailableError extends GlmError {
+  constructor(message: string, options?: { cause?: unknown }) { super('BACKEND_UNAVAILABLE', message, options); }
+}
+/** A broken invariant inside glm-node: please report it. */
+export class InternalError extends GlmError {
+  constructor(message: string, options?: { cause?: unknown }) { super('INTERNAL', message, options); }
+}
+
+const byCode: Record<GlmErrorCode, (message: string, cause: unknown) => GlmError> = {
+  MODEL_FORMAT: (m, cause) => new ModelFormatError(m, { cause }),
+  UNSUPPORTED_FORMAT: (m, cause) => new UnsupportedFormatError(m, { cause }),
+  MODEL_LOAD: (m, cause) => new ModelLoadError(m, { cause }),
+  INSUFFICIENT_MEMORY: (m, cause) => new InsufficientMemoryError(m, { cause }),
+  CONTEXT_OVERFLOW: (m, cause) => new ContextOverflowError(m, undefined, { cause }),
+  INVALID_PARAM: (m, cause) => new InvalidParamError(m, { cause }),
+  INVALID_TOKEN: (m, cause) => new InvalidTokenError(m, { cause }),
+  ABORTED: (m, cause) => new AbortError(m, { cause }),
+  DISPOSED: (m, cause) => new DisposedError(m, { cause }),
+  ENGINE_DEAD: (m, cause) => new EngineDeadError(m, { cause }),
+  NUMERICAL: (m, cause) => new NumericalError(m, { cause }),
+  BACKEND_UNAVAILABLE: (m, cause) => new BackendUnavailableError(m, { cause }),
+  INTERNAL: (m, cause) => new InternalError(m, { cause }),
+};
+
+/** Converts anything thrown by the native binding into a GlmError (unknown errors become INTERNAL). */
+export function toGlmError(error: unknown): GlmError {
+  if (error instanceof GlmError) return error;
+  if (error instanceof Error) {
+    const code = (error as Error & { code?: unknown }).code;
+    if (typeof code === 'string' && code in byCode) return byCode[code as GlmErrorCode](error.message, error);
+    if (error instanceof TypeError) return new InvalidParamError(error.message, { cause: error });
+    return new InternalError(error.message, { cause: error });
+  }
+  return new InternalError(String(error));
+}

@@ -1,0 +1,271 @@
+// The public entry point: load a GLM-4.5-family checkpoint folder and run it.
+import { binding, type NativeModel, type NativeModelInfo } from './binding.js';
+import { withAbort } from './abort.js';
+import {
+  BackendUnavailableError, ContextOverflowError, DisposedError, InvalidParamError, toGlmError,
+} from './errors.js';
+import {
+  checkInteger, checkKnownKeys, checkNumber, checkObject, checkSignal, describe, toTokenArray, type TokenInput,
+} from './options.js';
+import { Session, type SessionOwner } from './session.js';
+import { availableParallelism } from 'node:os';
+
+export type Backend = 'auto' | 'cpu' | 'cuda';
+
+export interface LoadProgress {
+  /** "open": headers validated and shards mapped; "prefetch": weight pages read into memory. */
+  stage: 'open' | 'prefetch';
+  loadedBytes: number;
+  totalBytes: number;
+  /** 0..1 within the stage. */
+  fraction: number;
+}
+
+export interface LoadOptions {
+  backend?: Backend;
+  /** CPU threads for the forward pass (default: available parallelism). */
+  threads?: number;
+  signal?: AbortSignal;
+  onProgress?: (progress: LoadProgress) => void;
+  /** Read every weight page during load (default true) so the first tokens do not stall on disk. */
+  prefetch?: boolean;
+}
+
+export interface ModelInfo extends NativeModelInfo {
+  /** The folder the model was loaded from. */
+  path: string;
+}
+
+export interface GenerateOptions {
+  /** Prompt token ids. */
+  tokens: TokenInput;
+  /** Tokens to generate at most (0 evaluates the prompt only). Default 256. */
+  maxTokens?: number;
+  /** 0 = greedy (argmax, ties to the lowest id). Default 0. */
+  temperature?: number;
+  /** Keep the k most likely tokens (0 = off). */
+  topK?: number;
+  /** Nucleus sampling mass in (0, 1] (1 = off). */
+  topP?: number;
+  /** Drop tokens below minP × the top probability, in [0, 1] (0 = off). */
+  minP?: number;
+  /** Seed of the sampler's generator: the same seed and inputs give the same tokens. Default 0. */
+  seed?: number;
+  /** Token ids that end the generation (included in the output). Default: the model's eos ids. */
+  stopTokens?: readonly number[];
+  /** KV capacity of the temporary session (default prompt + maxTokens). */
+  contextLength?: number;
+  signal?: AbortSignal;
+}
+
+export interface GenerateResult {
+  tokens: number[];
+  finishReason: 'stop' | 'length';
+  usage: { promptTokens: number; completionTokens: number; totalTokens: number };
+  timings: { prefillMs: number; decodeMs: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number };
+}
+
+export interface BatchItem {
+  session: Session;
+  tokens: TokenInput;
+  allLogits?: boolean;
+}
+
+const GENERATE_KEYS = ['tokens', 'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'seed', 'stopTokens', 'contextLength', 'signal'] as const;
+
+export class Model implements SessionOwner {
+  /** @internal */
+  readonly native: NativeModel;
+  readonly path: string;
+  readonly #info: NativeModelInfo;
+  readonly #sessions = new Set<Session>();
+  #disposed = false;
+
+  private constructor(native: NativeModel, dir: string) {
+    this.native = native;
+    this.path = dir;
+    this.#info = native.info();
+  }
+
+  /** Loads a Hugging Face Glm4MoeForCausalLM folder (config.json + safetensors). Weights are memory-mapped. */
+  static async load(dir: string, options?: LoadOptions): Promise<Model> {
+    if (typeof dir !== 'string' || dir.length === 0) throw new InvalidParamError(`dir must be a non-empty string, got ${describe(dir)}`);
+    const opts = checkObject('load options', options);
+    checkKnownKeys('load options', opts, ['backend', 'threads', 'signal', 'onProgress', 'prefetch']);
+    const backend = opts.backend ?? 'auto';
+    if (backend !== 'auto' && backend !== 'cpu' && backend !== 'cuda') {
+      throw new InvalidParamError(`backend must be 'auto', 'cpu' or 'cuda', got ${describe(backend)}`);
+    }
+    if (backend === 'cuda') {
+      throw new BackendUnavailableError('the CUDA backend is not available in this build; use backend "cpu" or "auto"');
+    }
+    const threads = opts.threads === undefined ? availableParallelism() : checkInteger('threads', opts.threads, 1, 1024);
+    const signal = checkSignal('signal', opts.signal);
+    if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') {
+      throw new InvalidParamError(`onProgress must be a function, got ${describe(opts.onProgress)}`);
+    }
+    if (opts.prefetch !== undefined && typeof opts.prefetch !== 'boolean') {
+      throw new InvalidParamError(`prefetch must be a boolean, got ${describe(opts.prefetch)}`);
+    }
+    const onProgress = opts.onProgress as LoadOptions['onProgress'];
+    let progressError: unknown;
+    const report = onProgress
+      ? (stage: string, done: number, total: number) => {
+          if (progressError !== undefined) return;
+          try {
+            onProgress({ stage: stage as LoadProgress['stage'], loadedBytes: done, totalBytes: total, fraction: total > 0 ? done / total : 1 });
+          } catch (error) {
+            progressError = error;  // surfaced after the load settles (a callback must not crash the addon)
+          }
+        }
+      : undefined;
+    const native = await withAbort(signal, (flag) =>
+      binding().loadModel(dir, { threads, prefetch: opts.prefetch !== false }, report, flag));
+    if (progressError !== undefined) {
+      await native.dispose();
+      throw progressError;
+    }
+    return new Model(native, dir);
+  }
+
+  /** Architecture, sizes, dtype, backend and current memory use. */
+  get info(): ModelInfo {
+    this.assertUsable();
+    return { ...this.native.info(), path: this.path };
+  }
+
+  get vocabSize(): number {
+    return this.#info.vocabSize;
+  }
+
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** A new conversation state with its own KV cache of `contextLength` tokens (default: the model's maximum). */
+  createSession(options?: { contextLength?: number }): Session {
+    this.assertUsable();
+    const opts = checkObject('session options', options);
+    checkKnownKeys('session options', opts, ['contextLength']);
+    const contextLength = opts.contextLength === undefined
+      ? this.#info.maxPositionEmbeddings
+      : checkInteger('contextLength', opts.contextLength, 1, this.#info.maxPositionEmbeddings);
+    let native;
+    try {
+      native = this.native.createSession(contextLength);
+    } catch (error) {
+      throw toGlmError(error);
+    }
+    const session = new Session(this, native, contextLength);
+    this.#sessions.add(session);
+    return session;
+  }
+
+  /**
+   * Evaluates several sessions' tokens in shared forward steps (prefill chunks and single decode tokens
+   * mixed). Resolves with each item's logits, as session.evaluate would. All or nothing.
+   */
+  async evaluateBatch(items: readonly BatchItem[], options?: { signal?: AbortSignal }): Promise<Float32Array[]> {
+    this.assertUsable();
+    if (!Array.isArray(items) || items.length === 0) throw new InvalidParamError('evaluateBatch needs a non-empty array of items');
+    const opts = checkObject('evaluateBatch options', options);
+    checkKnownKeys('evaluateBatch options', opts, ['signal']);
+    const signal = checkSignal('signal', opts.signal);
+    const seen = new Set<Session>();
+    const ids = items.map((item, i) => {
+      if (!(item?.session instanceof Session) || !this.#sessions.has(item.session)) {
+        throw new InvalidParamError(`items[${i}].session must be a live session of this model`);
+      }
+      if (seen.has(item.session)) throw new InvalidParamError(`items[${i}]: a batch may hold each session only once`);
+      seen.add(item.session);
+      const tokens = toTokenArray(`items[${i}].tokens`, item.tokens, this.vocabSize);
+      item.session.checkFits(tokens.length);
+      return tokens;
+    });
+    items.forEach((item, i) => item.session.addPending(ids[i]!.length));
+    try {
+      const logits = await withAbort(signal, (flag) => this.native.evaluate(
+        items.map((item) => item.session.native), ids, items.map((item) => item.allLogits === true), flag));
+      items.forEach((item, i) => item.session.addCommitted(ids[i]!.length));
+      return logits;
+    } finally {
+      items.forEach((item, i) => item.session.addPending(-ids[i]!.length));
+    }
+  }
+
+  /** Generates tokens after a prompt of token ids in a temporary session (text I/O arrives with the tokenizer). */
+  async generate(options: GenerateOptions): Promise<GenerateResult> {
+    this.assertUsable();
+    const opts = checkObject('generate options', options);
+    checkKnownKeys('generate options', opts, GENERATE_KEYS);
+    const tokens = toTokenArray('tokens', opts.tokens, this.vocabSize);
+    const maxTokens = opts.maxTokens === undefined ? 256 : checkInteger('maxTokens', opts.maxTokens, 0, this.#info.maxPositionEmbeddings);
+    const temperature = opts.temperature === undefined ? 0 : checkNumber('temperature', opts.temperature, 0, 1e4);
+    const topK = opts.topK === undefined ? 0 : checkInteger('topK', opts.topK, 0, this.vocabSize);
+    const topP = opts.topP === undefined ? 1 : checkNumber('topP', opts.topP, 0, 1, { minExclusive: true });
+    const minP = opts.minP === undefined ? 0 : checkNumber('minP', opts.minP, 0, 1);
+    const seed = opts.seed === undefined ? 0 : checkInteger('seed', opts.seed, 0, Number.MAX_SAFE_INTEGER);
+    const stopTokens = opts.stopTokens === undefined
+      ? Int32Array.from(this.#info.eosTokenIds)
+      : toTokenArray('stopTokens', opts.stopTokens, this.vocabSize, { allowEmpty: true });
+    const signal = checkSignal('signal', opts.signal);
+    const needed = tokens.length + maxTokens;
+    const contextLength = opts.contextLength === undefined
+      ? Math.min(needed, this.#info.maxPositionEmbeddings)
+      : checkInteger('contextLength', opts.contextLength, 1, this.#info.maxPositionEmbeddings);
+    if (needed > contextLength) {
+      throw new ContextOverflowError(
+        `context overflow: ${tokens.length} prompt tokens + maxTokens ${maxTokens} = ${needed} exceed the context length ${contextLength}`,
+        { requestedTokens: needed, contextLength },
+      );
+    }
+    const session = this.createSession({ contextLength });
+    try {
+      const r = await withAbort(signal, (flag) => this.native.generate(session.native, tokens, {
+        maxTokens, temperature, topK, topP, minP, seed, stopTokens,
+      }, flag));
+      const completion = r.tokens.length;
+      return {
+        tokens: Array.from(r.tokens),
+        finishReason: r.finishReason,
+        usage: { promptTokens: r.promptTokens, completionTokens: completion, totalTokens: r.promptTokens + completion },
+        timings: {
+          prefillMs: r.prefillMs,
+          decodeMs: r.decodeMs,
+          prefillTokensPerSecond: r.prefillMs > 0 ? (r.promptTokens / r.prefillMs) * 1000 : 0,
+          // The first generated token comes from the prefill's logits; each later one costs a decode step.
+          decodeTokensPerSecond: r.decodeMs > 0 && completion > 1 ? ((completion - 1) / r.decodeMs) * 1000 : 0,
+        },
+      };
+    } finally {
+      await session.dispose();
+    }
+  }
+
+  /** Stops in-flight work (it rejects with DisposedError), frees sessions and unmaps the weights. Idempotent. */
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const s of this.#sessions) s.markDisposed();
+    this.#sessions.clear();
+    try {
+      await this.native.dispose();
+    } catch (error) {
+      throw toGlmError(error);
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
+  }
+
+  /** @internal */
+  assertUsable(): void {
+    if (this.#disposed) throw new DisposedError('model is disposed');
+  }
+
+  /** @internal */
+  forgetSession(session: Session): void {
+    this.#sessions.delete(session);
+  }
+}
