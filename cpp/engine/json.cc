@@ -384,7 +384,7 @@ class JsonParser {
         case 'r': out->push_back('\r'); break;
         case 't': out->push_back('\t'); break;
         case 'u': {
-          uint32_t cp;
+          uint32_t cp = 0;
           GLM_TRY(hex4(esc, &cp));
           if (cp >= 0xDC00 && cp <= 0xDFFF) return fail(esc, "lone low surrogate in \\u escape");
           if (cp >= 0xD800 && cp <= 0xDBFF) {
@@ -394,7 +394,7 @@ class JsonParser {
             }
             const size_t esc2 = pos_;
             pos_ += 2;
-            uint32_t lo;
+            uint32_t lo = 0;
             GLM_TRY(hex4(esc2, &lo));
             if (lo < 0xDC00 || lo > 0xDFFF) return fail(esc, "lone high surrogate in \\u escape");
             cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
