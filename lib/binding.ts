@@ -1,6 +1,6 @@
 // The only module that loads the native addon; everything else talks to this typed surface.
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -78,7 +78,26 @@ export interface NativeBinding {
   cpuIsa: string;
 }
 
-const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+// The package root is the nearest folder above this file whose package.json names glm-node (this file
+// runs from lib/ under a test runner and from dist/lib/ once compiled).
+function findPackageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const manifest = path.join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      try {
+        if ((JSON.parse(readFileSync(manifest, 'utf8')) as { name?: unknown }).name === 'glm-node') return dir;
+      } catch {
+        // an unreadable manifest is not ours; keep looking upwards
+      }
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error('glm-node: cannot find the package root above ' + fileURLToPath(import.meta.url));
+    dir = parent;
+  }
+}
+
+const packageRoot = findPackageRoot();
 
 function candidates(): string[] {
   const fromEnv = process.env.GLM_NODE_ADDON;
