@@ -234,20 +234,32 @@ class JsonParser {
     ++pos_;  // '{'
     skip_ws();
     if (pos_ < s_.size() && s_[pos_] == '}') { ++pos_; return Status::ok(); }
-    // Hashing keeps duplicate detection linear for objects with 10^5+ keys (index weight maps).
-    std::unordered_set<std::string> seen;
+    // Small objects (tensor entries, most configs) check duplicates by a scan with no allocation;
+    // past kScanLimit keys a hash set keeps index weight maps with 10^5+ keys linear.
+    constexpr size_t kScanLimit = 16;
+    std::unordered_set<std::string> seen;  // owns copies: views into members_ would dangle on growth
     for (;;) {
       if (pos_ >= s_.size()) return fail(pos_, "unexpected end of input, expected an object key");
       if (s_[pos_] != '"') return fail(pos_, "unexpected " + byte_desc(uint8_t(s_[pos_])) + ", expected a string key");
       const size_t key_pos = pos_;
       std::string key;
       GLM_TRY(parse_string(&key));
-      if (!seen.insert(key).second) return fail(key_pos, "duplicate key " + quote_for_message(key));
+      bool duplicate = false;
+      if (out->members_.size() < kScanLimit) {
+        for (const auto& m : out->members_) duplicate = duplicate || m.first == key;
+      } else {
+        if (seen.empty()) {
+          for (const auto& m : out->members_) seen.insert(m.first);
+        }
+        duplicate = seen.count(key) != 0;
+      }
+      if (duplicate) return fail(key_pos, "duplicate key " + quote_for_message(key));
       skip_ws();
       if (pos_ >= s_.size() || s_[pos_] != ':') return fail(pos_, "expected ':' after an object key");
       ++pos_;
       skip_ws();
       out->members_.emplace_back(std::move(key), JsonValue());
+      if (!seen.empty()) seen.insert(out->members_.back().first);
       GLM_TRY(parse_value(&out->members_.back().second, depth));
       skip_ws();
       if (pos_ >= s_.size()) return fail(pos_, "unexpected end of input inside an object");

@@ -71,12 +71,13 @@ Status parse_tensor_entry(const Reporter& rep, const std::string& name, const Js
   uint64_t numel = 1;
   bool numel_overflow = false;
   for (size_t i = 0; i < dims.size(); ++i) {
-    const std::string where = "shape[" + std::to_string(i) + "] = " + number_for_message(dims[i]);
+    // Built only on failure: this loop runs for every dim of every tensor.
+    const auto where = [&] { return "shape[" + std::to_string(i) + "] = " + number_for_message(dims[i]); };
     if (!dims[i].is_number()) return rep.tensor(name, "shape[" + std::to_string(i) + "] is a " + JsonValue::kind_name(dims[i].kind()) + ", expected an integer");
-    if (dims[i].is_negative_number() && dims[i].as_double() != 0.0) return rep.tensor(name, where + " is negative");
+    if (dims[i].is_negative_number() && dims[i].as_double() != 0.0) return rep.tensor(name, where() + " is negative");
     uint64_t d;
-    if (!dims[i].as_u64(&d)) return rep.tensor(name, where + " is not an integer in range");
-    if (d > SafetensorsFile::kMaxDim) return rep.tensor(name, where + " exceeds the maximum dimension 2^48");
+    if (!dims[i].as_u64(&d)) return rep.tensor(name, where() + " is not an integer in range");
+    if (d > SafetensorsFile::kMaxDim) return rep.tensor(name, where() + " exceeds the maximum dimension 2^48");
     t->shape.push_back(int64_t(d));
     // Keep scanning after an overflow so a later negative/oversized dim is still reported as such.
     if (__builtin_mul_overflow(numel, d, &numel)) numel_overflow = true;
@@ -196,21 +197,21 @@ Status SafetensorsFile::open(const std::string& path, std::unique_ptr<Safetensor
   const TensorInfo* prev = nullptr;
   for (const Span& s : spans) {
     const TensorInfo& t = f->tensors_[s.index];
-    const std::string r = "data_offsets " + range_text(s.begin, s.end);
+    const auto r = [&] { return "data_offsets " + range_text(s.begin, s.end); };
     if (s.begin != expected) {
       if (!prev) {
-        return rep.tensor(t.name, r + " start at " + std::to_string(s.begin) +
+        return rep.tensor(t.name, r() + " start at " + std::to_string(s.begin) +
                                       ", but the first tensor must start at offset 0 of the data section");
       }
       if (s.begin > expected) {
-        return rep.tensor(t.name, r + " leave a gap of " + std::to_string(s.begin - expected) + " bytes after tensor " +
+        return rep.tensor(t.name, r() + " leave a gap of " + std::to_string(s.begin - expected) + " bytes after tensor " +
                                       quote_for_message(prev->name) + ", which ends at " + std::to_string(expected));
       }
-      return rep.tensor(t.name, r + " overlap tensor " + quote_for_message(prev->name) + ", which ends at " +
+      return rep.tensor(t.name, r() + " overlap tensor " + quote_for_message(prev->name) + ", which ends at " +
                                     std::to_string(expected));
     }
     if (s.end > data_size) {
-      return rep.tensor(t.name, r + " run past the end of the data section, which holds " + std::to_string(data_size) +
+      return rep.tensor(t.name, r() + " run past the end of the data section, which holds " + std::to_string(data_size) +
                                     " bytes (file truncated?)");
     }
     expected = s.end;

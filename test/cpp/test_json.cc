@@ -56,6 +56,13 @@ TEST(json_rejects_duplicate_keys_naming_the_key) {
   REJECT("{\"x\": {\"k\": 1, \"k\": 1}}", "duplicate key \"k\"");
   // Same key spelled through an escape is still the same key.
   REJECT("{\"ab\": 1, \"a\\u0062\": 2}", "duplicate key \"ab\"");
+  // Large objects switch to hashed detection: duplicates of early and late keys both caught.
+  std::string big = "{";
+  for (int k = 0; k < 40; ++k) big += "\"k" + std::to_string(k) + "\":" + std::to_string(k) + ",";
+  REJECT(big + "\"k3\":0}", "duplicate key \"k3\"");
+  REJECT(big + "\"k39\":0}", "duplicate key \"k39\"");
+  REJECT(big + "\"z\":0,\"z\":1}", "duplicate key \"z\"");
+  CHECK(ACCEPT(big + "\"z\":0}").size() == 41);
   // Byte offset points at the second occurrence.
   JsonValue v;
   glm::Status st = parse_json("{\"a\":1,\"a\":2}", &v, "in.json");
