@@ -2,7 +2,7 @@
 import { binding, type NativeModel, type NativeModelInfo } from './binding.js';
 import { withAbort } from './abort.js';
 import {
-  BackendUnavailableError, ContextOverflowError, DisposedError, InvalidParamError, toGlmError,
+  AbortError, BackendUnavailableError, ContextOverflowError, DisposedError, InvalidParamError, toGlmError,
 } from './errors.js';
 import {
   checkInteger, checkKnownKeys, checkNumber, checkObject, checkSignal, describe, toTokenArray, type TokenInput,
@@ -121,9 +121,12 @@ export class Model implements SessionOwner {
       : undefined;
     const native = await withAbort(signal, (flag) =>
       binding().loadModel(dir, { threads, prefetch: opts.prefetch !== false }, report, flag));
-    if (progressError !== undefined) {
+    // Progress reports arrive before the completion, so an abort or a throw from onProgress is known
+    // here even when the native load finished before it could notice.
+    if (progressError !== undefined || signal?.aborted) {
       await native.dispose();
-      throw progressError;
+      if (progressError !== undefined) throw progressError;
+      throw new AbortError('model load aborted');
     }
     return new Model(native, dir);
   }

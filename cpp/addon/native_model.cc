@@ -310,24 +310,26 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
     Napi::Promise::Deferred deferred;
     Status status;
     std::unique_ptr<Model> model;
+    Napi::FunctionReference on_progress;  // empty when no callback was given
   };
-  auto* ctx = new Ctx{deferred, Status::ok(), nullptr};
-  auto done = Napi::ThreadSafeFunction::New(env, Napi::Function(), "glm-node load", 0, 1);
-  Napi::ThreadSafeFunction progress;
-  const bool has_progress = info[2].IsFunction();
-  if (has_progress) progress = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "glm-node progress", 0, 1);
+  auto* ctx = new Ctx{deferred, Status::ok(), nullptr, {}};
+  if (info[2].IsFunction()) ctx->on_progress = Napi::Persistent(info[2].As<Napi::Function>());
+  // Progress reports and the completion travel through one thread-safe function, so JS sees them in
+  // order: every progress callback (and an abort it triggers) runs before the promise settles.
+  auto channel = Napi::ThreadSafeFunction::New(env, Napi::Function(), "glm-node load", 0, 1);
 
   // Loading runs on its own thread: the model's executor does not exist until the model does.
-  std::thread([dir, lo, token, ctx, done, progress, has_progress]() mutable {
+  std::thread([dir, lo, token, ctx, channel]() mutable {
     struct Report { std::string stage; double done, total; };
     ProgressFn on_progress;
-    if (has_progress) {
+    if (!ctx->on_progress.IsEmpty()) {
       on_progress = [&](const char* stage, uint64_t d, uint64_t t) {
         auto* r = new Report{stage, double(d), double(t)};
-        napi_status s = progress.NonBlockingCall(r, [](Napi::Env env, Napi::Function fn, Report* r) {
-          // A throwing user callback must not take the load down: its error is reported by lib/.
+        napi_status s = channel.NonBlockingCall(r, [ctx](Napi::Env env, Napi::Function, Report* r) {
+          // A throwing user callback must not take the load down: lib/ catches and reports it.
           try {
-            fn.Call({Napi::String::New(env, r->stage), Napi::Number::New(env, r->done), Napi::Number::New(env, r->total)});
+            ctx->on_progress.Call({Napi::String::New(env, r->stage), Napi::Number::New(env, r->done),
+                                   Napi::Number::New(env, r->total)});
           } catch (const Napi::Error&) {
           }
           delete r;
@@ -336,8 +338,7 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
       };
     }
     ctx->status = Model::load(dir, lo, on_progress, token.get(), &ctx->model);
-    if (has_progress) progress.Release();
-    done.BlockingCall([ctx](Napi::Env env, Napi::Function) {
+    channel.BlockingCall([ctx](Napi::Env env, Napi::Function) {
       if (!ctx->status.is_ok()) {
         ctx->deferred.Reject(status_error(env, ctx->status).Value());
       } else {
@@ -353,7 +354,7 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
       }
       delete ctx;
     });
-    done.Release();
+    channel.Release();
   }).detach();
   return deferred.Promise();
 }

@@ -56,6 +56,19 @@ Status check_relative_name(const std::string& dir, std::string_view name, const 
   return Status::ok();
 }
 
+// For a hub cache snapshot folder ".../models--<org>--<name>/snapshots/<rev>", the repository's
+// blob folder ".../models--<org>--<name>/blobs"; empty for any other folder.
+std::string hub_blobs_dir(const std::string& real_dir) {
+  const size_t rev_slash = real_dir.rfind('/');
+  if (rev_slash == std::string::npos || rev_slash == 0) return {};
+  const size_t snap_slash = real_dir.rfind('/', rev_slash - 1);
+  if (snap_slash == std::string::npos || real_dir.compare(snap_slash, rev_slash - snap_slash, "/snapshots") != 0) return {};
+  const std::string repo = real_dir.substr(0, snap_slash);
+  const size_t repo_slash = repo.rfind('/');
+  if (repo_slash == std::string::npos || repo.compare(repo_slash + 1, 8, "models--") != 0) return {};
+  return repo + "/blobs";
+}
+
 // Resolves dir/name through symlinks and checks the result stays under real_dir. The resolved path is
 // what gets opened, so the confinement check and the open see the same file. A missing file yields
 // `missing_code` (ModelFormat for a shard the index promises, ModelLoad for an optional side file).
@@ -74,8 +87,14 @@ Status resolve_in_folder(const std::string& dir, const std::string& real_dir, st
   }
   std::string r(rp);
   std::free(rp);
-  const std::string root = real_dir == "/" ? real_dir : real_dir + "/";
-  if (r.compare(0, root.size(), root) != 0) {
+  auto under = [&r](const std::string& dir_path) {
+    const std::string root = dir_path == "/" ? dir_path : dir_path + "/";
+    return r.compare(0, root.size(), root) == 0;
+  };
+  // A Hugging Face hub cache snapshot (<cache>/models--org--name/snapshots/<rev>) holds symlinks to
+  // ../../blobs/<hash>; those blobs belong to the same repository, so they are inside the model too.
+  const std::string blobs = hub_blobs_dir(real_dir);
+  if (!under(real_dir) && (blobs.empty() || !under(blobs))) {
     return format_error(path + ": " + what + " " + quote_for_message(name) + " resolves to " + quote_for_message(r) +
                         ", outside the model folder " + quote_for_message(real_dir));
   }

@@ -1,17 +1,16 @@
 #include "engine/config.h"
 
 #include <cmath>
-#include <cstdio>
-#include <fstream>
 #include <sstream>
 
+#include "engine/checkpoint.h"
 #include "engine/json.h"
 
 namespace glm {
 
 namespace {
 
-constexpr int64_t kMaxConfigBytes = 16 << 20;  // a config.json is a few KB; anything huge is hostile
+constexpr uint64_t kMaxConfigBytes = 16 << 20;  // a config.json is a few KB; anything huge is hostile
 
 Status bad(const std::string& key, const std::string& why) {
   return format_error("config.json: \"" + key + "\" " + why);
@@ -170,17 +169,18 @@ Status parse_model_config(const JsonValue& root, ModelConfig* out) {
   return Status::ok();
 }
 
-Status load_model_config(const std::string& path, ModelConfig* out) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return Status::error(ErrorCode::ModelFormat, path + ": config.json is missing or unreadable");
-  f.seekg(0, std::ios::end);
-  const std::streamoff size = f.tellg();
-  if (size < 0 || size > kMaxConfigBytes) return format_error(path + ": config.json is larger than 16 MiB");
-  f.seekg(0);
-  std::string text(size_t(size), '\0');
-  if (!f.read(text.data(), size)) return Status::error(ErrorCode::ModelLoad, path + ": cannot read config.json");
+Status load_model_config(const Checkpoint& ckpt, ModelConfig* out) {
+  std::string text;
+  // Read through the checkpoint so config.json gets the same folder confinement as the shards.
+  Status read = ckpt.read_text_file("config.json", kMaxConfigBytes, &text);
+  if (!read.is_ok()) {
+    if (read.code() == ErrorCode::ModelLoad && read.message().find("does not exist") != std::string::npos) {
+      return format_error(ckpt.dir() + ": config.json is missing");
+    }
+    return read;
+  }
   JsonValue root;
-  GLM_TRY(parse_json(text, &root, path));
+  GLM_TRY(parse_json(text, &root, ckpt.dir() + "/config.json"));
   return parse_model_config(root, out);
 }
 

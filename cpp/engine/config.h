@@ -10,6 +10,7 @@
 
 namespace glm {
 
+class Checkpoint;
 class JsonValue;
 
 struct ModelConfig {
@@ -50,6 +51,7 @@ struct ModelConfig {
 // Validates every field and their consistency; errors name the key (ErrorCode::ModelFormat), or
 // ErrorCode::UnsupportedFormat for a well-formed config of another architecture.
 Status parse_model_config(const JsonValue& root, ModelConfig* out);
-Status load_model_config(const std::string& path, ModelConfig* out);
+// Reads <checkpoint dir>/config.json (confined to the folder like the shards) and validates it.
+Status load_model_config(const Checkpoint& ckpt, ModelConfig* out);
 
 }  // namespace glm

@@ -60,7 +60,7 @@ Status Model::load(const std::string& dir, const LoadOptions& opts, const Progre
         return !cancelled(cancel);
       },
       &m->checkpoint_));
-  GLM_TRY(load_model_config(dir + "/config.json", &m->cfg_));
+  GLM_TRY(load_model_config(*m->checkpoint_, &m->cfg_));
   GLM_TRY(bind_weights(m->cfg_, *m->checkpoint_, &m->weights_));
   if (opts.prefetch) GLM_TRY(prefetch(m->weights_, progress, cancel));
   if (cancelled(cancel)) return Status::error(ErrorCode::Aborted, "model load aborted");

@@ -451,6 +451,27 @@ TEST(checkpoint_confines_shards_to_the_folder) {
   EXPECT_ERROR(open_ck(single.path()), ErrorCode::ModelFormat, "model.safetensors", "outside the model folder");
 }
 
+TEST(checkpoint_accepts_hub_cache_snapshot_blobs_only) {
+  // huggingface_hub layout: snapshots/<rev>/model.safetensors -> ../../blobs/<hash>. The blob belongs to
+  // the same repository, so it is allowed; a link to anywhere else in the cache is still refused.
+  TempDir cache;
+  const std::string repo = cache / "models--org--tiny";
+  CHECK(::mkdir(repo.c_str(), 0700) == 0);
+  CHECK(::mkdir((repo + "/blobs").c_str(), 0700) == 0);
+  CHECK(::mkdir((repo + "/snapshots").c_str(), 0700) == 0);
+  const std::string snap = repo + "/snapshots/abc123";
+  CHECK(::mkdir(snap.c_str(), 0700) == 0);
+  write_file(repo + "/blobs/f00d", st_file("{" + entry("z", "BF16", "[3]", 0, 6) + "}", 6));
+  CHECK(::symlink("../../blobs/f00d", (snap + "/model.safetensors").c_str()) == 0);
+  Status st = open_ck(snap);
+  CHECK(st.is_ok()) << st.message();
+
+  write_file(repo + "/outside.safetensors", st_file("{" + entry("z", "BF16", "[3]", 0, 6) + "}", 6));
+  CHECK(::unlink((snap + "/model.safetensors").c_str()) == 0);
+  CHECK(::symlink("../../outside.safetensors", (snap + "/model.safetensors").c_str()) == 0);
+  EXPECT_ERROR(open_ck(snap), ErrorCode::ModelFormat, "model.safetensors", "outside the model folder");
+}
+
 TEST(checkpoint_rejects_index_and_shard_mismatches) {
   TempDir d;
   write_two_shards(d, d.path());
