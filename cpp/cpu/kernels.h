@@ -49,7 +49,7 @@ using BlockFn = void (*)(const float* X, int64_t ldx, const void* W, int64_t K, 
 
 struct KernelTable {
   Isa isa;
-  int gemv_rows;               // rows per block when T == 1 (memory-bound: enough independent streams)
+  int gemv_rows;               // rows per block when T == 1 and K is long (X shared by several rows)
   int gemm_rows, gemm_cols;    // rows × tokens per block when T > 1 (compute-bound: register reuse)
   // The block for (wt, rows, cols) with rows <= max(gemv_rows, gemm_rows), cols <= gemm_cols;
   // nullptr for an unsupported dtype.

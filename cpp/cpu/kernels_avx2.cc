@@ -56,21 +56,34 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// R weight rows × C tokens, one 8-lane accumulator each (R*C + R + 1 registers of 16).
+// R weight rows × C tokens, one 8-lane accumulator each (R*C + R + 1 registers of 16). Small blocks
+// unroll K by U so there are at least four independent FMA chains.
 template <DType WT, int R, int C>
 void block(const float* X, int64_t ldx, const void* W, int64_t K, float* out) {
   constexpr int64_t es = WT == DType::F32 ? 4 : 2;
+  constexpr int U = R * C >= 4 ? 1 : R * C >= 2 ? 2 : 4;
   const char* wbase = static_cast<const char*>(W);
-  __m256 acc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+  __m256 acc[U][R][C];
+  for (int u = 0; u < U; ++u)
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < C; ++c) acc[u][r][c] = _mm256_setzero_ps();
   int64_t k = 0;
+  for (; k + 8 * U <= K; k += 8 * U) {
+    for (int u = 0; u < U; ++u) {
+      __m256 w[R];
+      for (int r = 0; r < R; ++r) w[r] = load_w<WT>(wbase + r * K * es, k + 8 * u);
+      for (int c = 0; c < C; ++c) {
+        const __m256 x = _mm256_loadu_ps(X + c * ldx + k + 8 * u);
+        for (int r = 0; r < R; ++r) acc[u][r][c] = _mm256_fmadd_ps(w[r], x, acc[u][r][c]);
+      }
+    }
+  }
   for (; k + 8 <= K; k += 8) {
     __m256 w[R];
     for (int r = 0; r < R; ++r) w[r] = load_w<WT>(wbase + r * K * es, k);
     for (int c = 0; c < C; ++c) {
       const __m256 x = _mm256_loadu_ps(X + c * ldx + k);
-      for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(w[r], x, acc[r][c]);
+      for (int r = 0; r < R; ++r) acc[0][r][c] = _mm256_fmadd_ps(w[r], x, acc[0][r][c]);
     }
   }
   if (k < K) {
@@ -80,14 +93,18 @@ void block(const float* X, int64_t ldx, const void* W, int64_t K, float* out) {
     for (int r = 0; r < R; ++r) w[r] = load_w_partial<WT>(wbase + r * K * es, k, n);
     for (int c = 0; c < C; ++c) {
       const __m256 x = _mm256_maskload_ps(X + c * ldx + k, m);
-      for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(w[r], x, acc[r][c]);
+      for (int r = 0; r < R; ++r) acc[0][r][c] = _mm256_fmadd_ps(w[r], x, acc[0][r][c]);
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) out[r * C + c] = hsum(acc[r][c]);
+    for (int c = 0; c < C; ++c) {
+      __m256 s = acc[0][r][c];
+      for (int u = 1; u < U; ++u) s = _mm256_add_ps(s, acc[u][r][c]);
+      out[r * C + c] = hsum(s);
+    }
 }
 
-// T == 1: 8 rows (8 load streams and FMA chains). T > 1: 3 rows × 4 tokens (12 accumulators +
+// T == 1 with long rows: 8 rows (one X load feeds 8 rows). T > 1: 3 rows × 4 tokens (12 accumulators +
 // 3 weights + 1 activation = all 16 ymm registers).
 constexpr int kGemvRows = 8, kGemmRows = 3, kGemmCols = 4;
 constexpr int kMaxRows = 8, kMaxCols = 4;
