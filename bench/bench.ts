@@ -1,0 +1,328 @@
+// End-to-end CPU benchmark on the BENCH_SPEC synthetic checkpoint: load time, peak RSS, prefill and
+// decode throughput, decode's fraction of the memory-bandwidth roofline and prefill GFLOP/s.
+// `npm run bench` or `glm-node bench`. Prints numbers only; never asserts on timings.
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { fork } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { toGlmError } from '../lib/errors.js';
+import { Model, type GenerateResult } from '../lib/model.js';
+import { BENCH_SPEC, planTensors, writeSyntheticCheckpoint, type SyntheticModelSpec } from '../lib/synthetic/checkpoint.js';
+
+const GENERATE_ARG = '__generate-bench-checkpoint';
+const BYTES: Record<string, number> = { F32: 4, BF16: 2, F16: 2 };
+/** The engine keeps K and V in fp32 (cpp/engine/kv_cache.h). */
+const KV_BYTES_PER_ELEMENT = 4;
+const BANDWIDTH_BUFFER_BYTES = 512 * 1024 * 1024;
+
+export interface BenchOptions {
+  threads: number;
+  prompt: number;
+  decode: number;
+  json?: string;
+}
+
+export interface BenchResult {
+  checkpoint: string;
+  /** 1-minute load average when the run started: on a small shared machine it explains noisy numbers. */
+  loadAverageAtStart: number;
+  threads: number;
+  cpuIsa: string;
+  promptTokens: number;
+  decodeTokens: number;
+  totalParams: number;
+  activeParamsPerToken: number;
+  loadMs: number;
+  peakRssMiB: number;
+  prefillMs: number;
+  prefillTokensPerSecond: number;
+  prefillGflops: number;
+  decodeMs: number;
+  decodeTokensPerSecond: number;
+  decodeBytesPerToken: number;
+  decodeWeightBytesPerToken: number;
+  decodeKvBytesPerToken: number;
+  decodeAchievedGBps: number;
+  measuredReadBandwidthGBps: number;
+  bandwidthSource: string;
+  rooflineFraction: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoint cache
+
+/** Cache folder keyed by the spec and the generator's code, so either changing invalidates it. */
+export function benchCheckpointDir(spec: SyntheticModelSpec = BENCH_SPEC): string {
+  const h = createHash('sha256').update(JSON.stringify(spec));
+  for (const f of ['../lib/synthetic/checkpoint.js', '../lib/synthetic/safetensors-writer.js']) {
+    const file = fileURLToPath(new URL(f, import.meta.url));
+    if (existsSync(file)) h.update(readFileSync(file));
+  }
+  return path.join(os.tmpdir(), `glm-node-bench-${h.digest('hex').slice(0, 16)}`);
+}
+
+/**
+ * Writes the checkpoint once. Generation runs in a child process so its buffers do not count towards
+ * this process's peak RSS, and into a temporary folder renamed at the end so an interrupted run or a
+ * concurrent one never leaves a half-written cache behind.
+ */
+async function ensureCheckpoint(dir: string): Promise<void> {
+  if (existsSync(path.join(dir, 'config.json'))) return;
+  const partial = `${dir}.partial-${process.pid}`;
+  process.stderr.write(`generating the benchmark checkpoint (~1.2 GB, once) in ${dir} ...\n`);
+  const t0 = performance.now();
+  await new Promise<void>((resolve, reject) => {
+    const child = fork(fileURLToPath(import.meta.url), [GENERATE_ARG, partial], { stdio: 'inherit' });
+    child.on('error', reject);
+    child.on('exit', (code, sig) => (code === 0 ? resolve() : reject(new Error(`checkpoint generation failed (${sig ?? code})`))));
+  });
+  try {
+    await rename(partial, dir);
+  } catch (error) {
+    // Another bench run finished first: keep its copy.
+    if (!existsSync(path.join(dir, 'config.json'))) throw error;
+  } finally {
+    await rm(partial, { recursive: true, force: true });
+  }
+  process.stderr.write(`generated in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Byte and FLOP budget of one token (from the tensor plan, so it follows the spec)
+
+interface TokenBudget {
+  totalParams: number;
+  /** Weight bytes one decode token reads (storage dtype: BF16, router F32). */
+  decodeWeightBytes: number;
+  /** Parameters multiplied per prefill token (embedding lookup and lm_head excluded). */
+  prefillMatmulParams: number;
+  /** lm_head parameters: prefill computes logits for the last position only. */
+  lmHeadParams: number;
+  /** Parameters touched per token (embedding row and lm_head included), for the report. */
+  activeParams: number;
+  /** KV bytes read per attended position, all layers. */
+  kvBytesPerPosition: number;
+}
+
+export function tokenBudget(spec: SyntheticModelSpec): TokenBudget {
+  const mtpPrefix = `model.layers.${spec.num_hidden_layers}.`;
+  const expertShare = spec.num_experts_per_tok / spec.n_routed_experts;
+  const b: TokenBudget = { totalParams: 0, decodeWeightBytes: 0, prefillMatmulParams: 0, lmHeadParams: 0, activeParams: 0, kvBytesPerPosition: 0 };
+  for (const t of planTensors(spec)) {
+    const n = t.shape.reduce((a, c) => a * c, 1);
+    b.totalParams += n;
+    if (t.name.startsWith(mtpPrefix)) continue;  // the MTP layer is not run by plain decode
+    let used: number;  // parameters of this tensor one token touches
+    if (t.name === 'model.embed_tokens.weight') used = spec.hidden_size;  // one row
+    else if (/\.mlp\.experts\.\d+\./.test(t.name)) used = n * expertShare;  // top-k of the routed experts, on average
+    else used = n;
+    b.activeParams += used;
+    b.decodeWeightBytes += used * BYTES[t.dtype]!;
+    if (t.name === 'lm_head.weight') b.lmHeadParams = used;
+    else if (t.name !== 'model.embed_tokens.weight') b.prefillMatmulParams += used;
+  }
+  b.kvBytesPerPosition = spec.num_hidden_layers * 2 * spec.num_key_value_heads * spec.head_dim * KV_BYTES_PER_ELEMENT;
+  return b;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory bandwidth (JS lower bound)
+
+// Each worker sums its slice of one shared Float64Array; four accumulators break the add dependency
+// chain so the loop is limited by loads rather than FP-add latency.
+const BANDWIDTH_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const a = new Float64Array(workerData.buffer, workerData.offset, workerData.length);
+parentPort.on('message', () => {
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (let i = 0, n = a.length; i < n; i += 4) { s0 += a[i]; s1 += a[i + 1]; s2 += a[i + 2]; s3 += a[i + 3]; }
+  parentPort.postMessage(s0 + s1 + s2 + s3);
+});
+`;
+
+/**
+ * Best-of-passes read bandwidth (bytes/s) of `threads` JS workers over one 512 MiB buffer. Best of at
+ * least 6 passes and ~2 s: on a shared machine a pass where a worker got descheduled reads far low.
+ */
+async function measureReadBandwidth(threads: number): Promise<{ bytesPerSecond: number; passes: number }> {
+  const shared = new SharedArrayBuffer(BANDWIDTH_BUFFER_BYTES);
+  const all = new Float64Array(shared);
+  for (let i = 0; i < all.length; i += 512) all[i] = 1;  // touch every page: timings exclude page faults
+  const per = Math.floor(all.length / threads / 4) * 4;
+  const workers = Array.from({ length: threads }, (_, i) =>
+    new Worker(BANDWIDTH_WORKER, { eval: true, workerData: { buffer: shared, offset: i * per * 8, length: per } }));
+  try {
+    const pass = () => Promise.all(workers.map((w) => new Promise<number>((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+      w.postMessage(0);
+    })));
+    await pass();  // warm-up: let V8 optimise the loop
+    let best = 0;
+    let passes = 0;
+    const start = performance.now();
+    while (passes < 6 || (performance.now() - start < 2000 && passes < 100)) {
+      const t0 = performance.now();
+      await pass();
+      const s = (performance.now() - t0) / 1000;
+      best = Math.max(best, (per * threads * 8) / s);
+      passes++;
+    }
+    return { bytesPerSecond: best, passes };
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** Deterministic ordinary-token prompt (below the special ids at the top of the vocab). */
+function benchPrompt(length: number, vocab: number): number[] {
+  const ordinary = vocab - 32;
+  let x = 0x2545f491;
+  return Array.from({ length }, () => {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    return x % ordinary;
+  });
+}
+
+export async function runBench(opts: BenchOptions): Promise<BenchResult> {
+  const spec = BENCH_SPEC;
+  const loadAverageAtStart = os.loadavg()[0]!;
+  const dir = benchCheckpointDir(spec);
+  await ensureCheckpoint(dir);
+  const budget = tokenBudget(spec);
+
+  process.stderr.write('loading ...\n');
+  const t0 = performance.now();
+  const model = await Model.load(dir, { threads: opts.threads, prefetch: true });
+  const loadMs = performance.now() - t0;
+  let run: GenerateResult;
+  let cpuIsa: string;
+  try {
+    cpuIsa = model.info.cpuIsa;
+    const prompt = benchPrompt(opts.prompt, spec.vocab_size);
+    process.stderr.write('warm-up ...\n');
+    await model.generate({ tokens: prompt.slice(0, 16), maxTokens: 4, stopTokens: [] });
+    process.stderr.write(`prefill ${opts.prompt} + decode ${opts.decode} tokens ...\n`);
+    // stopTokens [] so greedy decoding always runs the full count.
+    run = await model.generate({ tokens: prompt, maxTokens: opts.decode, temperature: 0, stopTokens: [] });
+  } finally {
+    await model.dispose();
+  }
+  // Recorded before the bandwidth test, whose 512 MiB buffer would otherwise dominate the peak.
+  const peakRssMiB = process.resourceUsage().maxRSS / 1024;
+
+  process.stderr.write('measuring read bandwidth ...\n');
+  const { bytesPerSecond: bandwidth, passes } = await measureReadBandwidth(opts.threads);
+
+  const prefillS = run.timings.prefillMs / 1000;
+  const decodeSteps = run.tokens.length - 1;  // the first token comes from the prefill's logits
+  const secPerToken = decodeSteps > 0 ? run.timings.decodeMs / 1000 / decodeSteps : NaN;
+  // Decode step k (1..n) attends over prompt + k positions: on average prompt + (n + 1)/2.
+  const avgContext = opts.prompt + (decodeSteps + 1) / 2;
+  const kvBytes = budget.kvBytesPerPosition * avgContext;
+  const bytesPerToken = budget.decodeWeightBytes + kvBytes;
+  const achieved = bytesPerToken / secPerToken;
+  const prefillFlops = 2 * (budget.prefillMatmulParams * opts.prompt + budget.lmHeadParams);
+
+  const result: BenchResult = {
+    checkpoint: dir,
+    loadAverageAtStart,
+    threads: opts.threads,
+    cpuIsa,
+    promptTokens: opts.prompt,
+    decodeTokens: run.tokens.length,
+    totalParams: budget.totalParams,
+    activeParamsPerToken: budget.activeParams,
+    loadMs,
+    peakRssMiB,
+    prefillMs: run.timings.prefillMs,
+    prefillTokensPerSecond: run.timings.prefillTokensPerSecond,
+    prefillGflops: prefillFlops / prefillS / 1e9,
+    decodeMs: run.timings.decodeMs,
+    decodeTokensPerSecond: run.timings.decodeTokensPerSecond,
+    decodeBytesPerToken: bytesPerToken,
+    decodeWeightBytesPerToken: budget.decodeWeightBytes,
+    decodeKvBytesPerToken: kvBytes,
+    decodeAchievedGBps: achieved / 1e9,
+    measuredReadBandwidthGBps: bandwidth / 1e9,
+    bandwidthSource: `measured read bandwidth (JS, lower bound): ${opts.threads} worker_threads summing a 512 MiB Float64Array, best of ${passes} passes`,
+    rooflineFraction: achieved / bandwidth,
+  };
+  return result;
+}
+
+function printTable(r: BenchResult): void {
+  const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+  const rows: [string, string][] = [
+    ['checkpoint', r.checkpoint],
+    ['threads / cpu isa', `${r.threads} / ${r.cpuIsa} (${os.availableParallelism()} cpus, load average ${f(r.loadAverageAtStart, 2)} at start)`],
+    ['params total / active per token', `${f(r.totalParams / 1e6)} M / ${f(r.activeParamsPerToken / 1e6)} M (MTP excluded from active)`],
+    ['load (prefetch)', `${f(r.loadMs)} ms (weights come from the page cache when recently read)`],
+    ['peak RSS', `${f(r.peakRssMiB)} MiB (maxRSS; mapped weights count once paged in)`],
+    [`prefill (${r.promptTokens} tokens)`, `${f(r.prefillTokensPerSecond)} tok/s  (${f(r.prefillMs)} ms)`],
+    ['prefill achieved', `${f(r.prefillGflops)} GFLOP/s (2 × matmul params per token; lm_head once; attention scores not counted)`],
+    [`decode (${r.decodeTokens} tokens, greedy)`, `${f(r.decodeTokensPerSecond, 2)} tok/s  (${f(r.decodeMs)} ms)`],
+    ['decode bytes per token', `${f(r.decodeBytesPerToken / 1e6)} MB = weights ${f(r.decodeWeightBytesPerToken / 1e6)} MB + KV ${f(r.decodeKvBytesPerToken / 1e6, 2)} MB (fp32, mean context)`],
+    ['decode achieved', `${f(r.decodeAchievedGBps, 2)} GB/s`],
+    ['read bandwidth', `${f(r.measuredReadBandwidthGBps, 2)} GB/s`],
+    ['decode roofline fraction', `${f(r.rooflineFraction * 100)} % of the read bandwidth above`],
+  ];
+  const w = Math.max(...rows.map(([k]) => k.length));
+  process.stdout.write(`\nglm-node CPU benchmark (BENCH_SPEC synthetic checkpoint, BF16)\n`);
+  for (const [k, v] of rows) process.stdout.write(`  ${k.padEnd(w)}  ${v}\n`);
+  process.stdout.write(`  bandwidth used for the roofline: ${r.bandwidthSource}\n`);
+  if (r.rooflineFraction > 1) {
+    process.stdout.write('  note: above 100 % means the JS figure underestimates the machine (it is a lower bound, and other load depresses it)\n');
+  }
+}
+
+function positiveInt(value: string): number {
+  if (!/^\d+$/.test(value.trim()) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) {
+    throw new InvalidArgumentError('expected a positive integer');
+  }
+  return Number(value);
+}
+
+/** The `bench` command; used by `glm-node bench` and by `node dist/bench/bench.js`. */
+export function benchCommand(): Command {
+  return new Command('bench')
+    .description('benchmark load, prefill and decode on a cached ~0.5B-parameter synthetic checkpoint')
+    .option('--threads <n>', 'CPU threads for the model and the bandwidth test', positiveInt, os.availableParallelism())
+    .option('--prompt <n>', 'prompt tokens for prefill', positiveInt, 512)
+    .option('--decode <n>', 'tokens to decode (greedy)', positiveInt, 128)
+    .option('--json <file>', 'also write the results as JSON to <file>')
+    .action(async (opts: BenchOptions) => {
+      const result = await runBench(opts);
+      printTable(result);
+      if (opts.json !== undefined) await writeFile(opts.json, `${JSON.stringify(result, null, 2)}\n`);
+    });
+}
+
+// Entry point when run directly (not when imported by the CLI).
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+  try {
+    if (process.argv[2] === GENERATE_ARG) {
+      await writeSyntheticCheckpoint(process.argv[3]!, BENCH_SPEC);
+    } else {
+      await benchCommand().exitOverride().configureOutput({ outputError: () => {} }).parseAsync(process.argv);
+    }
+  } catch (error) {
+    // Same `error [CODE]: message` shape as the glm-node CLI; help output is not an error.
+    if (error instanceof CommanderError) {
+      if (error.exitCode !== 0) process.stderr.write(`error [INVALID_PARAM]: ${error.message.replace(/^error: /, '')}\n`);
+      process.exitCode = error.exitCode;
+    } else {
+      const e = toGlmError(error);
+      process.stderr.write(`error [${e.code}]: ${e.message}\n`);
+      process.exitCode = 1;
+    }
+  }
+}

@@ -1,0 +1,195 @@
+#!/usr/bin/env node
+// The glm-node command line: generate / info / bench. This is the only place that may exit the
+// process; everything below it reports failures as typed GlmErrors.
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import cliProgress from 'cli-progress';
+import { fileURLToPath } from 'node:url';
+import { benchCommand } from '../bench/bench.js';
+import { toGlmError } from './errors.js';
+import { Model, type LoadProgress } from './model.js';
+
+/** The embedded default model (models/tiny-default, written by scripts/make-default-model.mjs). */
+export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/tiny-default', import.meta.url));
+
+// ---- option parsers: shape only; ranges are the library's job so CLI and API reject the same values.
+
+function parseNonNegativeInt(value: string): number {
+  if (!/^\d+$/.test(value.trim())) throw new InvalidArgumentError('expected a non-negative integer');
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('integer too large');
+  return n;
+}
+
+function parseFiniteNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('expected a finite number');
+  return n;
+}
+
+function parseTokenList(value: string): number[] {
+  const parts = value.split(',').map((s) => s.trim());
+  if (parts.length === 0 || parts.some((s) => !/^\d+$/.test(s))) {
+    throw new InvalidArgumentError('expected comma-separated non-negative token ids, e.g. 482,483');
+  }
+  return parts.map(Number);
+}
+
+/**
+ * The prompt used when --tokens is absent: `[gMASK]<sop>`, the pair every GLM prompt starts with. GLM
+ * puts its special tokens at the top of the vocabulary in a fixed order beginning with <|endoftext|>,
+ * the lowest eos id: <|endoftext|>, [MASK], [gMASK], [sMASK], <sop>, <eop>, <|system|>, <|user|>, ...
+ * so [gMASK] = lowest eos + 2 and <sop> = lowest eos + 4 (GLM-4.5: 151331, 151333). The synthetic
+ * checkpoints mirror that layout (tiny default: eos 480 → prompt 482,484).
+ */
+export function defaultPrompt(eosTokenIds: readonly number[], vocabSize: number): number[] {
+  const base = eosTokenIds.length > 0 ? Math.min(...eosTokenIds) : 0;
+  const ids = [base + 2, base + 4].filter((t) => t < vocabSize);
+  return ids.length > 0 ? ids : [0];
+}
+
+// ---- progress
+
+/** A load-progress callback drawing a bar on stderr when it is a terminal, else undefined (no noise in logs/pipes). */
+function progressBar(): { onProgress?: (p: LoadProgress) => void; stop: () => void } {
+  if (!process.stderr.isTTY) return { stop: () => {} };
+  const MiB = 1024 * 1024;
+  const bar = new cliProgress.SingleBar(
+    { stream: process.stderr, format: 'loading {stage} [{bar}] {percentage}% | {size}', hideCursor: true, clearOnComplete: true },
+    cliProgress.Presets.shades_classic,
+  );
+  let stage: string | undefined;
+  return {
+    // The bar counts bytes; the size payload shows them in MiB with a decimal (small models load < 1 MiB).
+    onProgress: (p) => {
+      const total = Math.max(1, p.totalBytes);
+      const payload = { stage: p.stage, size: `${(p.loadedBytes / MiB).toFixed(1)}/${(p.totalBytes / MiB).toFixed(1)} MiB` };
+      if (stage !== p.stage) {
+        if (stage === undefined) bar.start(total, 0, payload);
+        else bar.setTotal(total);
+        stage = p.stage;
+      }
+      bar.update(Math.min(total, p.loadedBytes), payload);
+    },
+    stop: () => bar.stop(),
+  };
+}
+
+/** SIGINT aborts the running load/generation (the library then rejects with ABORTED); a second one exits now. */
+function interruptSignal(): AbortSignal {
+  const controller = new AbortController();
+  process.once('SIGINT', () => {
+    controller.abort();
+    process.once('SIGINT', () => process.exit(130));
+  });
+  return controller.signal;
+}
+
+async function loadModel(dir: string | undefined, threads: number | undefined, signal: AbortSignal, prefetch = true): Promise<Model> {
+  const bar = progressBar();
+  try {
+    return await Model.load(dir ?? DEFAULT_MODEL_DIR, { threads, signal, prefetch, onProgress: bar.onProgress });
+  } finally {
+    bar.stop();
+  }
+}
+
+// ---- commands
+
+interface GenerateFlags {
+  model?: string;
+  tokens?: number[];
+  maxTokens?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  seed?: number;
+  threads?: number;
+  json?: boolean;
+}
+
+async function generateAction(flags: GenerateFlags): Promise<void> {
+  const signal = interruptSignal();
+  const model = await loadModel(flags.model, flags.threads, signal);
+  try {
+    const info = model.info;
+    const result = await model.generate({
+      tokens: flags.tokens ?? defaultPrompt(info.eosTokenIds, info.vocabSize),
+      maxTokens: flags.maxTokens,
+      temperature: flags.temperature,
+      topK: flags.topK,
+      topP: flags.topP,
+      minP: flags.minP,
+      seed: flags.seed,
+      signal,
+    });
+    process.stdout.write(flags.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.tokens.join(',')}\n`);
+  } finally {
+    await model.dispose();
+  }
+}
+
+async function infoAction(flags: { model?: string; threads?: number }): Promise<void> {
+  // No prefetch: info only needs the headers, and a large model should answer at once.
+  const model = await loadModel(flags.model, flags.threads, interruptSignal(), false);
+  try {
+    process.stdout.write(`${JSON.stringify(model.info, null, 2)}\n`);
+  } finally {
+    await model.dispose();
+  }
+}
+
+export function buildProgram(): Command {
+  const program = new Command('glm-node')
+    .description('Run GLM-4.5-family MoE models from the command line');
+
+  program.command('generate')
+    .description('generate token ids after a prompt of token ids (default model: the embedded tiny model)')
+    .option('--model <dir>', 'checkpoint folder (default: the embedded tiny model)')
+    .option('--tokens <ids>', 'prompt token ids, comma-separated (default: [gMASK]<sop> of the model)', parseTokenList)
+    .option('--max-tokens <n>', 'tokens to generate at most (default 256)', parseNonNegativeInt)
+    .option('--temperature <t>', 'sampling temperature, 0 = greedy (default 0)', parseFiniteNumber)
+    .option('--top-k <k>', 'keep the k most likely tokens, 0 = off', parseNonNegativeInt)
+    .option('--top-p <p>', 'nucleus mass in (0, 1], 1 = off', parseFiniteNumber)
+    .option('--min-p <p>', 'drop tokens below p × the top probability, 0 = off', parseFiniteNumber)
+    .option('--seed <s>', 'sampler seed (default 0)', parseNonNegativeInt)
+    .option('--threads <n>', 'CPU threads (default: available parallelism)', parseNonNegativeInt)
+    .option('--json', 'print the full result (tokens, finishReason, usage, timings) as JSON')
+    .action(generateAction);
+
+  program.command('info')
+    .description('print model.info as JSON')
+    .option('--model <dir>', 'checkpoint folder (default: the embedded tiny model)')
+    .option('--threads <n>', 'CPU threads (default: available parallelism)', parseNonNegativeInt)
+    .action(infoAction);
+
+  program.addCommand(benchCommand());
+
+  // Commander would print its own "error: ..." and exit; route its errors through main() instead so
+  // every failure has the same `error [CODE]: message` shape.
+  for (const cmd of [program, ...program.commands]) {
+    cmd.exitOverride().configureOutput({ outputError: () => {} });
+  }
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync([...argv]);
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version output were already written; their exit code says whether it was an error.
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.help' || error.code === 'commander.version') {
+        return error.exitCode;
+      }
+      process.stderr.write(`error [INVALID_PARAM]: ${error.message.replace(/^error: /, '')}\n`);
+      return 1;
+    }
+    const e = toGlmError(error);
+    process.stderr.write(`error [${e.code}]: ${e.message}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv);
