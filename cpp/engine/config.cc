@@ -181,7 +181,9 @@ Status load_model_config(const Checkpoint& ckpt, ModelConfig* out) {
   }
   JsonValue root;
   GLM_TRY(parse_json(text, &root, ckpt.dir() + "/config.json"));
-  return parse_model_config(root, out);
+  Status st = parse_model_config(root, out);
+  if (!st.is_ok()) return Status::error(st.code(), ckpt.dir() + "/" + st.message());  // "<dir>/config.json: ..."
+  return st;
 }
 
 }  // namespace glm

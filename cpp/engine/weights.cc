@@ -138,13 +138,14 @@ Status bind_weights(const ModelConfig& c, const Checkpoint& ckpt, ModelWeights* 
     const TensorInfo* t = ckpt.find(s.name);
     if (!t) {
       if (s.optional) continue;
-      return format_error("missing tensor " + quote_for_message(s.name) + " (required by config.json)");
+      return format_error(ckpt.dir() + ": missing tensor " + quote_for_message(s.name) + " (required by config.json)");
     }
     if (t->shape != s.shape) {
-      return format_error("tensor " + quote_for_message(s.name) + " has shape " + shape_str(t->shape) + ", expected " +
+      return format_error(t->file + ": tensor " + quote_for_message(s.name) + " has shape " + shape_str(t->shape) + ", expected " +
                           shape_str(s.shape) + " from config.json");
     }
-    GLM_TRY(check_dtype(*t));
+    Status dtype_ok = check_dtype(*t);
+    if (!dtype_ok.is_ok()) return Status::error(dtype_ok.code(), t->file + ": " + dtype_ok.message());
     if (s.matrix) {
       *s.matrix = Matrix{t->data, t->dtype, s.shape[0], s.shape[1]};
       w.mapped_bytes += t->nbytes;
