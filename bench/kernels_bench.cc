@@ -9,6 +9,7 @@
 //   g++ $F bench/kernels_bench.cc cpp/cpu/kernels_dispatch.cc cpp/cpu/kernels_generic.cc cpp/cpu/thread_pool.cc \
 //       $d/a2.o $d/a5.o -pthread -o $d/kernels_bench && $d/kernels_bench
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -74,6 +75,16 @@ int main() {
     ThreadPool pool(threads);
     const double bw = read_bandwidth_gbs(pool, big);
     std::printf("\n== %d thread(s): memory read bandwidth %.1f GB/s\n", threads, bw);
+    {
+      // Dispatch latency of a near-empty parallel_for, back to back (workers spinning): the fixed cost
+      // every kernel call of a decode step pays.
+      std::atomic<int64_t> sink{0};
+      const int calls = 100000;
+      const double t = best_time(3, [&] {
+        for (int i = 0; i < calls; ++i) pool.parallel_for(threads, 1, [&](int64_t b, int64_t e) { sink += e - b; });
+      });
+      std::printf("  pool: %.2f us per parallel_for (back to back)\n", t / calls * 1e6);
+    }
     for (Isa isa : isas) {
       set_isa_for_testing(isa);
       for (const auto& s : gemv_shapes) {
