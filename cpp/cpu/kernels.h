@@ -45,6 +45,8 @@ namespace detail {
 // A block computes out[r*cols + c] = sum_k X[c*ldx + k] * W[r*K + k] for r < rows, c < cols over the
 // whole K, where W points at the block's first row (element type fixed by the kernel). rows and cols
 // are compile-time constants inside the kernel, so accumulators live in registers.
+// rows * cols never exceeds kMaxBlockOutputs (each ISA file static_asserts it).
+constexpr int kMaxBlockOutputs = 64;
 using BlockFn = void (*)(const float* X, int64_t ldx, const void* W, int64_t K, float* out);
 
 struct KernelTable {

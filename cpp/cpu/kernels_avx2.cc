@@ -108,6 +108,7 @@ void block(const float* X, int64_t ldx, const void* W, int64_t K, float* out) {
 // 3 weights + 1 activation = all 16 ymm registers).
 constexpr int kGemvRows = 8, kGemmRows = 3, kGemmCols = 4;
 constexpr int kMaxRows = 8, kMaxCols = 4;
+static_assert(kMaxRows * kMaxCols <= detail::kMaxBlockOutputs, "run_tile's output buffer");
 
 template <DType WT, int C, int... Rs>
 constexpr std::array<BlockFn, sizeof...(Rs)> row_fns(std::integer_sequence<int, Rs...>) {

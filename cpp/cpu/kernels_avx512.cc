@@ -87,6 +87,7 @@ void block(const float* X, int64_t ldx, const void* W, int64_t K, float* out) {
 // T == 1 with long rows uses 8 rows (one X load feeds 8 rows, 8 FMA chains); T > 1 uses 4 rows × 6 tokens (24 accumulators + 4 weights + 1 activation = 29 zmm).
 constexpr int kGemvRows = 8, kGemmRows = 4, kGemmCols = 6;
 constexpr int kMaxRows = 8, kMaxCols = 6;
+static_assert(kMaxRows * kMaxCols <= detail::kMaxBlockOutputs, "run_tile's output buffer");
 
 template <DType WT, int C, int... Rs>
 constexpr std::array<BlockFn, sizeof...(Rs)> row_fns(std::integer_sequence<int, Rs...>) {

@@ -86,7 +86,7 @@ struct MatmulArgs {
 void run_tile(const KernelTable& kt, const MatmulArgs& a, int rows, int cols, int64_t t0, int64_t t1,
               int64_t n0, int64_t n1) {
   const int64_t row_bytes = a.K * (dtype_bits(a.wt) / 8);
-  float out[64];  // rows*cols <= 64 (checked where the table is chosen)
+  float out[detail::kMaxBlockOutputs];
   for (int64_t n = n0; n < n1; n += rows) {
     const int r = int(std::min<int64_t>(rows, n1 - n));
     BlockFn full = kt.block(a.wt, r, cols);
@@ -179,12 +179,16 @@ void matmul(ThreadPool& pool, const float* X, int64_t T, int64_t ldx, const void
 
   // Work items are (token chunk, row block), token-chunk major, so a thread's contiguous range is a
   // run of row blocks over one X chunk that both threads' L2s hold while they split its rows.
-  auto process = [&](int64_t begin, int64_t end) {
+  struct Plan {
+    const KernelTable* kt; const MatmulArgs* a; int rows, cols; int64_t t_chunk, n_rblocks;
+  } plan{&kt, &a, rows, cols, t_chunk, n_rblocks};
+  // Captures one pointer so std::function stores it inline (no allocation per call).
+  auto process = [p = &plan](int64_t begin, int64_t end) {
     while (begin < end) {
-      const int64_t tc = begin / n_rblocks, rb0 = begin % n_rblocks;
-      const int64_t rb1 = std::min(n_rblocks, rb0 + (end - begin));
-      const int64_t t0 = tc * t_chunk, t1 = std::min(T, t0 + t_chunk);
-      run_tile(kt, a, rows, cols, t0, t1, rb0 * rows, std::min(N, rb1 * rows));
+      const int64_t tc = begin / p->n_rblocks, rb0 = begin % p->n_rblocks;
+      const int64_t rb1 = std::min(p->n_rblocks, rb0 + (end - begin));
+      const int64_t t0 = tc * p->t_chunk, t1 = std::min(p->a->T, t0 + p->t_chunk);
+      run_tile(*p->kt, *p->a, p->rows, p->cols, t0, t1, rb0 * p->rows, std::min(p->a->N, rb1 * p->rows));
       begin += rb1 - rb0;
     }
   };

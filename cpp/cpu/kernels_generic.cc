@@ -52,6 +52,7 @@ void block(const float* X, int64_t ldx, const void* W, int64_t K, float* out) {
 }
 
 constexpr int kRows = 4, kCols = 4;
+static_assert(kRows * kCols <= detail::kMaxBlockOutputs, "run_tile's output buffer");
 
 template <DType WT, int C, int... Rs>
 constexpr std::array<BlockFn, sizeof...(Rs)> row_fns(std::integer_sequence<int, Rs...>) {
