@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { binding } from '../lib/binding.js';
 import { toGlmError } from '../lib/errors.js';
 import { Model, type GenerateResult } from '../lib/model.js';
 import { BENCH_SPEC, planTensors, writeSyntheticCheckpoint, type SyntheticModelSpec } from '../lib/synthetic/checkpoint.js';
@@ -132,52 +132,12 @@ export function tokenBudget(spec: SyntheticModelSpec): TokenBudget {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Memory bandwidth (JS lower bound)
+// Memory bandwidth: measured natively with the engine's own thread pool and vectorised read kernel
+// (cpp/cpu/bandwidth.cc), best pass over ~2 s (on a shared machine a descheduled pass reads low).
 
-// Each worker sums its slice of one shared Float64Array; four accumulators break the add dependency
-// chain so the loop is limited by loads rather than FP-add latency.
-const BANDWIDTH_WORKER = `
-const { parentPort, workerData } = require('node:worker_threads');
-const a = new Float64Array(workerData.buffer, workerData.offset, workerData.length);
-parentPort.on('message', () => {
-  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  for (let i = 0, n = a.length; i < n; i += 4) { s0 += a[i]; s1 += a[i + 1]; s2 += a[i + 2]; s3 += a[i + 3]; }
-  parentPort.postMessage(s0 + s1 + s2 + s3);
-});
-`;
-
-/**
- * Best-of-passes read bandwidth (bytes/s) of `threads` JS workers over one 512 MiB buffer. Best of at
- * least 6 passes and ~2 s: on a shared machine a pass where a worker got descheduled reads far low.
- */
 async function measureReadBandwidth(threads: number): Promise<{ bytesPerSecond: number; passes: number }> {
-  const shared = new SharedArrayBuffer(BANDWIDTH_BUFFER_BYTES);
-  const all = new Float64Array(shared);
-  for (let i = 0; i < all.length; i += 512) all[i] = 1;  // touch every page: timings exclude page faults
-  const per = Math.floor(all.length / threads / 4) * 4;
-  const workers = Array.from({ length: threads }, (_, i) =>
-    new Worker(BANDWIDTH_WORKER, { eval: true, workerData: { buffer: shared, offset: i * per * 8, length: per } }));
-  try {
-    const pass = () => Promise.all(workers.map((w) => new Promise<number>((resolve, reject) => {
-      w.once('message', resolve);
-      w.once('error', reject);
-      w.postMessage(0);
-    })));
-    await pass();  // warm-up: let V8 optimise the loop
-    let best = 0;
-    let passes = 0;
-    const start = performance.now();
-    while (passes < 6 || (performance.now() - start < 2000 && passes < 100)) {
-      const t0 = performance.now();
-      await pass();
-      const s = (performance.now() - t0) / 1000;
-      best = Math.max(best, (per * threads * 8) / s);
-      passes++;
-    }
-    return { bytesPerSecond: best, passes };
-  } finally {
-    await Promise.all(workers.map((w) => w.terminate()));
-  }
+  const r = await binding().measureReadBandwidth(BANDWIDTH_BUFFER_BYTES, threads, 2);
+  return { bytesPerSecond: r.bytesPerSecond, passes: r.passes };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -253,7 +213,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     decodeKvBytesPerToken: kvBytes,
     decodeAchievedGBps: achieved / 1e9,
     measuredReadBandwidthGBps: bandwidth / 1e9,
-    bandwidthSource: `measured read bandwidth (JS, lower bound): ${opts.threads} worker_threads summing a 512 MiB Float64Array, best of ${passes} passes`,
+    bandwidthSource: `measured read bandwidth (native): ${opts.threads} threads of the engine's pool reading a 512 MiB buffer with the vectorised kernels, best of ${passes} passes`,
     rooflineFraction: achieved / bandwidth,
   };
   return result;
@@ -280,7 +240,7 @@ function printTable(r: BenchResult): void {
   for (const [k, v] of rows) process.stdout.write(`  ${k.padEnd(w)}  ${v}\n`);
   process.stdout.write(`  bandwidth used for the roofline: ${r.bandwidthSource}\n`);
   if (r.rooflineFraction > 1) {
-    process.stdout.write('  note: above 100 % means the JS figure underestimates the machine (it is a lower bound, and other load depresses it)\n');
+    process.stdout.write('  note: above 100 % means the bandwidth pass was disturbed by other load; rerun on a quiet machine\n');
   }
 }
 

@@ -76,6 +76,8 @@ export interface NativeBinding {
     abort: NativeAbortFlag | undefined,
   ): Promise<NativeModel>;
   cpuIsa: string;
+  /** Benchmark helper: best-pass multi-threaded read bandwidth of this machine (bytes/s). */
+  measureReadBandwidth(bytes: number, threads: number, minSeconds: number): Promise<{ bytesPerSecond: number; passes: number; bufferBytes: number }>;
 }
 
 // The package root is the nearest folder above this file whose package.json names glm-node (this file

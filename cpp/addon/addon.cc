@@ -2,7 +2,10 @@
 // no policy (lib/ validates options; the engine does the work).
 #include <napi.h>
 
+#include <thread>
+
 #include "addon/host.h"
+#include "cpu/bandwidth.h"
 #include "cpu/kernels.h"
 
 namespace glm::addon {
@@ -14,6 +17,44 @@ Napi::Value load_model(const Napi::CallbackInfo& info);
 
 namespace {
 
+// measureReadBandwidth(bytes, threads, minSeconds) -> Promise<{bytesPerSecond, passes, bufferBytes}>
+// A benchmark helper: runs on its own thread so the JS thread stays free.
+Napi::Value measure_read_bandwidth(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const double bytes = info[0].As<Napi::Number>().DoubleValue();
+  const int threads = info[1].As<Napi::Number>().Int32Value();
+  const double min_seconds = info[2].As<Napi::Number>().DoubleValue();
+  if (!(bytes >= 4096 && bytes <= 64e9) || threads < 1 || threads > 1024 || !(min_seconds >= 0 && min_seconds <= 60)) {
+    throw Napi::RangeError::New(env, "measureReadBandwidth: bytes in [4096, 64e9], threads in [1, 1024], minSeconds in [0, 60]");
+  }
+  auto deferred = Napi::Promise::Deferred::New(env);
+  auto tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function(), "glm-node bandwidth", 0, 1);
+  std::thread([deferred, tsfn, bytes, threads, min_seconds]() mutable {
+    glm::cpu::BandwidthResult r;
+    bool ok = true;
+    try {
+      glm::cpu::ThreadPool pool(threads);
+      r = glm::cpu::measure_read_bandwidth(pool, uint64_t(bytes), min_seconds);
+    } catch (const std::bad_alloc&) {
+      ok = false;
+    }
+    tsfn.BlockingCall([deferred, r, ok](Napi::Env env, Napi::Function) {
+      if (!ok) {
+        deferred.Reject(glm::addon::status_error(env, glm::Status::error(glm::ErrorCode::InsufficientMemory,
+                                                                           "cannot allocate the bandwidth buffer")).Value());
+        return;
+      }
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("bytesPerSecond", r.bytes_per_second);
+      o.Set("passes", r.passes);
+      o.Set("bufferBytes", double(r.buffer_bytes));
+      deferred.Resolve(o);
+    });
+    tsfn.Release();
+  }).detach();
+  return deferred.Promise();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   using namespace glm::addon;
   auto* data = new AddonData();
@@ -24,6 +65,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->session_ctor = Napi::Persistent(define_session(env));
   exports.Set("AbortFlag", abort_flag);
   exports.Set("loadModel", Napi::Function::New(env, load_model, "loadModel"));
+  exports.Set("measureReadBandwidth", Napi::Function::New(env, measure_read_bandwidth, "measureReadBandwidth"));
   exports.Set("cpuIsa", Napi::String::New(env, glm::cpu::isa_name(glm::cpu::active_isa())));
   return exports;
 }
