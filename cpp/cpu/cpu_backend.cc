@@ -131,44 +131,54 @@ void CpuBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, Ac
   for (const auto& s : plan.sequences) {
     for (int64_t i = 0; i < s.n_rows; ++i) {
       const int64_t row = s.row_begin + i, pos = s.start_pos + i;
-      std::memcpy(s.cache->key(layer, pos), k.data + row * kv_w, size_t(kv_w) * sizeof(float));
-      std::memcpy(s.cache->value(layer, pos), v.data + row * kv_w, size_t(kv_w) * sizeof(float));
+      for (int64_t h = 0; h < cfg_.num_key_value_heads; ++h) {
+        std::memcpy(s.cache->key(layer, h, pos), k.data + row * kv_w + h * d, size_t(d) * sizeof(float));
+        std::memcpy(s.cache->value(layer, h, pos), v.data + row * kv_w + h * d, size_t(d) * sizeof(float));
+      }
     }
   }
 
-  // One work item per (row, head); rows carry their sequence index.
+  // One work item per (row, kv head): the query heads sharing that K/V head (GQA) are handled together
+  // so each cached row is fetched from memory once for the whole group. Keys are read a cache page at a
+  // time: within a page one head's rows are contiguous.
   std::vector<int32_t> row_seq(size_t(plan.rows()));
   for (size_t si = 0; si < plan.sequences.size(); ++si) {
     const auto& s = plan.sequences[si];
     for (int64_t i = 0; i < s.n_rows; ++i) row_seq[size_t(s.row_begin + i)] = int32_t(si);
   }
+  const int64_t n_kv = cfg_.num_key_value_heads;
   auto items = [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores;
     for (int64_t it = begin; it < end; ++it) {
-      const int64_t row = it / n_heads, h = it % n_heads, kvh = h / group;
+      const int64_t row = it / n_kv, kvh = it % n_kv;
       const auto& s = plan.sequences[size_t(row_seq[size_t(row)])];
       const int64_t n_keys = s.start_pos + (row - s.row_begin) + 1;  // causal: keys 0..pos
-      if (int64_t(scores.size()) < n_keys) scores.resize(size_t(n_keys));
-      const float* qh = q.data + row * q.cols + h * d;
-      float max_score = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j < n_keys; ++j) {
-        const float sc = dot(qh, s.cache->key(layer, j) + kvh * d, d) * scale;
-        scores[size_t(j)] = sc;
-        max_score = std::max(max_score, sc);
+      if (int64_t(scores.size()) < group * n_keys) scores.resize(size_t(group * n_keys));
+      for (int64_t g = 0; g < group; ++g) {
+        const int64_t h = kvh * group + g;
+        const float* qh = q.data + row * q.cols + h * d;
+        float* sc = scores.data() + g * n_keys;
+        for (int64_t pos = 0; pos < n_keys; pos += KvCache::kPageTokens) {
+          const int64_t n = std::min(KvCache::kPageTokens, n_keys - pos);
+          dot_rows(qh, s.cache->key(layer, kvh, pos), d, n, d, sc + pos);
+        }
+        // softmax(q k^T * d^-0.5) in fp32 with the max subtracted; the sum in double.
+        float max_score = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j < n_keys; ++j) max_score = std::max(max_score, sc[j] *= scale);
+        double sum = 0;
+        for (int64_t j = 0; j < n_keys; ++j) sum += sc[j] = std::exp(sc[j] - max_score);
+        const float inv_sum = float(1.0 / sum);
+        for (int64_t j = 0; j < n_keys; ++j) sc[j] *= inv_sum;
+        float* oh = out.data + row * out.cols + h * d;
+        std::fill(oh, oh + d, 0.0f);
+        for (int64_t pos = 0; pos < n_keys; pos += KvCache::kPageTokens) {
+          const int64_t n = std::min(KvCache::kPageTokens, n_keys - pos);
+          weighted_row_sum(sc + pos, s.cache->value(layer, kvh, pos), d, n, d, oh);
+        }
       }
-      double sum = 0;
-      for (int64_t j = 0; j < n_keys; ++j) {
-        const float e = std::exp(scores[size_t(j)] - max_score);
-        scores[size_t(j)] = e;
-        sum += e;
-      }
-      float* oh = out.data + row * out.cols + h * d;
-      std::fill(oh, oh + d, 0.0f);
-      const float inv_sum = float(1.0 / sum);
-      for (int64_t j = 0; j < n_keys; ++j) axpy(scores[size_t(j)] * inv_sum, s.cache->value(layer, j) + kvh * d, oh, d);
     }
   };
-  pool_.parallel_for(plan.rows() * n_heads, 1, items);
+  pool_.parallel_for(plan.rows() * n_kv, 1, items);
 }
 
 void CpuBackend::swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulate) {

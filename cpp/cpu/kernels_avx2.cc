@@ -173,8 +173,34 @@ void convert_avx2(const void* src, DType t, float* dst, int64_t n) {
   }
 }
 
+void dot_rows_avx2(const float* q, const float* rows, int64_t stride, int64_t n, int64_t d, float* out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = dot_avx2(q, rows + j * stride, d);
+}
+
+// Up to 64 output lanes stay in 8 registers while the rows stream by (see the AVX-512 twin).
+void weighted_row_sum_avx2(const float* w, const float* rows, int64_t stride, int64_t n, int64_t d, float* out) {
+  for (int64_t c = 0; c < d; c += 64) {
+    const int64_t width = d - c < 64 ? d - c : 64;
+    const int full = int(width / 8);
+    const int64_t rest = width % 8;
+    __m256 acc[8];
+    for (int v = 0; v < 8; ++v) acc[v] = _mm256_setzero_ps();
+    float tail_acc[8] = {};
+    for (int64_t j = 0; j < n; ++j) {
+      const __m256 wj = _mm256_set1_ps(w[j]);
+      const float* r = rows + j * stride + c;
+      for (int v = 0; v < full; ++v) acc[v] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(r + 8 * v), acc[v]);
+      for (int64_t i = 0; i < rest; ++i) tail_acc[i] = std::fma(w[j], r[8 * full + i], tail_acc[i]);
+    }
+    float* o = out + c;
+    for (int v = 0; v < full; ++v) _mm256_storeu_ps(o + 8 * v, _mm256_add_ps(_mm256_loadu_ps(o + 8 * v), acc[v]));
+    for (int64_t i = 0; i < rest; ++i) o[8 * full + i] += tail_acc[i];
+  }
+}
+
 constexpr detail::KernelTable kAvx2 = {
     Isa::Avx2, kGemvRows, kGemmRows, kGemmCols, pick_block, dot_avx2, axpy_avx2, convert_avx2,
+    dot_rows_avx2, weighted_row_sum_avx2,
 };
 
 }  // namespace

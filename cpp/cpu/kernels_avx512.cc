@@ -158,8 +158,36 @@ void convert_avx512(const void* src, DType t, float* dst, int64_t n) {
   }
 }
 
+void dot_rows_avx512(const float* q, const float* rows, int64_t stride, int64_t n, int64_t d, float* out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = dot_avx512(q, rows + j * stride, d);
+}
+
+// Keeps up to 128 output lanes in 8 registers while streaming the rows, so each row is read once and
+// the output is stored once per chunk instead of once per row.
+void weighted_row_sum_avx512(const float* w, const float* rows, int64_t stride, int64_t n, int64_t d, float* out) {
+  for (int64_t c = 0; c < d; c += 128) {
+    const int64_t width = d - c < 128 ? d - c : 128;
+    const int full = int(width / 16);
+    const __mmask16 tail = __mmask16((1u << (width % 16)) - 1u);
+    __m512 acc[8];
+    for (int v = 0; v < 8; ++v) acc[v] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+      const __m512 wj = _mm512_set1_ps(w[j]);
+      const float* r = rows + j * stride + c;
+      for (int v = 0; v < full; ++v) acc[v] = _mm512_fmadd_ps(wj, _mm512_loadu_ps(r + 16 * v), acc[v]);
+      if (tail) acc[full] = _mm512_fmadd_ps(wj, _mm512_maskz_loadu_ps(tail, r + 16 * full), acc[full]);
+    }
+    float* o = out + c;
+    for (int v = 0; v < full; ++v) _mm512_storeu_ps(o + 16 * v, _mm512_add_ps(_mm512_loadu_ps(o + 16 * v), acc[v]));
+    if (tail) {
+      _mm512_mask_storeu_ps(o + 16 * full, tail, _mm512_add_ps(_mm512_maskz_loadu_ps(tail, o + 16 * full), acc[full]));
+    }
+  }
+}
+
 constexpr detail::KernelTable kAvx512 = {
     Isa::Avx512, kGemvRows, kGemmRows, kGemmCols, pick_block, dot_avx512, axpy_avx512, convert_avx512,
+    dot_rows_avx512, weighted_row_sum_avx512,
 };
 
 }  // namespace

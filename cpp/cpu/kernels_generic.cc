@@ -107,8 +107,17 @@ void convert_generic(const void* src, DType t, float* dst, int64_t n) {
   }
 }
 
+void dot_rows_generic(const float* q, const float* rows, int64_t stride, int64_t n, int64_t d, float* out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = dot_generic(q, rows + j * stride, d);
+}
+
+void weighted_row_sum_generic(const float* w, const float* rows, int64_t stride, int64_t n, int64_t d, float* out) {
+  for (int64_t j = 0; j < n; ++j) axpy_generic(w[j], rows + j * stride, out, d);
+}
+
 constexpr detail::KernelTable kGeneric = {
     Isa::Generic, kRows, kRows, kCols, pick_block, dot_generic, axpy_generic, convert_generic,
+    dot_rows_generic, weighted_row_sum_generic,
 };
 
 }  // namespace

@@ -14,11 +14,10 @@ Status KvCache::reserve(int64_t new_length) {
   const size_t pages_needed = size_t((new_length + kPageTokens - 1) / kPageTokens);
   for (auto& layer_pages : pages_) {
     while (layer_pages.size() < pages_needed) {
-      float* p = new (std::nothrow) float[size_t(kPageTokens * 2 * row_width_)];
+      float* p = new (std::nothrow) float[size_t(page_floats())];
       if (!p) {
-        return Status::error(ErrorCode::InsufficientMemory,
-                             "KV cache: could not allocate " +
-                                 std::to_string(kPageTokens * 2 * row_width_ * sizeof(float)) + " bytes");
+        return Status::error(ErrorCode::InsufficientMemory, "KV cache: could not allocate a page of " +
+                                                                std::to_string(page_floats() * sizeof(float)) + " bytes");
       }
       layer_pages.emplace_back(p);
     }
@@ -29,7 +28,7 @@ Status KvCache::reserve(int64_t new_length) {
 uint64_t KvCache::allocated_bytes() const {
   uint64_t pages = 0;
   for (const auto& layer_pages : pages_) pages += layer_pages.size();
-  return pages * uint64_t(kPageTokens) * 2 * uint64_t(row_width_) * sizeof(float);
+  return pages * uint64_t(page_floats()) * sizeof(float);
 }
 
 }  // namespace glm

@@ -83,7 +83,7 @@ Status Model::create_sequence(int64_t context_length, std::unique_ptr<Sequence>*
                                                       "] (max_position_embeddings), got " +
                                                       std::to_string(context_length));
   }
-  *out = std::make_unique<Sequence>(cfg_.num_hidden_layers, cfg_.kv_width(), context_length);
+  *out = std::make_unique<Sequence>(cfg_.num_hidden_layers, cfg_.num_key_value_heads, cfg_.head_dim, context_length);
   return Status::ok();
 }
 

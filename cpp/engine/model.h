@@ -32,7 +32,8 @@ using ProgressFn = std::function<void(const char* stage, uint64_t done, uint64_t
 // A session's state on the engine side: its KV cache and the tokens the cache holds.
 class Sequence {
  public:
-  Sequence(int64_t n_layers, int64_t row_width, int64_t capacity) : cache(n_layers, row_width, capacity) {}
+  Sequence(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t capacity)
+      : cache(n_layers, n_kv_heads, head_dim, capacity) {}
   KvCache cache;
   std::vector<int32_t> tokens;
   int64_t length() const { return int64_t(tokens.size()); }

@@ -312,6 +312,53 @@ TEST(kernels_dot_and_axpy) {
   }
 }
 
+TEST(kernels_dot_rows_and_weighted_row_sum) {
+  // The attention kernels over strided cache rows, against float64: d values around the vector
+  // widths (and head_dim 128 / 24), row counts from 1 to a page, stride > d so gaps must be skipped.
+  IsaGuard guard;
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (Isa isa : supported_isas()) {
+    set_isa_for_testing(isa);
+    for (int64_t d : {1, 7, 8, 16, 24, 33, 64, 100, 128, 129, 256}) {
+      for (int64_t n : {1, 2, 5, 31, 256}) {
+        const int64_t stride = 2 * d + 3;
+        std::vector<float> rows(size_t(n * stride), 1e30f);  // gaps hold poison: never read
+        for (int64_t j = 0; j < n; ++j)
+          for (int64_t i = 0; i < d; ++i) rows[size_t(j * stride + i)] = dist(rng);
+        std::vector<float> q(static_cast<size_t>(d)), w(static_cast<size_t>(n));
+        for (auto& v : q) v = dist(rng);
+        for (auto& v : w) v = dist(rng);
+        std::vector<float> scores(size_t(n) + 1, -7.0f);
+        dot_rows(q.data(), rows.data(), stride, n, d, scores.data());
+        for (int64_t j = 0; j < n; ++j) {
+          double ref = 0, scale = 0;
+          for (int64_t i = 0; i < d; ++i) {
+            ref += double(q[i]) * rows[size_t(j * stride + i)];
+            scale += std::fabs(double(q[i]) * rows[size_t(j * stride + i)]);
+          }
+          CHECK(std::fabs(scores[size_t(j)] - ref) <= 1e-5 * scale + 1e-7) << isa_name(isa) << " d=" << d << " n=" << n << " j=" << j;
+        }
+        CHECK(scores[size_t(n)] == -7.0f) << "dot_rows wrote past n";
+
+        std::vector<float> out(size_t(d) + 1), out0;
+        for (auto& v : out) v = dist(rng);
+        out0 = out;
+        weighted_row_sum(w.data(), rows.data(), stride, n, d, out.data());
+        for (int64_t i = 0; i < d; ++i) {
+          double ref = out0[size_t(i)], scale = std::fabs(out0[size_t(i)]);
+          for (int64_t j = 0; j < n; ++j) {
+            ref += double(w[size_t(j)]) * rows[size_t(j * stride + i)];
+            scale += std::fabs(double(w[size_t(j)]) * rows[size_t(j * stride + i)]);
+          }
+          CHECK(std::fabs(out[size_t(i)] - ref) <= 1e-5 * scale + 1e-7) << isa_name(isa) << " d=" << d << " n=" << n << " i=" << i;
+        }
+        CHECK(out[size_t(d)] == out0[size_t(d)]) << "weighted_row_sum wrote past d";
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // matmul
 // ---------------------------------------------------------------------------------------------------
