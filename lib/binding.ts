@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 
 export interface NativeAbortFlag {
   abort(): void;
+  /** Ends a generation after the current token without an error (finishReason "stop_requested"). */
+  requestStop(): void;
   readonly aborted: boolean;
 }
 
@@ -47,14 +49,30 @@ export interface NativeGenerateParams {
   topK: number;
   topP: number;
   minP: number;
+  repetitionPenalty: number;
+  presencePenalty: number;
+  frequencyPenalty: number;
+  /** -1: no logprobs; n >= 0: the chosen token's logprob and the n most likely tokens'. */
+  topLogprobs: number;
   seed: number;
   stopTokens: Int32Array;
+  /** The prompt is the whole context: keep the common prefix of the session's cache. */
+  reusePrefix: boolean;
+}
+
+/** Tokens as the engine chose them; top arrays are flattened [count × topN], padded with -1 / -Infinity. */
+export interface NativeTokenBatch {
+  ids: Int32Array;
+  logprobs?: Float32Array;
+  topIds?: Int32Array;
+  topLogprobs?: Float32Array;
 }
 
 export interface NativeGenerateResult {
-  tokens: Int32Array;
-  finishReason: 'stop' | 'length';
+  tokens: NativeTokenBatch;
+  finishReason: 'stop' | 'length' | 'stop_requested';
   promptTokens: number;
+  cachedTokens: number;
   prefillMs: number;
   decodeMs: number;
 }
@@ -63,7 +81,10 @@ export interface NativeModel {
   info(): NativeModelInfo;
   createSession(contextLength: number): NativeSession;
   evaluate(sessions: NativeSession[], tokens: Int32Array[], allLogits: boolean[], abort?: NativeAbortFlag): Promise<Float32Array[]>;
-  generate(session: NativeSession, tokens: Int32Array, params: NativeGenerateParams, abort?: NativeAbortFlag): Promise<NativeGenerateResult>;
+  generate(
+    session: NativeSession, tokens: Int32Array, params: NativeGenerateParams, abort?: NativeAbortFlag,
+    onTokens?: (start: number, batch: NativeTokenBatch) => void,
+  ): Promise<NativeGenerateResult>;
   dispose(): Promise<void>;
 }
 

@@ -226,11 +226,12 @@ export class Model implements SessionOwner {
     try {
       const r = await withAbort(signal, (flag) => this.native.generate(session.native, tokens, {
         maxTokens, temperature, topK, topP, minP, seed, stopTokens,
+        repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, topLogprobs: -1, reusePrefix: false,
       }, flag));
-      const completion = r.tokens.length;
+      const completion = r.tokens.ids.length;
       return {
-        tokens: Array.from(r.tokens),
-        finishReason: r.finishReason,
+        tokens: Array.from(r.tokens.ids),
+        finishReason: r.finishReason === 'stop' ? 'stop' : 'length',
         usage: { promptTokens: r.promptTokens, completionTokens: completion, totalTokens: r.promptTokens + completion },
         timings: {
           prefillMs: r.prefillMs,

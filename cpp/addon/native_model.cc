@@ -1,5 +1,7 @@
 // NativeModel / NativeSession: JS handles on a ModelHost and its sessions, and loadModel().
 #include <chrono>
+#include <cmath>
+#include <mutex>
 #include <thread>
 
 #include "addon/async_job.h"
@@ -9,6 +11,7 @@
 namespace glm::addon {
 
 AbortToken abort_token_from(const Napi::Value& v);
+AbortToken stop_token_from(const Napi::Value& v);
 
 namespace {
 
@@ -33,6 +36,31 @@ Napi::Float32Array to_float32(Napi::Env env, const std::vector<float>& v) {
   auto a = Napi::Float32Array::New(env, v.size());
   std::copy(v.begin(), v.end(), a.Data());
   return a;
+}
+
+// {ids: Int32Array, logprobs?: Float32Array, topIds?: Int32Array, topLogprobs?: Float32Array}, the
+// top arrays flattened [count * topN] and padded with -1 / -Infinity where fewer alternatives exist.
+Napi::Object tokens_to_js(Napi::Env env, const std::vector<GeneratedToken>& tokens, bool want_logprobs, int64_t top_n) {
+  Napi::Object o = Napi::Object::New(env);
+  auto ids = Napi::Int32Array::New(env, tokens.size());
+  for (size_t i = 0; i < tokens.size(); ++i) ids[i] = tokens[i].id;
+  o.Set("ids", ids);
+  if (!want_logprobs) return o;
+  auto lp = Napi::Float32Array::New(env, tokens.size());
+  auto top_ids = Napi::Int32Array::New(env, tokens.size() * size_t(top_n));
+  auto top_lp = Napi::Float32Array::New(env, tokens.size() * size_t(top_n));
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    lp[i] = tokens[i].logprobs.chosen;
+    for (size_t j = 0; j < size_t(top_n); ++j) {
+      const bool has = j < tokens[i].logprobs.top.size();
+      top_ids[i * size_t(top_n) + j] = has ? tokens[i].logprobs.top[j].first : -1;
+      top_lp[i * size_t(top_n) + j] = has ? tokens[i].logprobs.top[j].second : -INFINITY;
+    }
+  }
+  o.Set("logprobs", lp);
+  o.Set("topIds", top_ids);
+  o.Set("topLogprobs", top_lp);
+  return o;
 }
 
 double number_field(const Napi::Object& o, const char* key) {
@@ -215,39 +243,95 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         });
   }
 
-  // generate(session, tokens, {maxTokens, temperature, topK, topP, minP, seed, stopTokens}, abortFlag)
+  // generate(session, tokens, params, flag, onTokens?) -> Promise<result>
+  // params: {maxTokens, temperature, topK, topP, minP, repetitionPenalty, presencePenalty,
+  //          frequencyPenalty, topLogprobs (-1 = off), seed, stopTokens, reusePrefix}
+  // onTokens(start, batch) streams tokens as they are chosen; the result holds them all as well, so
+  // lib/ can finish from the result whatever order the two channels arrive in.
   Napi::Value Generate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     NativeSession* s = NativeSession::Unwrap(info[0].As<Napi::Object>());
     if (s->host() != host_) throw Napi::TypeError::New(env, "session belongs to another model");
     Napi::Object o = info[2].As<Napi::Object>();
+    struct Stream {
+      std::mutex mu;
+      std::vector<GeneratedToken> pending;
+      size_t pending_start = 0;
+      size_t produced = 0;
+      bool scheduled = false;
+      Napi::ThreadSafeFunction tsfn;
+    };
     struct Baton {
       std::shared_ptr<SessionState> state;
       std::vector<int32_t> prompt;
       GenerateParams params;
       GenerateResult result;
+      AbortToken stop;
+      std::shared_ptr<Stream> stream;  // null without onTokens
     };
     auto baton = std::make_shared<Baton>();
     baton->state = s->state();
     baton->prompt = tokens_from(info[1]);
-    baton->params.max_tokens = int64_t(number_field(o, "maxTokens"));
-    baton->params.sampling.temperature = number_field(o, "temperature");
-    baton->params.sampling.top_k = int64_t(number_field(o, "topK"));
-    baton->params.sampling.top_p = number_field(o, "topP");
-    baton->params.sampling.min_p = number_field(o, "minP");
-    baton->params.sampling.seed = uint64_t(number_field(o, "seed"));
-    baton->params.stop_tokens = tokens_from(o.Get("stopTokens"));
+    GenerateParams& p = baton->params;
+    p.max_tokens = int64_t(number_field(o, "maxTokens"));
+    p.sampling.temperature = number_field(o, "temperature");
+    p.sampling.top_k = int64_t(number_field(o, "topK"));
+    p.sampling.top_p = number_field(o, "topP");
+    p.sampling.min_p = number_field(o, "minP");
+    p.sampling.repetition_penalty = number_field(o, "repetitionPenalty");
+    p.sampling.presence_penalty = number_field(o, "presencePenalty");
+    p.sampling.frequency_penalty = number_field(o, "frequencyPenalty");
+    p.sampling.top_logprobs = int64_t(number_field(o, "topLogprobs"));
+    p.sampling.seed = uint64_t(number_field(o, "seed"));
+    p.stop_tokens = tokens_from(o.Get("stopTokens"));
+    p.reuse_prefix = o.Get("reusePrefix").ToBoolean();
+    baton->stop = stop_token_from(info[3]);
+    const int64_t top_n = std::max<int64_t>(p.sampling.top_logprobs, 0);
+    const bool want_logprobs = p.sampling.top_logprobs >= 0;
+    if (info.Length() > 4 && info[4].IsFunction()) {
+      baton->stream = std::make_shared<Stream>();
+      baton->stream->tsfn = Napi::ThreadSafeFunction::New(env, info[4].As<Napi::Function>(), "glm-node tokens", 0, 1);
+    }
     return run_job<Baton>(env, host_, baton->state, abort_token_from(info[3]), baton,
-        [](ModelHost& h, Baton& b, const std::atomic<bool>* cancel) {
-          return h.model->generate(b.state->sequence.get(), b.prompt, b.params, cancel, &b.result);
+        [top_n, want_logprobs](ModelHost& h, Baton& b, const std::atomic<bool>* cancel) {
+          TokenSink sink;
+          std::shared_ptr<Stream> stream = b.stream;
+          if (stream) {
+            sink = [stream, top_n, want_logprobs](const GeneratedToken& t) {
+              std::lock_guard<std::mutex> lock(stream->mu);
+              if (stream->pending.empty()) stream->pending_start = stream->produced;
+              stream->pending.push_back(t);
+              ++stream->produced;
+              if (stream->scheduled) return;  // a drain is already queued: it will take this token too
+              stream->scheduled = true;
+              stream->tsfn.NonBlockingCall([stream, top_n, want_logprobs](Napi::Env env, Napi::Function fn) {
+                std::vector<GeneratedToken> batch;
+                size_t start;
+                {
+                  std::lock_guard<std::mutex> lock(stream->mu);
+                  batch.swap(stream->pending);
+                  start = stream->pending_start;
+                  stream->scheduled = false;
+                }
+                if (batch.empty()) return;
+                try {
+                  fn.Call({Napi::Number::New(env, double(start)), tokens_to_js(env, batch, want_logprobs, top_n)});
+                } catch (const Napi::Error&) {
+                  // lib/'s handler never throws; a stray exception must not cross into the engine.
+                }
+              });
+            };
+          }
+          Status st = h.model->generate(b.state->sequence.get(), b.prompt, b.params, cancel, b.stop.get(), sink, &b.result);
+          if (stream) stream->tsfn.Release();
+          return st;
         },
-        [](Napi::Env env, Baton& b) -> Napi::Value {
+        [want_logprobs, top_n](Napi::Env env, Baton& b) -> Napi::Value {
           Napi::Object r = Napi::Object::New(env);
-          auto t = Napi::Int32Array::New(env, b.result.tokens.size());
-          std::copy(b.result.tokens.begin(), b.result.tokens.end(), t.Data());
-          r.Set("tokens", t);
+          r.Set("tokens", tokens_to_js(env, b.result.tokens, want_logprobs, top_n));
           r.Set("finishReason", b.result.finish_reason);
           r.Set("promptTokens", Napi::Number::New(env, double(b.result.prompt_tokens)));
+          r.Set("cachedTokens", Napi::Number::New(env, double(b.result.cached_tokens)));
           r.Set("prefillMs", Napi::Number::New(env, b.result.prefill_ms));
           r.Set("decodeMs", Napi::Number::New(env, b.result.decode_ms));
           return r;

@@ -191,18 +191,37 @@ Status Model::run_steps(std::vector<EvalRequest*>& requests, const std::atomic<b
 }
 
 Status Model::generate(Sequence* seq, const std::vector<int32_t>& prompt, const GenerateParams& params,
-                       const std::atomic<bool>* cancel, GenerateResult* result) {
+                       const std::atomic<bool>* cancel, const std::atomic<bool>* stop, const TokenSink& sink,
+                       GenerateResult* result) {
   if (prompt.empty()) return Status::error(ErrorCode::InvalidParam, "generate needs at least one prompt token");
+  GLM_TRY(check_tokens(prompt));
   GLM_TRY(check_tokens(params.stop_tokens));
   *result = GenerateResult();
   result->prompt_tokens = int64_t(prompt.size());
   const int64_t V = cfg_.vocab_size;
+
+  // What to evaluate: with prefix reuse, only the part after the longest common prefix with the
+  // cache; at least the last prompt token, whose logits start the generation.
+  std::vector<int32_t> fresh = prompt;
+  if (params.reuse_prefix) {
+    size_t common = 0;
+    while (common < seq->tokens.size() && common < prompt.size() && seq->tokens[common] == prompt[common]) ++common;
+    if (common == prompt.size()) --common;
+    seq->truncate(int64_t(common));
+    result->cached_tokens = int64_t(common);
+    fresh.assign(prompt.begin() + long(common), prompt.end());
+  }
   Sampler sampler(params.sampling);
+  sampler.set_context(params.reuse_prefix ? prompt : [&] {
+    std::vector<int32_t> all = seq->tokens;
+    all.insert(all.end(), prompt.begin(), prompt.end());
+    return all;
+  }());
 
   auto t0 = std::chrono::steady_clock::now();
   EvalRequest req;
   req.sequence = seq;
-  req.tokens = prompt;
+  req.tokens = std::move(fresh);
   std::vector<EvalRequest*> batch{&req};
   GLM_TRY(evaluate(batch, cancel));
   result->prefill_ms = ms_since(t0);
@@ -210,17 +229,22 @@ Status Model::generate(Sequence* seq, const std::vector<int32_t>& prompt, const 
   auto t1 = std::chrono::steady_clock::now();
   result->finish_reason = "length";
   for (int64_t n = 0; n < params.max_tokens; ++n) {
-    int32_t token;
-    GLM_TRY(sampler.sample(req.logits.data(), V, &token));
-    result->tokens.push_back(token);
-    if (std::find(params.stop_tokens.begin(), params.stop_tokens.end(), token) != params.stop_tokens.end()) {
+    if (stop && stop->load(std::memory_order_relaxed)) {
+      result->finish_reason = "stop_requested";
+      break;
+    }
+    GeneratedToken tok;
+    GLM_TRY(sampler.sample(req.logits.data(), V, &tok.id, &tok.logprobs));
+    result->tokens.push_back(tok);
+    if (sink) sink(tok);
+    if (std::find(params.stop_tokens.begin(), params.stop_tokens.end(), tok.id) != params.stop_tokens.end()) {
       result->finish_reason = "stop";
       break;
     }
     // The last token needs no forward pass (nothing reads its logits); a full context ends the run.
     if (n + 1 == params.max_tokens) break;
     if (seq->length() + 1 > seq->cache.capacity()) break;
-    req.tokens.assign(1, token);
+    req.tokens.assign(1, tok.id);
     GLM_TRY(evaluate(batch, cancel));
   }
   result->decode_ms = ms_since(t1);

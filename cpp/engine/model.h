@@ -54,12 +54,26 @@ struct GenerateParams {
   int64_t max_tokens = 0;
   SamplingParams sampling;
   std::vector<int32_t> stop_tokens;
+  // false: the prompt is appended after what the sequence holds. true: the prompt is the whole
+  // context; the longest common prefix with the sequence's cache is kept and only the rest evaluated.
+  bool reuse_prefix = false;
 };
 
+struct GeneratedToken {
+  int32_t id = 0;
+  TokenLogprobs logprobs;  // filled when sampling.top_logprobs >= 0
+};
+
+// Receives each token as it is chosen (on the executor thread; must not block for long).
+using TokenSink = std::function<void(const GeneratedToken&)>;
+
 struct GenerateResult {
-  std::vector<int32_t> tokens;        // generated tokens (a stop token included when one ended it)
-  std::string finish_reason;          // "stop" | "length"
+  std::vector<GeneratedToken> tokens;  // generated tokens (a stop token included when one ended it)
+  // "stop" (a stop token), "length" (max_tokens or a full context), "stop_requested" (the caller's
+  // stop flag, e.g. a stop string matched in JS)
+  std::string finish_reason;
   int64_t prompt_tokens = 0;
+  int64_t cached_tokens = 0;           // prompt tokens served from the sequence's cache
   double prefill_ms = 0, decode_ms = 0;
 };
 
@@ -88,10 +102,12 @@ class Model {
   Status evaluate(std::vector<EvalRequest*>& requests, const std::atomic<bool>* cancel,
                   const ActivationHook* hook = nullptr);
 
-  // Evaluates `prompt` on `seq` and samples up to max_tokens tokens. Tokens evaluated before an abort
-  // stay in the sequence (it remains consistent and usable).
+  // Evaluates `prompt` on `seq` and samples up to max_tokens tokens, handing each to `sink`. `stop`
+  // ends the run early without an error. Tokens evaluated before an abort stay in the sequence (it
+  // remains consistent and usable); the last sampled token is not evaluated (nothing needs its logits).
   Status generate(Sequence* seq, const std::vector<int32_t>& prompt, const GenerateParams& params,
-                  const std::atomic<bool>* cancel, GenerateResult* result);
+                  const std::atomic<bool>* cancel, const std::atomic<bool>* stop, const TokenSink& sink,
+                  GenerateResult* result);
 
  private:
   Model() = default;

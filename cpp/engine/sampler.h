@@ -1,7 +1,10 @@
-// Token selection on the engine side (no per-token round trip to JS): greedy, or temperature with
-// top-k / top-p / min-p filtering, from a seeded generator so a seed reproduces a generation.
+// Token selection on the engine side (no per-token round trip to JS): penalties, then greedy or
+// temperature with top-k / top-p / min-p filtering, from a seeded generator so a seed reproduces a
+// generation; optionally the log-probabilities of the model's distribution.
 #pragma once
 #include <cstdint>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/status.h"
@@ -9,10 +12,14 @@
 namespace glm {
 
 struct SamplingParams {
-  double temperature = 0;  // 0 = greedy (argmax, ties to the lowest id)
-  int64_t top_k = 0;       // 0 = off
-  double top_p = 1;        // 1 = off
-  double min_p = 0;        // 0 = off
+  double temperature = 0;         // 0 = greedy (argmax, ties to the lowest id)
+  int64_t top_k = 0;              // 0 = off
+  double top_p = 1;               // 1 = off
+  double min_p = 0;               // 0 = off
+  double repetition_penalty = 1;  // HF/CTRL style over prompt + generated tokens; 1 = off
+  double presence_penalty = 0;    // OpenAI style over generated tokens: -= p once a token appeared
+  double frequency_penalty = 0;   // OpenAI style over generated tokens: -= f * count
+  int64_t top_logprobs = -1;      // -1 = no logprobs; n >= 0: chosen token's logprob + the n best
   uint64_t seed = 0;
 };
 
@@ -26,20 +33,36 @@ class Rng {
   uint64_t s_[4];
 };
 
+// Log-probabilities (log-softmax of the raw logits, before penalties and temperature, as OpenAI and
+// vLLM report them) of the chosen token and of the most likely ones.
+struct TokenLogprobs {
+  float chosen = 0;
+  std::vector<std::pair<int32_t, float>> top;  // best first, ties to the lower id
+};
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& p) : params_(p), rng_(p.seed) {}
-  // Chooses the next token from logits [vocab]. Numerical when every logit is NaN / the filters leave
-  // no finite candidate.
-  Status sample(const float* logits, int64_t vocab, int32_t* token);
+  // Tokens already in the context (the prompt): repetition_penalty applies to them too.
+  void set_context(const std::vector<int32_t>& tokens);
+  // Chooses the next token from logits [vocab] and records it for the penalties. Numerical when
+  // every logit is NaN or the filters leave no finite candidate.
+  Status sample(const float* logits, int64_t vocab, int32_t* token, TokenLogprobs* logprobs = nullptr);
 
  private:
+  const float* apply_penalties(const float* logits, int64_t vocab);
   SamplingParams params_;
   Rng rng_;
+  std::unordered_set<int32_t> context_;           // prompt + generated (repetition penalty)
+  std::unordered_map<int32_t, int32_t> counts_;   // generated only (presence / frequency)
+  std::vector<float> work_;
   std::vector<std::pair<float, int32_t>> candidates_;
 };
 
-// argmax with ties to the lowest index; NaN never wins; -1 when nothing is finite or +inf.
+// argmax with ties to the lowest index; NaN never wins; -1 when every value is NaN.
 int32_t argmax_token(const float* logits, int64_t vocab);
+
+// Fills `out` from raw logits for `token`; top_n best alternatives.
+void compute_logprobs(const float* logits, int64_t vocab, int32_t token, int64_t top_n, TokenLogprobs* out);
 
 }  // namespace glm

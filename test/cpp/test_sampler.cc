@@ -111,3 +111,66 @@ TEST(sampler_same_seed_same_sequence) {
   CHECK(same == 200);
   CHECK(differ > 50) << differ;
 }
+
+TEST(sampler_penalties_follow_their_definitions) {
+  // Greedy picks make each penalty's effect exact and observable.
+  const std::vector<float> l = {2.0f, 1.9f, -1.0f, -1.05f};
+  int32_t t = -1;
+  {  // repetition (CTRL/HF): a positive logit in the context is divided, a negative one multiplied
+    SamplingParams p;
+    p.repetition_penalty = 1.1;
+    Sampler s(p);
+    s.set_context({0});
+    CHECK(s.sample(l.data(), 4, &t).is_ok());
+    CHECK(t == 1) << "2.0/1.1 = 1.818 < 1.9, got " << t;
+  }
+  {  // negative logits get multiplied: -1.0 * 1.1 = -1.1 < -1.05
+    std::vector<float> neg = {-1.0f, -1.05f};
+    SamplingParams p;
+    p.repetition_penalty = 1.1;
+    Sampler s(p);
+    s.set_context({0});
+    CHECK(s.sample(neg.data(), 2, &t).is_ok());
+    CHECK(t == 1) << t;
+  }
+  {  // presence: generated tokens lose a fixed amount once; the prompt does not count
+    SamplingParams p;
+    p.presence_penalty = 0.2;
+    Sampler s(p);
+    s.set_context({1});
+    CHECK(s.sample(l.data(), 4, &t).is_ok() && t == 0) << "prompt tokens are not penalised";
+    CHECK(s.sample(l.data(), 4, &t).is_ok() && t == 1) << "token 0 now 1.8 < 1.9";
+    CHECK(s.sample(l.data(), 4, &t).is_ok() && t == 0) << "both penalised once: 1.8 vs 1.7";
+  }
+  {  // frequency: the penalty grows with the count
+    SamplingParams p;
+    p.frequency_penalty = 0.06;
+    Sampler s(p);
+    std::vector<int32_t> picks;
+    for (int i = 0; i < 4; ++i) {
+      CHECK(s.sample(l.data(), 4, &t).is_ok());
+      picks.push_back(t);
+    }
+    // 0: 2.0 -> pick 0 (count 1: 1.94) -> pick 0 (1.88 < 1.9) -> pick 1 (1.84) -> pick 0
+    CHECK((picks == std::vector<int32_t>{0, 0, 1, 0})) << picks[0] << picks[1] << picks[2] << picks[3];
+  }
+}
+
+TEST(sampler_logprobs_are_log_softmax_of_raw_logits) {
+  const std::vector<float> l = {1.0f, 3.0f, 2.0f, 3.0f};
+  SamplingParams p;
+  p.top_logprobs = 3;
+  p.repetition_penalty = 2.0;  // penalties change the choice, never the reported distribution
+  Sampler s(p);
+  s.set_context({1});
+  int32_t t = -1;
+  glm::TokenLogprobs lp;
+  CHECK(s.sample(l.data(), 4, &t, &lp).is_ok());
+  double z = 0;
+  for (float v : l) z += std::exp(double(v));
+  CHECK(t == 3) << t;
+  CHECK(std::abs(lp.chosen - (3.0 - std::log(z))) < 1e-6);
+  CHECK(lp.top.size() == 3);
+  CHECK(lp.top[0].first == 1 && lp.top[1].first == 3 && lp.top[2].first == 2) << "ties to the lower id";
+  CHECK(std::abs(lp.top[2].second - (2.0 - std::log(z))) < 1e-6);
+}
