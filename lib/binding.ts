@@ -12,6 +12,8 @@ export interface NativeAbortFlag {
 }
 
 export interface NativeSession {
+  /** Tokens in the cache after the last settled job on this session. */
+  readonly length: number;
   reset(): Promise<void>;
   dispose(): Promise<void>;
 }

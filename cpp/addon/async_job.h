@@ -38,6 +38,7 @@ Napi::Promise run_job(Napi::Env env, std::shared_ptr<ModelHost> host, std::share
       ctx->status = Status::error(ErrorCode::Disposed, owner && owner->disposed ? "session is disposed" : "model is disposed");
     } else {
       ctx->status = work(*host, *baton, token.get());
+      if (owner) owner->publish_length();
       host->refresh_memory();
     }
     if (ctx->status.code() == ErrorCode::Aborted && (host->disposed || (owner && owner->disposed))) {

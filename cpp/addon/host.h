@@ -58,6 +58,10 @@ struct ModelHost {
 struct SessionState {
   std::unique_ptr<Sequence> sequence;  // touched only on the executor thread after creation
   std::atomic<bool> disposed{false};
+  // Tokens in the cache after the last job that touched it, published for the JS thread (a job that
+  // fails half way, e.g. an aborted generation, still leaves a consistent, known length).
+  std::atomic<int64_t> length{0};
+  void publish_length() { length = sequence ? sequence->length() : 0; }
 };
 
 // Per-environment data: constructors of the wrapped classes (two addon instances, e.g. in worker

@@ -80,6 +80,8 @@ class NativeSession : public Napi::ObjectWrap<NativeSession> {
   }
   ~NativeSession() override { release(); }
 
+  Napi::Value Length(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(state_->length.load())); }
+
   const std::shared_ptr<ModelHost>& host() const { return host_; }
   const std::shared_ptr<SessionState>& state() const { return state_; }
 
@@ -132,7 +134,8 @@ class NativeSession : public Napi::ObjectWrap<NativeSession> {
 
 Napi::Function define_session(Napi::Env env) {
   return NativeSession::DefineClass(env, "NativeSession",
-                                    {NativeSession::InstanceMethod("reset", &NativeSession::Reset),
+                                    {NativeSession::InstanceAccessor("length", &NativeSession::Length, nullptr),
+                                     NativeSession::InstanceMethod("reset", &NativeSession::Reset),
                                      NativeSession::InstanceMethod("dispose", &NativeSession::Dispose)});
 }
 
@@ -234,7 +237,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
             b.requests[i].sequence = b.states[i]->sequence.get();
             reqs.push_back(&b.requests[i]);
           }
-          return h.model->evaluate(reqs, cancel);
+          Status st = h.model->evaluate(reqs, cancel);
+          for (auto& state : b.states) state->publish_length();
+          return st;
         },
         [](Napi::Env env, Baton& b) -> Napi::Value {
           Napi::Array out = Napi::Array::New(env, b.requests.size());
