@@ -7,6 +7,7 @@
 
 import * as jinja from '@huggingface/jinja';
 import { InvalidParamError, TemplateError } from './errors.js';
+import type { Tokenizer } from './tokenizer.js';
 
 // The package's .d.ts files use extension-less relative imports, which NodeNext resolution cannot
 // follow, so its classes arrive untyped; these are the parts used here.
@@ -263,6 +264,22 @@ function prepareMessages(messages: unknown): JsonValue[] {
  * calls raise_exception or runs over its budgets → TemplateError.
  */
 export function renderChat(template: string, messages: ChatMessage[], opts: RenderChatOptions = {}): string {
+  return render(template, messages, opts, undefined);
+}
+
+/** Applies `f` to every string and object key of a JSON value. */
+function mapStrings(x: JsonValue, f: (s: string) => string): JsonValue {
+  if (typeof x === 'string') return f(x);
+  if (Array.isArray(x)) return x.map((v) => mapStrings(v, f));
+  if (x !== null && typeof x === 'object') {
+    const out: { [key: string]: JsonValue } = {};
+    for (const [k, v] of Object.entries(x)) out[f(k)] = mapStrings(v, f);
+    return out;
+  }
+  return x;
+}
+
+function render(template: string, messages: ChatMessage[], opts: RenderChatOptions, escape: ((s: string) => string) | undefined): string {
   if (typeof template !== 'string') throw new InvalidParamError('template must be a string');
   const maxChars = opts.maxOutputChars ?? 16 * 1024 * 1024;
   const inputs = (Array.isArray(messages) ? messages.length : 0) + (Array.isArray(opts.tools) ? opts.tools.length : 0);
@@ -272,7 +289,8 @@ export function renderChat(template: string, messages: ChatMessage[], opts: Rend
     if (!Number.isInteger(v) || v <= 0) throw new InvalidParamError(`${k} must be a positive integer, got ${String(v)}`);
   }
   const program = compile(template);
-  const msgs = prepareMessages(messages);
+  let msgs = prepareMessages(messages);
+  if (escape) msgs = msgs.map((m) => mapStrings(m, escape));
   let tools: JsonValue | undefined;
   if (opts.tools !== undefined) {
     if (!Array.isArray(opts.tools)) throw new InvalidParamError('tools must be an array');
@@ -283,6 +301,7 @@ export function renderChat(template: string, messages: ChatMessage[], opts: Rend
       }
     });
     tools = toJson(opts.tools, 'tools');
+    if (escape) tools = mapStrings(tools, escape);
   }
 
   const env = new Environment();
@@ -311,4 +330,68 @@ export function renderChat(template: string, messages: ChatMessage[], opts: Rend
     // Library errors, and RangeError/stack overflow from a pathological template.
     throw new TemplateError(`the template failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering straight to tokens without role injection (RELIABILITY C7).
+//
+// Encoding renderChat's text with special: true would turn `<|user|>` typed by a user (or returned by
+// a tool) into the real role token. Instead every caller-provided string (contents, reasoning, tool
+// arguments and names, tool definitions, object keys) has each occurrence of a *special* added token
+// prefixed with MARK before rendering, and MARK itself doubled. The template's string operations
+// (strip, endswith, split on </think>) see the same text apart from these non-whitespace marks. The
+// rendered text is then encoded piecewise: template text with special tokens, marked occurrences as
+// plain text, MARK MARK as one literal MARK. Non-special added tokens (<think>, tool-call markup,
+// /nothink) are not marked: they carry no role, GLM relies on them inside assistant history, and a
+// user typing /nothink is the documented way to switch thinking off (spec §6.3).
+
+/** A Unicode noncharacter: never assigned, so real text almost never holds it (and when it does, doubling keeps it). */
+const MARK = '\uFDD0';
+
+export interface ChatTokens {
+  /** The prompt text, identical to what renderChat returns. */
+  text: string;
+  /** Its token ids: special tokens only where the template wrote them. */
+  tokens: number[];
+}
+
+/**
+ * Renders `messages` with `template` and tokenizes the result so that special-token text inside
+ * caller-provided strings stays plain text, while the template's own `[gMASK]`, `<|user|>`, … become
+ * special tokens. Same options and errors as renderChat.
+ */
+export function renderChatTokens(tokenizer: Tokenizer, template: string, messages: ChatMessage[], opts: RenderChatOptions = {}): ChatTokens {
+  const specials = tokenizer.addedTokens.filter((t) => t.special).map((t) => t.content)
+    .sort((a, b) => b.length - a.length || (a < b ? -1 : 1)); // longest first: leftmost-longest match
+  const esc = (s: string) => s.replace(/[\^$\\.*+?()[\]{}|\/]/g, '\\$&');
+  const find = specials.length > 0 ? new RegExp(`${MARK}|${specials.map(esc).join('|')}`, 'gu') : new RegExp(MARK, 'gu');
+  const escape = (s: string) => s.replace(find, (m) => (m === MARK ? MARK + MARK : MARK + m));
+  const marked = render(template, messages, opts, escape);
+
+  const tokens: number[] = [];
+  // A loop, not push(...ids): spreading a large prompt's ids would overflow the call stack.
+  const add = (ids: number[]) => { for (const id of ids) tokens.push(id); };
+  let text = '';
+  let pos = 0;
+  for (let at = marked.indexOf(MARK); at >= 0; at = marked.indexOf(MARK, pos)) {
+    const before = marked.slice(pos, at);
+    add(tokenizer.encode(before, { special: true }));
+    text += before;
+    const rest = marked.slice(at + 1);
+    const literal = rest.startsWith(MARK) ? MARK : specials.find((sp) => rest.startsWith(sp));
+    if (literal === undefined) {
+      // A MARK the escaping did not write (the template's own text): keep it as a character.
+      add(tokenizer.encode(MARK));
+      text += MARK;
+      pos = at + 1;
+      continue;
+    }
+    add(tokenizer.encode(literal)); // plain text
+    text += literal;
+    pos = at + 1 + literal.length;
+  }
+  const tail = marked.slice(pos);
+  add(tokenizer.encode(tail, { special: true }));
+  text += tail;
+  return { text, tokens };
 }
