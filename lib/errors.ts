@@ -15,6 +15,7 @@ export type GlmErrorCode =
   | 'ENGINE_DEAD'
   | 'NUMERICAL'
   | 'BACKEND_UNAVAILABLE'
+  | 'TEMPLATE'
   | 'INTERNAL';
 
 export class GlmError extends Error {
@@ -78,6 +79,13 @@ export class NumericalError extends GlmError {
 export class BackendUnavailableError extends GlmError {
   constructor(message: string, options?: { cause?: unknown }) { super('BACKEND_UNAVAILABLE', message, options); }
 }
+/**
+ * A chat template failed to parse or render, called raise_exception, or exceeded its step, time or
+ * output budget (a hostile template must not hang or exhaust the process, RELIABILITY A12).
+ */
+export class TemplateError extends GlmError {
+  constructor(message: string, options?: { cause?: unknown }) { super('TEMPLATE', message, options); }
+}
 /** A broken invariant inside glm-node: please report it. */
 export class InternalError extends GlmError {
   constructor(message: string, options?: { cause?: unknown }) { super('INTERNAL', message, options); }
@@ -96,6 +104,7 @@ const byCode: Record<GlmErrorCode, (message: string, cause: unknown) => GlmError
   ENGINE_DEAD: (m, cause) => new EngineDeadError(m, { cause }),
   NUMERICAL: (m, cause) => new NumericalError(m, { cause }),
   BACKEND_UNAVAILABLE: (m, cause) => new BackendUnavailableError(m, { cause }),
+  TEMPLATE: (m, cause) => new TemplateError(m, { cause }),
   INTERNAL: (m, cause) => new InternalError(m, { cause }),
 };
 

@@ -5,6 +5,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { writeCheckpointTensors, type StDtype, type TensorDesc } from './safetensors-writer.js';
+import { MIN_SYNTHETIC_TOKENIZER_VOCAB, writeSyntheticTokenizer } from './tokenizer.js';
 
 /**
  * Init scales. Projection weights use std = gain/sqrt(fan_in): GLM's initializer_range 0.02 at
@@ -351,7 +352,11 @@ export function countParameters(s: SyntheticModelSpec): number {
   return planTensors(s).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
 }
 
-/** Writes config.json and the weights of a synthetic checkpoint into `dir` (created if missing). */
+/**
+ * Writes config.json and the weights of a synthetic checkpoint into `dir` (created if missing), and a
+ * GLM-style tokenizer (tokenizer.json, tokenizer_config.json with the chat template) when the vocab has
+ * room for GLM's 32 added tokens above the 256 byte tokens (lib/synthetic/tokenizer.ts).
+ */
 export async function writeSyntheticCheckpoint(dir: string, spec: SyntheticModelSpec): Promise<void> {
   validateSpec(spec);
   await mkdir(dir, { recursive: true });
@@ -369,4 +374,7 @@ export async function writeSyntheticCheckpoint(dir: string, spec: SyntheticModel
     { shards: spec.shards, metadata: { format: 'pt' } },
   );
   await writeFile(path.join(dir, 'config.json'), JSON.stringify(configJson(spec), null, 2) + '\n');
+  if (spec.vocab_size >= MIN_SYNTHETIC_TOKENIZER_VOCAB) {
+    await writeSyntheticTokenizer(dir, spec.vocab_size, spec.max_position_embeddings);
+  }
 }
