@@ -5,7 +5,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import cliProgress from 'cli-progress';
 import { fileURLToPath } from 'node:url';
 import { benchCommand } from '../bench/bench.js';
-import { toGlmError } from './errors.js';
+import { InvalidParamError, toGlmError } from './errors.js';
 import { Model, type LoadProgress } from './model.js';
 
 /** The embedded default model (models/tiny-default, written by scripts/make-default-model.mjs). */
@@ -98,6 +98,10 @@ async function loadModel(dir: string | undefined, threads: number | undefined, s
 interface GenerateFlags {
   model?: string;
   tokens?: number[];
+  raw?: boolean;
+  system?: string;
+  thinking?: boolean;
+  stop?: string[];
   maxTokens?: number;
   temperature?: number;
   topK?: number;
@@ -108,22 +112,48 @@ interface GenerateFlags {
   json?: boolean;
 }
 
-async function generateAction(flags: GenerateFlags): Promise<void> {
+/** The prompt used when none is given: a short chat turn (token ids for a model without a tokenizer). */
+export const DEFAULT_CHAT_PROMPT = 'Hello! Who are you?';
+
+async function generateAction(prompt: string | undefined, flags: GenerateFlags): Promise<void> {
   const signal = interruptSignal();
   const model = await loadModel(flags.model, flags.threads, signal);
   try {
     const info = model.info;
-    const result = await model.generate({
-      tokens: flags.tokens ?? defaultPrompt(info.eosTokenIds, info.vocabSize),
-      maxTokens: flags.maxTokens,
-      temperature: flags.temperature,
-      topK: flags.topK,
-      topP: flags.topP,
-      minP: flags.minP,
-      seed: flags.seed,
-      signal,
+    const sampling = {
+      maxTokens: flags.maxTokens, temperature: flags.temperature, topK: flags.topK, topP: flags.topP,
+      minP: flags.minP, seed: flags.seed, signal,
+    };
+    if (flags.tokens !== undefined || (prompt === undefined && !model.tokenizer)) {
+      // Token ids in, token ids out.
+      if (prompt !== undefined) throw new InvalidParamError('give either a text prompt or --tokens, not both');
+      const result = await model.generate({ tokens: flags.tokens ?? defaultPrompt(info.eosTokenIds, info.vocabSize), ...sampling });
+      process.stdout.write(flags.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.tokens.join(',')}\n`);
+      return;
+    }
+    const text = prompt ?? DEFAULT_CHAT_PROMPT;
+    const input = flags.raw
+      ? text
+      : [...(flags.system ? [{ role: 'system' as const, content: flags.system }] : []), { role: 'user' as const, content: text }];
+    const session = model.createSession({ contextLength: info.maxPositionEmbeddings });
+    const stream = session.stream(input, {
+      ...sampling,
+      ...(flags.stop ? { stop: flags.stop } : {}),
+      ...(flags.thinking === false ? { thinking: false } : {}),
     });
-    process.stdout.write(flags.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.tokens.join(',')}\n`);
+    // Text streams to stdout as it arrives; reasoning goes to stderr so stdout stays the answer.
+    let lastChannel: string | undefined;
+    for await (const chunk of stream) {
+      if (flags.json) continue;
+      if (chunk.type === 'text') process.stdout.write(chunk.text);
+      else if (chunk.type === 'reasoning') process.stderr.write(chunk.text);
+      else if (chunk.type === 'tool_call') process.stdout.write(`\n[tool call] ${JSON.stringify({ name: chunk.toolCall.name, arguments: chunk.toolCall.arguments })}\n`);
+      lastChannel = chunk.type;
+    }
+    const result = await stream.result;
+    if (flags.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    else if (lastChannel !== undefined) process.stdout.write('\n');
+    await session.dispose();
   } finally {
     await model.dispose();
   }
@@ -146,8 +176,13 @@ export function buildProgram(): Command {
   program.command('generate')
     .description('generate token ids after a prompt of token ids (default model: the embedded tiny model)')
     .option('--model <dir>', 'checkpoint folder (default: the embedded tiny model)')
-    .option('--tokens <ids>', 'prompt token ids, comma-separated (default: [gMASK]<sop> of the model)', parseTokenList)
-    .option('--max-tokens <n>', 'tokens to generate at most (default 256)', parseNonNegativeInt)
+    .argument('[prompt]', `text prompt, sent as a user message (default: "${DEFAULT_CHAT_PROMPT}")`)
+    .option('--raw', 'complete the prompt as raw text instead of a chat turn')
+    .option('--system <text>', 'system message for the chat turn')
+    .option('--no-thinking', "turn GLM's thinking mode off")
+    .option('--stop <s>', 'stop string (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--tokens <ids>', 'prompt token ids, comma-separated (token ids in and out)', parseTokenList)
+    .option('--max-tokens <n>', 'tokens to generate at most (default 512, or what fits)', parseNonNegativeInt)
     .option('--temperature <t>', 'sampling temperature, 0 = greedy (default 0)', parseFiniteNumber)
     .option('--top-k <k>', 'keep the k most likely tokens, 0 = off', parseNonNegativeInt)
     .option('--top-p <p>', 'nucleus mass in (0, 1], 1 = off', parseFiniteNumber)

@@ -31,6 +31,8 @@ export interface TextGenerateOptions {
   logprobs?: boolean | number;
   /** Called with every streamed chunk (in addition to the async iterator of session.stream). */
   onChunk?: (chunk: StreamChunk) => void | Promise<void>;
+  /** Keep going past the model's end-of-sequence tokens (benchmarks, tests; as vLLM's ignore_eos). */
+  ignoreEos?: boolean;
 }
 
 export interface ResolvedGenerateOptions {
@@ -50,10 +52,11 @@ export interface ResolvedGenerateOptions {
   tools: ToolDefinition[];
   topLogprobs: number;  // -1 = off
   onChunk: TextGenerateOptions['onChunk'];
+  ignoreEos: boolean;
 }
 
 const KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'presencePenalty',
-  'frequencyPenalty', 'seed', 'stop', 'signal', 'thinking', 'tools', 'logprobs', 'onChunk'] as const;
+  'frequencyPenalty', 'seed', 'stop', 'signal', 'thinking', 'tools', 'logprobs', 'onChunk', 'ignoreEos'] as const;
 
 export const MAX_STOP_STRINGS = 16;
 export const MAX_STOP_STRING_LENGTH = 256;
@@ -96,6 +99,9 @@ export function resolveGenerateOptions(options: unknown, limits: { vocabSize: nu
   if (o.thinking !== undefined && typeof o.thinking !== 'boolean') {
     throw new InvalidParamError(`thinking must be a boolean, got ${describe(o.thinking)}`);
   }
+  if (o.ignoreEos !== undefined && typeof o.ignoreEos !== 'boolean') {
+    throw new InvalidParamError(`ignoreEos must be a boolean, got ${describe(o.ignoreEos)}`);
+  }
   if (o.onChunk !== undefined && typeof o.onChunk !== 'function') {
     throw new InvalidParamError(`onChunk must be a function, got ${describe(o.onChunk)}`);
   }
@@ -116,6 +122,7 @@ export function resolveGenerateOptions(options: unknown, limits: { vocabSize: nu
     tools: checkTools(o.tools),
     topLogprobs,
     onChunk: o.onChunk as TextGenerateOptions['onChunk'],
+    ignoreEos: o.ignoreEos === true,
   };
 }
 

@@ -163,7 +163,7 @@ export class Generation implements AsyncIterable<StreamChunk> {
     try {
       if (signal?.aborted) throw new AbortError('the operation was aborted');
       signal?.addEventListener('abort', onAbort, { once: true });
-      const stopTokens = Int32Array.from(new Set([...target.eosTokenIds, ...opts.stopTokens]));
+      const stopTokens = Int32Array.from(new Set([...(opts.ignoreEos ? [] : target.eosTokenIds), ...opts.stopTokens]));
       let native: NativeGenerateResult;
       try {
         native = await target.native.generate(target.session, prompt, {

@@ -2,12 +2,18 @@
 import { binding, type NativeModel, type NativeModelInfo } from './binding.js';
 import { withAbort } from './abort.js';
 import {
-  AbortError, BackendUnavailableError, ContextOverflowError, DisposedError, InvalidParamError, toGlmError,
+  AbortError, BackendUnavailableError, ContextOverflowError, DisposedError, InvalidParamError, ModelFormatError, toGlmError,
 } from './errors.js';
 import {
   checkInteger, checkKnownKeys, checkNumber, checkObject, checkSignal, describe, toTokenArray, type TokenInput,
 } from './options.js';
 import { Session, type SessionOwner } from './session.js';
+import type { TextGenerateOptions } from './generate-options.js';
+import type { TextGenerateResult } from './generation.js';
+import { Tokenizer } from './tokenizer.js';
+import type { GenerateInput } from './prompt.js';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { availableParallelism } from 'node:os';
 
 export type Backend = 'auto' | 'cpu' | 'cuda';
@@ -77,13 +83,16 @@ export class Model implements SessionOwner {
   /** @internal */
   readonly native: NativeModel;
   readonly path: string;
+  /** The checkpoint's tokenizer (tokenizer.json), when it has one; text and chat input need it. */
+  readonly tokenizer: Tokenizer | undefined;
   readonly #info: NativeModelInfo;
   readonly #sessions = new Set<Session>();
   #disposed = false;
 
-  private constructor(native: NativeModel, dir: string) {
+  private constructor(native: NativeModel, dir: string, tokenizer: Tokenizer | undefined) {
     this.native = native;
     this.path = dir;
+    this.tokenizer = tokenizer;
     this.#info = native.info();
   }
 
@@ -119,6 +128,8 @@ export class Model implements SessionOwner {
           }
         }
       : undefined;
+    // The tokenizer is read first: a broken tokenizer.json fails the load before the weights are mapped.
+    const tokenizer = existsSync(path.join(dir, 'tokenizer.json')) ? await Tokenizer.fromDir(dir) : undefined;
     const native = await withAbort(signal, (flag) =>
       binding().loadModel(dir, { threads, prefetch: opts.prefetch !== false }, report, flag));
     // Progress reports arrive before the completion, so an abort or a throw from onProgress is known
@@ -128,7 +139,12 @@ export class Model implements SessionOwner {
       if (progressError !== undefined) throw progressError;
       throw new AbortError('model load aborted');
     }
-    return new Model(native, dir);
+    const model = new Model(native, dir, tokenizer);
+    if (tokenizer && tokenizer.vocabSize > model.vocabSize) {
+      await native.dispose();
+      throw new ModelFormatError(`tokenizer.json has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.vocabSize}`);
+    }
+    return model;
   }
 
   /** Architecture, sizes, dtype, backend and current memory use. */
@@ -139,6 +155,11 @@ export class Model implements SessionOwner {
 
   get vocabSize(): number {
     return this.#info.vocabSize;
+  }
+
+  /** Token ids that end a generation by default (config.json eos_token_id). */
+  get eosTokenIds(): readonly number[] {
+    return this.#info.eosTokenIds;
   }
 
   get disposed(): boolean {
@@ -189,16 +210,38 @@ export class Model implements SessionOwner {
     try {
       const logits = await withAbort(signal, (flag) => this.native.evaluate(
         items.map((item) => item.session.native), ids, items.map((item) => item.allLogits === true), flag));
-      items.forEach((item, i) => item.session.addCommitted(ids[i]!.length));
       return logits;
     } finally {
-      items.forEach((item, i) => item.session.addPending(-ids[i]!.length));
+      items.forEach((item, i) => {
+        item.session.addPending(-ids[i]!.length);
+        item.session.syncLength();
+      });
     }
   }
 
-  /** Generates tokens after a prompt of token ids in a temporary session (text I/O arrives with the tokenizer). */
-  async generate(options: GenerateOptions): Promise<GenerateResult> {
+  /**
+   * Generates a reply in a temporary session. `input` is a prompt string, chat messages or token ids;
+   * see Session.stream for the options. The older form `generate({tokens, ...})` returns token ids only.
+   */
+  async generate(input: GenerateInput, options?: TextGenerateOptions): Promise<TextGenerateResult>;
+  async generate(options: GenerateOptions): Promise<GenerateResult>;
+  async generate(input: GenerateInput | GenerateOptions, options?: TextGenerateOptions): Promise<TextGenerateResult | GenerateResult> {
     this.assertUsable();
+    if (typeof input === 'object' && input !== null && !Array.isArray(input) && !ArrayBuffer.isView(input)) {
+      if (options !== undefined) throw new InvalidParamError('generate({tokens, ...}) takes a single options object');
+      return this.#generateTokens(input as GenerateOptions);
+    }
+    // A temporary session; its cache grows page by page, so the model's full context costs nothing
+    // until it is used.
+    const session = this.createSession({ contextLength: this.#info.maxPositionEmbeddings });
+    try {
+      return await session.stream(input as GenerateInput, options).result;
+    } finally {
+      await session.dispose();
+    }
+  }
+
+  async #generateTokens(options: GenerateOptions): Promise<GenerateResult> {
     const opts = checkObject('generate options', options);
     checkKnownKeys('generate options', opts, GENERATE_KEYS);
     const tokens = toTokenArray('tokens', opts.tokens, this.vocabSize);

@@ -2,7 +2,11 @@
 import type { NativeModel, NativeSession } from './binding.js';
 import { withAbort } from './abort.js';
 import { ContextOverflowError, DisposedError, toGlmError } from './errors.js';
+import { resolveGenerateOptions, type TextGenerateOptions } from './generate-options.js';
+import { Generation, type StreamChunk, type TextGenerateResult } from './generation.js';
 import { checkKnownKeys, checkObject, checkSignal, toTokenArray, type TokenInput } from './options.js';
+import { buildPrompt, requireTokenizer, type GenerateInput } from './prompt.js';
+import type { Tokenizer } from './tokenizer.js';
 
 export interface EvaluateOptions {
   signal?: AbortSignal;
@@ -14,9 +18,13 @@ export interface EvaluateOptions {
 export interface SessionOwner {
   readonly native: NativeModel;
   readonly vocabSize: number;
+  readonly tokenizer: Tokenizer | undefined;
+  readonly eosTokenIds: readonly number[];
   assertUsable(): void;
   forgetSession(session: Session): void;
 }
+
+export type { GenerateInput, StreamChunk, TextGenerateOptions, TextGenerateResult };
 
 export class Session {
   readonly contextLength: number;
@@ -24,8 +32,9 @@ export class Session {
   readonly native: NativeSession;
   readonly #owner: SessionOwner;
   #disposed = false;
-  #length = 0;   // tokens in the KV cache after every settled call (evaluate is all or nothing)
-  #pending = 0;  // tokens queued by evaluate() calls that have not settled yet
+  #length = 0;      // tokens in the KV cache after every settled call (as the engine published it)
+  #pending = 0;     // tokens queued by evaluate() calls that have not settled yet
+  #generating = 0;  // generations queued or running (they may shorten the cache: prefix reuse)
 
   /** @internal Use model.createSession(). */
   constructor(owner: SessionOwner, native: NativeSession, contextLength: number) {
@@ -61,11 +70,59 @@ export class Session {
     try {
       const [logits] = await withAbort(signal, (flag) =>
         this.#owner.native.evaluate([this.native], [ids], [opts.allLogits === true], flag));
-      this.#length += ids.length;
       return logits!;
     } finally {
       this.#pending -= ids.length;
+      this.#length = this.native.length;
     }
+  }
+
+  /**
+   * Generates a reply as a stream of chunks (`text`, `reasoning`, `tool_call`, then `done` with the
+   * result). `input` is the whole context — a prompt string, OpenAI-style chat messages (rendered with
+   * the model's chat template) or token ids — and the session keeps its KV cache between calls, so a
+   * conversation re-sent with one more turn only evaluates the new part. Calls on one session run one
+   * after another in call order. Breaking out of the loop ends the generation early.
+   */
+  stream(input: GenerateInput, options?: TextGenerateOptions): Generation {
+    this.#assertUsable();
+    // maxTokens is range-checked loosely here; whether it fits the context is a ContextOverflowError below (C2).
+    const opts = resolveGenerateOptions(options, { vocabSize: this.#owner.vocabSize, maxTokens: 2 ** 31 - 1 });
+    const prompt = buildPrompt(this.#owner, input, opts);
+    const room = this.contextLength - prompt.length;
+    if (room < 1) {
+      throw new ContextOverflowError(
+        `context overflow: the prompt holds ${prompt.length} tokens; the context length is ${this.contextLength}`,
+        { requestedTokens: prompt.length, contextLength: this.contextLength },
+      );
+    }
+    if (options?.maxTokens === undefined) {
+      opts.maxTokens = Math.min(opts.maxTokens, room);  // documented default: 512 or what still fits
+    } else if (prompt.length + opts.maxTokens > this.contextLength) {
+      throw new ContextOverflowError(
+        `context overflow: ${prompt.length} prompt tokens + maxTokens ${opts.maxTokens} = ${prompt.length + opts.maxTokens} exceed the context length ${this.contextLength}`,
+        { requestedTokens: prompt.length + opts.maxTokens, contextLength: this.contextLength },
+      );
+    }
+    const tokenizer = requireTokenizer(this.#owner);
+    const generation = new Generation({
+      native: this.#owner.native,
+      session: this.native,
+      tokenizer,
+      eosTokenIds: this.#owner.eosTokenIds,
+      observationTokenId: tokenizer.tokenToId('<|observation|>'),
+    }, prompt, opts, true);
+    this.#generating++;
+    generation.result.finally(() => {
+      this.#generating--;
+      this.#length = this.native.length;
+    }).catch(() => undefined);
+    return generation;
+  }
+
+  /** Like stream(), resolving with the final result. */
+  async generate(input: GenerateInput, options?: TextGenerateOptions): Promise<TextGenerateResult> {
+    return this.stream(input, options).result;
   }
 
   /** Empties the KV cache; the session can be reused for a new conversation. */
@@ -73,7 +130,7 @@ export class Session {
     this.#assertUsable();
     try {
       await this.native.reset();
-      this.#length = 0;
+      this.#length = this.native.length;
     } catch (error) {
       throw toGlmError(error);
     }
@@ -98,6 +155,7 @@ export class Session {
 
   /** @internal Throws ContextOverflowError when `n` more tokens cannot fit (counting queued calls). */
   checkFits(n: number): void {
+    if (this.#generating > 0) return;  // the engine checks: a queued generation may shorten the cache
     const used = this.#length + this.#pending;
     if (used + n > this.contextLength) {
       throw new ContextOverflowError(
@@ -107,9 +165,9 @@ export class Session {
     }
   }
 
-  /** @internal Records tokens a batched call (model.evaluateBatch) added. */
-  addCommitted(n: number): void {
-    this.#length += n;
+  /** @internal Re-reads the cache length the engine published after a batched call. */
+  syncLength(): void {
+    this.#length = this.native.length;
   }
 
   /** @internal Reserves room for a batched call's tokens until it settles. */

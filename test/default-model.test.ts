@@ -41,14 +41,23 @@ describe('glm-node CLI on the default model', () => {
   const cli = path.join(root, 'dist', 'lib', 'cli.js');
   const run = promisify(execFile);
 
-  test('generate --json uses the embedded model and the [gMASK]<sop> default prompt', async () => {
-    const { stdout } = await run(process.execPath, [cli, 'generate', '--max-tokens', '5', '--threads', '1', '--json']);
+  test('generate streams text for a chat prompt, and --json holds the same text and usage', async () => {
+    const args = [cli, 'generate', 'Hello there', '--max-tokens', '12', '--temperature', '0', '--threads', '1'];
+    const { stdout } = await run(process.execPath, [...args, '--json']);
+    const result = JSON.parse(stdout);
+    expect(result.usage.completionTokens).toBe(result.tokens.length);
+    expect(result.usage.promptTokens).toBeGreaterThan(5);  // [gMASK]<sop><|user|>\nHello there<|assistant|>
+    expect(['stop', 'length', 'tool_calls']).toContain(result.finishReason);
+    // Greedy is deterministic: the streamed plain output is the same answer text.
+    const plain = await run(process.execPath, args);
+    expect(plain.stdout.replace(/\n$/, '')).toBe(result.text + result.toolCalls.map((c: { name: string; arguments: unknown }) => `\n[tool call] ${JSON.stringify({ name: c.name, arguments: c.arguments })}\n`).join(''));
+  });
+
+  test('generate --tokens keeps token ids in and out', async () => {
+    const { stdout } = await run(process.execPath, [cli, 'generate', '--tokens', '482,484', '--max-tokens', '5', '--threads', '1', '--json']);
     const result = JSON.parse(stdout);
     expect(result.usage).toEqual({ promptTokens: 2, completionTokens: result.tokens.length, totalTokens: 2 + result.tokens.length });
-    expect(result.tokens.length).toBeGreaterThan(0);
-    expect(['stop', 'length']).toContain(result.finishReason);
-    // Greedy is deterministic: the plain output is the same ids, comma-separated.
-    const plain = await run(process.execPath, [cli, 'generate', '--max-tokens', '5', '--threads', '1']);
+    const plain = await run(process.execPath, [cli, 'generate', '--tokens', '482,484', '--max-tokens', '5', '--threads', '1']);
     expect(plain.stdout.trim()).toBe(result.tokens.join(','));
   });
 

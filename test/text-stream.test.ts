@@ -88,6 +88,7 @@ const VOCAB = [
 ];
 const SPECIAL = new Set(['<|endoftext|>', '<|user|>', '<|observation|>']);
 const vocab: TokenText & { ids: (...t: string[]) => number[] } = {
+  vocabSize: VOCAB.length,
   tokenBytes: (id) => new TextEncoder().encode(VOCAB[id]!),
   tokenToId: (t) => (VOCAB.includes(t) ? VOCAB.indexOf(t) : undefined),
   isSpecial: (id) => SPECIAL.has(VOCAB[id]!),

@@ -9,6 +9,8 @@ import { Utf8StreamDecoder } from './utf8-stream.js';
 
 /** What the parser needs from a tokenizer. */
 export interface TokenText {
+  /** Ids at or above this (embedding padding rows a model can still sample) have no text. */
+  readonly vocabSize: number;
   tokenBytes(id: number): Uint8Array;
   tokenToId(token: string): number | undefined;
   isSpecial(id: number): boolean;
@@ -109,6 +111,7 @@ export class GlmOutputParser {
       this.#toolBody += this.#utf8.flush() + marker;
       return events;
     }
+    if (id < 0 || id >= this.#tok.vocabSize) return events;  // a padding row: no text
     if (this.#tok.isSpecial(id) && marker === undefined) {
       // Control tokens (<|user|>, <|observation|>, <|endoftext|>, …) end a segment and are not text.
       this.#endSegment(events);

@@ -3,16 +3,9 @@
 // with string values raw and every other value as JSON (spec §6.3). Values are typed by the tool's
 // JSON schema; anything that does not fit is reported in `errors`, never dropped silently.
 
-export interface JsonSchema {
-  type?: string | string[];
-  properties?: Record<string, JsonSchema>;
-  [key: string]: unknown;
-}
+import type { JSONSchema, ToolDefinition } from '../chat-template.js';
 
-export interface ToolDefinition {
-  type: 'function';
-  function: { name: string; description?: string; parameters?: JsonSchema };
-}
+export type { ToolDefinition };
 
 export interface ParsedToolCall {
   /** Unique within one generation: call_0, call_1, … */
@@ -27,11 +20,17 @@ export interface ParsedToolCall {
 
 const PAIR = /<arg_key>([\s\S]*?)<\/arg_key>\s*<arg_value>([\s\S]*?)<\/arg_value>/g;
 
-function wantsString(schema: JsonSchema | undefined): boolean | undefined {
-  if (!schema || schema.type === undefined) return undefined;
-  const types = Array.isArray(schema.type) ? schema.type : [schema.type];
+function wantsString(schema: unknown): boolean | undefined {
+  const type = (schema as { type?: unknown } | null)?.type;
+  if (type === undefined) return undefined;
+  const types = Array.isArray(type) ? type : [type];
   if (types.length === 1) return types[0] === 'string';
   return undefined;  // a union: decide by the value
+}
+
+function propertiesOf(schema: JSONSchema | undefined): Record<string, unknown> {
+  const p = (schema as { properties?: unknown } | undefined)?.properties;
+  return p && typeof p === 'object' && !Array.isArray(p) ? (p as Record<string, unknown>) : {};
 }
 
 // Model-written keys are data: "__proto__" must become an own property, not a prototype change.
@@ -48,7 +47,7 @@ export function parseToolCall(body: string, index: number, tools: readonly ToolD
   if (!name) errors.push('the tool call has no function name');
   const tool = tools.find((t) => t.function.name === name);
   if (name && tools.length > 0 && !tool) errors.push(`unknown tool "${name}"`);
-  const properties = tool?.function.parameters?.properties ?? {};
+  const properties = propertiesOf(tool?.function.parameters);
 
   const args: Record<string, unknown> = {};
   let consumed = firstKey >= 0 ? firstKey : body.length;
@@ -70,7 +69,7 @@ export function parseToolCall(body: string, index: number, tools: readonly ToolD
     } catch {
       setOwn(args, key, rawValue);
       // With no schema type a bare word is simply a string; a declared non-string type is a mismatch.
-      if (asString === false) errors.push(`argument "${key}" should be ${JSON.stringify(properties[key]!.type)} but is not valid JSON`);
+      if (asString === false) errors.push(`argument "${key}" should be ${JSON.stringify((properties[key] as { type?: unknown }).type)} but is not valid JSON`);
     }
   }
   if (body.slice(consumed).trim()) errors.push('unparsed text after the last argument');
