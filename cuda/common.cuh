@@ -36,9 +36,8 @@
 #define GLM_SHARED(T, name, count) \
   T* name = static_cast<T*>(::glm::harness::static_shared(sizeof(T) * size_t(count), alignof(T), #name))
 #define GLM_DYNAMIC_SHARED(T, name) T* name = static_cast<T*>(::glm::harness::dynamic_shared())
-#define GLM_LAUNCH(kernel, grid, block, smem, stream, ...)                                                      \
-  ::glm::harness::launch(reinterpret_cast<const void*>(&(kernel)), #kernel, (grid), (block), (smem), (stream), \
-                         [=]() { (kernel)(__VA_ARGS__); })
+#define GLM_LAUNCH(kernel, grid, block, smem, stream, ...) \
+  ::glm::harness::launch_kernel(&(kernel), #kernel, (grid), (block), (smem), (stream), __VA_ARGS__)
 #endif
 
 namespace glm::dev {

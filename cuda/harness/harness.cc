@@ -486,6 +486,10 @@ void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
   if (src_bytes < 0 || src_bytes > bytes) fail("cp.async src-size outside [0, size]");
   if (!in_shared(dst, size_t(bytes)) || (reinterpret_cast<uintptr_t>(dst) % size_t(bytes))) fail("cp.async destination is not aligned shared memory");
   if (src_bytes > 0 && (reinterpret_cast<uintptr_t>(src) % size_t(bytes))) fail("cp.async source is not aligned to the copy size");
+  // The destination's content is undefined from issue until the wait: the copy may land at any moment
+  // in between. Poisoning it at issue exposes both orders — a thread still reading the old contents
+  // (a missing barrier before the next tile's copy) and a thread reading before the wait.
+  std::memset(dst, kPoison, size_t(bytes));
   g_launch->current->cp_open.push_back({dst, src, bytes, src_bytes});
 }
 

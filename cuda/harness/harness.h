@@ -15,7 +15,8 @@
 //   - static (GLM_SHARED) and dynamic (GLM_DYNAMIC_SHARED) shared memory is per block, filled with
 //     0xFF (NaN for floats) before the block starts and surrounded by red zones checked after the block;
 //   - device allocations (cudaMalloc) are poisoned with 0xFF and surrounded by red zones checked after
-//     every launch; cp.async copies land only when the issuing thread waits for their group.
+//     every launch; a cp.async destination reads as poison from the issue until the issuing thread
+//     waits for its group, when the data lands (so both early and late readers see garbage).
 // Errors are values: the launch returns cudaErrorLaunchFailure and cudaGetErrorString() describes the
 // first problem (kernel, block, thread, what).
 #pragma once
@@ -24,6 +25,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <tuple>
 #include <type_traits>
 
 // ---------------------------------------------------------------------------------------------
@@ -87,6 +89,17 @@ Stats stats();
 
 cudaError_t launch(const void* fn, const char* name, dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stream,
                    std::function<void()> body);
+
+// GLM_LAUNCH's harness side: the arguments are evaluated and converted to the kernel's parameter types
+// once, at the launch (as a <<<>>> launch does), and every thread of the grid receives those values.
+template <class... P, class... A>
+cudaError_t launch_kernel(void (*fn)(P...), const char* name, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                          A&&... args) {
+  static_assert(sizeof...(P) == sizeof...(A), "kernel argument count");
+  const std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
+  return launch(reinterpret_cast<const void*>(fn), name, grid, block, smem, stream,
+                [fn, &params]() { std::apply(fn, params); });
+}
 
 // Kernel-side primitives.
 void syncthreads(int line);
