@@ -27,7 +27,7 @@ static_assert(kTile == 32, "the softmax step maps one lane to one position");
 struct SmemLayout {
   int q, k, v, p, o, m, l, alpha, total;  // float offsets
 };
-GLM_DEVICE SmemLayout smem_layout(int group, int head_dim) {
+GLM_HOST_DEVICE SmemLayout smem_layout(int group, int head_dim) {
   SmemLayout s;
   s.q = 0;
   s.k = s.q + group * head_dim;

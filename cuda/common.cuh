@@ -17,6 +17,7 @@
 #if defined(__CUDACC__)
 #include <cuda_runtime.h>
 #define GLM_DEVICE __device__ __forceinline__
+#define GLM_HOST_DEVICE __host__ __device__ __forceinline__
 #define GLM_KERNEL __global__
 #define GLM_LAUNCH_BOUNDS(threads) __launch_bounds__(threads)
 #define GLM_SHARED(T, name, count) __shared__ __align__(16) T name[count]
@@ -31,6 +32,7 @@
 #else
 #include "harness/harness.h"
 #define GLM_DEVICE inline
+#define GLM_HOST_DEVICE inline
 #define GLM_KERNEL
 #define GLM_LAUNCH_BOUNDS(threads)
 #define GLM_SHARED(T, name, count) \
@@ -44,11 +46,31 @@ namespace glm::dev {
 
 constexpr unsigned kFullMask = 0xffffffffu;
 
+// Bit casts usable on host and device (__uint_as_float is device-only under nvcc).
+GLM_HOST_DEVICE float bits_to_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float f;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+#endif
+}
+GLM_HOST_DEVICE uint32_t float_to_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  __builtin_memcpy(&u, &f, 4);
+  return u;
+#endif
+}
+
 // bf16 is carried as its raw 16 bits so host code, kernels and the harness agree on one type.
-GLM_DEVICE float bf16_to_float(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
+GLM_HOST_DEVICE float bf16_to_float(uint16_t h) { return bits_to_float(uint32_t(h) << 16); }
 // Round-to-nearest-even, NaN kept quiet (the conversion HF/PyTorch use).
-GLM_DEVICE uint16_t float_to_bf16(float f) {
-  const uint32_t u = __float_as_uint(f);
+GLM_HOST_DEVICE uint16_t float_to_bf16(float f) {
+  const uint32_t u = float_to_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);
   return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }

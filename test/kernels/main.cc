@@ -85,6 +85,15 @@ int main(int argc, char** argv) {
   }
 #if defined(GLM_TEST_ON_GPU)
   const char* where = "gpu";
+  int n_devices = 0;
+  const cudaError_t dev_err = cudaGetDeviceCount(&n_devices);
+  if (dev_err != cudaSuccess || n_devices == 0) {
+    std::fprintf(stderr, "no usable CUDA device: %s\n", cudaGetErrorString(dev_err));
+    return 2;
+  }
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  std::printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
 #else
   const char* where = "harness";
 #endif

@@ -73,7 +73,8 @@ TEST(rmsnorm_plain_and_fused_residual) {
   std::mt19937 rng(12);
   const float eps = 1e-5f;
   // rows: 1 and odd counts; n: below a warp, odd, not a multiple of the block, GLM-4.5's hidden size.
-  for (auto [rows, n] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 31}, {5, 257}, {2, 1000}, {1, 5120}}) {
+  for (const auto& shape : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 31}, {5, 257}, {2, 1000}, {1, 5120}}) {
+    const int64_t rows = shape.first, n = shape.second;  // (C++17 lambdas cannot capture structured bindings)
     const auto x = random_floats(rng, size_t(rows * n), -3.0f, 3.0f);
     const auto res = random_floats(rng, size_t(rows * n), -3.0f, 3.0f);
     const auto w = random_floats(rng, size_t(n), 0.5f, 1.5f);

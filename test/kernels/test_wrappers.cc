@@ -165,7 +165,8 @@ TEST(wrapper_ldmatrix_x4_plain_and_trans) {
 
 TEST(wrapper_cp_async_ldmatrix_mma_tile_gemm) {
   std::mt19937 rng(22);
-  for (auto [M, N, K] : std::vector<std::tuple<int, int, int>>{{16, 8, 16}, {37, 21, 48}, {5, 3, 128}}) {
+  for (const auto& shape : std::vector<std::tuple<int, int, int>>{{16, 8, 16}, {37, 21, 48}, {5, 3, 128}}) {
+    const int M = std::get<0>(shape), N = std::get<1>(shape), K = std::get<2>(shape);
     const auto a = random_bf16(rng, size_t(M * K)), w = random_bf16(rng, size_t(N * K));
     std::vector<double> ref(size_t(M * N));
     for (int r = 0; r < M; ++r) {
