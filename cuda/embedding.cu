@@ -57,7 +57,8 @@ Status embedding_gather(Stream stream, float* out, const void* table, TableType 
   if (n_tokens == 0) return Status::ok();
   const int64_t elem = table_type == TableType::BF16 ? 2 : 4;
   const bool vec16 = (hidden * elem) % 16 == 0 && detail::aligned(table, 16);
-  const int threads = int(hidden / (vec16 ? 16 / elem : 1) < kThreads ? ((hidden + 31) / 32) * 32 : kThreads);
+  const int64_t units = vec16 ? hidden / (16 / elem) : hidden;  // work items per row
+  const int threads = int(units < kThreads ? (units + 31) / 32 * 32 : kThreads);
   const dim3 grid = dim3(unsigned(n_tokens));
   cudaError_t err;
   if (table_type == TableType::BF16) {
