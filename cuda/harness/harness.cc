@@ -1,0 +1,626 @@
+// The CPU execution harness (see harness.h for the model it emulates and why).
+//
+// Fibers are ucontext contexts on mmap'd stacks with a guard page. A block's threads are scheduled
+// cooperatively on the calling OS thread: each round resumes every runnable fiber once, in an order
+// shuffled from the launch's seed; a fiber runs until it blocks at a barrier/collective or exits.
+// Barriers complete when no fiber is runnable and every live fiber waits at the same __syncthreads;
+// anything else at that point is a deadlock, reported as an error (a GPU would hang or misbehave).
+#include "harness/harness.h"
+
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <new>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace glm::harness {
+namespace {
+
+constexpr size_t kStackBytes = 256 * 1024;         // kernels keep small frames; the guard page catches overflow
+constexpr size_t kSharedRedZone = 64;              // catches overruns of up to 64 bytes between allocations
+constexpr size_t kGlobalRedZone = 256;
+constexpr uint8_t kPoison = 0xFF;                  // NaN as fp32/bf16, -1 as integers
+constexpr uint8_t kRedByte = 0xA5;
+constexpr size_t kStaticSharedLimit = 48 * 1024;   // CUDA's static shared memory limit per block
+constexpr size_t kDefaultSharedLimit = 48 * 1024;  // static + dynamic without the opt-in attribute
+constexpr size_t kOptInSharedLimit = 227 * 1024;   // the opt-in maximum on sm_90 (sm_80: 163 KiB)
+
+enum class State { Runnable, AtBarrier, AtWarp, Done };
+
+struct CpCopy { void* dst; const void* src; int bytes, src_bytes; };
+
+struct Fiber {
+  ucontext_t ctx;
+  void* stack = nullptr;
+  ThreadView view{};
+  int lane = 0, warp = 0;
+  State state = State::Done;
+  int barrier_line = 0;
+  Slot* slot = nullptr;
+  size_t static_index = 0;
+  std::vector<std::vector<CpCopy>> cp_groups;  // committed groups, oldest first
+  std::vector<CpCopy> cp_open;                 // issued since the last commit
+};
+
+struct StaticAlloc { size_t offset, bytes; const char* name; };
+
+struct AlignedFree { void operator()(uint8_t* p) const { ::operator delete[](p, std::align_val_t(128)); } };
+using Arena = std::unique_ptr<uint8_t[], AlignedFree>;
+Arena make_arena(size_t bytes) { return Arena(static_cast<uint8_t*>(::operator new[](bytes, std::align_val_t(128)))); }
+
+struct Launch {
+  const char* name = "";
+  const std::function<void()>* body = nullptr;
+  dim3 grid, block;
+  uint3 block_idx{};
+  size_t dyn_bytes = 0, shared_limit = 0;
+  int n_threads = 0;
+  std::vector<Fiber> fibers;
+  Arena smem;
+  size_t smem_bytes = 0, static_cursor = 0, dyn_offset = 0;
+  std::vector<StaticAlloc> statics;
+  std::mt19937_64 rng;
+  ucontext_t sched;
+  Fiber* current = nullptr;
+  bool abort_block = false;
+  std::string error;
+};
+
+Launch* g_launch = nullptr;
+uint64_t g_seed = 1, g_launch_counter = 0;
+std::string g_error = "no error";
+cudaError_t g_last = cudaSuccess;
+Stats g_stats;
+std::map<const void*, int> g_dyn_limit;
+struct Alloc { uint8_t* raw; size_t bytes; };
+std::map<uintptr_t, Alloc> g_allocs;  // keyed by the pointer handed out
+std::vector<void*> g_stacks;          // reused across launches
+
+std::string fmt3(const char* tag, unsigned x, unsigned y, unsigned z) {
+  char b[96];
+  std::snprintf(b, sizeof b, "%s (%u,%u,%u)", tag, x, y, z);
+  return b;
+}
+
+// Records the first error of the launch. From inside a fiber it abandons the block (the fiber is never
+// resumed); from the scheduler it only marks the block aborted.
+void fail(const std::string& what) {
+  Launch& L = *g_launch;
+  if (L.error.empty()) {
+    L.error = "kernel '" + std::string(L.name) + "' " + fmt3("block", L.block_idx.x, L.block_idx.y, L.block_idx.z);
+    if (L.current) {
+      const uint3 t = L.current->view.thread_idx;
+      L.error += " " + fmt3("thread", t.x, t.y, t.z);
+    }
+    L.error += ": " + what;
+  }
+  L.abort_block = true;
+  if (L.current) {
+    Fiber* f = L.current;
+    swapcontext(&f->ctx, &L.sched);
+    std::abort();  // unreachable: an aborted block's fibers are never resumed
+  }
+}
+
+void yield_to_scheduler() {
+  Launch& L = *g_launch;
+  ++g_stats.switches;
+  swapcontext(&L.current->ctx, &L.sched);
+}
+
+void fiber_main() {
+  Launch& L = *g_launch;
+  (*L.body)();
+  L.current->state = State::Done;
+  swapcontext(&L.current->ctx, &L.sched);
+  std::abort();  // unreachable: a finished fiber is never resumed
+}
+
+void* take_stack() {
+  if (!g_stacks.empty()) {
+    void* s = g_stacks.back();
+    g_stacks.pop_back();
+    return s;
+  }
+  void* m = mmap(nullptr, kStackBytes + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return nullptr;
+  mprotect(m, 4096, PROT_NONE);  // guard page below the stack (stacks grow down)
+  return m;
+}
+
+bool in_shared(const void* p, size_t bytes) {
+  const Launch& L = *g_launch;
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  return b >= L.smem.get() && b + bytes <= L.smem.get() + L.smem_bytes;
+}
+
+std::string check_red(const uint8_t* p, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (p[i] != kRedByte) return "modified";
+  }
+  return "";
+}
+
+// Verifies the red zones of the block's shared memory after it ran.
+void check_shared_red_zones() {
+  Launch& L = *g_launch;
+  const uint8_t* a = L.smem.get();
+  size_t cursor = 0;
+  for (const auto& s : L.statics) {
+    if (!check_red(a + cursor, s.offset - cursor).empty()) {
+      fail(std::string("out-of-bounds shared memory write before static shared '") + s.name + "'");
+      return;
+    }
+    cursor = s.offset + s.bytes;
+  }
+  const size_t static_end = kSharedRedZone + kStaticSharedLimit + kSharedRedZone;
+  if (!check_red(a + cursor, static_end - cursor).empty()) {
+    fail(L.statics.empty() ? std::string("out-of-bounds shared memory write (no static shared declared)")
+                           : std::string("out-of-bounds shared memory write after static shared '") + L.statics.back().name + "'");
+    return;
+  }
+  if (!check_red(a + L.dyn_offset + L.dyn_bytes, kSharedRedZone).empty()) {
+    fail("out-of-bounds dynamic shared memory write past the " + std::to_string(L.dyn_bytes) + " bytes launched with");
+  }
+}
+
+void complete_collective(int warp, unsigned mask);
+
+void run_block(unsigned linear) {
+  Launch& L = *g_launch;
+  L.block_idx = {linear % L.grid.x, (linear / L.grid.x) % L.grid.y, linear / (L.grid.x * L.grid.y)};
+  L.abort_block = false;
+  // Shared memory: red zones everywhere, poison where an allocation lives.
+  std::memset(L.smem.get(), kRedByte, L.smem_bytes);
+  std::memset(L.smem.get() + L.dyn_offset, kPoison, L.dyn_bytes);
+  L.statics.clear();
+  L.static_cursor = kSharedRedZone;
+  for (int t = 0; t < L.n_threads; ++t) {
+    Fiber& f = L.fibers[size_t(t)];
+    f.view.thread_idx = {unsigned(t) % L.block.x, (unsigned(t) / L.block.x) % L.block.y, unsigned(t) / (L.block.x * L.block.y)};
+    f.view.block_idx = L.block_idx;
+    f.view.block_dim = L.block;
+    f.view.grid_dim = L.grid;
+    f.lane = t % 32;
+    f.warp = t / 32;
+    f.state = State::Runnable;
+    f.slot = nullptr;
+    f.static_index = 0;
+    f.cp_groups.clear();
+    f.cp_open.clear();
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = static_cast<uint8_t*>(f.stack) + 4096;
+    f.ctx.uc_stack.ss_size = kStackBytes;
+    f.ctx.uc_link = nullptr;
+    makecontext(&f.ctx, fiber_main, 0);
+  }
+  ++g_stats.blocks;
+  g_stats.fibers += uint64_t(L.n_threads);
+  std::vector<int> order;
+  order.reserve(size_t(L.n_threads));
+  while (!L.abort_block) {
+    order.clear();
+    int done = 0;
+    for (int t = 0; t < L.n_threads; ++t) {
+      if (L.fibers[size_t(t)].state == State::Runnable) order.push_back(t);
+      if (L.fibers[size_t(t)].state == State::Done) ++done;
+    }
+    if (order.empty()) {
+      if (done == L.n_threads) break;
+      // Nothing can run: either a complete __syncthreads or a deadlock.
+      int line = -1;
+      bool all_at_barrier = true;
+      for (auto& f : L.fibers) {
+        if (f.state == State::AtWarp) all_at_barrier = false;
+        if (f.state == State::AtBarrier) {
+          if (line >= 0 && f.barrier_line != line) {
+            fail("threads wait at different __syncthreads (lines " + std::to_string(line) + " and " +
+                 std::to_string(f.barrier_line) + ")");
+            break;
+          }
+          line = f.barrier_line;
+        }
+      }
+      if (L.abort_block) break;
+      if (!all_at_barrier) {
+        for (auto& f : L.fibers) {
+          if (f.state != State::AtWarp) continue;
+          const auto& s = *f.slot;
+          std::string why = "deadlock: lane " + std::to_string(f.lane) + " of warp " + std::to_string(f.warp) +
+                            " waits in a warp collective (line " + std::to_string(s.line) + ") for lanes";
+          for (int l = 0; l < 32; ++l) {
+            if (!(s.mask >> l & 1u)) continue;
+            const Fiber& o = L.fibers[size_t(f.warp * 32 + l)];
+            if (o.state == State::AtBarrier) why += " " + std::to_string(l) + "(at __syncthreads line " + std::to_string(o.barrier_line) + ")";
+          }
+          fail(why);
+          break;
+        }
+        break;
+      }
+      if (done > 0) {
+        fail(std::to_string(done) + " thread(s) exited while the others wait at __syncthreads (line " +
+             std::to_string(line) + ")");
+        break;
+      }
+      for (auto& f : L.fibers) f.state = State::Runnable;
+      continue;
+    }
+    std::shuffle(order.begin(), order.end(), L.rng);
+    for (int t : order) {
+      Fiber& f = L.fibers[size_t(t)];
+      if (f.state != State::Runnable) continue;
+      L.current = &f;
+      ++g_stats.switches;
+      swapcontext(&L.sched, &f.ctx);
+      L.current = nullptr;
+      if (L.abort_block) break;
+    }
+  }
+  if (!L.abort_block) check_shared_red_zones();
+}
+
+std::string check_global_red_zones() {
+  for (const auto& [user, a] : g_allocs) {
+    if (!check_red(a.raw, kGlobalRedZone).empty()) return "out-of-bounds write before a device allocation of " + std::to_string(a.bytes) + " bytes";
+    if (!check_red(a.raw + kGlobalRedZone + a.bytes, kGlobalRedZone).empty()) return "out-of-bounds write after a device allocation of " + std::to_string(a.bytes) + " bytes";
+  }
+  return "";
+}
+
+uint32_t bits_of(float f) { return __float_as_uint(f); }
+float bf16_bits_to_float(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
+
+// Every lane in `mask` has arrived at the same collective: compute each lane's result.
+void complete_collective(int warp, unsigned mask) {
+  Launch& L = *g_launch;
+  Slot* s[32] = {};
+  for (int l = 0; l < 32; ++l) {
+    if (mask >> l & 1u) s[l] = L.fibers[size_t(warp * 32 + l)].slot;
+  }
+  Slot& first = *s[__builtin_ctz(mask)];
+  const Collective op = first.op;
+  switch (op) {
+    case Collective::Sync: break;
+    case Collective::Shfl: case Collective::ShflUp: case Collective::ShflDown: case Collective::ShflXor: {
+      for (int l = 0; l < 32; ++l) {
+        if (!s[l]) continue;
+        const int w = s[l]->width;
+        if (w < 1 || w > 32 || (w & (w - 1))) { fail("shuffle width " + std::to_string(w) + " is not a power of two <= 32"); return; }
+        const int base = l & ~(w - 1), a = s[l]->arg;
+        int src = l;
+        if (op == Collective::Shfl) src = base + (a & (w - 1));
+        else if (op == Collective::ShflUp) src = (l - base) >= a ? l - a : l;
+        else if (op == Collective::ShflDown) src = (l - base) + a < w ? l + a : l;
+        else { src = l ^ a; if (src < base || src >= base + w) src = l; }
+        if (src < 0 || src > 31 || !(mask >> src & 1u)) {
+          fail("shuffle at line " + std::to_string(s[l]->line) + ": lane " + std::to_string(l) + " reads lane " +
+               std::to_string(src) + ", which is not in the mask (undefined on the GPU)");
+          return;
+        }
+        s[l]->out = s[src]->value;
+      }
+      break;
+    }
+    case Collective::Ballot: case Collective::Any: case Collective::All: {
+      uint32_t ballot = 0;
+      for (int l = 0; l < 32; ++l) if (s[l] && s[l]->value) ballot |= 1u << l;
+      const uint64_t r = op == Collective::Ballot ? ballot : op == Collective::Any ? (ballot != 0) : (ballot == mask);
+      for (int l = 0; l < 32; ++l) if (s[l]) s[l]->out = r;
+      break;
+    }
+    case Collective::ReduceAdd: case Collective::ReduceMin: case Collective::ReduceMax: case Collective::ReduceAnd:
+    case Collective::ReduceOr: case Collective::ReduceXor: {
+      uint32_t acc = uint32_t(first.value);
+      for (int l = 0; l < 32; ++l) {
+        if (!s[l] || s[l] == &first) continue;
+        const uint32_t v = uint32_t(s[l]->value);
+        switch (op) {
+          case Collective::ReduceAdd: acc += v; break;
+          case Collective::ReduceMin: acc = first.is_signed ? uint32_t(std::min(int32_t(acc), int32_t(v))) : std::min(acc, v); break;
+          case Collective::ReduceMax: acc = first.is_signed ? uint32_t(std::max(int32_t(acc), int32_t(v))) : std::max(acc, v); break;
+          case Collective::ReduceAnd: acc &= v; break;
+          case Collective::ReduceOr: acc |= v; break;
+          default: acc ^= v; break;
+        }
+      }
+      for (int l = 0; l < 32; ++l) if (s[l]) s[l]->out = acc;
+      break;
+    }
+    case Collective::Mma16816Bf16: {
+      // PTX ISA, mma.m16n8k16 with .bf16 inputs and .f32 accumulators (row.col), with
+      // group = lane >> 2, tig = lane & 3:
+      //   A 16x16: a[i] (i = 0..7, two bf16 per 32-bit register, low half first):
+      //            row = group + 8 * ((i >> 1) & 1), col = tig * 2 + (i & 1) + 8 * (i >> 2)
+      //   B 16x8:  b[i] (i = 0..3): row (k) = tig * 2 + (i & 1) + 8 * (i >> 1), col (n) = group
+      //   C/D 16x8: c[i] (i = 0..3): row = group + 8 * (i >> 1), col = tig * 2 + (i & 1)
+      if (mask != 0xffffffffu) { fail("mma.sync.aligned needs all 32 lanes"); return; }
+      float A[16][16], B[16][8], C[16][8];
+      for (int l = 0; l < 32; ++l) {
+        const int g = l >> 2, t = l & 3;
+        for (int i = 0; i < 8; ++i) {
+          const uint16_t h = uint16_t(s[l]->frag[i >> 1] >> (16 * (i & 1)));
+          A[g + 8 * ((i >> 1) & 1)][t * 2 + (i & 1) + 8 * (i >> 2)] = bf16_bits_to_float(h);
+        }
+        for (int i = 0; i < 4; ++i) {
+          const uint16_t h = uint16_t(s[l]->frag[4 + (i >> 1)] >> (16 * (i & 1)));
+          B[t * 2 + (i & 1) + 8 * (i >> 1)][g] = bf16_bits_to_float(h);
+        }
+        for (int i = 0; i < 4; ++i) C[g + 8 * (i >> 1)][t * 2 + (i & 1)] = __uint_as_float(s[l]->frag[6 + i]);
+      }
+      for (int l = 0; l < 32; ++l) {
+        const int g = l >> 2, t = l & 3;
+        for (int i = 0; i < 4; ++i) {
+          const int r = g + 8 * (i >> 1), c = t * 2 + (i & 1);
+          // Products of bf16 values are exact in fp32; the sum order of the tensor core is unspecified,
+          // so the tests budget for fp32 reassociation.
+          float acc = C[r][c];
+          for (int k = 0; k < 16; ++k) acc += A[r][k] * B[k][c];
+          s[l]->out_frag[i] = bits_of(acc);
+        }
+      }
+      break;
+    }
+    case Collective::LdMatrix: {
+      // PTX ldmatrix.sync.aligned.m8n8.{x1,x2,x4}[.trans].shared.b16: lanes 8*i .. 8*i+7 give the
+      // addresses of the 8 rows (16 bytes each) of matrix i. Lane l receives, in register i, the two
+      // b16 elements at row l/4, columns 2*(l%4) and 2*(l%4)+1 of matrix i (transposed with .trans:
+      // rows 2*(l%4) and 2*(l%4)+1 of column l/4), the lower column in the low half.
+      if (mask != 0xffffffffu) { fail("ldmatrix.sync.aligned needs all 32 lanes"); return; }
+      const int count = first.count;
+      uint16_t m[4][8][8];
+      for (int i = 0; i < count; ++i) {
+        for (int r = 0; r < 8; ++r) {
+          const void* a = s[8 * i + r]->address;
+          if (!in_shared(a, 16) || (reinterpret_cast<uintptr_t>(a) & 15)) {
+            fail("ldmatrix: row address of lane " + std::to_string(8 * i + r) + " is not 16-byte aligned shared memory");
+            return;
+          }
+          std::memcpy(m[i][r], a, 16);
+        }
+      }
+      for (int l = 0; l < 32; ++l) {
+        const int g = l >> 2, t = l & 3;
+        for (int i = 0; i < count; ++i) {
+          const uint16_t lo = first.trans ? m[i][2 * t][g] : m[i][g][2 * t];
+          const uint16_t hi = first.trans ? m[i][2 * t + 1][g] : m[i][g][2 * t + 1];
+          s[l]->out_frag[i] = uint32_t(lo) | uint32_t(hi) << 16;
+        }
+      }
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+const ThreadView& view() {
+  static const ThreadView outside{};
+  return g_launch && g_launch->current ? g_launch->current->view : outside;
+}
+
+void set_seed(uint64_t s) { g_seed = s; }
+uint64_t seed() { return g_seed; }
+const char* last_error_message() { return g_error.c_str(); }
+Stats stats() { return g_stats; }
+
+void kernel_error(const char* what) { fail(what); }
+
+void syncthreads(int line) {
+  Fiber* f = g_launch->current;
+  f->state = State::AtBarrier;
+  f->barrier_line = line;
+  yield_to_scheduler();
+}
+
+void warp_collective(Slot& slot) {
+  Launch& L = *g_launch;
+  Fiber* f = L.current;
+  if (!(slot.mask >> f->lane & 1u)) {
+    fail("warp collective at line " + std::to_string(slot.line) + " called by lane " + std::to_string(f->lane) + ", which is not in its mask");
+  }
+  const int lanes = std::min(32, L.n_threads - f->warp * 32);
+  const unsigned valid = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1u;
+  if (slot.mask & ~valid) fail("warp collective at line " + std::to_string(slot.line) + ": mask names lanes beyond the block");
+  f->slot = &slot;
+  f->state = State::AtWarp;
+  bool all = true;
+  for (int l = 0; l < 32; ++l) {
+    if (!(slot.mask >> l & 1u) || l == f->lane) continue;
+    const Fiber& o = L.fibers[size_t(f->warp * 32 + l)];
+    if (o.state == State::Done) {
+      fail("warp collective at line " + std::to_string(slot.line) + ": lane " + std::to_string(l) + " named in the mask has exited");
+    }
+    if (o.state != State::AtWarp) { all = false; continue; }
+    if (o.slot->op != slot.op || o.slot->mask != slot.mask) {
+      fail("lanes " + std::to_string(f->lane) + " and " + std::to_string(l) + " are in different warp collectives (lines " +
+           std::to_string(slot.line) + " and " + std::to_string(o.slot->line) + ") with overlapping masks");
+    }
+  }
+  if (!all) {
+    yield_to_scheduler();  // the last lane to arrive completes the collective and wakes us
+    return;
+  }
+  complete_collective(f->warp, slot.mask);
+  for (int l = 0; l < 32; ++l) {
+    if (!(slot.mask >> l & 1u)) continue;
+    Fiber& o = L.fibers[size_t(f->warp * 32 + l)];
+    o.slot = nullptr;
+    o.state = State::Runnable;
+  }
+}
+
+void* static_shared(size_t bytes, size_t align, const char* name) {
+  Launch& L = *g_launch;
+  Fiber* f = L.current;
+  const size_t index = f->static_index++;
+  if (index < L.statics.size()) {
+    if (L.statics[index].bytes != bytes) fail(std::string("static shared '") + name + "' declared with different sizes by different threads");
+    return L.smem.get() + L.statics[index].offset;
+  }
+  const size_t a = std::max<size_t>(align, 16);
+  const size_t offset = (L.static_cursor + a - 1) / a * a;
+  const size_t used = offset + bytes - kSharedRedZone;
+  if (used > kStaticSharedLimit) fail(std::string("static shared memory exceeds 48 KiB at '") + name + "'");
+  if (used + L.dyn_bytes > L.shared_limit) {
+    fail("static (" + std::to_string(used) + " B) + dynamic (" + std::to_string(L.dyn_bytes) + " B) shared memory exceed the block limit of " +
+         std::to_string(L.shared_limit) + " B");
+  }
+  std::memset(L.smem.get() + offset, kPoison, bytes);
+  L.statics.push_back({offset, bytes, name});
+  L.static_cursor = offset + bytes + kSharedRedZone;
+  return L.smem.get() + offset;
+}
+
+void* dynamic_shared() { return g_launch->smem.get() + g_launch->dyn_offset; }
+
+void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
+  if (bytes != 4 && bytes != 8 && bytes != 16) fail("cp.async size must be 4, 8 or 16 bytes");
+  if (src_bytes < 0 || src_bytes > bytes) fail("cp.async src-size outside [0, size]");
+  if (!in_shared(dst, size_t(bytes)) || (reinterpret_cast<uintptr_t>(dst) % size_t(bytes))) fail("cp.async destination is not aligned shared memory");
+  if (src_bytes > 0 && (reinterpret_cast<uintptr_t>(src) % size_t(bytes))) fail("cp.async source is not aligned to the copy size");
+  // The destination's content is undefined from issue until the wait: the copy may land at any moment
+  // in between. Poisoning it at issue exposes both orders — a thread still reading the old contents
+  // (a missing barrier before the next tile's copy) and a thread reading before the wait.
+  std::memset(dst, kPoison, size_t(bytes));
+  g_launch->current->cp_open.push_back({dst, src, bytes, src_bytes});
+}
+
+void cp_async_commit() {
+  Fiber* f = g_launch->current;
+  f->cp_groups.push_back(std::move(f->cp_open));
+  f->cp_open.clear();
+}
+
+void cp_async_wait(int allowed) {
+  Fiber* f = g_launch->current;
+  while (int(f->cp_groups.size()) > allowed) {
+    for (const auto& c : f->cp_groups.front()) {
+      std::memcpy(c.dst, c.src, size_t(c.src_bytes));
+      std::memset(static_cast<uint8_t*>(c.dst) + c.src_bytes, 0, size_t(c.bytes - c.src_bytes));
+    }
+    f->cp_groups.erase(f->cp_groups.begin());
+  }
+}
+
+cudaError_t launch(const void* fn, const char* name, dim3 grid, dim3 block, size_t dyn_bytes, cudaStream_t,
+                   std::function<void()> body) {
+  auto config_error = [&](const std::string& what) {
+    g_error = "kernel '" + std::string(name) + "': invalid launch configuration: " + what;
+    g_last = cudaErrorInvalidConfiguration;
+    return cudaErrorInvalidConfiguration;
+  };
+  const uint64_t threads = uint64_t(block.x) * block.y * block.z;
+  if (threads == 0 || threads > 1024 || block.z > 64) return config_error("block of " + std::to_string(threads) + " threads");
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535 || grid.x > 0x7fffffffu) return config_error("grid dimensions");
+  auto lim = g_dyn_limit.find(fn);
+  const size_t limit = lim == g_dyn_limit.end() ? kDefaultSharedLimit : std::max<size_t>(kDefaultSharedLimit, size_t(lim->second));
+  if (dyn_bytes > limit) return config_error(std::to_string(dyn_bytes) + " bytes of dynamic shared memory over the limit of " + std::to_string(limit));
+
+  Launch L;
+  L.name = name;
+  L.body = &body;
+  L.grid = grid;
+  L.block = block;
+  L.dyn_bytes = dyn_bytes;
+  L.shared_limit = limit;
+  L.n_threads = int(threads);
+  L.rng.seed(g_seed * 0x9E3779B97F4A7C15ull + (++g_launch_counter));
+  L.dyn_offset = kSharedRedZone + kStaticSharedLimit + kSharedRedZone;
+  L.smem_bytes = L.dyn_offset + dyn_bytes + kSharedRedZone;
+  L.smem = make_arena(L.smem_bytes);
+  L.fibers.resize(size_t(threads));
+  for (auto& f : L.fibers) {
+    f.stack = take_stack();
+    if (!f.stack) {
+      for (auto& g : L.fibers) if (g.stack) g_stacks.push_back(g.stack);
+      g_error = "harness: cannot allocate fiber stacks";
+      g_last = cudaErrorMemoryAllocation;
+      return g_last;
+    }
+  }
+  g_launch = &L;
+  ++g_stats.launches;
+  const unsigned n_blocks = grid.x * grid.y * grid.z;
+  std::vector<unsigned> blocks(n_blocks);
+  for (unsigned b = 0; b < n_blocks; ++b) blocks[b] = b;
+  std::shuffle(blocks.begin(), blocks.end(), L.rng);  // blocks may run in any order on a GPU
+  for (unsigned b : blocks) {
+    run_block(b);
+    if (!L.error.empty()) break;
+  }
+  g_launch = nullptr;
+  for (auto& f : L.fibers) g_stacks.push_back(f.stack);
+  if (L.error.empty()) {
+    const std::string g = check_global_red_zones();
+    if (!g.empty()) L.error = "kernel '" + std::string(name) + "': " + g;
+  }
+  if (!L.error.empty()) {
+    g_error = L.error;
+    g_last = cudaErrorLaunchFailure;
+    return cudaErrorLaunchFailure;
+  }
+  return cudaSuccess;
+}
+
+}  // namespace glm::harness
+
+// ---------------------------------------------------------------------------------------------
+// Runtime API emulation: device memory is host memory with poison and red zones.
+// ---------------------------------------------------------------------------------------------
+using namespace glm::harness;
+
+cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+  uint8_t* raw = static_cast<uint8_t*>(::operator new[](bytes + 2 * kGlobalRedZone, std::align_val_t(256), std::nothrow));
+  if (!raw) { *ptr = nullptr; return g_last = cudaErrorMemoryAllocation; }
+  std::memset(raw, kRedByte, kGlobalRedZone);
+  std::memset(raw + kGlobalRedZone, kPoison, bytes);
+  std::memset(raw + kGlobalRedZone + bytes, kRedByte, kGlobalRedZone);
+  *ptr = raw + kGlobalRedZone;
+  g_allocs[reinterpret_cast<uintptr_t>(*ptr)] = {raw, bytes};
+  return cudaSuccess;
+}
+
+cudaError_t cudaFree(void* ptr) {
+  if (!ptr) return cudaSuccess;
+  auto it = g_allocs.find(reinterpret_cast<uintptr_t>(ptr));
+  if (it == g_allocs.end()) { g_error = "cudaFree of a pointer cudaMalloc did not return"; return g_last = cudaErrorInvalidValue; }
+  ::operator delete[](it->second.raw, std::align_val_t(256));
+  g_allocs.erase(it);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+  if (bytes) std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind k, cudaStream_t) { return cudaMemcpy(dst, src, bytes, k); }
+cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
+  if (bytes) std::memset(dst, value, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) { return cudaMemset(dst, value, bytes); }
+cudaError_t cudaDeviceSynchronize() { return g_last; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return g_last; }
+cudaError_t cudaGetLastError() {
+  const cudaError_t e = g_last;
+  g_last = cudaSuccess;
+  return e;
+}
+cudaError_t cudaPeekAtLastError() { return g_last; }
+const char* cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : g_error.c_str(); }
+cudaError_t glm_harness_func_set_attribute(const void* fn, cudaFuncAttribute attr, int value) {
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || size_t(value) > kOptInSharedLimit) {
+    g_error = "cudaFuncSetAttribute: unsupported attribute or value";
+    return cudaErrorInvalidValue;
+  }
+  g_dyn_limit[fn] = value;
+  return cudaSuccess;
+}

@@ -1,0 +1,83 @@
+// Launchers of the CUDA kernels, declared with plain C++ types only so cpp/ builds without nvcc
+// (DESIGN.md: one op per cuda/*.cu, kernels first, launcher last). Every launcher checks its inputs
+// before launching and returns a Status. A bad argument here is a caller
+// bug (Internal); a CUDA error is EngineDead, because a failed launch can leave the context unusable.
+//
+// All pointers are device pointers. Activations are fp32, row-major and contiguous, like the CPU
+// backend's (engine/backend.h), so each kernel is compared with the CPU backend's math.
+#pragma once
+#include <cstdint>
+
+#include "engine/status.h"
+
+namespace glm::cuda {
+
+// The stream to enqueue on: a cudaStream_t, carried as void* so this header needs no CUDA headers.
+struct Stream {
+  void* handle = nullptr;
+};
+
+enum class TableType { F32, BF16 };
+
+// out[t, :] = float(table[tokens[t], :]) for t < n_tokens (model.embed_tokens). A token id outside
+// [0, vocab) writes a NaN row (the engine rejects such ids before the step; NaN makes a slip loud).
+Status embedding_gather(Stream stream, float* out, const void* table, TableType table_type, int64_t vocab,
+                        int64_t hidden, const int32_t* tokens, int64_t n_tokens);
+
+// out[r] = w * (x[r] * rsqrt(mean(x[r]^2) + eps)) per row of n (out may alias x).
+Status rmsnorm(Stream stream, float* out, const float* x, const float* w, int64_t rows, int64_t n, float eps);
+// Fused residual add: residual[r] += x[r], then out[r] = RMSNorm(residual[r]) (the pre-norm step of the
+// next block). out may alias x; residual must not alias either.
+Status add_rmsnorm(Stream stream, float* out, float* residual, const float* x, const float* w, int64_t rows,
+                   int64_t n, float eps);
+
+struct QkRopeDims {
+  int64_t rows = 0;        // tokens
+  int64_t n_q_heads = 0;   // q is [rows, n_q_heads * head_dim]
+  int64_t n_kv_heads = 0;  // k is [rows, n_kv_heads * head_dim]
+  int64_t head_dim = 0;    // even, <= 256
+  int64_t rotary_dim = 0;  // even, <= head_dim: NeoX pairs (i, i + rotary_dim/2) of the leading slice
+};
+// In place: optional per-head RMSNorm (q_norm_w / k_norm_w both null: no qk-norm, GLM-4.5-Air), then
+// partial NeoX RoPE at positions[r]. inv_freq[i] = theta^(-2i/rotary_dim) in double, i < rotary_dim/2;
+// the angle pos * inv_freq is formed and its cos/sin taken in double, as the CPU backend does, so large
+// positions keep full fp32 accuracy.
+Status qk_norm_rope(Stream stream, float* q, float* k, const float* q_norm_w, const float* k_norm_w,
+                    const int32_t* positions, const double* inv_freq, QkRopeDims dims, float eps);
+
+// Device KV cache of one layer: a pool of pages, each [K|V][kv_head][position in page][head_dim] fp32 —
+// the head-major page layout of engine/kv_cache.h, so one head's keys stream linearly. Pages are
+// addressed through per-sequence page tables (int32 page ids) and appended to through slots:
+// slot = page_id * page_tokens + position % page_tokens.
+struct KvLayout {
+  int64_t n_kv_heads = 0;
+  int64_t head_dim = 0;     // multiple of 4 (16-byte rows for cp.async)
+  int64_t page_tokens = 0;  // positions per page (KvCache::kPageTokens = 256 in the engine)
+  int64_t n_pages = 0;      // pages in the pool
+  int64_t page_floats() const { return 2 * n_kv_heads * page_tokens * head_dim; }
+};
+
+// Writes k[r], v[r] ([rows, n_kv_heads * head_dim]) at slots[r] of the pool; a negative slot skips the
+// row (padding), as does a slot past the pool (the host plan owns slot validity).
+Status kv_append(Stream stream, float* pool, const KvLayout& layout, const float* k, const float* v,
+                 const int32_t* slots, int64_t rows);
+
+struct DecodeAttentionArgs {
+  int64_t batch = 0;          // sequences, one query token each
+  int64_t n_heads = 0;        // query heads; a multiple of n_kv_heads, group n_heads/n_kv_heads <= 16
+  int64_t pages_per_seq = 0;  // row stride of page_table
+  int64_t max_len = 0;        // >= every seq_lens[b]; sizes the split of the sequence
+  int64_t n_splits = 1;       // sequence chunks computed by separate blocks, combined exactly
+  float scale = 0;            // softmax scale (1/sqrt(head_dim))
+};
+// Decode attention: out[b, h] = softmax(q[b,h] · K[b]^T * scale) V[b] over the first seq_lens[b]
+// cached positions of sequence b (its new token already appended). q and out: [batch, n_heads*head_dim].
+// Each block handles one (sequence, kv head, chunk) and all the query heads sharing that kv head, so
+// each K/V row is loaded once per group; a second kernel merges the chunks' partial softmaxes exactly.
+Status attention_decode(Stream stream, float* out, const float* q, const float* pool, const KvLayout& layout,
+                        const int32_t* page_table, const int32_t* seq_lens, const DecodeAttentionArgs& args,
+                        float* workspace, int64_t workspace_floats);
+// Floats of workspace attention_decode needs.
+int64_t attention_decode_workspace_floats(const KvLayout& layout, const DecodeAttentionArgs& args);
+
+}  // namespace glm::cuda

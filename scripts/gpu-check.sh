@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# GPU check (issue 4), for a lent H200 through the device tool; never run by CI. Builds the CUDA kernels
+# for sm_90a with the project's CMake (no Node needed there), runs the same kernel tests the CPU
+# harness runs — now on the device — plus compute-sanitizer's memcheck and racecheck over them, prints
+# a table last and writes $OUT/gpu-check.json (git_revision, cuda_tree_clean, per-test results).
+#
+# The device machine gets a copy of the working tree without .git, so pass the revision in:
+#   run: GLM_GIT_REVISION=<sha> GLM_CUDA_CLEAN=<1|0> bash scripts/gpu-check.sh
+# (`git rev-parse HEAD` and `git status --porcelain cuda` here give them.) Budget: ~1 min to build on
+# 16 cores, seconds to test, ~1-2 min under the sanitizers.
+#
+# Hopper fast paths: none exist yet. When one lands (a wgmma/TMA kernel beside its portable twin), add
+# its comparison test to test/kernels (gated on sm_90a) and it runs here; the JSON lists them under
+# fast_paths.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/gpu-check-out}"
+mkdir -p "$OUT"
+log="$OUT/gpu-check.log"
+: > "$log"
+say() { echo "$@" | tee -a "$log"; }
+
+rev="${GLM_GIT_REVISION:-}"
+clean="${GLM_CUDA_CLEAN:-}"
+if [ -z "$rev" ] && git rev-parse HEAD >/dev/null 2>&1; then rev="$(git rev-parse HEAD)"; fi
+if [ -z "$clean" ] && git rev-parse HEAD >/dev/null 2>&1; then
+  [ -z "$(git status --porcelain -- cuda)" ] && clean=1 || clean=0
+fi
+rev="${rev:-unknown}"
+clean="${clean:-unknown}"
+
+say "== gpu-check at ${rev} (cuda/ clean: ${clean})"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$log"
+nvcc --version 2>&1 | tail -1 | tee -a "$log"
+
+t0=$(date +%s)
+build_rc=0
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DGLM_CUDA=ON -DGLM_GPU_TESTS=ON \
+  -DGLM_CUDA_ARCHS=90a >>"$log" 2>&1 || build_rc=$?
+[ $build_rc -eq 0 ] && { ninja -C build-gpu -j"$(nproc)" glm_kernel_tests_gpu glm_kernel_tests >>"$log" 2>&1 || build_rc=$?; }
+t_build=$(( $(date +%s) - t0 ))
+say "build: rc=${build_rc} in ${t_build}s"
+
+gpu_rc=99; harness_rc=99; memcheck_rc=99; racecheck_rc=99
+if [ $build_rc -eq 0 ]; then
+  ./build-gpu/glm_kernel_tests_gpu --json "$OUT/gpu-tests.json" 2>&1 | tee "$OUT/gpu-tests.log"; gpu_rc=${PIPESTATUS[0]}
+  ./build-gpu/glm_kernel_tests --json "$OUT/harness-tests.json" >"$OUT/harness-tests.log" 2>&1; harness_rc=$?
+  if command -v compute-sanitizer >/dev/null 2>&1; then
+    timeout 240 compute-sanitizer --tool memcheck --error-exitcode 3 ./build-gpu/glm_kernel_tests_gpu >"$OUT/memcheck.log" 2>&1; memcheck_rc=$?
+    timeout 240 compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 3 ./build-gpu/glm_kernel_tests_gpu >"$OUT/racecheck.log" 2>&1; racecheck_rc=$?
+  fi
+fi
+
+python3 - "$OUT" "$rev" "$clean" "$build_rc" "$gpu_rc" "$harness_rc" "$memcheck_rc" "$racecheck_rc" "$t_build" <<'PY' 2>&1 | tee -a "$log"
+import json, os, sys
+out, rev, clean, build_rc, gpu_rc, harness_rc, mem_rc, race_rc, t_build = sys.argv[1:]
+def load(name):
+    try:
+        with open(os.path.join(out, name)) as f: return json.load(f)
+    except Exception: return []
+gpu = {r["test"]: r for r in load("gpu-tests.json")}
+har = {r["test"]: r for r in load("harness-tests.json")}
+result = {
+    "git_revision": rev, "cuda_tree_clean": clean, "arch": "sm_90a",
+    "build_rc": int(build_rc), "build_s": int(t_build),
+    "gpu_tests_rc": int(gpu_rc), "harness_tests_rc": int(harness_rc),
+    "memcheck_rc": int(mem_rc), "racecheck_rc": int(race_rc),
+    "fast_paths": [],
+    "tests": [{"test": t, "gpu_ok": gpu.get(t, {}).get("ok"), "gpu_ms": gpu.get(t, {}).get("ms"),
+               "harness_ok": har.get(t, {}).get("ok"), "harness_ms": har.get(t, {}).get("ms")}
+              for t in sorted(set(gpu) | set(har))],
+}
+with open(os.path.join(out, "gpu-check.json"), "w") as f: json.dump(result, f, indent=1)
+print()
+print(f"{'test':<58} {'gpu':>6} {'gpu ms':>9} {'harness':>8}")
+for r in result["tests"]:
+    g = "-" if r["gpu_ok"] is None else ("ok" if r["gpu_ok"] else "FAIL")
+    h = "-" if r["harness_ok"] is None else ("ok" if r["harness_ok"] else "FAIL")
+    ms = "" if r["gpu_ms"] is None else f"{r['gpu_ms']:.1f}"
+    print(f"{r['test']:<58} {g:>6} {ms:>9} {h:>8}")
+print(f"revision {rev} (cuda/ clean {clean}); build rc {build_rc} ({t_build}s); gpu tests rc {gpu_rc}; "
+      f"harness rc {harness_rc}; memcheck rc {mem_rc}; racecheck rc {race_rc} (99 = not run)")
+PY
+[ "$build_rc" -eq 0 ] && [ "$gpu_rc" -eq 0 ] && [ "$harness_rc" -eq 0 ] && \
+  { [ "$memcheck_rc" -eq 0 ] || [ "$memcheck_rc" -eq 99 ]; } && { [ "$racecheck_rc" -eq 0 ] || [ "$racecheck_rc" -eq 99 ]; }
