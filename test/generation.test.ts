@@ -149,6 +149,28 @@ describe('stop conditions', () => {
     expect(r.tokens).toEqual(free.tokens.slice(0, free.tokens.indexOf(stopId) + 1));
   });
 
+  it('a stop string matched by the very first token, with logprobs on, gives empty text and consistent arrays', async () => {
+    const free = await model.generate('Once upon a time', { ...greedy, maxTokens: 5, ignoreEos: true, logprobs: 2 });
+    const firstText = model.tokenizer!.decode([free.tokens[0]!]);
+    expect(firstText.length).toBeGreaterThan(0);
+    const r = await model.generate('Once upon a time', { ...greedy, maxTokens: 5, ignoreEos: true, logprobs: 2, stop: [firstText] });
+    expect(r.finishReason).toBe('stop');
+    expect(r.text).toBe('');
+    expect(r.tokens).toEqual(free.tokens.slice(0, 1));
+    expect(r.logprobs).toHaveLength(1);
+    expect(r.logprobs![0]).toEqual(free.logprobs![0]);
+  });
+
+  it('maxTokens 0 evaluates the prompt only; a conversation of only a system message is valid input (C1, D4)', async () => {
+    const zero = await model.generate(chat, { maxTokens: 0 });
+    expect(zero.tokens).toEqual([]);
+    expect(zero.text).toBe('');
+    expect(zero.finishReason).toBe('length');
+    expect(zero.usage.promptTokens).toBeGreaterThan(0);
+    const systemOnly = await model.generate([{ role: 'system', content: 'Be brief.' }], { ...greedy, maxTokens: 4, ignoreEos: true });
+    expect(systemOnly.tokens).toHaveLength(4);
+  });
+
   it('maxTokens ends with finishReason length', async () => {
     const r = await model.generate('abc', { ...greedy, maxTokens: 7, ignoreEos: true });
     expect(r.finishReason).toBe('length');
