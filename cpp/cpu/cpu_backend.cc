@@ -89,6 +89,17 @@ void CpuBackend::linear(Act x, const Matrix& w, const std::vector<float>* bias, 
          out.cols, accumulate);
 }
 
+void CpuBackend::linear_many(Act x, const Projection* outs, size_t n) {
+  std::vector<MatmulJob> jobs;
+  jobs.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const Matrix& w = *outs[i].w;
+    jobs.push_back({x.data, x.rows, x.cols, w.data, w.dtype, w.rows, w.cols,
+                    outs[i].bias ? outs[i].bias->data() : nullptr, outs[i].out.data, outs[i].out.cols, false});
+  }
+  matmul_many(pool_, jobs.data(), jobs.size());
+}
+
 void CpuBackend::qk_norm_rope(Act q, Act k, const AttentionWeights& w, const int32_t* positions) {
   const int64_t d = cfg_.head_dim;
   const int64_t half = cfg_.rotary_dim / 2;
@@ -251,24 +262,58 @@ void CpuBackend::moe(Act x, const MoeWeights& w, Act out) {
   std::vector<float> chosen_w(size_t(T * k));
   for (int64_t t = 0; t < T; ++t) route(logits + t * E, w.correction_bias, &chosen[size_t(t * k)], &chosen_w[size_t(t * k)]);
 
-  // Group (token, weight) pairs by expert so each expert runs once over all its tokens (matrix-matrix
-  // in prefill, matrix-vector in decode).
+  // Group (token, weight) pairs by expert so each expert runs once over all its tokens.
   std::vector<std::vector<std::pair<int64_t, float>>> by_expert(static_cast<size_t>(E));
   for (int64_t t = 0; t < T; ++t) {
     for (int64_t j = 0; j < k; ++j) by_expert[size_t(chosen[size_t(t * k + j)])].push_back({t, chosen_w[size_t(t * k + j)]});
   }
+  // The active experts plus the shared expert (over all tokens, weight 1) run as one batch: all
+  // gate/up products in one pool dispatch, SiLU·mul, then all down products in a second one.
+  struct Run { const MlpWeights* mlp; const std::vector<std::pair<int64_t, float>>* tokens; int64_t n, in_off, mid_off, out_off; };
+  std::vector<Run> runs;
+  int64_t in_total = 0, mid_total = 0, out_total = 0;
+  auto add_run = [&](const MlpWeights* m, const std::vector<std::pair<int64_t, float>>* toks, int64_t n) {
+    runs.push_back({m, toks, n, in_total, mid_total, out_total});
+    in_total += toks ? n * H : 0;  // the shared expert reads x directly
+    mid_total += n * m->gate.rows;
+    out_total += n * H;
+  };
   for (int64_t e = 0; e < E; ++e) {
-    const auto& list = by_expert[size_t(e)];
-    if (list.empty()) continue;
-    const int64_t n = int64_t(list.size());
-    const MlpWeights& ex = w.experts[size_t(e)];
-    float* xe = buffer(3, size_t(n * H)).data();
-    for (int64_t i = 0; i < n; ++i) std::memcpy(xe + i * H, x.data + list[size_t(i)].first * H, size_t(H) * sizeof(float));
-    float* ye = buffer(4, size_t(n * H)).data();
-    swiglu_mlp(Act{xe, n, H}, ex, Act{ye, n, H}, false);  // mlp.experts[e]
-    for (int64_t i = 0; i < n; ++i) axpy(list[size_t(i)].second, ye + i * H, out.data + list[size_t(i)].first * out.cols, H);
+    if (!by_expert[size_t(e)].empty()) add_run(&w.experts[size_t(e)], &by_expert[size_t(e)], int64_t(by_expert[size_t(e)].size()));
   }
-  swiglu_mlp(x, w.shared, out, true);  // mlp.shared_experts, added with weight 1
+  add_run(&w.shared, nullptr, T);
+  float* xin = buffer(3, size_t(std::max<int64_t>(in_total, 1))).data();
+  float* g = buffer(0, size_t(mid_total)).data();
+  float* u = buffer(1, size_t(mid_total)).data();
+  float* y = buffer(4, size_t(out_total)).data();
+  std::vector<MatmulJob> jobs;
+  for (const Run& r : runs) {
+    const float* src = x.data;
+    if (r.tokens) {
+      float* dst = xin + r.in_off;
+      for (int64_t i = 0; i < r.n; ++i) std::memcpy(dst + i * H, x.data + (*r.tokens)[size_t(i)].first * H, size_t(H) * sizeof(float));
+      src = dst;
+    }
+    const int64_t I = r.mlp->gate.rows;
+    jobs.push_back({src, r.n, H, r.mlp->gate.data, r.mlp->gate.dtype, I, H, nullptr, g + r.mid_off, I, false});  // gate_proj
+    jobs.push_back({src, r.n, H, r.mlp->up.data, r.mlp->up.dtype, I, H, nullptr, u + r.mid_off, I, false});      // up_proj
+  }
+  matmul_many(pool_, jobs.data(), jobs.size());
+  for (int64_t i = 0; i < mid_total; ++i) g[i] = silu(g[i]) * u[i];  // act_fn(gate) * up
+  jobs.clear();
+  for (const Run& r : runs) {
+    const int64_t I = r.mlp->gate.rows;
+    // The shared expert accumulates straight into the residual stream; routed outputs are combined below.
+    if (r.tokens) jobs.push_back({g + r.mid_off, r.n, I, r.mlp->down.data, r.mlp->down.dtype, H, I, nullptr, y + r.out_off, H, false});
+    else jobs.push_back({g + r.mid_off, r.n, I, r.mlp->down.data, r.mlp->down.dtype, H, I, nullptr, out.data, out.cols, true});
+  }
+  matmul_many(pool_, jobs.data(), jobs.size());  // down_proj (experts and shared expert)
+  for (const Run& r : runs) {
+    if (!r.tokens) continue;
+    for (int64_t i = 0; i < r.n; ++i) {
+      axpy((*r.tokens)[size_t(i)].second, y + r.out_off + i * H, out.data + (*r.tokens)[size_t(i)].first * out.cols, H);
+    }
+  }
 }
 
 void CpuBackend::gather_rows(Act x, const std::vector<int64_t>& rows, Act out) {

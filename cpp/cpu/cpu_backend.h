@@ -20,6 +20,7 @@ class CpuBackend final : public Backend {
   void embed(const Matrix& table, const int32_t* tokens, Act out) override;
   void rmsnorm(Act x, const std::vector<float>& w, float eps, Act out) override;
   void linear(Act x, const Matrix& w, const std::vector<float>* bias, Act out, bool accumulate) override;
+  void linear_many(Act x, const Projection* outs, size_t n) override;
   void qk_norm_rope(Act q, Act k, const AttentionWeights& w, const int32_t* positions) override;
   void attention(const StepPlan& plan, int64_t layer, Act q, Act k, Act v, Act out) override;
   void swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulate) override;

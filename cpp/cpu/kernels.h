@@ -25,6 +25,15 @@ namespace glm::cpu {
 void matmul(ThreadPool& pool, const float* X, int64_t T, int64_t ldx, const void* W, DType wt,
             int64_t N, int64_t K, const float* bias, float* Y, int64_t ldy, bool accumulate = false);
 
+// One product of matmul_many: the same arguments as matmul.
+struct MatmulJob {
+  const float* X; int64_t T, ldx; const void* W; DType wt; int64_t N, K; const float* bias;
+  float* Y; int64_t ldy; bool accumulate;
+};
+// Several independent products in one pool dispatch (q/k/v projections, a layer's experts): the
+// threads share out the tiles of all of them, so small decode products do not each pay a hand-off.
+void matmul_many(ThreadPool& pool, const MatmulJob* jobs, size_t n_jobs);
+
 float dot(const float* a, const float* b, int64_t n);            // fp32 vectors, fp32 partial sums
 void axpy(float a, const float* x, float* y, int64_t n);          // y += a*x
 // Widens one row of F32/BF16/F16 to fp32, exactly (subnormals, ±0, inf and NaN included).

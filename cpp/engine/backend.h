@@ -36,6 +36,13 @@ struct Act {
   int64_t cols = 0;
 };
 
+// One output of Backend::linear_many: out = x @ w^T (+ bias).
+struct Projection {
+  const Matrix* w = nullptr;
+  const std::vector<float>* bias = nullptr;  // nullptr: no bias
+  Act out;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -51,6 +58,8 @@ class Backend {
   virtual void rmsnorm(Act x, const std::vector<float>& w, float eps, Act out) = 0;
   // out (=|+=) x @ w^T (+ bias)
   virtual void linear(Act x, const Matrix& w, const std::vector<float>* bias, Act out, bool accumulate) = 0;
+  // Several projections of the same input (q/k/v), computed together.
+  virtual void linear_many(Act x, const Projection* outs, size_t n) = 0;
   // In place on q [rows, heads*d] and k [rows, kv_heads*d]: optional per-head RMSNorm (q_norm/k_norm),
   // then partial NeoX RoPE on the first rotary_dim dims of every head at each row's position.
   virtual void qk_norm_rope(Act q, Act k, const AttentionWeights& w, const int32_t* positions) = 0;

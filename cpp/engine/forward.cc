@@ -44,9 +44,10 @@ Status forward_step(Backend& be, const ModelConfig& cfg, const ModelWeights& w, 
 
     be.rmsnorm(x, L.input_norm, eps, a);  // input_layernorm
     emit("attn_norm", l, a);
-    be.linear(a, L.attn.q, cfg.attention_bias ? &L.attn.q_bias : no_bias, q, false);  // self_attn.q_proj
-    be.linear(a, L.attn.k, cfg.attention_bias ? &L.attn.k_bias : no_bias, k, false);  // self_attn.k_proj
-    be.linear(a, L.attn.v, cfg.attention_bias ? &L.attn.v_bias : no_bias, v, false);  // self_attn.v_proj
+    const Projection qkv[3] = {{&L.attn.q, cfg.attention_bias ? &L.attn.q_bias : no_bias, q},   // self_attn.q_proj
+                               {&L.attn.k, cfg.attention_bias ? &L.attn.k_bias : no_bias, k},   // self_attn.k_proj
+                               {&L.attn.v, cfg.attention_bias ? &L.attn.v_bias : no_bias, v}};  // self_attn.v_proj
+    be.linear_many(a, qkv, 3);
     be.qk_norm_rope(q, k, L.attn, plan.positions.data());  // self_attn.{q,k}_norm + rotary_emb
     emit("q", l, q);
     emit("k", l, k);
