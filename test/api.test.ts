@@ -292,3 +292,39 @@ describe('concurrency', () => {
     await fresh.dispose();
   });
 });
+
+describe('worker threads (RELIABILITY E8)', () => {
+  it('a worker terminated mid-generation neither crashes nor hangs the process, and another worker still works', async () => {
+    const { Worker } = await import('node:worker_threads');
+    const { pathToFileURL } = await import('node:url');
+    const path = await import('node:path');
+    // Workers run the compiled library (npm test builds dist/ first).
+    const lib = pathToFileURL(path.resolve(__dirname, '..', 'dist', 'lib', 'index.js')).href;
+    const modelDir = path.resolve(__dirname, '..', 'models', 'tiny-default');
+    const busy = `
+      import { Model } from ${JSON.stringify(lib)};
+      import { parentPort } from 'node:worker_threads';
+      const m = await Model.load(${JSON.stringify(modelDir)}, { threads: 2 });
+      parentPort.postMessage('loaded');
+      await m.generate('hello', { maxTokens: 100000, ignoreEos: true, temperature: 0 }).catch(() => undefined);`;
+    for (let i = 0; i < 3; i++) {
+      const w = new Worker(new URL(`data:text/javascript,${encodeURIComponent(busy)}`));
+      await new Promise<void>((resolve, reject) => {
+        w.on('message', (m) => { if (m === 'loaded') resolve(); });
+        w.on('error', reject);
+      });
+      await new Promise((r) => setTimeout(r, 30));
+      await w.terminate();
+    }
+    const ok = `
+      import { Model } from ${JSON.stringify(lib)};
+      import { parentPort } from 'node:worker_threads';
+      const m = await Model.load(${JSON.stringify(modelDir)}, { threads: 1 });
+      const r = await m.generate('hi', { maxTokens: 5, ignoreEos: true });
+      await m.dispose();
+      parentPort.postMessage(r.tokens.length);`;
+    const w = new Worker(new URL(`data:text/javascript,${encodeURIComponent(ok)}`));
+    const n = await new Promise((resolve, reject) => { w.on('message', resolve); w.on('error', reject); });
+    expect(n).toBe(5);
+  }, 60_000);
+});
