@@ -85,8 +85,7 @@ void CpuBackend::rmsnorm(Act x, const std::vector<float>& w, float eps, Act out)
 }
 
 void CpuBackend::linear(Act x, const Matrix& w, const std::vector<float>* bias, Act out, bool accumulate) {
-  matmul(pool_, x.data, x.rows, x.cols, w.data, w.dtype, w.rows, w.cols, bias ? bias->data() : nullptr, out.data,
-         out.cols, accumulate);
+  matmul(pool_, x.data, x.rows, x.cols, w, bias ? bias->data() : nullptr, out.data, out.cols, accumulate);
 }
 
 void CpuBackend::qk_norm_rope(Act q, Act k, const AttentionWeights& w, const int32_t* positions) {
@@ -185,10 +184,11 @@ void CpuBackend::swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulate
   const int64_t T = x.rows, I = w.gate.rows;
   float* g = buffer(0, size_t(T * I)).data();
   float* u = buffer(1, size_t(T * I)).data();
-  matmul(pool_, x.data, T, x.cols, w.gate.data, w.gate.dtype, I, w.gate.cols, nullptr, g, I, false);  // gate_proj
-  matmul(pool_, x.data, T, x.cols, w.up.data, w.up.dtype, I, w.up.cols, nullptr, u, I, false);        // up_proj
-  for (int64_t i = 0; i < T * I; ++i) g[i] = silu(g[i]) * u[i];                                     // act_fn(gate) * up
-  matmul(pool_, g, T, I, w.down.data, w.down.dtype, w.down.rows, I, nullptr, out.data, out.cols, accumulate);  // down_proj
+  // Each matmul dispatches on the matrix's format (BF16, FP8, MXFP4 experts, ...): no format branches here.
+  matmul(pool_, x.data, T, x.cols, w.gate, nullptr, g, I, false);  // gate_proj
+  matmul(pool_, x.data, T, x.cols, w.up, nullptr, u, I, false);    // up_proj
+  for (int64_t i = 0; i < T * I; ++i) g[i] = silu(g[i]) * u[i];    // act_fn(gate) * up
+  matmul(pool_, g, T, I, w.down, nullptr, out.data, out.cols, accumulate);  // down_proj
 }
 
 void CpuBackend::route(const float* logits, const std::vector<float>& bias, int32_t* experts, float* weights) const {
@@ -245,7 +245,7 @@ void CpuBackend::moe(Act x, const MoeWeights& w, Act out) {
   const int64_t T = x.rows, H = x.cols, E = cfg_.n_routed_experts, k = cfg_.num_experts_per_tok;
   // mlp.gate: router logits in fp32 (weights widened exactly, fp32 accumulation)
   float* logits = buffer(2, size_t(T * E)).data();
-  matmul(pool_, x.data, T, H, w.router.data, w.router.dtype, E, H, nullptr, logits, E, false);
+  matmul(pool_, x.data, T, H, w.router, nullptr, logits, E, false);
 
   std::vector<int32_t> chosen(size_t(T * k));
   std::vector<float> chosen_w(size_t(T * k));

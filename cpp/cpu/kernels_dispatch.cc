@@ -13,6 +13,7 @@ namespace glm::cpu {
 namespace {
 
 using detail::BlockFn;
+using detail::QBlockFn;
 using detail::KernelTable;
 
 const KernelTable* table_for(Isa isa) {
@@ -77,7 +78,7 @@ constexpr int64_t kMinChunkMacs = int64_t(1) << 18;
 constexpr int64_t kGemvSingleRowMaxK = 4096;
 
 struct MatmulArgs {
-  const float* X; int64_t T, ldx; const uint8_t* W; DType wt; int64_t N, K; const float* bias;
+  const float* X; int64_t T, ldx; const Matrix* W; const float* bias;
   float* Y; int64_t ldy; bool accumulate;
 };
 
@@ -85,19 +86,40 @@ struct MatmulArgs {
 // while it meets every token of the chunk; each loaded X vector is reused across the block's rows.
 void run_tile(const KernelTable& kt, const MatmulArgs& a, int rows, int cols, int64_t t0, int64_t t1,
               int64_t n0, int64_t n1) {
-  const int64_t row_bytes = a.K * (dtype_bits(a.wt) / 8);
+  const Matrix& w = *a.W;
+  const int64_t row_bytes = w.row_bytes();
+  const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  const bool grouped = w.quant == Quant::Fp8Block || w.quant == Quant::Mxfp4;
+  const float* row_scale = w.quant == Quant::Fp8Channel ? static_cast<const float*>(w.scales) : nullptr;
   float out[detail::kMaxBlockOutputs];
+  const void* row_scales[detail::kMaxBlockOutputs];
   for (int64_t n = n0; n < n1; n += rows) {
     const int r = int(std::min<int64_t>(rows, n1 - n));
-    BlockFn full = kt.block(a.wt, r, cols);
+    if (grouped) {
+      for (int ri = 0; ri < r; ++ri) {
+        const int64_t row = n + ri;
+        row_scales[ri] = w.quant == Quant::Mxfp4
+                             ? static_cast<const void*>(static_cast<const uint8_t*>(w.scales) + row * w.mx_groups())
+                             : static_cast<const void*>(static_cast<const float*>(w.scales) +
+                                                        (row / kFp8BlockSize) * w.block_cols());
+      }
+    }
+    BlockFn full = grouped ? nullptr : kt.block(w.dtype, r, cols);
+    QBlockFn qfull = grouped ? kt.qblock(w.quant, r, cols) : nullptr;
     for (int64_t t = t0; t < t1; t += cols) {
       const int c = int(std::min<int64_t>(cols, t1 - t));
-      BlockFn fn = c == cols ? full : kt.block(a.wt, r, c);
-      fn(a.X + t * a.ldx, a.ldx, a.W + n * row_bytes, a.K, out);
+      if (grouped) {
+        QBlockFn fn = c == cols ? qfull : kt.qblock(w.quant, r, c);
+        fn(a.X + t * a.ldx, a.ldx, base + n * row_bytes, row_bytes, row_scales, w.cols, out);
+      } else {
+        BlockFn fn = c == cols ? full : kt.block(w.dtype, r, c);
+        fn(a.X + t * a.ldx, a.ldx, base + n * row_bytes, w.cols, out);
+      }
       for (int ci = 0; ci < c; ++ci) {
         float* y = a.Y + (t + ci) * a.ldy + n;
         for (int ri = 0; ri < r; ++ri) {
           float v = out[ri * c + ci];
+          if (row_scale) v *= row_scale[n + ri];  // per-output-channel FP8: y = s[n] · Σ e4m3(w)·x
           if (a.bias) v += a.bias[n + ri];
           y[ri] = a.accumulate ? y[ri] + v : v;
         }
@@ -110,11 +132,23 @@ void run_tile(const KernelTable& kt, const MatmulArgs& a, int rows, int cols, in
 void matmul_without_kernel(const MatmulArgs& a, float value) {
   for (int64_t t = 0; t < a.T; ++t) {
     float* y = a.Y + t * a.ldy;
-    for (int64_t n = 0; n < a.N; ++n) {
+    for (int64_t n = 0; n < a.W->rows; ++n) {
       const float v = value + (a.bias ? a.bias[n] : 0.0f);
       y[n] = a.accumulate ? y[n] + v : v;
     }
   }
+}
+
+// Whether the matrix's storage is one this build has kernels for (a caller bug otherwise: the
+// loader only produces these combinations).
+bool supported(const KernelTable& kt, const Matrix& w) {
+  switch (w.quant) {
+    case Quant::None: return kt.block(w.dtype, 1, 1) != nullptr && w.dtype != DType::F8_E4M3;
+    case Quant::Fp8Channel: return w.dtype == DType::F8_E4M3 && w.scales;
+    case Quant::Fp8Block: return w.dtype == DType::F8_E4M3 && w.scales;
+    case Quant::Mxfp4: return w.dtype == DType::U8 && w.scales;
+  }
+  return false;
 }
 
 }  // namespace
@@ -164,11 +198,22 @@ void convert_to_f32(const void* src, DType t, float* dst, int64_t n) {
 
 void matmul(ThreadPool& pool, const float* X, int64_t T, int64_t ldx, const void* W, DType wt,
             int64_t N, int64_t K, const float* bias, float* Y, int64_t ldy, bool accumulate) {
+  Matrix m;
+  m.data = W;
+  m.dtype = wt;
+  m.rows = N;
+  m.cols = K;
+  matmul(pool, X, T, ldx, m, bias, Y, ldy, accumulate);
+}
+
+void matmul(ThreadPool& pool, const float* X, int64_t T, int64_t ldx, const Matrix& W, const float* bias, float* Y,
+            int64_t ldy, bool accumulate) {
+  const int64_t N = W.rows, K = W.cols;
   if (T <= 0 || N <= 0) return;
-  const MatmulArgs a{X, T, ldx, static_cast<const uint8_t*>(W), wt, N, K, bias, Y, ldy, accumulate};
+  const MatmulArgs a{X, T, ldx, &W, bias, Y, ldy, accumulate};
   const KernelTable& kt = kernels();
   if (K <= 0) return matmul_without_kernel(a, 0.0f);
-  if (!kt.block(wt, 1, 1)) return matmul_without_kernel(a, std::numeric_limits<float>::quiet_NaN());
+  if (!supported(kt, W)) return matmul_without_kernel(a, std::numeric_limits<float>::quiet_NaN());
 
   // Decode (T == 1) streams weights. While X fits comfortably in L1 (K <= 4096), one row at a time
   // reads the matrix as a single sequential stream, which the hardware prefetchers follow best
@@ -196,7 +241,7 @@ void matmul(ThreadPool& pool, const float* X, int64_t T, int64_t ldx, const void
       const int64_t tc = begin / p->n_rblocks, rb0 = begin % p->n_rblocks;
       const int64_t rb1 = std::min(p->n_rblocks, rb0 + (end - begin));
       const int64_t t0 = tc * p->t_chunk, t1 = std::min(p->a->T, t0 + p->t_chunk);
-      run_tile(*p->kt, *p->a, p->rows, p->cols, t0, t1, rb0 * p->rows, std::min(p->a->N, rb1 * p->rows));
+      run_tile(*p->kt, *p->a, p->rows, p->cols, t0, t1, rb0 * p->rows, std::min(p->a->W->rows, rb1 * p->rows));
       begin += rb1 - rb0;
     }
   };
