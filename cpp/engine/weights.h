@@ -61,6 +61,8 @@ struct ModelWeights {
 
   uint64_t mapped_bytes = 0;                // bytes of matrices served from the mapping
   uint64_t owned_bytes = 0;                 // bytes of fp32 vectors copied at load
+  // fp32 copies of FP8 scales, pointed to by Matrix::scales (each vector's buffer never moves).
+  std::vector<std::vector<float>> scale_storage;
 };
 
 // Binds every tensor the config implies, checking presence, shape and dtype; rejects tensors the
