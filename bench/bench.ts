@@ -13,6 +13,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { binding } from '../lib/binding.js';
 import { toGlmError } from '../lib/errors.js';
 import { Model, type GenerateResult } from '../lib/model.js';
+import { quantizeCheckpoint, type QuantTarget } from '../lib/quantize.js';
 import { BENCH_SPEC, planTensors, writeSyntheticCheckpoint, type SyntheticModelSpec } from '../lib/synthetic/checkpoint.js';
 
 const GENERATE_ARG = '__generate-bench-checkpoint';
@@ -251,6 +252,84 @@ function positiveInt(value: string): number {
   return Number(value);
 }
 
+// ---------------------------------------------------------------------------------------------
+// BF16 vs FP8 vs MXFP4 decode, side by side in one run (`npm run bench:quant`, `glm-node bench --quant`)
+
+type BenchFormat = 'bf16' | QuantTarget;
+const QUANT_FORMATS: BenchFormat[] = ['bf16', 'fp8', 'mxfp4'];
+
+/** Quantized copies of the cached bench checkpoint, made once next to it (renamed into place when complete). */
+async function ensureQuantized(dir: string, to: QuantTarget): Promise<string> {
+  const out = `${dir}-${to}`;
+  if (existsSync(path.join(out, 'config.json'))) return out;
+  const partial = `${out}.partial-${process.pid}`;
+  process.stderr.write(`quantizing the benchmark checkpoint to ${to} (once) in ${out} ...\n`);
+  const t0 = performance.now();
+  await quantizeCheckpoint(dir, partial, { to });
+  try {
+    await rename(partial, out);
+  } catch (error) {
+    if (!existsSync(path.join(out, 'config.json'))) throw error;
+  } finally {
+    await rm(partial, { recursive: true, force: true });
+  }
+  process.stderr.write(`quantized in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  return out;
+}
+
+/**
+ * Weight bytes one decode token reads in `format` (storage the engine actually streams): FP8 modules
+ * 1 byte/weight + a 4-byte scale per row; MXFP4 routed experts 16 bytes of codes + 1 scale byte per 32
+ * weights; everything the quantizer leaves alone (embedding row, lm_head, router, eh_proj) as stored.
+ */
+export function decodeWeightBytes(spec: SyntheticModelSpec, format: BenchFormat): number {
+  const mtpPrefix = `model.layers.${spec.num_hidden_layers}.`;
+  const expertShare = spec.num_experts_per_tok / spec.n_routed_experts;
+  let bytes = 0;
+  for (const t of planTensors(spec)) {
+    if (t.name.startsWith(mtpPrefix)) continue;
+    const n = t.shape.reduce((a, c) => a * c, 1);
+    const routed = /\.mlp\.experts\.\d+\./.test(t.name);
+    const share = routed ? expertShare : 1;
+    if (t.name === 'model.embed_tokens.weight') { bytes += spec.hidden_size * BYTES[t.dtype]!; continue; }
+    const linear = t.shape.length === 2 && !/embed_tokens|lm_head|\.mlp\.gate\.weight|eh_proj/.test(t.name);
+    let perTensor = n * BYTES[t.dtype]!;
+    if (linear && format === 'fp8') perTensor = n + 4 * t.shape[0]!;
+    if (linear && routed && format === 'mxfp4') perTensor = t.shape[0]! * Math.ceil(t.shape[1]! / 32) * 17;
+    bytes += perTensor * share;
+  }
+  return bytes;
+}
+
+async function runQuantBench(opts: BenchOptions): Promise<void> {
+  const spec = BENCH_SPEC;
+  const dir = benchCheckpointDir(spec);
+  await ensureCheckpoint(dir);
+  const dirs: Record<string, string> = { bf16: dir };
+  for (const f of QUANT_FORMATS) if (f !== 'bf16') dirs[f] = await ensureQuantized(dir, f);
+  const prompt = benchPrompt(16, spec.vocab_size);
+  const rows: { format: BenchFormat; tokS: number; bytes: number; isa: string }[] = [];
+  for (const format of QUANT_FORMATS) {
+    process.stderr.write(`${format}: loading, warm-up, decoding ${opts.decode} tokens ...\n`);
+    const model = await Model.load(dirs[format]!, { threads: opts.threads, prefetch: true });
+    try {
+      await model.generate({ tokens: prompt, maxTokens: 4, stopTokens: [] });
+      const run = await model.generate({ tokens: prompt, maxTokens: opts.decode, temperature: 0, stopTokens: [] });
+      rows.push({ format, tokS: run.timings.decodeTokensPerSecond, bytes: decodeWeightBytes(spec, format), isa: model.info.cpuIsa });
+    } finally {
+      await model.dispose();
+    }
+  }
+  const base = rows[0]!;
+  process.stdout.write(`\nglm-node CPU decode by weight format (BENCH_SPEC, ${opts.threads} threads, ${base.isa}, 16-token prompt, ${opts.decode} greedy tokens, load average ${os.loadavg()[0]!.toFixed(2)})\n`);
+  process.stdout.write(`  ${'format'.padEnd(8)} ${'decode tok/s'.padStart(12)} ${'speedup'.padStart(8)} ${'weight MB/token'.padStart(16)} ${'bytes ratio'.padStart(12)}\n`);
+  for (const r of rows) {
+    process.stdout.write(`  ${r.format.padEnd(8)} ${r.tokS.toFixed(2).padStart(12)} ${(r.tokS / base.tokS).toFixed(2).padStart(7)}x ${(r.bytes / 1e6).toFixed(1).padStart(16)} ${(r.bytes / base.bytes).toFixed(3).padStart(12)}\n`);
+  }
+  process.stdout.write('  (fp8 = compressed-tensors per-channel, all Linear weights except lm_head/router/eh_proj; mxfp4 = routed experts only, the rest BF16)\n');
+  if (opts.json !== undefined) await writeFile(opts.json, `${JSON.stringify(rows, null, 2)}\n`);
+}
+
 /** The `bench` command; used by `glm-node bench` and by `node dist/bench/bench.js`. */
 export function benchCommand(): Command {
   return new Command('bench')
@@ -259,7 +338,9 @@ export function benchCommand(): Command {
     .option('--prompt <n>', 'prompt tokens for prefill', positiveInt, 512)
     .option('--decode <n>', 'tokens to decode (greedy)', positiveInt, 128)
     .option('--json <file>', 'also write the results as JSON to <file>')
-    .action(async (opts: BenchOptions) => {
+    .option('--quant', 'compare decode tok/s and bytes/token of BF16, FP8 and MXFP4 copies of the bench checkpoint')
+    .action(async (opts: BenchOptions & { quant?: boolean }) => {
+      if (opts.quant) return runQuantBench(opts);
       const result = await runBench(opts);
       printTable(result);
       if (opts.json !== undefined) await writeFile(opts.json, `${JSON.stringify(result, null, 2)}\n`);

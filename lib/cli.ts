@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { benchCommand } from '../bench/bench.js';
 import { InvalidParamError, toGlmError } from './errors.js';
 import { Model, type LoadProgress } from './model.js';
+import { QUANT_TARGETS, quantizeCheckpoint, type QuantTarget } from './quantize.js';
 
 /** The embedded default model (models/tiny-default, written by scripts/make-default-model.mjs). */
 export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/tiny-default', import.meta.url));
@@ -169,6 +170,37 @@ async function infoAction(flags: { model?: string; threads?: number }): Promise<
   }
 }
 
+async function quantizeAction(input: string, output: string, opts: { to: QuantTarget; expertsOnly?: boolean }): Promise<void> {
+  const bar = process.stderr.isTTY
+    ? new cliProgress.SingleBar(
+      { stream: process.stderr, format: 'quantizing [{bar}] {value}/{total} tensors | {tensor}', hideCursor: true, clearOnComplete: true },
+      cliProgress.Presets.shades_classic,
+    )
+    : undefined;
+  let started = false;
+  const t0 = performance.now();
+  let result;
+  try {
+    result = await quantizeCheckpoint(input, output, {
+      to: opts.to,
+      expertsOnly: opts.expertsOnly ?? false,
+      onProgress: (done, total, tensor) => {
+        if (!bar) return;
+        if (!started) { bar.start(total, 0, { tensor }); started = true; }
+        bar.update(done, { tensor });
+      },
+    });
+  } finally {
+    if (started) bar?.stop();
+  }
+  const mb = (b: number) => (b / 1e6).toFixed(1);
+  process.stdout.write(`quantized ${result.quantizedTensors} tensors to ${opts.to} in ${((performance.now() - t0) / 1000).toFixed(1)} s: ` +
+    `${mb(result.inputBytes)} MB -> ${mb(result.outputBytes)} MB (tensor data) in ${output}\n`);
+  process.stdout.write('scales: best of a few candidates per row/block/group by squared weight error (no activation calibration)\n');
+  process.stdout.write('per-layer weight error (relative RMS, sqrt(sum (w_q - w)^2 / sum w^2)):\n');
+  for (const l of result.layers) process.stdout.write(`  ${l.layer.padEnd(18)} ${l.relRms.toExponential(3)}  (${l.quantizedTensors} tensors)\n`);
+}
+
 export function buildProgram(): Command {
   const program = new Command('glm-node')
     .description('Run GLM-4.5-family MoE models from the command line');
@@ -197,6 +229,17 @@ export function buildProgram(): Command {
     .option('--model <dir>', 'checkpoint folder (default: the embedded tiny model)')
     .option('--threads <n>', 'CPU threads (default: available parallelism)', parseNonNegativeInt)
     .action(infoAction);
+
+  program.command('quantize')
+    .description('write a quantized copy of a checkpoint folder (FP8 per-channel, FP8 128x128 blocks, or MXFP4 experts)')
+    .argument('<in>', 'input checkpoint folder (BF16/F16/F32, or FP8 for --to mxfp4)')
+    .argument('<out>', 'output folder (replaced)')
+    .requiredOption('--to <format>', `target format: ${QUANT_TARGETS.join(' | ')}`, (v: string) => {
+      if (!(QUANT_TARGETS as readonly string[]).includes(v)) throw new InvalidArgumentError(`expected one of ${QUANT_TARGETS.join(', ')}`);
+      return v as QuantTarget;
+    })
+    .option('--experts-only', 'quantize only the routed experts (mxfp4 always does)')
+    .action(quantizeAction);
 
   program.addCommand(benchCommand());
 

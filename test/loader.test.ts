@@ -403,11 +403,11 @@ describe('config.json', () => {
     });
   }
 
-  test('quantization_config present is UNSUPPORTED_FORMAT', async () => {
+  test('an unknown quantization_config method is UNSUPPORTED_FORMAT naming it', async () => {
     const dir = await withConfig('cfg-quant', (c) => {
-      c.quantization_config = { quant_method: 'fp8', fmt: 'e4m3', weight_block_size: [128, 128] };
+      c.quantization_config = { quant_method: 'awq', bits: 4 };
     });
-    await expectLoadError(dir, 'UNSUPPORTED_FORMAT', [CFG, 'quantization_config']);
+    await expectLoadError(dir, 'UNSUPPORTED_FORMAT', [CFG, 'quantization_config', '"awq"']);
   });
 
   test('rope_scaling non-null is UNSUPPORTED_FORMAT', async () => {

@@ -85,17 +85,15 @@ void CpuBackend::rmsnorm(Act x, const std::vector<float>& w, float eps, Act out)
 }
 
 void CpuBackend::linear(Act x, const Matrix& w, const std::vector<float>* bias, Act out, bool accumulate) {
-  matmul(pool_, x.data, x.rows, x.cols, w.data, w.dtype, w.rows, w.cols, bias ? bias->data() : nullptr, out.data,
-         out.cols, accumulate);
+  matmul(pool_, x.data, x.rows, x.cols, w, bias ? bias->data() : nullptr, out.data, out.cols, accumulate);
 }
 
 void CpuBackend::linear_many(Act x, const Projection* outs, size_t n) {
   std::vector<MatmulJob> jobs;
   jobs.reserve(n);
   for (size_t i = 0; i < n; ++i) {
-    const Matrix& w = *outs[i].w;
-    jobs.push_back({x.data, x.rows, x.cols, w.data, w.dtype, w.rows, w.cols,
-                    outs[i].bias ? outs[i].bias->data() : nullptr, outs[i].out.data, outs[i].out.cols, false});
+    jobs.push_back({x.data, x.rows, x.cols, outs[i].w, outs[i].bias ? outs[i].bias->data() : nullptr,
+                    outs[i].out.data, outs[i].out.cols, false});
   }
   matmul_many(pool_, jobs.data(), jobs.size());
 }
@@ -196,10 +194,11 @@ void CpuBackend::swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulate
   const int64_t T = x.rows, I = w.gate.rows;
   float* g = buffer(0, size_t(T * I)).data();
   float* u = buffer(1, size_t(T * I)).data();
-  matmul(pool_, x.data, T, x.cols, w.gate.data, w.gate.dtype, I, w.gate.cols, nullptr, g, I, false);  // gate_proj
-  matmul(pool_, x.data, T, x.cols, w.up.data, w.up.dtype, I, w.up.cols, nullptr, u, I, false);        // up_proj
-  for (int64_t i = 0; i < T * I; ++i) g[i] = silu(g[i]) * u[i];                                     // act_fn(gate) * up
-  matmul(pool_, g, T, I, w.down.data, w.down.dtype, w.down.rows, I, nullptr, out.data, out.cols, accumulate);  // down_proj
+  // Each matmul dispatches on the matrix's format (BF16, FP8, MXFP4 experts, ...): no format branches here.
+  matmul(pool_, x.data, T, x.cols, w.gate, nullptr, g, I, false);  // gate_proj
+  matmul(pool_, x.data, T, x.cols, w.up, nullptr, u, I, false);    // up_proj
+  for (int64_t i = 0; i < T * I; ++i) g[i] = silu(g[i]) * u[i];    // act_fn(gate) * up
+  matmul(pool_, g, T, I, w.down, nullptr, out.data, out.cols, accumulate);  // down_proj
 }
 
 void CpuBackend::route(const float* logits, const std::vector<float>& bias, int32_t* experts, float* weights) const {
@@ -256,7 +255,7 @@ void CpuBackend::moe(Act x, const MoeWeights& w, Act out) {
   const int64_t T = x.rows, H = x.cols, E = cfg_.n_routed_experts, k = cfg_.num_experts_per_tok;
   // mlp.gate: router logits in fp32 (weights widened exactly, fp32 accumulation)
   float* logits = buffer(2, size_t(T * E)).data();
-  matmul(pool_, x.data, T, H, w.router.data, w.router.dtype, E, H, nullptr, logits, E, false);
+  matmul(pool_, x.data, T, H, w.router, nullptr, logits, E, false);
 
   std::vector<int32_t> chosen(size_t(T * k));
   std::vector<float> chosen_w(size_t(T * k));
@@ -295,8 +294,8 @@ void CpuBackend::moe(Act x, const MoeWeights& w, Act out) {
       src = dst;
     }
     const int64_t I = r.mlp->gate.rows;
-    jobs.push_back({src, r.n, H, r.mlp->gate.data, r.mlp->gate.dtype, I, H, nullptr, g + r.mid_off, I, false});  // gate_proj
-    jobs.push_back({src, r.n, H, r.mlp->up.data, r.mlp->up.dtype, I, H, nullptr, u + r.mid_off, I, false});      // up_proj
+    jobs.push_back({src, r.n, H, &r.mlp->gate, nullptr, g + r.mid_off, I, false});  // gate_proj
+    jobs.push_back({src, r.n, H, &r.mlp->up, nullptr, u + r.mid_off, I, false});    // up_proj
   }
   matmul_many(pool_, jobs.data(), jobs.size());
   for (int64_t i = 0; i < mid_total; ++i) g[i] = silu(g[i]) * u[i];  // act_fn(gate) * up
@@ -304,8 +303,8 @@ void CpuBackend::moe(Act x, const MoeWeights& w, Act out) {
   for (const Run& r : runs) {
     const int64_t I = r.mlp->gate.rows;
     // The shared expert accumulates straight into the residual stream; routed outputs are combined below.
-    if (r.tokens) jobs.push_back({g + r.mid_off, r.n, I, r.mlp->down.data, r.mlp->down.dtype, H, I, nullptr, y + r.out_off, H, false});
-    else jobs.push_back({g + r.mid_off, r.n, I, r.mlp->down.data, r.mlp->down.dtype, H, I, nullptr, out.data, out.cols, true});
+    if (r.tokens) jobs.push_back({g + r.mid_off, r.n, I, &r.mlp->down, nullptr, y + r.out_off, H, false});
+    else jobs.push_back({g + r.mid_off, r.n, I, &r.mlp->down, nullptr, out.data, out.cols, true});
   }
   matmul_many(pool_, jobs.data(), jobs.size());  // down_proj (experts and shared expert)
   for (const Run& r : runs) {

@@ -12,6 +12,7 @@
 
 #include "cpu/thread_pool.h"
 #include "engine/dtype.h"
+#include "engine/matrix.h"
 
 namespace glm::cpu {
 
@@ -24,10 +25,18 @@ namespace glm::cpu {
 // inline on the calling thread.
 void matmul(ThreadPool& pool, const float* X, int64_t T, int64_t ldx, const void* W, DType wt,
             int64_t N, int64_t K, const float* bias, float* Y, int64_t ldy, bool accumulate = false);
+// The same product for a weight matrix in any storage format (engine/matrix.h): N = W.rows, K = W.cols.
+// Quantized formats are dequantized in registers, a few elements at a time (never a widened copy of
+// the weights): FP8 per-channel accumulates Σ e4m3(w)·x per row and multiplies by the row scale once;
+// FP8 128×128 blocks and MXFP4 multiply each decoded weight by its group's scale before the FMA, so
+// every weight entering the sum is the format's exact value (E2M1·2^e is exact in fp32; e4m3·s is one
+// fp32 rounding). Activations and sums stay fp32, as for unquantized weights.
+void matmul(ThreadPool& pool, const float* X, int64_t T, int64_t ldx, const Matrix& W, const float* bias, float* Y,
+            int64_t ldy, bool accumulate = false);
 
 // One product of matmul_many: the same arguments as matmul.
 struct MatmulJob {
-  const float* X; int64_t T, ldx; const void* W; DType wt; int64_t N, K; const float* bias;
+  const float* X; int64_t T, ldx; const Matrix* W; const float* bias;
   float* Y; int64_t ldy; bool accumulate;
 };
 // Several independent products in one pool dispatch (q/k/v projections, a layer's experts): the
@@ -62,14 +71,23 @@ namespace detail {
 // rows * cols never exceeds kMaxBlockOutputs (each ISA file static_asserts it).
 constexpr int kMaxBlockOutputs = 64;
 using BlockFn = void (*)(const float* X, int64_t ldx, const void* W, int64_t K, float* out);
+// Blocks of group-scaled formats (Quant::Fp8Block: groups of 128 F8_E4M3 bytes, float scales;
+// Quant::Mxfp4: groups of 16 bytes = 32 E2M1 codes, E8M0 scales): rows are row_bytes apart from W,
+// row_scales[r] points at row r's scales (group g's is row_scales[r][g]: for 128×128 blocks the rows of
+// one band share a pointer). Elements k >= K of the last group are multiplied by zero activations only.
+using QBlockFn = void (*)(const float* X, int64_t ldx, const uint8_t* W, int64_t row_bytes,
+                          const void* const* row_scales, int64_t K, float* out);
 
 struct KernelTable {
   Isa isa;
   int gemv_rows;               // rows per block when T == 1 and K is long (X shared by several rows)
   int gemm_rows, gemm_cols;    // rows × tokens per block when T > 1 (compute-bound: register reuse)
   // The block for (wt, rows, cols) with rows <= max(gemv_rows, gemm_rows), cols <= gemm_cols;
-  // nullptr for an unsupported dtype.
+  // nullptr for an unsupported dtype. F8_E4M3 blocks return the unscaled Σ e4m3(w)·x (per-channel FP8
+  // applies its row scale afterwards).
   BlockFn (*block)(DType wt, int rows, int cols);
+  // The same for Quant::Fp8Block and Quant::Mxfp4; nullptr for other formats.
+  QBlockFn (*qblock)(Quant q, int rows, int cols);
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float a, const float* x, float* y, int64_t n);
   void (*convert_to_f32)(const void* src, DType t, float* dst, int64_t n);  // F32/BF16/F16 only

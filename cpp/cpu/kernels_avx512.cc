@@ -21,11 +21,27 @@ namespace glm::cpu {
 namespace {
 
 using detail::BlockFn;
+using detail::QBlockFn;
+
+// 16 E4M3 codes (as 16-bit lanes) -> fp32, exactly, without touching fp32 subnormals: the code's
+// exponent and mantissa fields are moved into an F16's (S.EEEE.MMM -> S.0EEEE.MMM0000000), so the F16
+// has the E4M3 value scaled by 2^-8 (bias 15 vs 7; E4M3 subnormals land on F16 subnormals, which
+// vcvtph2ps converts exactly), and the exact ×256 restores it. The NaN codes (S.1111.111) get the F16
+// exponent all ones, i.e. NaN, instead of ±480.
+inline __m512 e4m3x16_to_f32(__m256i b) {
+  const __m256i mag = _mm256_and_si256(b, _mm256_set1_epi16(0x7f));
+  __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8), _mm256_slli_epi16(mag, 7));
+  const __m256i nan = _mm256_cmpeq_epi16(mag, _mm256_set1_epi16(0x7f));
+  h = _mm256_or_si256(h, _mm256_and_si256(nan, _mm256_set1_epi16(0x7c00)));
+  return _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
+}
 
 // 16 consecutive weights from element k as fp32; the masked form reads only the lanes in m.
 template <DType WT>
 inline __m512 load_w(const void* w, int64_t k) {
-  if constexpr (WT == DType::F32) {
+  if constexpr (WT == DType::F8_E4M3) {
+    return e4m3x16_to_f32(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(w) + k))));
+  } else if constexpr (WT == DType::F32) {
     return _mm512_loadu_ps(static_cast<const float*>(w) + k);
   } else {
     const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + k));
@@ -35,7 +51,9 @@ inline __m512 load_w(const void* w, int64_t k) {
 }
 template <DType WT>
 inline __m512 load_w_masked(const void* w, int64_t k, __mmask16 m) {
-  if constexpr (WT == DType::F32) {
+  if constexpr (WT == DType::F8_E4M3) {
+    return e4m3x16_to_f32(_mm256_cvtepu8_epi16(_mm_maskz_loadu_epi8(m, static_cast<const uint8_t*>(w) + k)));
+  } else if constexpr (WT == DType::F32) {
     return _mm512_maskz_loadu_ps(m, static_cast<const float*>(w) + k);
   } else {
     const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(w) + k);
@@ -49,7 +67,7 @@ inline __m512 load_w_masked(const void* w, int64_t k, __mmask16 m) {
 // at least four independent FMA chains (FMA latency 4, so fewer chains would stall the loop).
 template <DType WT, int R, int C>
 void block(const float* X, int64_t ldx, const void* W, int64_t K, float* out) {
-  constexpr int64_t es = WT == DType::F32 ? 4 : 2;
+  constexpr int64_t es = WT == DType::F32 ? 4 : WT == DType::F8_E4M3 ? 1 : 2;
   constexpr int U = R * C >= 4 ? 1 : R * C >= 2 ? 2 : 4;
   const char* wbase = static_cast<const char*>(W);
   __m512 acc[U][R][C];
@@ -84,6 +102,81 @@ void block(const float* X, int64_t ldx, const void* W, int64_t K, float* out) {
     }
 }
 
+// Group-scaled formats (kernels.h QBlockFn). Per group and row the weights are decoded straight into
+// registers already multiplied by the group's scale:
+//  - FP8 128×128 blocks: e4m3 -> fp32 (above), times the block scale (one fp32 rounding per weight).
+//  - MXFP4: the 16 E2M1 values times 2^(e-127) form a 16-entry table in one zmm (exact: 2-bit
+//    significands), and vpermps looks up 16 codes at a time. The 16 bytes of a group unpack low nibble
+//    first: bytes j -> elements 2j, 2j+1 (spec §10).
+// The last group of a row may be partial (K not a multiple of the group): its activations are loaded
+// masked (zeros), and weight bytes past the row's K are read only within the row's padded storage.
+inline const __m512& e2m1_table() {
+  static const __m512 t = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f,
+                                         -2.0f, -3.0f, -4.0f, -6.0f);
+  return t;
+}
+
+inline __mmask16 lanes_below(int64_t n) {  // first min(max(n,0),16) lanes
+  return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
+}
+
+template <Quant Q, int R, int C>
+void qblock(const float* X, int64_t ldx, const uint8_t* W, int64_t row_bytes, const void* const* row_scales,
+            int64_t K, float* out) {
+  constexpr int G = Q == Quant::Fp8Block ? int(kFp8BlockSize) : int(kMxfp4Group);
+  constexpr int GB = Q == Quant::Fp8Block ? G : G / 2;
+  constexpr int V = G / 16;  // 16-lane vectors per group
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  const __m512 lut = e2m1_table();
+  int64_t g = 0;
+  for (int64_t k0 = 0; k0 < K; k0 += G, ++g) {
+    const bool full = K - k0 >= G;
+    if constexpr (Q == Quant::Fp8Block) {
+      // One 16-wide slice of the group at a time (R decoded rows + R scales + R*C accumulators fit).
+      __m512 s[R];
+      for (int r = 0; r < R; ++r) s[r] = _mm512_set1_ps(static_cast<const float*>(row_scales[r])[g]);
+      for (int v = 0; v < V; ++v) {
+        const int64_t left = K - k0 - 16 * v;
+        if (left <= 0) break;
+        const __mmask16 m = lanes_below(left);
+        __m512 w[R];
+        for (int r = 0; r < R; ++r) {
+          const uint8_t* p = W + r * row_bytes + k0 + 16 * v;
+          const __m128i bytes = full ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)) : _mm_maskz_loadu_epi8(m, p);
+          w[r] = _mm512_mul_ps(e4m3x16_to_f32(_mm256_cvtepu8_epi16(bytes)), s[r]);
+        }
+        for (int c = 0; c < C; ++c) {
+          const float* x = X + c * ldx + k0 + 16 * v;
+          const __m512 xv = full ? _mm512_loadu_ps(x) : _mm512_maskz_loadu_ps(m, x);
+          for (int r = 0; r < R; ++r) acc[r][c] = _mm512_fmadd_ps(w[r], xv, acc[r][c]);
+        }
+      }
+    } else {
+      __m512 w[R][2];
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* p = W + r * row_bytes + g * GB;
+        const __m512 table = _mm512_mul_ps(lut, _mm512_set1_ps(e8m0_to_f32(static_cast<const uint8_t*>(row_scales[r])[g])));
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));  // padded storage: always in bounds
+        const __m128i lo = _mm_and_si128(b, _mm_set1_epi8(0x0f));
+        const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0f));
+        w[r][0] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)), table);  // elements 0..15
+        w[r][1] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi)), table);  // elements 16..31
+      }
+      for (int c = 0; c < C; ++c) {
+        const float* x = X + c * ldx + k0;
+        for (int v = 0; v < 2; ++v) {
+          const __m512 xv = full ? _mm512_loadu_ps(x + 16 * v) : _mm512_maskz_loadu_ps(lanes_below(K - k0 - 16 * v), x + 16 * v);
+          for (int r = 0; r < R; ++r) acc[r][c] = _mm512_fmadd_ps(w[r][v], xv, acc[r][c]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) out[r * C + c] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
 // T == 1 with long rows uses 8 rows (one X load feeds 8 rows, 8 FMA chains); T > 1 uses 4 rows × 6 tokens (24 accumulators + 4 weights + 1 activation = 29 zmm).
 constexpr int kGemvRows = 8, kGemmRows = 4, kGemmCols = 6;
 constexpr int kMaxRows = 8, kMaxCols = 6;
@@ -98,7 +191,28 @@ constexpr std::array<std::array<BlockFn, kMaxRows>, sizeof...(Cs)> make_table(st
   return {row_fns<WT, Cs + 1>(std::make_integer_sequence<int, kMaxRows>())...};
 }
 
+template <Quant Q, int C, int... Rs>
+constexpr std::array<QBlockFn, sizeof...(Rs)> qrow_fns(std::integer_sequence<int, Rs...>) {
+  return {&qblock<Q, Rs + 1, C>...};
+}
+template <Quant Q, int... Cs>
+constexpr std::array<std::array<QBlockFn, kMaxRows>, sizeof...(Cs)> make_qtable(std::integer_sequence<int, Cs...>) {
+  return {qrow_fns<Q, Cs + 1>(std::make_integer_sequence<int, kMaxRows>())...};
+}
+
+QBlockFn pick_qblock(Quant q, int rows, int cols) {
+  static constexpr auto kFp8Block = make_qtable<Quant::Fp8Block>(std::make_integer_sequence<int, kMaxCols>());
+  static constexpr auto kMxfp4 = make_qtable<Quant::Mxfp4>(std::make_integer_sequence<int, kMaxCols>());
+  if (rows < 1 || rows > kMaxRows || cols < 1 || cols > kMaxCols) return nullptr;
+  switch (q) {
+    case Quant::Fp8Block: return kFp8Block[cols - 1][rows - 1];
+    case Quant::Mxfp4: return kMxfp4[cols - 1][rows - 1];
+    default: return nullptr;
+  }
+}
+
 BlockFn pick_block(DType wt, int rows, int cols) {
+  static constexpr auto kF8 = make_table<DType::F8_E4M3>(std::make_integer_sequence<int, kMaxCols>());
   static constexpr auto kF32 = make_table<DType::F32>(std::make_integer_sequence<int, kMaxCols>());
   static constexpr auto kBF16 = make_table<DType::BF16>(std::make_integer_sequence<int, kMaxCols>());
   static constexpr auto kF16 = make_table<DType::F16>(std::make_integer_sequence<int, kMaxCols>());
@@ -107,6 +221,7 @@ BlockFn pick_block(DType wt, int rows, int cols) {
     case DType::F32: return kF32[cols - 1][rows - 1];
     case DType::BF16: return kBF16[cols - 1][rows - 1];
     case DType::F16: return kF16[cols - 1][rows - 1];
+    case DType::F8_E4M3: return kF8[cols - 1][rows - 1];
     default: return nullptr;
   }
 }
@@ -186,7 +301,7 @@ void weighted_row_sum_avx512(const float* w, const float* rows, int64_t stride, 
 }
 
 constexpr detail::KernelTable kAvx512 = {
-    Isa::Avx512, kGemvRows, kGemmRows, kGemmCols, pick_block, dot_avx512, axpy_avx512, convert_avx512,
+    Isa::Avx512, kGemvRows, kGemmRows, kGemmCols, pick_block, pick_qblock, dot_avx512, axpy_avx512, convert_avx512,
     dot_rows_avx512, weighted_row_sum_avx512,
 };
 

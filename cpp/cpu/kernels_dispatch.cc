@@ -14,6 +14,7 @@ namespace glm::cpu {
 namespace {
 
 using detail::BlockFn;
+using detail::QBlockFn;
 using detail::KernelTable;
 
 const KernelTable* table_for(Isa isa) {
@@ -78,7 +79,7 @@ constexpr int64_t kMinChunkMacs = int64_t(1) << 18;
 constexpr int64_t kGemvSingleRowMaxK = 4096;
 
 struct MatmulArgs {
-  const float* X; int64_t T, ldx; const uint8_t* W; DType wt; int64_t N, K; const float* bias;
+  const float* X; int64_t T, ldx; const Matrix* W; const float* bias;
   float* Y; int64_t ldy; bool accumulate;
 };
 
@@ -86,19 +87,40 @@ struct MatmulArgs {
 // while it meets every token of the chunk; each loaded X vector is reused across the block's rows.
 void run_tile(const KernelTable& kt, const MatmulArgs& a, int rows, int cols, int64_t t0, int64_t t1,
               int64_t n0, int64_t n1) {
-  const int64_t row_bytes = a.K * (dtype_bits(a.wt) / 8);
+  const Matrix& w = *a.W;
+  const int64_t row_bytes = w.row_bytes();
+  const uint8_t* base = static_cast<const uint8_t*>(w.data);
+  const bool grouped = w.quant == Quant::Fp8Block || w.quant == Quant::Mxfp4;
+  const float* row_scale = w.quant == Quant::Fp8Channel ? static_cast<const float*>(w.scales) : nullptr;
   float out[detail::kMaxBlockOutputs];
+  const void* row_scales[detail::kMaxBlockOutputs];
   for (int64_t n = n0; n < n1; n += rows) {
     const int r = int(std::min<int64_t>(rows, n1 - n));
-    BlockFn full = kt.block(a.wt, r, cols);
+    if (grouped) {
+      for (int ri = 0; ri < r; ++ri) {
+        const int64_t row = n + ri;
+        row_scales[ri] = w.quant == Quant::Mxfp4
+                             ? static_cast<const void*>(static_cast<const uint8_t*>(w.scales) + row * w.mx_groups())
+                             : static_cast<const void*>(static_cast<const float*>(w.scales) +
+                                                        (row / kFp8BlockSize) * w.block_cols());
+      }
+    }
+    BlockFn full = grouped ? nullptr : kt.block(w.dtype, r, cols);
+    QBlockFn qfull = grouped ? kt.qblock(w.quant, r, cols) : nullptr;
     for (int64_t t = t0; t < t1; t += cols) {
       const int c = int(std::min<int64_t>(cols, t1 - t));
-      BlockFn fn = c == cols ? full : kt.block(a.wt, r, c);
-      fn(a.X + t * a.ldx, a.ldx, a.W + n * row_bytes, a.K, out);
+      if (grouped) {
+        QBlockFn fn = c == cols ? qfull : kt.qblock(w.quant, r, c);
+        fn(a.X + t * a.ldx, a.ldx, base + n * row_bytes, row_bytes, row_scales, w.cols, out);
+      } else {
+        BlockFn fn = c == cols ? full : kt.block(w.dtype, r, c);
+        fn(a.X + t * a.ldx, a.ldx, base + n * row_bytes, w.cols, out);
+      }
       for (int ci = 0; ci < c; ++ci) {
         float* y = a.Y + (t + ci) * a.ldy + n;
         for (int ri = 0; ri < r; ++ri) {
           float v = out[ri * c + ci];
+          if (row_scale) v *= row_scale[n + ri];  // per-output-channel FP8: y = s[n] · Σ e4m3(w)·x
           if (a.bias) v += a.bias[n + ri];
           y[ri] = a.accumulate ? y[ri] + v : v;
         }
@@ -111,11 +133,23 @@ void run_tile(const KernelTable& kt, const MatmulArgs& a, int rows, int cols, in
 void matmul_without_kernel(const MatmulArgs& a, float value) {
   for (int64_t t = 0; t < a.T; ++t) {
     float* y = a.Y + t * a.ldy;
-    for (int64_t n = 0; n < a.N; ++n) {
+    for (int64_t n = 0; n < a.W->rows; ++n) {
       const float v = value + (a.bias ? a.bias[n] : 0.0f);
       y[n] = a.accumulate ? y[n] + v : v;
     }
   }
+}
+
+// Whether the matrix's storage is one this build has kernels for (a caller bug otherwise: the
+// loader only produces these combinations).
+bool supported(const KernelTable& kt, const Matrix& w) {
+  switch (w.quant) {
+    case Quant::None: return kt.block(w.dtype, 1, 1) != nullptr && w.dtype != DType::F8_E4M3;
+    case Quant::Fp8Channel: return w.dtype == DType::F8_E4M3 && w.scales;
+    case Quant::Fp8Block: return w.dtype == DType::F8_E4M3 && w.scales;
+    case Quant::Mxfp4: return w.dtype == DType::U8 && w.scales;
+  }
+  return false;
 }
 
 }  // namespace
@@ -174,14 +208,15 @@ struct TilePlan {
   int64_t t_chunk = 0, n_rblocks = 0, items = 0, grain = 1;
 };
 
-// False when the product needs no kernel (empty, K == 0, or an unsupported dtype: handled inline).
+// False when the product needs no kernel (empty, K == 0, or an unsupported format: handled inline).
 bool plan_tiles(const KernelTable& kt, const MatmulArgs& a, TilePlan* p) {
-  if (a.T <= 0 || a.N <= 0) return false;
-  if (a.K <= 0) {
+  const int64_t N = a.W->rows, K = a.W->cols;
+  if (a.T <= 0 || N <= 0) return false;
+  if (K <= 0) {
     matmul_without_kernel(a, 0.0f);
     return false;
   }
-  if (!kt.block(a.wt, 1, 1)) {
+  if (!supported(kt, *a.W)) {
     matmul_without_kernel(a, std::numeric_limits<float>::quiet_NaN());
     return false;
   }
@@ -191,17 +226,17 @@ bool plan_tiles(const KernelTable& kt, const MatmulArgs& a, TilePlan* p) {
   // (measured on Zen 4: ~21 GB/s vs ~12 GB/s for 8 interleaved 2 KB rows). Longer rows would re-read
   // X from L2 for every row, so there several rows share each X load.
   // Prefill reuses each weight vector across the block's tokens.
-  p->rows = a.T == 1 ? (a.K <= kGemvSingleRowMaxK ? 1 : kt.gemv_rows) : kt.gemm_rows;
+  p->rows = a.T == 1 ? (K <= kGemvSingleRowMaxK ? 1 : kt.gemv_rows) : kt.gemm_rows;
   p->cols = a.T == 1 ? 1 : kt.gemm_cols;
   p->t_chunk = a.T;
   if (a.T > p->cols) {
-    p->t_chunk = std::max<int64_t>(p->cols, kXChunkBytes / (a.K * int64_t(sizeof(float))) / p->cols * p->cols);
+    p->t_chunk = std::max<int64_t>(p->cols, kXChunkBytes / (K * int64_t(sizeof(float))) / p->cols * p->cols);
     p->t_chunk = std::min(p->t_chunk, a.T);
   }
   const int64_t n_tchunks = (a.T + p->t_chunk - 1) / p->t_chunk;
-  p->n_rblocks = (a.N + p->rows - 1) / p->rows;
+  p->n_rblocks = (N + p->rows - 1) / p->rows;
   p->items = n_tchunks * p->n_rblocks;
-  const int64_t item_macs = int64_t(p->rows) * p->t_chunk * a.K;
+  const int64_t item_macs = int64_t(p->rows) * p->t_chunk * K;
   p->grain = std::max<int64_t>(1, (kMinChunkMacs + item_macs - 1) / item_macs);
   return true;
 }
@@ -212,7 +247,7 @@ void run_items(const KernelTable& kt, const TilePlan& p, int64_t begin, int64_t 
     const int64_t tc = begin / p.n_rblocks, rb0 = begin % p.n_rblocks;
     const int64_t rb1 = std::min(p.n_rblocks, rb0 + (end - begin));
     const int64_t t0 = tc * p.t_chunk, t1 = std::min(p.a.T, t0 + p.t_chunk);
-    run_tile(kt, p.a, p.rows, p.cols, t0, t1, rb0 * p.rows, std::min(p.a.N, rb1 * p.rows));
+    run_tile(kt, p.a, p.rows, p.cols, t0, t1, rb0 * p.rows, std::min(p.a.W->rows, rb1 * p.rows));
     begin += rb1 - rb0;
   }
 }
@@ -221,9 +256,19 @@ void run_items(const KernelTable& kt, const TilePlan& p, int64_t begin, int64_t 
 
 void matmul(ThreadPool& pool, const float* X, int64_t T, int64_t ldx, const void* W, DType wt,
             int64_t N, int64_t K, const float* bias, float* Y, int64_t ldy, bool accumulate) {
+  Matrix m;
+  m.data = W;
+  m.dtype = wt;
+  m.rows = N;
+  m.cols = K;
+  matmul(pool, X, T, ldx, m, bias, Y, ldy, accumulate);
+}
+
+void matmul(ThreadPool& pool, const float* X, int64_t T, int64_t ldx, const Matrix& W, const float* bias, float* Y,
+            int64_t ldy, bool accumulate) {
   const KernelTable& kt = kernels();
   TilePlan plan;
-  if (!plan_tiles(kt, MatmulArgs{X, T, ldx, static_cast<const uint8_t*>(W), wt, N, K, bias, Y, ldy, accumulate}, &plan)) return;
+  if (!plan_tiles(kt, MatmulArgs{X, T, ldx, &W, bias, Y, ldy, accumulate}, &plan)) return;
   struct Ctx { const KernelTable* kt; const TilePlan* p; } ctx{&kt, &plan};
   // Captures one pointer so std::function stores it inline (no allocation per call).
   pool.parallel_for(plan.items, plan.grain, [c = &ctx](int64_t b, int64_t e) { run_items(*c->kt, *c->p, b, e); });
@@ -238,7 +283,7 @@ void matmul_many(ThreadPool& pool, const MatmulJob* jobs, size_t n_jobs) {
   for (size_t j = 0; j < n_jobs; ++j) {
     const MatmulJob& m = jobs[j];
     TilePlan p;
-    if (!plan_tiles(kt, MatmulArgs{m.X, m.T, m.ldx, static_cast<const uint8_t*>(m.W), m.wt, m.N, m.K, m.bias, m.Y, m.ldy, m.accumulate}, &p)) continue;
+    if (!plan_tiles(kt, MatmulArgs{m.X, m.T, m.ldx, m.W, m.bias, m.Y, m.ldy, m.accumulate}, &p)) continue;
     first.push_back(total);
     total += p.items;
     grain = std::min(grain, p.grain);

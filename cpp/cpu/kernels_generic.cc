@@ -9,13 +9,26 @@ namespace glm::cpu {
 namespace {
 
 using detail::BlockFn;
+using detail::QBlockFn;
 
 constexpr int kLanes = 8;     // independent partial sums per output (breaks the FMA dependency chain)
 constexpr int kKChunk = 256;  // weights widened to fp32 this many at a time, on the stack
 
+// All 256 E4M3 codes as fp32 (exact), built once.
+struct E4m3Table {
+  float v[256];
+  E4m3Table() { for (int b = 0; b < 256; ++b) v[b] = e4m3_to_f32(uint8_t(b)); }
+};
+const E4m3Table& e4m3_table() {
+  static const E4m3Table table;
+  return table;
+}
+
 template <DType WT>
 inline float widen(const void* w, int64_t i) {
-  if constexpr (WT == DType::F32) {
+  if constexpr (WT == DType::F8_E4M3) {
+    return e4m3_table().v[static_cast<const uint8_t*>(w)[i]];
+  } else if constexpr (WT == DType::F32) {
     return static_cast<const float*>(w)[i];
   } else if constexpr (WT == DType::BF16) {
     return bf16_to_f32(static_cast<const uint16_t*>(w)[i]);
@@ -51,6 +64,48 @@ void block(const float* X, int64_t ldx, const void* W, int64_t K, float* out) {
     }
 }
 
+// Group-scaled formats: each group's weights are decoded and scaled onto the stack (one group, not the
+// matrix), then accumulated exactly like the unquantized block above.
+template <Quant Q, int R, int C>
+void qblock(const float* X, int64_t ldx, const uint8_t* W, int64_t row_bytes, const void* const* row_scales,
+            int64_t K, float* out) {
+  constexpr int G = Q == Quant::Fp8Block ? int(kFp8BlockSize) : int(kMxfp4Group);
+  constexpr int GB = Q == Quant::Fp8Block ? G : G / 2;  // bytes per group
+  float acc[R][C][kLanes] = {};
+  float wbuf[R][G];
+  const E4m3Table& e4m3 = e4m3_table();
+  int64_t g = 0;
+  for (int64_t k0 = 0; k0 < K; k0 += G, ++g) {
+    const int kb = int(K - k0 < G ? K - k0 : G);
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* p = W + r * row_bytes + g * GB;
+      if constexpr (Q == Quant::Fp8Block) {
+        const float s = static_cast<const float*>(row_scales[r])[g];
+        for (int k = 0; k < kb; ++k) wbuf[r][k] = e4m3.v[p[k]] * s;
+      } else {
+        const float s = e8m0_to_f32(static_cast<const uint8_t*>(row_scales[r])[g]);
+        for (int k = 0; k < kb; ++k) wbuf[r][k] = e2m1_to_f32(uint8_t((k & 1) ? p[k >> 1] >> 4 : p[k >> 1] & 15)) * s;
+      }
+    }
+    const int kv = kb / kLanes * kLanes;
+    for (int c = 0; c < C; ++c) {
+      const float* x = X + c * ldx + k0;
+      for (int r = 0; r < R; ++r) {
+        float* s = acc[r][c];
+        for (int k = 0; k < kv; k += kLanes)
+          for (int l = 0; l < kLanes; ++l) s[l] += wbuf[r][k + l] * x[k + l];
+        for (int k = kv; k < kb; ++k) s[k - kv] += wbuf[r][k] * x[k];
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      float sum = 0.0f;
+      for (int l = 0; l < kLanes; ++l) sum += acc[r][c][l];
+      out[r * C + c] = sum;
+    }
+}
+
 constexpr int kRows = 4, kCols = 4;
 static_assert(kRows * kCols <= detail::kMaxBlockOutputs, "run_tile's output buffer");
 
@@ -63,7 +118,28 @@ constexpr std::array<std::array<BlockFn, kRows>, sizeof...(Cs)> make_table(std::
   return {row_fns<WT, Cs + 1>(std::make_integer_sequence<int, kRows>())...};
 }
 
+template <Quant Q, int C, int... Rs>
+constexpr std::array<QBlockFn, sizeof...(Rs)> qrow_fns(std::integer_sequence<int, Rs...>) {
+  return {&qblock<Q, Rs + 1, C>...};
+}
+template <Quant Q, int... Cs>
+constexpr std::array<std::array<QBlockFn, kRows>, sizeof...(Cs)> make_qtable(std::integer_sequence<int, Cs...>) {
+  return {qrow_fns<Q, Cs + 1>(std::make_integer_sequence<int, kRows>())...};
+}
+
+QBlockFn pick_qblock(Quant q, int rows, int cols) {
+  static constexpr auto kFp8Block = make_qtable<Quant::Fp8Block>(std::make_integer_sequence<int, kCols>());
+  static constexpr auto kMxfp4 = make_qtable<Quant::Mxfp4>(std::make_integer_sequence<int, kCols>());
+  if (rows < 1 || rows > kRows || cols < 1 || cols > kCols) return nullptr;
+  switch (q) {
+    case Quant::Fp8Block: return kFp8Block[cols - 1][rows - 1];
+    case Quant::Mxfp4: return kMxfp4[cols - 1][rows - 1];
+    default: return nullptr;
+  }
+}
+
 BlockFn pick_block(DType wt, int rows, int cols) {
+  static constexpr auto kF8 = make_table<DType::F8_E4M3>(std::make_integer_sequence<int, kCols>());
   static constexpr auto kF32 = make_table<DType::F32>(std::make_integer_sequence<int, kCols>());
   static constexpr auto kBF16 = make_table<DType::BF16>(std::make_integer_sequence<int, kCols>());
   static constexpr auto kF16 = make_table<DType::F16>(std::make_integer_sequence<int, kCols>());
@@ -72,6 +148,7 @@ BlockFn pick_block(DType wt, int rows, int cols) {
     case DType::F32: return kF32[cols - 1][rows - 1];
     case DType::BF16: return kBF16[cols - 1][rows - 1];
     case DType::F16: return kF16[cols - 1][rows - 1];
+    case DType::F8_E4M3: return kF8[cols - 1][rows - 1];
     default: return nullptr;
   }
 }
@@ -116,7 +193,7 @@ void weighted_row_sum_generic(const float* w, const float* rows, int64_t stride,
 }
 
 constexpr detail::KernelTable kGeneric = {
-    Isa::Generic, kRows, kRows, kCols, pick_block, dot_generic, axpy_generic, convert_generic,
+    Isa::Generic, kRows, kRows, kCols, pick_block, pick_qblock, dot_generic, axpy_generic, convert_generic,
     dot_rows_generic, weighted_row_sum_generic,
 };
 

@@ -78,8 +78,7 @@ Status parse_model_config(const JsonValue& root, ModelConfig* out) {
     return bad("model_type", "must be \"glm4_moe\"");
   }
   if (const JsonValue* q = root.find("quantization_config"); q && !q->is_null()) {
-    return Status::error(ErrorCode::UnsupportedFormat,
-                         "config.json: quantized checkpoints (quantization_config) are not supported yet");
+    GLM_TRY(parse_quantization_config(*q, &c.quant));
   }
   if (const JsonValue* rs = root.find("rope_scaling"); rs && !rs->is_null()) {
     return Status::error(ErrorCode::UnsupportedFormat, "config.json: \"rope_scaling\" must be null (GLM-4.5 uses none)");
@@ -165,6 +164,151 @@ Status parse_model_config(const JsonValue& root, ModelConfig* out) {
   }
   if (const JsonValue* dt = root.find("torch_dtype"); dt && dt->is_string()) c.torch_dtype = dt->as_string();
 
+  *out = std::move(c);
+  return Status::ok();
+}
+
+namespace {
+
+Status unsupported_quant(const std::string& what) {
+  return Status::error(ErrorCode::UnsupportedFormat,
+                       "config.json: quantization_config: " + what +
+                           " (supported: compressed-tensors float-quantized FP8 with per-channel weight scales; "
+                           "quant_method \"fp8\" with weight_block_size [128, 128]; glm-node \"mxfp4\" experts)");
+}
+
+std::string json_text(const JsonValue* v) {
+  if (!v) return "absent";
+  switch (v->kind()) {
+    case JsonValue::Kind::Null: return "null";
+    case JsonValue::Kind::Bool: return v->as_bool() ? "true" : "false";
+    case JsonValue::Kind::Number: return std::string(v->number_text());
+    case JsonValue::Kind::String: return quote_for_message(v->as_string());
+    default: return JsonValue::kind_name(v->kind());
+  }
+}
+
+bool is_int(const JsonValue* v, int64_t want) {
+  int64_t x;
+  return v && v->is_number() && v->as_i64(&x) && x == want;
+}
+bool is_str(const JsonValue* v, const char* want) { return v && v->is_string() && v->as_string() == want; }
+bool null_or_absent(const JsonValue* v) { return !v || v->is_null(); }
+
+Status module_list(const JsonValue* v, const char* key, bool allow_regex, QuantConfig* q) {
+  if (null_or_absent(v)) return Status::ok();
+  if (!v->is_array() || v->size() > (1u << 20)) return format_error(std::string("config.json: quantization_config.") + key + " must be a list of module names");
+  for (const JsonValue& e : v->as_array()) {
+    if (!e.is_string() || e.as_string().size() > 1024) {
+      return format_error(std::string("config.json: quantization_config.") + key + " must be a list of module names");
+    }
+    const std::string& s = e.as_string();
+    if (s.rfind("re:", 0) == 0) {
+      if (!allow_regex) return unsupported_quant(std::string(key) + " entry " + quote_for_message(s) + " is a pattern");
+      q->ignore_regex.push_back(s.substr(3));
+    } else {
+      q->ignore.push_back(s);
+    }
+  }
+  return Status::ok();
+}
+
+// compressed-tensors (the official GLM-4.5-FP8 layout, spec §5): FP8 E4M3 weights with one static scale per
+// output channel. Activation quantization (dynamic per token) is accepted but not emulated: the CPU
+// backend keeps activations in fp32, which is at least as accurate as W8A8.
+Status parse_compressed_tensors(const JsonValue& q, QuantConfig* out) {
+  if (const JsonValue* f = q.find("format"); !is_str(f, "float-quantized")) {
+    return unsupported_quant("compressed-tensors format " + json_text(f) + " (only \"float-quantized\")");
+  }
+  if (const JsonValue* st = q.find("quantization_status"); st && !is_str(st, "compressed")) {
+    return unsupported_quant("quantization_status " + json_text(st) + " (only \"compressed\")");
+  }
+  if (const JsonValue* kv = q.find("kv_cache_scheme"); !null_or_absent(kv)) return unsupported_quant("kv_cache_scheme is set");
+  const JsonValue* groups = q.find("config_groups");
+  if (!groups || !groups->is_object() || groups->size() == 0) return format_error("config.json: quantization_config.config_groups must be a non-empty object");
+  for (const auto& [gname, g] : groups->as_object()) {
+    const std::string where = "config_groups." + gname;
+    const JsonValue* targets = g.find("targets");
+    if (!targets || !targets->is_array() || targets->size() != 1 || !is_str(&targets->as_array()[0], "Linear")) {
+      return unsupported_quant(where + ".targets must be [\"Linear\"]");
+    }
+    const JsonValue* w = g.find("weights");
+    if (!w || !w->is_object()) return format_error("config.json: quantization_config." + where + ".weights must be an object");
+    if (!is_int(w->find("num_bits"), 8) || !is_str(w->find("type"), "float")) {
+      return unsupported_quant(where + ".weights num_bits " + json_text(w->find("num_bits")) + ", type " + json_text(w->find("type")) + " (only 8-bit float)");
+    }
+    if (const JsonValue* s = w->find("strategy"); !is_str(s, "channel")) {
+      return unsupported_quant(where + ".weights.strategy " + json_text(s) + " (only \"channel\")");
+    }
+    if (const JsonValue* sym = w->find("symmetric"); sym && !(sym->is_bool() && sym->as_bool())) return unsupported_quant(where + ".weights are asymmetric");
+    if (const JsonValue* dyn = w->find("dynamic"); dyn && !(dyn->is_bool() && !dyn->as_bool())) return unsupported_quant(where + ".weights.dynamic is not false");
+    if (!null_or_absent(w->find("group_size")) || !null_or_absent(w->find("block_structure"))) {
+      return unsupported_quant(where + ".weights has group_size/block_structure " + json_text(w->find("group_size")));
+    }
+    if (const JsonValue* a = g.find("input_activations"); !null_or_absent(a)) {
+      if (!a->is_object() || !is_int(a->find("num_bits"), 8) || !is_str(a->find("type"), "float") ||
+          !(a->find("dynamic") && a->find("dynamic")->is_bool() && a->find("dynamic")->as_bool())) {
+        return unsupported_quant(where + ".input_activations other than dynamic 8-bit float (static activation scales)");
+      }
+    }
+    if (!null_or_absent(g.find("output_activations"))) return unsupported_quant(where + ".output_activations is set");
+  }
+  out->scheme = QuantConfig::Scheme::Fp8Channel;
+  return module_list(q.find("ignore"), "ignore", true, out);
+}
+
+Status parse_fp8_block(const JsonValue& q, QuantConfig* out) {
+  const JsonValue* bs = q.find("weight_block_size");
+  if (!bs || !bs->is_array() || bs->size() != 2 || !is_int(&bs->as_array()[0], 128) || !is_int(&bs->as_array()[1], 128)) {
+    std::string found = "absent";
+    if (bs && bs->is_array()) {
+      found = "[";
+      for (size_t i = 0; i < bs->size(); ++i) found += (i ? ", " : "") + json_text(&bs->as_array()[i]);
+      found += "]";
+    } else if (bs) {
+      found = json_text(bs);
+    }
+    return unsupported_quant("fp8 weight_block_size " + found + " (only [128, 128]; per-tensor fp8 is not supported)");
+  }
+  if (const JsonValue* f = q.find("fmt"); f && !is_str(f, "e4m3")) return unsupported_quant("fp8 fmt " + json_text(f) + " (only \"e4m3\")");
+  if (const JsonValue* a = q.find("activation_scheme"); a && !is_str(a, "dynamic")) {
+    return unsupported_quant("fp8 activation_scheme " + json_text(a) + " (only \"dynamic\")");
+  }
+  out->scheme = QuantConfig::Scheme::Fp8Block;
+  return module_list(q.find("modules_to_not_convert"), "modules_to_not_convert", false, out);
+}
+
+// glm-node's MXFP4 experts (README "Quantized checkpoints"): {"quant_method": "mxfp4",
+// "format": "glm-node-mxfp4", "modules": ["mlp.experts"], "block_size": 32}. The "format" key keeps
+// other tools' "mxfp4" (gpt-oss: fused gate_up_proj_blocks per layer) from being mistaken for ours.
+Status parse_mxfp4(const JsonValue& q, QuantConfig* out) {
+  if (const JsonValue* f = q.find("format"); !is_str(f, "glm-node-mxfp4")) {
+    return unsupported_quant("mxfp4 format " + json_text(f) + " (only \"glm-node-mxfp4\": per-expert weight_blocks/weight_scales)");
+  }
+  if (const JsonValue* b = q.find("block_size"); !is_int(b, 32)) return unsupported_quant("mxfp4 block_size " + json_text(b) + " (only 32)");
+  const JsonValue* m = q.find("modules");
+  if (!m || !m->is_array() || m->size() != 1 || !is_str(&m->as_array()[0], "mlp.experts")) {
+    return unsupported_quant("mxfp4 modules must be [\"mlp.experts\"] (routed experts only)");
+  }
+  out->scheme = QuantConfig::Scheme::Mxfp4Experts;
+  return Status::ok();
+}
+
+}  // namespace
+
+Status parse_quantization_config(const JsonValue& q, QuantConfig* out) {
+  if (!q.is_object()) return format_error("config.json: \"quantization_config\" must be an object");
+  QuantConfig c;
+  const JsonValue* method = q.find("quant_method");
+  if (is_str(method, "compressed-tensors")) {
+    GLM_TRY(parse_compressed_tensors(q, &c));
+  } else if (is_str(method, "fp8")) {
+    GLM_TRY(parse_fp8_block(q, &c));
+  } else if (is_str(method, "mxfp4")) {
+    GLM_TRY(parse_mxfp4(q, &c));
+  } else {
+    return unsupported_quant("quant_method " + json_text(method));
+  }
   *out = std::move(c);
   return Status::ok();
 }

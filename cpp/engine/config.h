@@ -13,6 +13,23 @@ namespace glm {
 class Checkpoint;
 class JsonValue;
 
+// How the checkpoint's weights are stored (config.json "quantization_config"; spec §5, §10). Exactly
+// these schemes are accepted; anything else is ErrorCode::UnsupportedFormat naming what was found.
+struct QuantConfig {
+  enum class Scheme : uint8_t {
+    None,          // no quantization_config: every weight F32/BF16/F16
+    Fp8Channel,    // compressed-tensors float-quantized, weights strategy "channel": <m>.weight F8_E4M3 +
+                   // <m>.weight_scale [out, 1]; every Linear not in `ignore` is FP8 (official GLM-4.5-FP8)
+    Fp8Block,      // quant_method "fp8", weight_block_size [128, 128]: <m>.weight F8_E4M3 +
+                   // <m>.weight_scale_inv [ceil(out/128), ceil(in/128)] F32 (DeepSeek-V3 style); a Linear
+                   // is FP8 where its weight is F8_E4M3, never for modules_to_not_convert
+    Mxfp4Experts,  // glm-node's own: routed experts as <m>.weight_blocks / <m>.weight_scales (README)
+  };
+  Scheme scheme = Scheme::None;
+  std::vector<std::string> ignore;        // module names left unquantized (ignore / modules_to_not_convert)
+  std::vector<std::string> ignore_regex;  // compressed-tensors "re:<pattern>" entries, pattern only
+};
+
 struct ModelConfig {
   int64_t hidden_size = 0;              // H: residual stream width
   int64_t num_hidden_layers = 0;        // trunk layers; the MTP layer (index N) is extra
@@ -42,6 +59,7 @@ struct ModelConfig {
   std::vector<int64_t> eos_token_ids;   // generation stops on any of these
   int64_t pad_token_id = -1;            // -1 when absent
   std::string torch_dtype;              // informational: the checkpoint's nominal dtype
+  QuantConfig quant;                    // weight storage scheme (None for plain checkpoints)
 
   bool is_moe_layer(int64_t layer) const { return layer >= first_k_dense_replace; }
   int64_t q_width() const { return num_attention_heads * head_dim; }
@@ -51,6 +69,8 @@ struct ModelConfig {
 // Validates every field and their consistency; errors name the key (ErrorCode::ModelFormat), or
 // ErrorCode::UnsupportedFormat for a well-formed config of another architecture.
 Status parse_model_config(const JsonValue& root, ModelConfig* out);
+// Validates a "quantization_config" object (strict: unknown methods or options are UnsupportedFormat).
+Status parse_quantization_config(const JsonValue& q, QuantConfig* out);
 // Reads <checkpoint dir>/config.json (confined to the folder like the shards) and validates it.
 Status load_model_config(const Checkpoint& ckpt, ModelConfig* out);
 

@@ -10,20 +10,12 @@
 
 #include "engine/config.h"
 #include "engine/dtype.h"
+#include "engine/matrix.h"
 #include "engine/status.h"
 
 namespace glm {
 
 class Checkpoint;
-
-// A weight matrix in safetensors layout [rows = out features, cols = in features], row-major.
-struct Matrix {
-  const void* data = nullptr;
-  DType dtype = DType::BF16;
-  int64_t rows = 0;
-  int64_t cols = 0;
-  uint64_t bytes() const { return uint64_t(rows) * uint64_t(cols) * uint64_t(dtype_bits(dtype) / 8); }
-};
 
 struct MlpWeights {  // SwiGLU: down(silu(gate(x)) * up(x))
   Matrix gate, up, down;
@@ -69,6 +61,8 @@ struct ModelWeights {
 
   uint64_t mapped_bytes = 0;                // bytes of matrices served from the mapping
   uint64_t owned_bytes = 0;                 // bytes of fp32 vectors copied at load
+  // fp32 copies of FP8 scales, pointed to by Matrix::scales (each vector's buffer never moves).
+  std::vector<std::vector<float>> scale_storage;
 };
 
 // Binds every tensor the config implies, checking presence, shape and dtype; rejects tensors the

@@ -4,7 +4,7 @@
 
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { writeCheckpointTensors, type StDtype, type TensorDesc } from './safetensors-writer.js';
+import { writeCheckpointTensors, type FloatStDtype as StDtype, type TensorDesc } from './safetensors-writer.js';
 import { MIN_SYNTHETIC_TOKENIZER_VOCAB, writeSyntheticTokenizer } from './tokenizer.js';
 
 /**

@@ -9,7 +9,10 @@ import { mkdir, open, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
-export type StDtype = 'F32' | 'BF16' | 'F16';
+/** Float dtypes are encoded from float32 values; F8_E4M3 and U8 (quantized weights, scales) are
+ *  produced already encoded, as raw bytes. */
+export type StDtype = FloatStDtype | 'F8_E4M3' | 'U8';
+export type FloatStDtype = 'F32' | 'BF16' | 'F16';
 
 export interface TensorDesc {
   name: string;
@@ -17,10 +20,11 @@ export interface TensorDesc {
   shape: number[];
 }
 
-/** Produces the float32 values of one tensor (row-major, length = product of shape). */
-export type TensorProducer = (desc: TensorDesc) => Float32Array | Promise<Float32Array>;
+/** Produces one tensor: its float32 values (row-major, length = product of shape), or its encoded
+ *  little-endian bytes (length = tensorBytes; required for F8_E4M3 and U8, allowed for any dtype). */
+export type TensorProducer = (desc: TensorDesc) => Float32Array | Uint8Array | Promise<Float32Array | Uint8Array>;
 
-export const DTYPE_BYTES: Record<StDtype, number> = { F32: 4, BF16: 2, F16: 2 };
+export const DTYPE_BYTES: Record<StDtype, number> = { F32: 4, BF16: 2, F16: 2, F8_E4M3: 1, U8: 1 };
 
 export function tensorElements(shape: readonly number[]): number {
   let n = 1;
@@ -85,6 +89,7 @@ function f16FromF32Bits(bits: number): number {
 
 /** Encodes float32 values into the little-endian bytes of `dtype`. */
 export function encodeTensor(values: Float32Array, dtype: StDtype): Uint8Array {
+  if (dtype === 'F8_E4M3' || dtype === 'U8') throw new Error(`${dtype} tensors must be produced as encoded bytes`);
   if (dtype === 'F32') {
     // Node only runs on little-endian hosts in practice; copy to keep the producer's array untouched.
     return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
@@ -176,9 +181,15 @@ export async function writeSafetensors(
     let dataBytes = 0;
     for (const t of tensors) {
       const values = await produce(t);
-      const n = tensorElements(t.shape);
-      if (values.length !== n) throw new Error(`producer gave ${values.length} values for ${t.name}, expected ${n}`);
-      const bytes = encodeTensor(values, t.dtype);
+      let bytes: Uint8Array;
+      if (values instanceof Uint8Array) {
+        if (values.length !== tensorBytes(t)) throw new Error(`producer gave ${values.length} bytes for ${t.name}, expected ${tensorBytes(t)}`);
+        bytes = values;
+      } else {
+        const n = tensorElements(t.shape);
+        if (values.length !== n) throw new Error(`producer gave ${values.length} values for ${t.name}, expected ${n}`);
+        bytes = encodeTensor(values, t.dtype);
+      }
       await out.write(bytes);
       dataBytes += bytes.length;
     }

@@ -420,6 +420,7 @@ TEST(kernels_matmul_many_equals_separate_matmuls) {
     std::vector<std::vector<float>> xs, ws32, biases, y_many, y_alone;
     std::vector<std::vector<uint16_t>> ws16;
     std::vector<MatmulJob> jobs;
+    std::vector<glm::Matrix> mats(cases.size());
     for (const Case& c : cases) {
       xs.emplace_back(size_t(c.T * c.K));
       for (auto& v : xs.back()) v = dist(rng);
@@ -439,7 +440,11 @@ TEST(kernels_matmul_many_equals_separate_matmuls) {
     for (size_t i = 0; i < cases.size(); ++i) {
       const Case& c = cases[i];
       const void* w = c.wt == DType::F32 ? static_cast<const void*>(ws32[i].data()) : static_cast<const void*>(ws16[i].data());
-      jobs.push_back({xs[i].data(), c.T, c.K, w, c.wt, c.N, c.K, c.bias ? biases[i].data() : nullptr, y_many[i].data(), c.N, c.acc});
+      mats[i].data = w;
+      mats[i].dtype = c.wt;
+      mats[i].rows = c.N;
+      mats[i].cols = c.K;
+      jobs.push_back({xs[i].data(), c.T, c.K, &mats[i], c.bias ? biases[i].data() : nullptr, y_many[i].data(), c.N, c.acc});
       matmul(pool, xs[i].data(), c.T, c.K, w, c.wt, c.N, c.K, c.bias ? biases[i].data() : nullptr, y_alone[i].data(), c.N, c.acc);
     }
     matmul_many(pool, jobs.data(), jobs.size());

@@ -18,7 +18,7 @@ export interface RawTensor {
   file: string;
 }
 
-const ELEM_BYTES: Record<string, number> = { F32: 4, BF16: 2, F16: 2 };
+const ELEM_BYTES: Record<string, number> = { F32: 4, BF16: 2, F16: 2, F8_E4M3: 1, U8: 1 };
 
 export function readSafetensorsFile(file: string): Map<string, RawTensor> {
   const buf = readFileSync(file);
@@ -68,6 +68,60 @@ function halfToNumber(h: number): number {
   if (exp === 0) return sign * mant * 2 ** -24;
   if (exp === 31) return mant ? NaN : sign * Infinity;
   return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}
+
+/** Exact float64 value of an OCP E4M3 (e4m3fn) byte. */
+function e4m3ToNumber(b: number): number {
+  const exp = (b >> 3) & 15, mant = b & 7;
+  if (exp === 15 && mant === 7) return NaN;
+  const v = exp === 0 ? mant * 2 ** -9 : (8 + mant) * 2 ** (exp - 10);
+  return b & 0x80 ? -v : v;
+}
+const E2M1 = [0, 0.5, 1, 1.5, 2, 3, 4, 6];
+
+/**
+ * The weight `<module>.weight` as float64 values the format defines, from whichever storage the
+ * checkpoint uses (spec §5, §10; glm-node MXFP4 in README): plain floats; FP8 E4M3 × per-row
+ * weight_scale; FP8 E4M3 × 128×128 weight_scale_inv; or MXFP4 weight_blocks/weight_scales. Written
+ * from the format definitions, independently of the engine and the quantizer.
+ */
+export function dequantizedWeight(raw: Map<string, RawTensor>, name: string, rows: number, cols: number): Float64Array | undefined {
+  const module = name.replace(/\.weight$/, '');
+  const blocks = raw.get(`${module}.weight_blocks`);
+  if (blocks) {
+    const scales = raw.get(`${module}.weight_scales`);
+    if (!scales) throw new Error(`${module}: weight_blocks without weight_scales`);
+    const groups = Math.ceil(cols / 32);
+    if (blocks.shape.join(',') !== [rows, groups, 16].join(',') || scales.shape.join(',') !== [rows, groups].join(',')) throw new Error(`${module}: bad MXFP4 shapes`);
+    const out = new Float64Array(rows * cols);
+    for (let r = 0; r < rows; r++) {
+      for (let k = 0; k < cols; k++) {
+        const g = Math.floor(k / 32), j = k % 32;
+        const byte = blocks.bytes[(r * groups + g) * 16 + (j >> 1)]!;
+        const code = j % 2 === 0 ? byte & 15 : byte >> 4;  // element 2i in the low nibble
+        const e = scales.bytes[r * groups + g]!;
+        if (e === 255) throw new Error(`${module}: E8M0 NaN scale`);
+        out[r * cols + k] = (code & 8 ? -1 : 1) * E2M1[code & 7]! * 2 ** (e - 127);
+      }
+    }
+    return out;
+  }
+  const t = raw.get(name);
+  if (!t) return undefined;
+  if (t.dtype !== 'F8_E4M3') return decodeToFloat64(t);
+  const out = new Float64Array(rows * cols);
+  const perRow = raw.get(`${module}.weight_scale`);
+  const perBlock = raw.get(`${module}.weight_scale_inv`);
+  if (!perRow && !perBlock) throw new Error(`${module}: FP8 weight without a scale`);
+  const s = decodeToFloat64((perRow ?? perBlock)!);
+  const bc = Math.ceil(cols / 128);
+  for (let r = 0; r < rows; r++) {
+    for (let k = 0; k < cols; k++) {
+      const scale = perRow ? s[r]! : s[Math.floor(r / 128) * bc + Math.floor(k / 128)]!;
+      out[r * cols + k] = e4m3ToNumber(t.bytes[r * cols + k]!) * scale;
+    }
+  }
+  return out;
 }
 
 export function decodeToFloat64(t: RawTensor): Float64Array {
@@ -267,6 +321,14 @@ export class ReferenceModel {
     const cfg = readRefConfig(dir);
     const raw = readCheckpointTensors(dir);
     const get = (name: string, shape: number[]): Float64Array => {
+      if (shape.length === 2) {
+        const w = dequantizedWeight(raw, name, shape[0]!, shape[1]!);
+        if (w) {
+          const t = raw.get(name);
+          if (t && t.shape.join(',') !== shape.join(',')) throw new Error(`${name}: shape [${t.shape}] expected [${shape}]`);
+          return w;
+        }
+      }
       const t = raw.get(name);
       if (!t) throw new Error(`missing tensor ${name}`);
       if (t.shape.join(',') !== shape.join(',')) throw new Error(`${name}: shape [${t.shape}] expected [${shape}]`);
