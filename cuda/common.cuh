@@ -185,6 +185,19 @@ GLM_DEVICE void mxfp4_word_to_bf16x2(uint32_t w, uint32_t (&out)[4]) {
 GLM_DEVICE float bf16x2_lo(uint32_t v) { return bits_to_float(v << 16); }
 GLM_DEVICE float bf16x2_hi(uint32_t v) { return bits_to_float(v & 0xffff0000u); }
 
+// Four E4M3 bytes of a word (byte j = element j) -> floats, exact for every finite code (subnormals
+// included), in four integer ops and one multiply each: the byte's sign goes to bit 31 and its 7
+// exponent/mantissa bits to bits 20-26, which reads as an fp32 of value 2^-120 times the E4M3 value
+// (an fp32 subnormal when the E4M3 is one, same scaling); the multiply by 2^120 is exact. The NaN codes
+// (0x7F/0xFF) come out as +-480, not NaN: use fp8_e4m3_to_float where NaN must survive.
+GLM_DEVICE void fp8x4_to_float(uint32_t w, float (&out)[4]) {
+  constexpr float k2p120 = 1.329227995784916e36f;  // 2^120
+  out[0] = bits_to_float(uint32_t(int32_t(w << 24) >> 4) & 0x87f00000u) * k2p120;
+  out[1] = bits_to_float(uint32_t(int32_t(w << 16) >> 4) & 0x87f00000u) * k2p120;
+  out[2] = bits_to_float(uint32_t(int32_t(w << 8) >> 4) & 0x87f00000u) * k2p120;
+  out[3] = bits_to_float(uint32_t(int32_t(w) >> 4) & 0x87f00000u) * k2p120;
+}
+
 // D(16x8, f32) += A(16x32, e4m3, row) * B(32x8, e4m3, col): mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32
 // (sm_89+). Fragments (PTX ISA, 8-bit element types; group = lane/4, tig = lane%4; four elements per
 // register, lowest k in the low byte):

@@ -1,9 +1,11 @@
 // Dynamic FP8 E4M3 activation quantization (spec §5, §10): per row and group of `group` columns,
 //   s = amax / 448,  q = e4m3_rn_satfinite(x / s)   (all-zero group: s = 0, q = 0).
-// One block per (row, group): the amax is reduced in the block (warp max, then one value per warp),
-// then each thread converts its elements. Division and conversion are correctly rounded on every
+// One block per (row, group), of 32 to 128 threads (about 4 elements per thread): the amax is reduced
+// in the block (warp max, then one value per warp), then each thread converts its elements. Division and conversion are correctly rounded on every
 // target (cvt.rn.satfinite on sm_89+, the exact software conversion elsewhere and on the harness), so
 // the output is bit-identical to the CPU reference.
+#include <algorithm>
+
 #include "common.cuh"
 #include "launch_util.h"
 #include "ops.h"
@@ -27,21 +29,21 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) fp8_act_quant_kernel(uint8_t* xq, fl
                                                                  int group, int groups) {
   GLM_SHARED(float, warp_max, kThreads / 32);
   const int row = int(blockIdx.y), g = int(blockIdx.x);
-  const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5, threads = int(blockDim.x);
   const int begin = g * group, end = min(k, begin + group);
   const float* xr = x + int64_t(row) * k;
   float amax = 0.0f;
-  for (int i = begin + tid; i < end; i += kThreads) amax = fmaxf(amax, fabsf(xr[i]));
+  for (int i = begin + tid; i < end; i += threads) amax = fmaxf(amax, fabsf(xr[i]));
   amax = dev::warp_max(amax);
   if (lane == 0) warp_max[warp] = amax;
   __syncthreads();
-  amax = fmaxf(fmaxf(warp_max[0], warp_max[1]), fmaxf(warp_max[2], warp_max[3]));
+  amax = warp_max[0];
+  for (int w = 1; w < threads / 32; ++w) amax = fmaxf(amax, warp_max[w]);
   const float s = amax / 448.0f;
   if (tid == 0) scales[int64_t(row) * groups + g] = s;
   uint8_t* qr = xq + int64_t(row) * k;
-  for (int i = begin + tid; i < end; i += kThreads) qr[i] = s > 0.0f ? to_e4m3(xr[i] / s) : uint8_t(0);
+  for (int i = begin + tid; i < end; i += threads) qr[i] = s > 0.0f ? to_e4m3(xr[i] / s) : uint8_t(0);
 }
-static_assert(kThreads / 32 == 4, "the final max reads four warp values");
 
 }  // namespace
 
@@ -54,7 +56,9 @@ Status fp8_quantize_activations(Stream stream, uint8_t* xq, float* scales, const
   if (m == 0) return Status::ok();
   const int64_t groups = (k + group - 1) / group;
   const dim3 grid{unsigned(groups), unsigned(m)};
-  return detail::launched(op, GLM_LAUNCH(fp8_act_quant_kernel, grid, dim3(kThreads), 0, detail::to_stream(stream.handle), xq,
+  const int64_t per_group = group < k ? group : k;
+  const int threads = int(std::min<int64_t>(kThreads, std::max<int64_t>(32, (per_group / 4 + 31) / 32 * 32)));
+  return detail::launched(op, GLM_LAUNCH(fp8_act_quant_kernel, grid, dim3(unsigned(threads)), 0, detail::to_stream(stream.handle), xq,
                                          scales, x, int(k), int(group), int(groups)));
 }
 

@@ -128,4 +128,30 @@ Status fp8_gemm(Stream stream, float* y, const uint8_t* xq, const float* x_scale
 bool fp8_gemm_sm90_available();
 Status fp8_gemm_sm90(Stream stream, float* y, const uint8_t* xq, const float* x_scales, const Fp8Weight& w, int64_t m);
 
+// Fused routed-expert MLP for decode: y[t] = sum_k w[t,k] * down_e(silu(gate_e x[t]) * up_e x[t]) with
+// e = expert_ids[t, k] (an id outside [0, n_experts) contributes nothing) and w = expert_weights[t, k]
+// (already normalised and scaled by the router). x, y: [n_tokens, hidden] fp32; y is overwritten.
+// Expert weights stacked per expert like the checkpoint's per-expert tensors: gate/up [E, inter, hidden],
+// down [E, hidden, inter]. hidden and inter multiples of 32. workspace: n_tokens * top_k * inter floats.
+struct MoeDecodeArgs {
+  int64_t n_tokens = 0, hidden = 0, inter = 0, n_experts = 0, top_k = 0;
+};
+int64_t moe_experts_decode_workspace_floats(const MoeDecodeArgs& args);
+// MXFP4 experts: *_blocks [E, rows, cols/32, 16], *_scales [E, rows, cols/32].
+struct Mxfp4Experts {
+  const uint8_t *gate_blocks = nullptr, *gate_scales = nullptr, *up_blocks = nullptr, *up_scales = nullptr;
+  const uint8_t *down_blocks = nullptr, *down_scales = nullptr;
+};
+Status moe_experts_decode_mxfp4(Stream stream, float* y, const float* x, const int32_t* expert_ids, const float* expert_weights,
+                                const Mxfp4Experts& w, const MoeDecodeArgs& args, float* workspace, int64_t workspace_floats);
+// FP8 experts (weight-only in this decode path: x stays fp32): gate/up/down E4M3 with scales per row
+// [E, rows] (PerChannel) or per 128x128 block [E, ceil(rows/128), ceil(cols/128)] (Block128).
+struct Fp8Experts {
+  const uint8_t *gate = nullptr, *up = nullptr, *down = nullptr;
+  const float *gate_scales = nullptr, *up_scales = nullptr, *down_scales = nullptr;
+  Fp8Scaling scaling = Fp8Scaling::PerChannel;
+};
+Status moe_experts_decode_fp8(Stream stream, float* y, const float* x, const int32_t* expert_ids, const float* expert_weights,
+                              const Fp8Experts& w, const MoeDecodeArgs& args, float* workspace, int64_t workspace_floats);
+
 }  // namespace glm::cuda
