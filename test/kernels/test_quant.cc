@@ -564,15 +564,15 @@ void run_moe(std::mt19937& rng, const MoeCase& c, int format /*0 mxfp4, 1 fp8 ch
   auto body = [&](uint64_t) {
     d_y.poison();
     d_ws.poison();
-    glm::Status st;
-    if (format == 0) {
-      const glm::cuda::Mxfp4Experts w{gb.get(), gs8.get(), ub.get(), us8.get(), db.get(), ds8.get()};
-      st = glm::cuda::moe_experts_decode_mxfp4(Stream{}, d_y.get(), d_x.get(), d_ids.get(), d_rw.get(), w, args, d_ws.get(), int64_t(d_ws.size()));
-    } else {
+    const glm::Status st = [&] {
+      if (format == 0) {
+        const glm::cuda::Mxfp4Experts w{gb.get(), gs8.get(), ub.get(), us8.get(), db.get(), ds8.get()};
+        return glm::cuda::moe_experts_decode_mxfp4(Stream{}, d_y.get(), d_x.get(), d_ids.get(), d_rw.get(), w, args, d_ws.get(), int64_t(d_ws.size()));
+      }
       const glm::cuda::Fp8Experts w{gb.get(), ub.get(), db.get(), gsf.get(), usf.get(), dsf.get(),
                                     format == 2 ? glm::cuda::Fp8Scaling::Block128 : glm::cuda::Fp8Scaling::PerChannel};
-      st = glm::cuda::moe_experts_decode_fp8(Stream{}, d_y.get(), d_x.get(), d_ids.get(), d_rw.get(), w, args, d_ws.get(), int64_t(d_ws.size()));
-    }
+      return glm::cuda::moe_experts_decode_fp8(Stream{}, d_y.get(), d_x.get(), d_ids.get(), d_rw.get(), w, args, d_ws.get(), int64_t(d_ws.size()));
+    }();
     CHECK(st.is_ok()) << st.message();
     if (!device_ok(what)) return;
     const auto y = d_y.download();
