@@ -586,11 +586,12 @@ void run_moe(std::mt19937& rng, const MoeCase& c, int format /*0 mxfp4, 1 fp8 ch
     const auto y = d_y.download();
     expect_sum_order(what, y, ref, scale, 4e-5);  // (a)
     // (b) rel L2 against the unquantized MLP: two quantized stages compound (gate/up errors pass through
-    // SiLU*mul into act, then down adds its own): measured 0.19-0.21 for MXFP4 and 0.043-0.050 for
-    // weight-only FP8 here (three quantized matrices of ~0.03 each). Budgets 0.28 / 0.07.
+    // SiLU*mul into act, then down adds its own), and the few hundred outputs of these shapes make it a
+    // noisy statistic: over 12 random draws of these cases, 0.17-0.27 for MXFP4 and 0.036-0.059 for
+    // weight-only FP8 (three quantized matrices of ~0.03 each). Budgets 0.32 / 0.075.
     double num = 0, den = 0;
     for (size_t i = 0; i < y.size(); ++i) { num += (y[i] - exact[i]) * (y[i] - exact[i]); den += exact[i] * exact[i]; }
-    const double err = std::sqrt(num / den), budget = format == 0 ? 0.28 : 0.07;
+    const double err = std::sqrt(num / den), budget = format == 0 ? 0.32 : 0.075;
     if (std::getenv("GLM_QUANT_REPORT")) std::printf("    %s T %lld H %lld I %lld: error vs unquantized %.4f\n", what, (long long)c.T, (long long)c.H, (long long)c.I, err);
     CHECK(err <= budget) << what << " (b): rel L2 vs the unquantized MLP " << err << " (budget " << budget << ")";
   };
@@ -601,9 +602,9 @@ void run_moe(std::mt19937& rng, const MoeCase& c, int format /*0 mxfp4, 1 fp8 ch
 
 TEST(moe_experts_decode_mxfp4_and_fp8) {
   std::mt19937 rng(41);
-  // One token with top-8 of 10 experts (Air's decode case, scaled down: the harness runs every fiber), and two tokens with top-2 of 5
+  // One token with top-8 of 10 experts (Air's decode case, scaled down: the harness runs every fiber), and two tokens with top-3 of 5
   // on awkward sizes (hidden 160 = 5 blocks, inter 96 = 3 blocks; 128x128 edge blocks zero-padded).
-  for (const MoeCase c : {MoeCase{1, 128, 64, 10, 8}, MoeCase{2, 160, 96, 5, 2}}) {
+  for (const MoeCase c : {MoeCase{1, 128, 64, 10, 8}, MoeCase{2, 160, 96, 5, 3}}) {
     for (int format : {0, 1, 2}) run_moe(rng, c, format);
   }
   DeviceBuffer<float> b(64);
