@@ -69,8 +69,14 @@ std::vector<float> weights(std::mt19937& rng, int64_t n, int64_t k) {
 // ---- device-side conversion probes -------------------------------------------------------------
 
 GLM_KERNEL void convert_kernel(float* e4m3_out, uint8_t* roundtrip, float* e8m0_out, const float* probes, int n_probes,
-                               uint8_t* probe_q) {
+                               uint8_t* probe_q, float* x4_out) {
   const int t = int(threadIdx.x) + int(blockIdx.x) * int(blockDim.x);
+  if (t < 64) {  // fp8x4_to_float on the word holding codes 4t .. 4t+3
+    const uint32_t w = uint32_t(4 * t) | uint32_t(4 * t + 1) << 8 | uint32_t(4 * t + 2) << 16 | uint32_t(4 * t + 3) << 24;
+    float f[4];
+    glm::dev::fp8x4_to_float(w, f);
+    for (int j = 0; j < 4; ++j) x4_out[4 * t + j] = f[j];
+  }
   if (t < 256) {
     e4m3_out[t] = glm::dev::fp8_e4m3_to_float(uint8_t(t));
     roundtrip[t] = glm::dev::float_to_fp8_e4m3(e4m3_out[t]);
@@ -124,16 +130,20 @@ TEST(wrapper_fp8_e4m3_e8m0_conversions_exact) {
   }
   for (float v : {0.0f, -0.0f, 448.0f, 449.0f, 464.0f, 1e9f, -1e9f, INFINITY, -INFINITY, 0.0009765625f, 0.00097f, 1e-30f})
     probes.push_back(v);
-  DeviceBuffer<float> d_e4m3(256), d_e8m0(256), d_probes(probes);
+  DeviceBuffer<float> d_e4m3(256), d_e8m0(256), d_probes(probes), d_x4(256);
   DeviceBuffer<uint8_t> d_rt(256), d_pq(probes.size());
   const int n = int(probes.size());
   CHECK(GLM_LAUNCH(convert_kernel, dim3(unsigned((n + 255) / 256)), dim3(256), 0, nullptr, d_e4m3.get(), d_rt.get(), d_e8m0.get(),
-                   d_probes.get(), n, d_pq.get()) == cudaSuccess);
+                   d_probes.get(), n, d_pq.get(), d_x4.get()) == cudaSuccess);
   if (!device_ok("conversions")) return;
   const auto e4 = d_e4m3.download(), e8 = d_e8m0.download();
   const auto rt = d_rt.download(), pq = d_pq.download();
+  const auto x4 = d_x4.download();
   for (int c = 0; c < 256; ++c) {
     const double want = q::e4m3_value(uint8_t(c));
+    // fp8x4_to_float: exact for every finite code (subnormals included); NaN codes read as +-480.
+    const double want4 = std::isnan(want) ? ((c & 0x80) ? -480.0 : 480.0) : want;
+    CHECK(double(x4[size_t(c)]) == want4 && std::signbit(x4[size_t(c)]) == bool(c & 0x80)) << "fp8x4_to_float code " << c << ": " << x4[size_t(c)];
     if (std::isnan(want)) {
       CHECK(std::isnan(e4[size_t(c)]) && (rt[size_t(c)] & 0x7f) == 0x7f) << "e4m3 NaN code " << c;
     } else {
