@@ -19,3 +19,9 @@ inline bool aligned(const void* p, uintptr_t bytes) { return (reinterpret_cast<u
 inline cudaStream_t to_stream(void* s) { return static_cast<cudaStream_t>(s); }
 
 }  // namespace glm::cuda::detail
+
+#include "ops.h"
+namespace glm::cuda::detail {
+// Shared argument checks of fp8_gemm and its sm_90a twin (fp8_gemm.cu).
+Status check_fp8_gemm(const char* op, float* y, const uint8_t* xq, const float* x_scales, const Fp8Weight& w, int64_t m);
+}  // namespace glm::cuda::detail

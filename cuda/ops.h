@@ -80,4 +80,78 @@ Status attention_decode(Stream stream, float* out, const float* q, const float* 
 // Floats of workspace attention_decode needs.
 int64_t attention_decode_workspace_floats(const KvLayout& layout, const DecodeAttentionArgs& args);
 
+// ---------------------------------------------------------------------------------------------
+// Quantized matrix products (issue 6; formats: spec §5, §10). y[m, n] = sum_k x[m, k] * W[n, k]
+// (W stored [out, in], like nn.Linear), x and y fp32 row-major.
+// ---------------------------------------------------------------------------------------------
+
+// MXFP4 weight [n, k]: blocks [n, k/32, 16] bytes (E2M1, element 2j in the low nibble of byte j),
+// scales [n, k/32] E8M0 (0xFF = NaN, propagated). k a multiple of 32; blocks 16-byte aligned.
+struct Mxfp4Weight {
+  const uint8_t* blocks = nullptr;
+  const uint8_t* scales = nullptr;
+  int64_t n = 0, k = 0;
+};
+// Decode GEMV, 1 <= m <= kMxfp4GemvMaxRows: fp32 x, weights dequantized in registers (exact), fp32 sums.
+constexpr int64_t kMxfp4GemvMaxRows = 4;
+Status mxfp4_gemv(Stream stream, float* y, const float* x, const Mxfp4Weight& w, int64_t m);
+// GEMM for any m: x rounded to bf16 and weights dequantized (exactly) to bf16 in shared memory, then
+// mma.sync bf16 with fp32 accumulation.
+Status mxfp4_gemm(Stream stream, float* y, const float* x, const Mxfp4Weight& w, int64_t m);
+// Picks the GEMV for m <= kMxfp4GemvMaxRows, the GEMM otherwise.
+Status mxfp4_matmul(Stream stream, float* y, const float* x, const Mxfp4Weight& w, int64_t m);
+
+// Dynamic FP8 E4M3 activation quantization: per row and per group of `group` columns (group = k: one
+// scale per token, compressed-tensors "token"; group = 128: DeepSeek's 1x128 act_quant).
+//   s = amax / 448 (fp32), q = e4m3_rn_satfinite(x / s); an all-zero group gets s = 0 and q = 0.
+// xq [m, k] bytes, scales [m, ceil(k/group)] fp32.
+Status fp8_quantize_activations(Stream stream, uint8_t* xq, float* scales, const float* x, int64_t m, int64_t k,
+                                int64_t group);
+
+// FP8 E4M3 weight [n, k] (k a multiple of 16, data 16-byte aligned) with either
+//   PerChannel: scales [n] (compressed-tensors weight_scale, W ~ W_q * s[n]); activations quantized
+//               per token (x_scales [m]); y = (x_q . W_q) * s_x[m] * s_w[n] (epilogue scaling);
+//   Block128:   scales [ceil(n/128), ceil(k/128)] (DeepSeek weight_scale_inv); activations per token
+//               and 128 columns (x_scales [m, ceil(k/128)]); each 128-wide K block's fp32 partial is
+//               scaled by s_x[m, kb] * s_w[n/128, kb] and added (fp32 promotion per K block).
+enum class Fp8Scaling { PerChannel, Block128 };
+struct Fp8Weight {
+  const uint8_t* data = nullptr;
+  const float* scales = nullptr;
+  int64_t n = 0, k = 0;
+  Fp8Scaling scaling = Fp8Scaling::PerChannel;
+};
+// Portable path (mma.sync m16n8k32 e4m3 on sm_89+, the same fragments through bf16 mma on sm_80).
+Status fp8_gemm(Stream stream, float* y, const uint8_t* xq, const float* x_scales, const Fp8Weight& w, int64_t m);
+// Hopper fast path (wgmma, sm_90a), same contract; an error where the build or device lacks sm_90a
+// (UnsupportedFormat; always so on the harness). Verified only on a GPU (scripts/gpu-check.sh compares it with fp8_gemm).
+bool fp8_gemm_sm90_available();
+Status fp8_gemm_sm90(Stream stream, float* y, const uint8_t* xq, const float* x_scales, const Fp8Weight& w, int64_t m);
+
+// Fused routed-expert MLP for decode: y[t] = sum_k w[t,k] * down_e(silu(gate_e x[t]) * up_e x[t]) with
+// e = expert_ids[t, k] (an id outside [0, n_experts) contributes nothing) and w = expert_weights[t, k]
+// (already normalised and scaled by the router). x, y: [n_tokens, hidden] fp32; y is overwritten.
+// Expert weights stacked per expert like the checkpoint's per-expert tensors: gate/up [E, inter, hidden],
+// down [E, hidden, inter]. hidden and inter multiples of 32. workspace: n_tokens * top_k * inter floats.
+struct MoeDecodeArgs {
+  int64_t n_tokens = 0, hidden = 0, inter = 0, n_experts = 0, top_k = 0;
+};
+int64_t moe_experts_decode_workspace_floats(const MoeDecodeArgs& args);
+// MXFP4 experts: *_blocks [E, rows, cols/32, 16], *_scales [E, rows, cols/32].
+struct Mxfp4Experts {
+  const uint8_t *gate_blocks = nullptr, *gate_scales = nullptr, *up_blocks = nullptr, *up_scales = nullptr;
+  const uint8_t *down_blocks = nullptr, *down_scales = nullptr;
+};
+Status moe_experts_decode_mxfp4(Stream stream, float* y, const float* x, const int32_t* expert_ids, const float* expert_weights,
+                                const Mxfp4Experts& w, const MoeDecodeArgs& args, float* workspace, int64_t workspace_floats);
+// FP8 experts (weight-only in this decode path: x stays fp32): gate/up/down E4M3 with scales per row
+// [E, rows] (PerChannel) or per 128x128 block [E, ceil(rows/128), ceil(cols/128)] (Block128).
+struct Fp8Experts {
+  const uint8_t *gate = nullptr, *up = nullptr, *down = nullptr;
+  const float *gate_scales = nullptr, *up_scales = nullptr, *down_scales = nullptr;
+  Fp8Scaling scaling = Fp8Scaling::PerChannel;
+};
+Status moe_experts_decode_fp8(Stream stream, float* y, const float* x, const int32_t* expert_ids, const float* expert_weights,
+                              const Fp8Experts& w, const MoeDecodeArgs& args, float* workspace, int64_t workspace_floats);
+
 }  // namespace glm::cuda

@@ -110,7 +110,7 @@ void kernel_error(const char* what);
 
 // A warp collective: every lane in `mask` deposits a Slot and leaves with its `out` filled.
 enum class Collective : int { Sync, Shfl, ShflUp, ShflDown, ShflXor, Ballot, Any, All, ReduceAdd, ReduceMin,
-                              ReduceMax, ReduceAnd, ReduceOr, ReduceXor, Mma16816Bf16, LdMatrix };
+                              ReduceMax, ReduceAnd, ReduceOr, ReduceXor, Mma16816Bf16, Mma16832E4m3, LdMatrix };
 struct Slot {
   Collective op;
   unsigned mask;
@@ -228,6 +228,7 @@ inline float __expf(float x) { return std::exp(x); }
 inline float __fdividef(float a, float b) { return a / b; }
 inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
 inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
+using std::rintf;
 template <class T> inline T __ldg(const T* p) { return *p; }
 // Integer/float min and max as CUDA's device math provides them.
 template <class T> inline T min(T a, T b) { return b < a ? b : a; }
