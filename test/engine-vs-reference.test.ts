@@ -14,25 +14,13 @@ import { Model } from '../lib/index.js';
 import { ensureFixture, VARIANT_NAMES, type VariantName } from './fixtures/variants.js';
 import { argmax, ReferenceModel } from './reference/forward64.js';
 import { promptTokens } from './helpers/prompt.js';
+import { argmaxAt, normalisedError } from './helpers/metrics.js';
 
 const BUDGET = 1e-4;
 const PROMPT = 64;
 const STEPS = 32;
 
-function normalisedError(engine: Float32Array, offset: number, ref: Float64Array): number {
-  let maxDiff = 0, maxRef = 0;
-  for (let i = 0; i < ref.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(engine[offset + i]! - ref[i]!));
-    maxRef = Math.max(maxRef, Math.abs(ref[i]!));
-  }
-  return maxDiff / maxRef;
-}
 
-function argmaxF32(v: Float32Array, offset: number, n: number): number {
-  let best = 0;
-  for (let i = 1; i < n; i++) if (v[offset + i]! > v[offset + best]!) best = i;
-  return best;
-}
 
 describe.each(VARIANT_NAMES)('engine vs float64 reference: %s', (name: VariantName) => {
   let model: Model;
@@ -60,7 +48,7 @@ describe.each(VARIANT_NAMES)('engine vs float64 reference: %s', (name: VariantNa
     let worst = 0;
     for (let p = 0; p < PROMPT; p++) {
       worst = Math.max(worst, normalisedError(logits, p * vocab, refPromptLogits[p]!));
-      expect(argmaxF32(logits, p * vocab, vocab), `argmax at position ${p}`).toBe(argmax(refPromptLogits[p]!));
+      expect(argmaxAt(logits, p * vocab, vocab), `argmax at position ${p}`).toBe(argmax(refPromptLogits[p]!));
     }
     console.log(name, "worst prefill error", worst.toExponential(2));
     expect(worst).toBeLessThanOrEqual(BUDGET);
@@ -128,7 +116,7 @@ describe.each(VARIANT_NAMES)('engine vs float64 reference: %s', (name: VariantNa
     let maxDiff = 0;
     for (let i = 0; i < vocab; i++) maxDiff = Math.max(maxDiff, Math.abs(lbAlone[i]! - lb![i]!));
     expect(maxDiff).toBeLessThan(1e-4);
-    expect(argmaxF32(lbAlone, 0, vocab)).toBe(argmaxF32(lb!, 0, vocab));
+    expect(argmaxAt(lbAlone, 0, vocab)).toBe(argmaxAt(lb!, 0, vocab));
     expect([a.length, b.length, c.length]).toEqual([40, 24, 10]);
     for (const s of [a, b, c, alone]) await s.dispose();
   });

@@ -21,6 +21,7 @@ import { ensureFixture, type VariantName } from './fixtures/variants.js';
 import { copyFixture, editJson, editTensors } from './helpers/corrupt.js';
 import { promptTokens } from './helpers/prompt.js';
 import { argmax, ReferenceModel } from './reference/forward64.js';
+import { argmaxAt, normalisedError } from './helpers/metrics.js';
 
 const tmpRoot = mkdtempSync(path.join(os.tmpdir(), 'glm-quant-test-'));
 afterAll(() => rmSync(tmpRoot, { recursive: true, force: true }));
@@ -42,20 +43,7 @@ function quantized(name: VariantName, to: QuantTarget, from?: QuantTarget): Prom
   return p;
 }
 
-function normalisedError(engine: Float32Array, offset: number, ref: Float64Array): number {
-  let maxDiff = 0, maxRef = 0;
-  for (let i = 0; i < ref.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(engine[offset + i]! - ref[i]!));
-    maxRef = Math.max(maxRef, Math.abs(ref[i]!));
-  }
-  return maxDiff / maxRef;
-}
 
-function argmaxAt(v: Float32Array, offset: number, n: number): number {
-  let best = 0;
-  for (let i = 1; i < n; i++) if (v[offset + i]! > v[offset + best]!) best = i;
-  return best;
-}
 
 const ROUND_TRIPS: Array<[VariantName, QuantTarget, QuantTarget?]> = [
   ['base', 'fp8'], ['base', 'fp8-block'], ['base', 'mxfp4'], ['base', 'mxfp4', 'fp8'],
