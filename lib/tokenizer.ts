@@ -160,6 +160,24 @@ class MergeHeap {
 
 const POS_SCALE = 2 ** 26; // positions < 2^26 bytes (> MAX_ENCODE_BYTES); ranks < 2^21 → keys < 2^47
 
+// Entries processed between two hand-backs to the event loop while a tokenizer is built (~2-4 ms).
+const BUILD_SLICE = 4096;
+
+interface TokenizerParts {
+  hf: HfTokenizer;
+  addedSplit: RegExp | undefined;
+  tokens: (string | undefined)[];
+  bytes: (Uint8Array | undefined)[];
+  ids: Map<string, number>;
+  special: Uint8Array;
+  charId: Int32Array;
+  ranks: Map<number, number>;
+  mergedId: Int32Array;
+  added: AddedToken[];
+  addedByContent: Map<string, AddedToken>;
+  chatTemplate: string | undefined;
+}
+
 export class Tokenizer {
   readonly #hf: HfTokenizer;
   /** Token string (byte-level form, or added-token content) by id; undefined for unused ids. */
@@ -182,7 +200,26 @@ export class Tokenizer {
   /** The chat template from tokenizer_config.json (or chat_template.jinja beside it), if any. */
   readonly chatTemplate: string | undefined;
 
-  private constructor(tokenizerJson: Record<string, unknown>, config: Record<string, unknown>, chatTemplate: string | undefined, source: string) {
+  private constructor(p: TokenizerParts) {
+    this.#hf = p.hf;
+    this.#addedSplit = p.addedSplit;
+    this.#tokens = p.tokens;
+    this.#bytes = p.bytes;
+    this.#ids = p.ids;
+    this.#special = p.special;
+    this.#charId = p.charId;
+    this.#ranks = p.ranks;
+    this.#mergedId = p.mergedId;
+    this.#added = p.added;
+    this.#addedByContent = p.addedByContent;
+    this.#vocabSize = p.tokens.length;
+    this.chatTemplate = p.chatTemplate;
+  }
+
+  // Builds the tables from parsed JSON, yielding every few thousand entries so that fromDir can hand
+  // the event loop back between slices (a GLM tokenizer has ~151k tokens and ~318k merges: about a
+  // second of work that must not block the host's JS thread in one piece).
+  static *#buildParts(tokenizerJson: Record<string, unknown>, config: Record<string, unknown>, chatTemplate: string | undefined, source: string): Generator<void, TokenizerParts> {
     const bad = (msg: string) => new ModelFormatError(`${source}: ${msg}`);
     const model = tokenizerJson['model'];
     if (!isObject(model)) throw bad('"model" must be an object');
@@ -211,7 +248,9 @@ export class Tokenizer {
       if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= MAX_VOCAB) throw bad(`${what}: id ${String(id)} is not an integer in [0, ${MAX_VOCAB})`);
       return id;
     };
+    let step = 0;
     for (const [tok, rawId] of Object.entries(vocab)) {
+      if (++step % BUILD_SLICE === 0) yield;
       const id = checkId(rawId, `vocab entry ${JSON.stringify(tok)}`);
       if (tokens[id] !== undefined) throw bad(`vocab ids collide: ${JSON.stringify(tokens[id])} and ${JSON.stringify(tok)} both have id ${id}`);
       tokens[id] = tok;
@@ -247,7 +286,9 @@ export class Tokenizer {
     if (!Array.isArray(mergesRaw)) throw bad('"model.merges" must be an array');
     const ranks = new Map<number, number>();
     const mergedId = new Int32Array(mergesRaw.length);
-    mergesRaw.forEach((m: unknown, rank) => {
+    for (let rank = 0; rank < mergesRaw.length; rank++) {
+      if (rank % BUILD_SLICE === BUILD_SLICE - 1) yield;
+      const m: unknown = mergesRaw[rank];
       let pair: unknown[] | undefined;
       if (typeof m === 'string') { const sp = m.indexOf(' '); pair = sp > 0 && m.indexOf(' ', sp + 1) < 0 ? [m.slice(0, sp), m.slice(sp + 1)] : undefined; }
       else if (Array.isArray(m) && m.length === 2) pair = m;
@@ -258,12 +299,13 @@ export class Tokenizer {
       const key = li * MAX_VOCAB + ri;
       if (!ranks.has(key)) ranks.set(key, rank); // a repeated merge keeps its first (best) rank
       mergedId[rank] = mi;
-    });
+    }
 
     // ---- bytes of every token (byte-level strings reversed; added tokens are their UTF-8 text) ----
     const bytes: (Uint8Array | undefined)[] = new Array(tokens.length);
     const utf8 = new TextEncoder();
     for (let id = 0; id < tokens.length; id++) {
+      if (id % BUILD_SLICE === BUILD_SLICE - 1) yield;
       const t = tokens[id];
       if (t === undefined) continue;
       if (addedByContent.get(t)?.id === id) { bytes[id] = utf8.encode(t); continue; }
@@ -278,8 +320,9 @@ export class Tokenizer {
 
     // Pre-tokenisation comes from the library; its own BPE model is replaced by an empty stub so it does
     // not build a second copy of the merge table (318k entries for GLM).
+    let hf: HfTokenizer;
     try {
-      this.#hf = new HfTokenizer({ ...tokenizerJson, added_tokens: [], model: { type: 'BPE', vocab: {}, merges: [] } }, config);
+      hf = new HfTokenizer({ ...tokenizerJson, added_tokens: [], model: { type: 'BPE', vocab: {}, merges: [] } }, config);
     } catch (e) {
       throw new ModelFormatError(`${source}: ${(e as Error).message}`, { cause: e });
     }
@@ -289,18 +332,8 @@ export class Tokenizer {
     // Longest content first, so a token that is a prefix of another never wins (leftmost-longest match).
     const alternatives = [...added].sort((a, b) => b.content.length - a.content.length || (a.content < b.content ? -1 : 1))
       .map((a) => escapeRegExp(a.content));
-    this.#addedSplit = alternatives.length > 0 ? new RegExp(alternatives.join('|'), 'gu') : undefined;
-    this.#tokens = tokens;
-    this.#bytes = bytes;
-    this.#ids = ids;
-    this.#special = special;
-    this.#charId = charId;
-    this.#ranks = ranks;
-    this.#mergedId = mergedId;
-    this.#added = added;
-    this.#addedByContent = addedByContent;
-    this.#vocabSize = tokens.length;
-    this.chatTemplate = chatTemplate;
+    const addedSplit = alternatives.length > 0 ? new RegExp(alternatives.join('|'), 'gu') : undefined;
+    return { hf, addedSplit, tokens, bytes, ids, special, charId, ranks, mergedId, added, addedByContent, chatTemplate };
   }
 
   /**
@@ -335,14 +368,19 @@ export class Tokenizer {
     if (template === undefined) {
       try { template = await readFile(path.join(dir, 'chat_template.jinja'), 'utf8'); } catch { /* optional */ }
     }
-    return new Tokenizer(tokenizerJson, config, template, path.join(dir, 'tokenizer.json'));
+    const build = Tokenizer.#buildParts(tokenizerJson, config, template, path.join(dir, 'tokenizer.json'));
+    for (let r = build.next(); ; r = build.next()) {
+      if (r.done) return new Tokenizer(r.value);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
   }
 
   /** Builds a tokenizer from already-parsed JSON (same validation as fromDir). */
   static fromJson(tokenizerJson: unknown, tokenizerConfig: unknown = {}): Tokenizer {
     if (!isObject(tokenizerJson)) throw new ModelFormatError('tokenizer.json must hold a JSON object');
     if (!isObject(tokenizerConfig)) throw new ModelFormatError('tokenizer_config.json must hold a JSON object');
-    return new Tokenizer(tokenizerJson, tokenizerConfig, templateFromConfig(tokenizerConfig, 'tokenizer_config.json'), 'tokenizer.json');
+    const build = Tokenizer.#buildParts(tokenizerJson, tokenizerConfig, templateFromConfig(tokenizerConfig, 'tokenizer_config.json'), 'tokenizer.json');
+    for (let r = build.next(); ; r = build.next()) if (r.done) return new Tokenizer(r.value);
   }
 
   /** Number of token ids: one past the highest id of the vocabulary and the added tokens. Ids without a token decode to nothing. */

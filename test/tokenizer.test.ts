@@ -386,3 +386,44 @@ describe('synthetic tokenizer generator', () => {
     expect(() => buildSyntheticTokenizer(287, 4096)).toThrow(/vocab_size >= 288/);
   });
 });
+
+describe('loading a large tokenizer does not hold the JS thread in one piece', () => {
+  test('fromDir hands the event loop back while it builds its tables, and the result equals fromJson', async () => {
+    // A byte-level BPE with 40k merges built from the embedded tokenizer's byte alphabet: big enough
+    // for many build slices, small enough to make in a moment.
+    const small = JSON.parse(readFileSync(path.join(modelDir, 'tokenizer.json'), 'utf8'));
+    const vocab: Record<string, number> = {};
+    const tokens: string[] = [];
+    for (const [t, id] of Object.entries(small.model.vocab as Record<string, number>)) if (id < 256) { vocab[t] = id; tokens.push(t); }
+    const merges: string[][] = [];
+    const seen = new Set(tokens);
+    let x = 7;
+    const rnd = (n: number) => { x = (Math.imul(x, 1103515245) + 12345) >>> 0; return x % n; };
+    while (merges.length < 40_000) {
+      const a = tokens[rnd(tokens.length)]!, b = tokens[rnd(Math.min(tokens.length, 1000))]!;
+      if (a.length + b.length > 12 || seen.has(a + b)) continue;
+      seen.add(a + b);
+      vocab[a + b] = tokens.length;
+      tokens.push(a + b);
+      merges.push([a, b]);
+    }
+    const big = { ...small, added_tokens: [], model: { ...small.model, vocab, merges } };
+    const dir = path.join(tmp, 'big-tokenizer');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(big));
+    writeFileSync(path.join(dir, 'tokenizer_config.json'), '{}');
+
+    let ticks = 0;
+    let running = true;
+    const tick = () => { ticks++; if (running) setImmediate(tick); };
+    setImmediate(tick);
+    const loaded = await Tokenizer.fromDir(dir);
+    running = false;
+    // 40k vocab entries + 40k merges + 40k byte strings in slices of 4096: ~30 hand-backs.
+    expect(ticks).toBeGreaterThanOrEqual(20);
+    const direct = Tokenizer.fromJson(big, {});
+    const text = TOKENIZER_CORPUS.join('\n');
+    expect(loaded.encode(text)).toEqual(direct.encode(text));
+    expect(loaded.vocabSize).toBe(direct.vocabSize);
+  });
+});
