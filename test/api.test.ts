@@ -328,3 +328,46 @@ describe('worker threads (RELIABILITY E8)', () => {
     expect(n).toBe(5);
   }, 60_000);
 });
+
+describe('stress (RELIABILITY F3, G6)', () => {
+  it('an abort storm leaves no sessions, caches or queued work behind', async () => {
+    const before = model.info.memory.kvCacheBytes;
+    const runs: Promise<unknown>[] = [];
+    for (let i = 0; i < 60; i++) {
+      const ac = new AbortController();
+      const s = model.createSession({ contextLength: 512 });
+      const work = (i % 2 === 0
+        ? s.evaluate(promptTokens(100 + i, 200 + i, vocab), { signal: ac.signal })
+        : model.generate({ tokens: promptTokens(200 + i, 20, vocab), maxTokens: 200, stopTokens: [], signal: ac.signal }))
+        .then(() => 'done', (e: unknown) => (e as { code?: string }).code)
+        .finally(() => s.dispose());
+      // Abort at different points: before the job starts, while it runs, or not at all.
+      if (i % 3 === 0) ac.abort();
+      else if (i % 3 === 1) setTimeout(() => ac.abort(), i % 7);
+      runs.push(work);
+    }
+    const outcomes = await Promise.all(runs);
+    for (const o of outcomes) expect(['done', 'ABORTED']).toContain(o);
+    expect(outcomes.filter((o) => o === 'ABORTED').length).toBeGreaterThanOrEqual(20);
+    expect(model.info.memory.kvCacheBytes).toBe(before);
+    // Still exact afterwards.
+    const a = model.createSession({ contextLength: 64 }), b = model.createSession({ contextLength: 64 });
+    expect(maxAbsDiff(await a.evaluate([1, 2, 3]), await b.evaluate([1, 2, 3]))).toBe(0);
+    await a.dispose();
+    await b.dispose();
+  });
+
+  it('load → generate → dispose cycles release every mapping of the weights', async () => {
+    const mappings = () => readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(`${dir}/model.safetensors`)).length;
+    const baseline = mappings();  // the suite's shared model keeps one mapping
+    for (let i = 0; i < 15; i++) {
+      const m = await Model.load(dir, { threads: 1, prefetch: i % 2 === 0 });
+      expect(mappings()).toBe(baseline + 1);
+      await m.generate({ tokens: [1, 2, 3], maxTokens: 4, stopTokens: [] });
+      await m.dispose();
+    }
+    // Unmapping happens on the engine thread after dispose resolves its last job: allow it a moment.
+    for (let t = 0; t < 50 && mappings() !== baseline; t++) await new Promise((r) => setTimeout(r, 10));
+    expect(mappings()).toBe(baseline);
+  });
+});
