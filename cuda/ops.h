@@ -95,6 +95,16 @@ Status attention_prefill(Stream stream, float* out, const float* q, const float*
                          const int32_t* page_table, const int32_t* row_seq, const int32_t* row_pos,
                          const PrefillAttentionArgs& args);
 
+// Greedy selection: tokens[r] = argmax of logits[r, :vocab], ties to the lowest id, NaN never wins, -1
+// when every value is NaN (engine/sampler.cc argmax_token).
+Status argmax_tokens(Stream stream, int32_t* tokens, const float* logits, int64_t rows, int64_t vocab);
+// out[i] = silu(gate[i]) * up[i], fp32 (out may alias gate or up).
+Status silu_mul(Stream stream, float* out, const float* gate, const float* up, int64_t n);
+// y[i] += x[i], fp32.
+Status add_inplace(Stream stream, float* y, const float* x, int64_t n);
+// out[r, :] = x[index[r], :] ([rows, cols] fp32); a negative index writes zeros.
+Status gather_rows(Stream stream, float* out, const float* x, const int32_t* index, int64_t rows, int64_t cols);
+
 // ---------------------------------------------------------------------------------------------
 // Dense projections (issue 5): y[m, n] (= or +=) sum_k x[m, k] * W[n, k] (+ bias[n]), W [n, k] row-major
 // as stored in safetensors (nn.Linear), x and y fp32 row-major.
