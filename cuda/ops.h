@@ -80,6 +80,74 @@ Status attention_decode(Stream stream, float* out, const float* q, const float* 
 // Floats of workspace attention_decode needs.
 int64_t attention_decode_workspace_floats(const KvLayout& layout, const DecodeAttentionArgs& args);
 
+struct PrefillAttentionArgs {
+  int64_t rows = 0;           // query rows of the step (any mix of sequences; best grouped by sequence)
+  int64_t n_heads = 0;        // a multiple of n_kv_heads, group <= 16
+  int64_t pages_per_seq = 0;  // row stride of page_table
+  float scale = 0;            // softmax scale
+};
+// Causal attention for a step's rows: out[r, h] = softmax(q[r,h] · K[s]^T * scale) V[s] over positions
+// 0..row_pos[r] of sequence s = row_seq[r] (its keys already appended; row_seq < the page table's rows,
+// row_pos < pages_per_seq * page_tokens; a negative row_pos is a padding row and gets zeros). q, out:
+// [rows, n_heads * head_dim]. The same math as attention_decode (a decode token is a row at its
+// position), tiled over the rows of a sequence and the query heads of a kv head so K/V tiles are shared.
+Status attention_prefill(Stream stream, float* out, const float* q, const float* pool, const KvLayout& layout,
+                         const int32_t* page_table, const int32_t* row_seq, const int32_t* row_pos,
+                         const PrefillAttentionArgs& args);
+
+// Greedy selection: tokens[r] = argmax of logits[r, :vocab], ties to the lowest id, NaN never wins, -1
+// when every value is NaN (engine/sampler.cc argmax_token).
+Status argmax_tokens(Stream stream, int32_t* tokens, const float* logits, int64_t rows, int64_t vocab);
+// out[i] = silu(gate[i]) * up[i], fp32 (out may alias gate or up).
+Status silu_mul(Stream stream, float* out, const float* gate, const float* up, int64_t n);
+// y[i] += x[i], fp32.
+Status add_inplace(Stream stream, float* y, const float* x, int64_t n);
+// out[r, :] = x[index[r], :] ([rows, cols] fp32); a negative index writes zeros.
+Status gather_rows(Stream stream, float* out, const float* x, const int32_t* index, int64_t rows, int64_t cols);
+
+// ---------------------------------------------------------------------------------------------
+// Dense projections (issue 5): y[m, n] (= or +=) sum_k x[m, k] * W[n, k] (+ bias[n]), W [n, k] row-major
+// as stored in safetensors (nn.Linear), x and y fp32 row-major.
+// ---------------------------------------------------------------------------------------------
+enum class WeightType { F32, BF16, F16 };
+struct LinearWeight {
+  const void* data = nullptr;    // [n, k]; 16-byte aligned, k a multiple of 8 (BF16/F16) or 4 (F32)
+  const float* bias = nullptr;   // [n] or null
+  WeightType type = WeightType::BF16;
+  int64_t n = 0, k = 0;
+};
+struct LinearArgs {
+  int64_t m = 0;               // rows of x / y
+  bool accumulate = false;     // y += x W^T (+ bias) instead of y = ...
+  // Keep x in fp32 for any m (the CUDA-core kernel instead of bf16 tensor cores): the router, whose
+  // logits the CPU backend computes in fp32 and whose top-k must not flip on a bf16 rounding.
+  bool fp32_activations = false;
+};
+// Decode GEMV, 1 <= m <= kLinearGemvMaxRows: fp32 x, weights widened exactly, fp32 sums.
+constexpr int64_t kLinearGemvMaxRows = 4;
+Status linear_gemv(Stream stream, float* y, const float* x, const LinearWeight& w, const LinearArgs& args);
+// GEMM for any m. BF16 weights: x rounded to bf16 (RNE) and mma.sync m16n8k16 bf16, fp32 accumulation.
+// F32 and F16 weights (and fp32_activations): a CUDA-core tiled kernel in fp32, x unrounded.
+Status linear_gemm(Stream stream, float* y, const float* x, const LinearWeight& w, const LinearArgs& args);
+// The GEMV for m <= kLinearGemvMaxRows, the GEMM otherwise.
+Status linear(Stream stream, float* y, const float* x, const LinearWeight& w, const LinearArgs& args);
+
+// MoE router (CpuBackend::route on device): logits [n_tokens, n_experts] fp32 (from linear with
+// fp32_activations) -> expert_ids [n_tokens, top_k] (in pick order) and expert_weights [n_tokens, top_k].
+// sigmoid in fp32; correction_bias [n_experts] (or null: zeros) steers selection only; n_group > 1:
+// group-limited selection (group score = sum of its two best biased scores, experts outside the best
+// topk_group groups compete with choice 0.0); ties go to the lowest index; weights are the unbiased
+// scores, renormalised (norm_topk_prob: / (sum + 1e-20), summed in double) and scaled. Matches the CPU
+// bit for bit given a finite correction bias. n_experts <= 1024.
+struct MoeRouteArgs {
+  int64_t n_tokens = 0, n_experts = 0, top_k = 0;
+  int64_t n_group = 1, topk_group = 1;
+  bool norm_topk_prob = true;
+  double routed_scaling_factor = 1.0;
+};
+Status moe_route(Stream stream, int32_t* expert_ids, float* expert_weights, const float* logits,
+                 const float* correction_bias, const MoeRouteArgs& args);
+
 // ---------------------------------------------------------------------------------------------
 // Quantized matrix products (issue 6; formats: spec §5, §10). y[m, n] = sum_k x[m, k] * W[n, k]
 // (W stored [out, in], like nn.Linear), x and y fp32 row-major.
@@ -153,5 +221,37 @@ struct Fp8Experts {
 };
 Status moe_experts_decode_fp8(Stream stream, float* y, const float* x, const int32_t* expert_ids, const float* expert_weights,
                               const Fp8Experts& w, const MoeDecodeArgs& args, float* workspace, int64_t workspace_floats);
+
+// ---------------------------------------------------------------------------------------------
+// BF16 routed experts (issue 5). Weights stacked per expert: gate/up [E, inter, hidden], down
+// [E, hidden, inter], bf16, 16-byte aligned.
+// ---------------------------------------------------------------------------------------------
+struct Bf16Experts {
+  const uint16_t *gate = nullptr, *up = nullptr, *down = nullptr;
+};
+// Decode path (the MoeDecodeArgs contract above; fp32 x, weights widened exactly, fp32 sums).
+Status moe_experts_decode_bf16(Stream stream, float* y, const float* x, const int32_t* expert_ids, const float* expert_weights,
+                               const Bf16Experts& w, const MoeDecodeArgs& args, float* workspace, int64_t workspace_floats);
+
+// Token grouping for the prefill expert GEMMs (moe_align.cu): over the n_tokens * top_k (token, pick)
+// pairs, counts[E], offsets[E + 1], tile_offsets[E + 1] (kMoeTileRows-row tiles per expert, cumulative),
+// slot_pair[pairs] (pairs sorted by expert, stable), pair_slot[pairs] (inverse; -1 for an id outside
+// [0, E)). Deterministic. n_experts <= 1024.
+constexpr int64_t kMoeTileRows = 64;
+struct MoeAlignOut {
+  int32_t *counts = nullptr, *offsets = nullptr, *tile_offsets = nullptr, *slot_pair = nullptr, *pair_slot = nullptr;
+};
+Status moe_align(Stream stream, const MoeAlignOut& out, const int32_t* expert_ids, int64_t n_tokens, int64_t top_k,
+                 int64_t n_experts);
+
+// Routed-expert MLP for BF16 experts, any n_tokens: y[t] = sum_k w[t,k] * down_e(silu(gate_e x_t) * up_e x_t)
+// (y overwritten). n_tokens <= kMoeDecodeMaxTokens: the decode path. Otherwise tokens are grouped by
+// expert (moe_align) and run through tensor-core GEMMs: gate+up with SiLU*mul fused (x rounded to bf16,
+// the activation stored as bf16), down with the routing weight applied per row, then a per-token combine
+// in pick order (deterministic, no atomics). hidden and inter multiples of 32, n_experts <= 1024.
+constexpr int64_t kMoeDecodeMaxTokens = 4;
+int64_t moe_experts_bf16_workspace_bytes(const MoeDecodeArgs& args);
+Status moe_experts_bf16(Stream stream, float* y, const float* x, const int32_t* expert_ids, const float* expert_weights,
+                        const Bf16Experts& w, const MoeDecodeArgs& args, void* workspace, int64_t workspace_bytes);
 
 }  // namespace glm::cuda
