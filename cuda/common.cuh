@@ -75,6 +75,15 @@ GLM_HOST_DEVICE uint16_t float_to_bf16(float f) {
   return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
+// IEEE binary16 -> fp32, exact for every code: the 15 exponent/mantissa bits moved to bits 13-27 read
+// as an fp32 of 2^-112 times the half's value (a normal fp32 even for half subnormals), and the multiply
+// by 2^112 is exact. Inf/NaN (exponent 31) are rebuilt separately, keeping NaN payloads quiet.
+GLM_HOST_DEVICE float f16_to_float(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16, em = uint32_t(h & 0x7fffu);
+  if (em >= 0x7c00u) return bits_to_float(sign | 0x7f800000u | ((em & 0x3ffu) << 13) | (em > 0x7c00u ? 0x400000u : 0u));
+  return bits_to_float(sign | float_to_bits(bits_to_float(em << 13) * 5.192296858534828e33f));  // 2^112
+}
+
 GLM_DEVICE float warp_sum(float v) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(kFullMask, v, offset);
   return v;

@@ -25,3 +25,7 @@ namespace glm::cuda::detail {
 // Shared argument checks of fp8_gemm and its sm_90a twin (fp8_gemm.cu).
 Status check_fp8_gemm(const char* op, float* y, const uint8_t* xq, const float* x_scales, const Fp8Weight& w, int64_t m);
 }  // namespace glm::cuda::detail
+namespace glm::cuda::detail {
+// Shared argument checks of linear_gemv and linear_gemm (linear_gemv.cu).
+Status check_linear(const char* op, float* y, const float* x, const LinearWeight& w, const LinearArgs& args);
+}  // namespace glm::cuda::detail

@@ -81,6 +81,49 @@ Status attention_decode(Stream stream, float* out, const float* q, const float* 
 int64_t attention_decode_workspace_floats(const KvLayout& layout, const DecodeAttentionArgs& args);
 
 // ---------------------------------------------------------------------------------------------
+// Dense projections (issue 5): y[m, n] (= or +=) sum_k x[m, k] * W[n, k] (+ bias[n]), W [n, k] row-major
+// as stored in safetensors (nn.Linear), x and y fp32 row-major.
+// ---------------------------------------------------------------------------------------------
+enum class WeightType { F32, BF16, F16 };
+struct LinearWeight {
+  const void* data = nullptr;    // [n, k]; 16-byte aligned, k a multiple of 8 (BF16/F16) or 4 (F32)
+  const float* bias = nullptr;   // [n] or null
+  WeightType type = WeightType::BF16;
+  int64_t n = 0, k = 0;
+};
+struct LinearArgs {
+  int64_t m = 0;               // rows of x / y
+  bool accumulate = false;     // y += x W^T (+ bias) instead of y = ...
+  // Keep x in fp32 for any m (the CUDA-core kernel instead of bf16 tensor cores): the router, whose
+  // logits the CPU backend computes in fp32 and whose top-k must not flip on a bf16 rounding.
+  bool fp32_activations = false;
+};
+// Decode GEMV, 1 <= m <= kLinearGemvMaxRows: fp32 x, weights widened exactly, fp32 sums.
+constexpr int64_t kLinearGemvMaxRows = 4;
+Status linear_gemv(Stream stream, float* y, const float* x, const LinearWeight& w, const LinearArgs& args);
+// GEMM for any m. BF16 weights: x rounded to bf16 (RNE) and mma.sync m16n8k16 bf16, fp32 accumulation.
+// F32 and F16 weights (and fp32_activations): a CUDA-core tiled kernel in fp32, x unrounded.
+Status linear_gemm(Stream stream, float* y, const float* x, const LinearWeight& w, const LinearArgs& args);
+// The GEMV for m <= kLinearGemvMaxRows, the GEMM otherwise.
+Status linear(Stream stream, float* y, const float* x, const LinearWeight& w, const LinearArgs& args);
+
+// MoE router (CpuBackend::route on device): logits [n_tokens, n_experts] fp32 (from linear with
+// fp32_activations) -> expert_ids [n_tokens, top_k] (in pick order) and expert_weights [n_tokens, top_k].
+// sigmoid in fp32; correction_bias [n_experts] (or null: zeros) steers selection only; n_group > 1:
+// group-limited selection (group score = sum of its two best biased scores, experts outside the best
+// topk_group groups compete with choice 0.0); ties go to the lowest index; weights are the unbiased
+// scores, renormalised (norm_topk_prob: / (sum + 1e-20), summed in double) and scaled. Matches the CPU
+// bit for bit given a finite correction bias. n_experts <= 1024.
+struct MoeRouteArgs {
+  int64_t n_tokens = 0, n_experts = 0, top_k = 0;
+  int64_t n_group = 1, topk_group = 1;
+  bool norm_topk_prob = true;
+  double routed_scaling_factor = 1.0;
+};
+Status moe_route(Stream stream, int32_t* expert_ids, float* expert_weights, const float* logits,
+                 const float* correction_bias, const MoeRouteArgs& args);
+
+// ---------------------------------------------------------------------------------------------
 // Quantized matrix products (issue 6; formats: spec §5, §10). y[m, n] = sum_k x[m, k] * W[n, k]
 // (W stored [out, in], like nn.Linear), x and y fp32 row-major.
 // ---------------------------------------------------------------------------------------------
