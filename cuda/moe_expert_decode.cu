@@ -88,6 +88,28 @@ struct Fp8Src {
   }
 };
 
+// BF16 rows (issue 5): chunk = 8 elements (16 bytes), widened exactly; x stays fp32.
+struct Bf16Src {
+  const uint16_t* data;
+  int rows, cols;
+  static constexpr int kChunk = 8;
+  GLM_DEVICE float chunk(int e, int row, int c, const float* xs) const {
+    const uint4 q = __ldg(reinterpret_cast<const uint4*>(data + (int64_t(e) * rows + row) * cols + 8 * c));
+    const float* xb = staged(xs, 8 * c);  // 8 consecutive floats inside one padded 32-block
+    const float4 lo = *reinterpret_cast<const float4*>(xb), hi = *reinterpret_cast<const float4*>(xb + 4);
+    float sum = 0.0f;
+    sum = fmaf(dev::bf16x2_lo(q.x), lo.x, sum);
+    sum = fmaf(dev::bf16x2_hi(q.x), lo.y, sum);
+    sum = fmaf(dev::bf16x2_lo(q.y), lo.z, sum);
+    sum = fmaf(dev::bf16x2_hi(q.y), lo.w, sum);
+    sum = fmaf(dev::bf16x2_lo(q.z), hi.x, sum);
+    sum = fmaf(dev::bf16x2_hi(q.z), hi.y, sum);
+    sum = fmaf(dev::bf16x2_lo(q.w), hi.z, sum);
+    sum = fmaf(dev::bf16x2_hi(q.w), hi.w, sum);
+    return sum;
+  }
+};
+
 GLM_DEVICE void stage(float* xs, const float* x, int n, int tid) {
   for (int i = tid; i < n / 4; i += kThreads) {
     const float4 v = __ldg(reinterpret_cast<const float4*>(x) + i);
@@ -210,6 +232,17 @@ Status moe_experts_decode_fp8(Stream stream, float* y, const float* x, const int
   const bool b = w.scaling == Fp8Scaling::Block128;
   return run(op, y, x, expert_ids, expert_weights, Fp8Src{w.gate, w.gate_scales, i, h, b}, Fp8Src{w.up, w.up_scales, i, h, b},
              Fp8Src{w.down, w.down_scales, h, i, b}, a, workspace, workspace_floats, detail::to_stream(stream.handle));
+}
+
+Status moe_experts_decode_bf16(Stream stream, float* y, const float* x, const int32_t* expert_ids, const float* expert_weights,
+                               const Bf16Experts& w, const MoeDecodeArgs& a, float* workspace, int64_t workspace_floats) {
+  const char* op = "moe_experts_decode_bf16";
+  if (!w.gate || !w.up || !w.down) return detail::invalid(op, "null weight pointer");
+  if (!detail::aligned(w.gate, 16) || !detail::aligned(w.up, 16) || !detail::aligned(w.down, 16))
+    return detail::invalid(op, "weights must be 16-byte aligned");
+  const int h = int(a.hidden), i = int(a.inter);
+  return run(op, y, x, expert_ids, expert_weights, Bf16Src{w.gate, i, h}, Bf16Src{w.up, i, h}, Bf16Src{w.down, h, i}, a,
+             workspace, workspace_floats, detail::to_stream(stream.handle));
 }
 
 }  // namespace glm::cuda

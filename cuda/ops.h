@@ -197,4 +197,36 @@ struct Fp8Experts {
 Status moe_experts_decode_fp8(Stream stream, float* y, const float* x, const int32_t* expert_ids, const float* expert_weights,
                               const Fp8Experts& w, const MoeDecodeArgs& args, float* workspace, int64_t workspace_floats);
 
+// ---------------------------------------------------------------------------------------------
+// BF16 routed experts (issue 5). Weights stacked per expert: gate/up [E, inter, hidden], down
+// [E, hidden, inter], bf16, 16-byte aligned.
+// ---------------------------------------------------------------------------------------------
+struct Bf16Experts {
+  const uint16_t *gate = nullptr, *up = nullptr, *down = nullptr;
+};
+// Decode path (the MoeDecodeArgs contract above; fp32 x, weights widened exactly, fp32 sums).
+Status moe_experts_decode_bf16(Stream stream, float* y, const float* x, const int32_t* expert_ids, const float* expert_weights,
+                               const Bf16Experts& w, const MoeDecodeArgs& args, float* workspace, int64_t workspace_floats);
+
+// Token grouping for the prefill expert GEMMs (moe_align.cu): over the n_tokens * top_k (token, pick)
+// pairs, counts[E], offsets[E + 1], tile_offsets[E + 1] (kMoeTileRows-row tiles per expert, cumulative),
+// slot_pair[pairs] (pairs sorted by expert, stable), pair_slot[pairs] (inverse; -1 for an id outside
+// [0, E)). Deterministic. n_experts <= 1024.
+constexpr int64_t kMoeTileRows = 64;
+struct MoeAlignOut {
+  int32_t *counts = nullptr, *offsets = nullptr, *tile_offsets = nullptr, *slot_pair = nullptr, *pair_slot = nullptr;
+};
+Status moe_align(Stream stream, const MoeAlignOut& out, const int32_t* expert_ids, int64_t n_tokens, int64_t top_k,
+                 int64_t n_experts);
+
+// Routed-expert MLP for BF16 experts, any n_tokens: y[t] = sum_k w[t,k] * down_e(silu(gate_e x_t) * up_e x_t)
+// (y overwritten). n_tokens <= kMoeDecodeMaxTokens: the decode path. Otherwise tokens are grouped by
+// expert (moe_align) and run through tensor-core GEMMs: gate+up with SiLU*mul fused (x rounded to bf16,
+// the activation stored as bf16), down with the routing weight applied per row, then a per-token combine
+// in pick order (deterministic, no atomics). hidden and inter multiples of 32, n_experts <= 1024.
+constexpr int64_t kMoeDecodeMaxTokens = 4;
+int64_t moe_experts_bf16_workspace_bytes(const MoeDecodeArgs& args);
+Status moe_experts_bf16(Stream stream, float* y, const float* x, const int32_t* expert_ids, const float* expert_weights,
+                        const Bf16Experts& w, const MoeDecodeArgs& args, void* workspace, int64_t workspace_bytes);
+
 }  // namespace glm::cuda

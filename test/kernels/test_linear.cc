@@ -144,7 +144,9 @@ TEST(linear_gemv_decode_all_weight_types) {
   // k: 8 (one chunk), 24 / 40 (odd multiples of 8: a partial 16-byte pass for bf16), 1032 (more chunks than
   // the block's 128 threads, not a multiple); n not a multiple of the block's 4 rows (a clamped last row).
   for (WeightType t : {WeightType::F32, WeightType::BF16, WeightType::F16}) {
+    // Every row count for BF16; F32/F16 share the kernel body but for the widening, so 1 and 4 suffice.
     for (int64_t m : {1, 2, 3, 4}) {
+      if (t != WeightType::BF16 && (m == 2 || m == 3)) continue;
       check_shape(rng, t, m, 7, 24, m == 4);  // every seed for the widest register tile, the first for the rest
       check_shape(rng, t, m, 1, 8, false);
     }
@@ -158,7 +160,7 @@ TEST(linear_gemm_bf16_tensor_cores) {
   // m 5 / 17 / 130: partial 64-row tiles, a single row of a 16-row mma tile, three row tiles; n 9 / 67 /
   // 130 not multiples of 64 or 8; k 24 / 72 / 200 odd multiples of 8, not of the 64-wide K step.
   check_shape(rng, WeightType::BF16, 5, 9, 24, true);
-  check_shape(rng, WeightType::BF16, 17, 67, 72, true);
+  check_shape(rng, WeightType::BF16, 17, 67, 72, false);
   check_shape(rng, WeightType::BF16, 130, 130, 200, false);
 }
 

@@ -122,7 +122,7 @@ MoeRouteArgs make(int64_t T, int64_t E, int64_t k, int64_t groups, int64_t topk_
 TEST(moe_route_matches_cpu_route_exactly) {
   std::mt19937 rng(601);
   check_config(rng, make(5, 128, 8, 1, 1, true, 1.0), true, false);     // GLM-4.5-Air
-  check_config(rng, make(130, 160, 8, 1, 1, true, 2.5), false, true);   // GLM-4.5, a NaN logit
+  check_config(rng, make(40, 160, 8, 1, 1, true, 2.5), false, true);   // GLM-4.5, a NaN logit
   check_config(rng, make(17, 256, 8, 8, 4, true, 2.5), true, false);    // DeepSeek-V3-style groups
   check_config(rng, make(6, 16, 6, 8, 2, false, 1.5), true, false);     // 4 unmasked experts for 6 picks: masked 0.0 wins
   check_config(rng, make(2, 1024, 8, 1, 1, true, 1.0), false, false);   // the largest E: 32 experts per lane

@@ -1,0 +1,318 @@
+// Routed-expert MLP for BF16 experts (issue 5), prefill path: tokens grouped by expert (moe_align),
+// then two grouped tensor-core GEMMs and a combine:
+//   1. gate+up: per 64-slot tile of one expert, 32 gate and the same 32 up columns in one block, so
+//      the epilogue holds g and u of an element in the same thread and writes bf16(silu(g) * u)
+//      into act[slot, inter] — the SiLU*mul never makes a round trip through memory;
+//   2. down: act rows x down_e^T, scaled by the pair's routing weight, into part[slot, hidden] (fp32);
+//   3. combine: y[t] = sum over t's picks, in pick order, of part[slot(t, k)] — deterministic, instead
+//      of atomics into y (costs one fp32 write + read of part: 2 * pairs * hidden * 4 bytes).
+// Both GEMMs share one kernel body (mode 0 / 1): the layout of linear_gemm's bf16 kernel (64x64
+// block, 4 warps of 32x32, mma.sync m16n8k16, K steps of 64 double-buffered through registers, rows
+// of 72 bf16). A block learns its expert by binary search of its tile index in tile_offsets; tiles past
+// the last exit at once, so the grid is sized by the bound ceil(pairs / 64) + E without a host sync.
+//
+// Numerics: x is rounded to bf16 for the tensor cores, and the activation is stored in bf16 (the down
+// GEMM would round it there anyway): two relative 2^-9 roundings on top of fp32 accumulation, the
+// precision of the checkpoint's own bf16 MLP. The decode path (n_tokens <= 4) keeps fp32 x instead.
+#include <algorithm>
+#include <cmath>
+
+#include "common.cuh"
+#include "launch_util.h"
+#include "ops.h"
+
+namespace glm::cuda {
+namespace {
+
+constexpr int kBM = 64, kBN = 64, kBK = 64, kThreads = 128, kRow = kBK + 8;
+constexpr int kTile = int(kMoeTileRows);
+static_assert(kTile == kBM, "a 64-row GEMM tile is one moe_align tile");
+
+struct Staged {
+  float4 a32[8];  // mode 0: fp32 x, 64 rows x 16 float4
+  uint4 a16[4];   // mode 1: bf16 act, 64 rows x 8 chunks
+  uint4 b[4];
+};
+
+GLM_DEVICE uint32_t pack_bf16x2(float lo, float hi) {
+  return uint32_t(dev::float_to_bf16(lo)) | uint32_t(dev::float_to_bf16(hi)) << 16;
+}
+
+// Mode 0 (gate+up): A = x[token of slot], K = hidden, B rows 0-31 gate rows n0.., 32-63 up rows n0..
+// Mode 1 (down):    A = act[slot],       K = inter,  B rows 0-63 down rows n0..
+template <int kMode>
+GLM_DEVICE void load_step(Staged& st, const float* x, const uint16_t* act, const uint16_t* w0, const uint16_t* w1,
+                          const int* row_src, int N, int K, int n0, int k0, int tid) {
+  if constexpr (kMode == 0) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int idx = tid + kThreads * i, r = idx >> 4, c4 = idx & 15, col = k0 + 4 * c4;
+      const int src = row_src[r];
+      st.a32[i] = src >= 0 && col < K ? __ldg(reinterpret_cast<const float4*>(x + int64_t(src) * K + col)) : float4{0, 0, 0, 0};
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int idx = tid + kThreads * i, r = idx >> 3, c8 = idx & 7, col = k0 + 8 * c8;
+      const int src = row_src[r];
+      st.a16[i] = src >= 0 && col < K ? __ldg(reinterpret_cast<const uint4*>(act + int64_t(src) * K + col)) : uint4{0, 0, 0, 0};
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int idx = tid + kThreads * i, r = idx >> 3, c8 = idx & 7, col = k0 + 8 * c8;
+    const uint16_t* w = w0;
+    int row = n0 + r;
+    if (kMode == 0 && r >= 32) {
+      w = w1;
+      row = n0 + r - 32;
+    }
+    st.b[i] = row < N && col < K ? __ldg(reinterpret_cast<const uint4*>(w + int64_t(row) * K + col)) : uint4{0, 0, 0, 0};
+  }
+}
+
+template <int kMode>
+GLM_DEVICE void store_step(const Staged& st, uint16_t* as, uint16_t* bs, int tid) {
+  if constexpr (kMode == 0) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int idx = tid + kThreads * i, r = idx >> 4, c4 = idx & 15;
+      const uint2 v{pack_bf16x2(st.a32[i].x, st.a32[i].y), pack_bf16x2(st.a32[i].z, st.a32[i].w)};
+      *reinterpret_cast<uint2*>(as + r * kRow + 4 * c4) = v;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int idx = tid + kThreads * i, r = idx >> 3, c8 = idx & 7;
+      *reinterpret_cast<uint4*>(as + r * kRow + 8 * c8) = st.a16[i];
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int idx = tid + kThreads * i, r = idx >> 3, c8 = idx & 7;
+    *reinterpret_cast<uint4*>(bs + r * kRow + 8 * c8) = st.b[i];
+  }
+}
+
+struct GroupedArgs {
+  const float* x;              // [T, hidden]
+  const uint16_t* gate;        // [E, inter, hidden]
+  const uint16_t* up;
+  const uint16_t* down;        // [E, hidden, inter]
+  const float* expert_weights; // [T * k]
+  const int32_t* offsets;      // [E + 1]
+  const int32_t* tile_offsets; // [E + 1]
+  const int32_t* slot_pair;    // [pairs]
+  uint16_t* act;               // [pairs, inter] bf16
+  float* part;                 // [pairs, hidden]
+  int hidden, inter, E, top_k;
+};
+
+// ptxas: hot moe_grouped_kernel
+template <int kMode>
+GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) moe_grouped_kernel(GroupedArgs g) {
+  GLM_SHARED(uint16_t, as, 2 * kBM * kRow);
+  GLM_SHARED(uint16_t, bs, 2 * kBN * kRow);
+  GLM_SHARED(int, row_src, kBM);  // mode 0: token row of x; mode 1: slot row of act; -1: padding
+  GLM_SHARED(float, row_w, kBM);  // mode 1: routing weight of the slot's pair
+  const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  const int tile = int(blockIdx.y);
+  if (tile >= g.tile_offsets[g.E]) return;  // uniform over the block: before any barrier
+  int lo = 0, hi = g.E - 1;                 // the expert e with tile_offsets[e] <= tile < tile_offsets[e + 1]
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (g.tile_offsets[mid] <= tile) lo = mid;
+    else hi = mid - 1;
+  }
+  const int e = lo;
+  const int slot0 = g.offsets[e] + (tile - g.tile_offsets[e]) * kTile, slot_end = g.offsets[e + 1];
+  if (tid < kBM) {
+    const int slot = slot0 + tid;
+    const bool valid = slot < slot_end;
+    const int pair = valid ? g.slot_pair[slot] : -1;
+    row_src[tid] = !valid ? -1 : kMode == 0 ? pair / g.top_k : slot;
+    row_w[tid] = valid ? g.expert_weights[pair] : 0.0f;
+  }
+  __syncthreads();
+
+  const int N = kMode == 0 ? g.inter : g.hidden, K = kMode == 0 ? g.hidden : g.inter;
+  const int n0 = int(blockIdx.x) * (kMode == 0 ? 32 : kBN);
+  const uint16_t* w0 = kMode == 0 ? g.gate + int64_t(e) * g.inter * g.hidden : g.down + int64_t(e) * g.hidden * g.inter;
+  const uint16_t* w1 = kMode == 0 ? g.up + int64_t(e) * g.inter * g.hidden : w0;
+  const int wm = warp >> 1, wn = warp & 1;
+  const int steps = (K + kBK - 1) / kBK;
+
+  float acc[2][4][4];
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.0f;
+
+  Staged st;
+  load_step<kMode>(st, g.x, g.act, w0, w1, row_src, N, K, n0, 0, tid);
+  store_step<kMode>(st, as, bs, tid);
+  __syncthreads();
+  const int lm = lane >> 3, lr = lane & 7;
+  for (int t = 0; t < steps; ++t) {
+    const int buf = t & 1;
+    if (t + 1 < steps) load_step<kMode>(st, g.x, g.act, w0, w1, row_src, N, K, n0, (t + 1) * kBK, tid);
+    const uint16_t* a_tile = as + buf * kBM * kRow + (wm * 32) * kRow;
+    const uint16_t* b_tile = bs + buf * kBN * kRow;
+#pragma unroll
+    for (int ks = 0; ks < kBK / 16; ++ks) {
+      uint32_t af[2][4], bfr[2][4];
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+        dev::ldmatrix<4, false>(af[i], a_tile + (i * 16 + 8 * (lm & 1) + lr) * kRow + ks * 16 + 8 * (lm >> 1));
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+        // Mode 0: jj = 0 gate rows wn*16.., jj = 1 the matching up rows 32 + wn*16..; mode 1: rows wn*32 + 16*jj.
+        const int rb = kMode == 0 ? jj * 32 + wn * 16 : wn * 32 + jj * 16;
+        dev::ldmatrix<4, false>(bfr[jj], b_tile + (rb + 8 * (lm >> 1) + lr) * kRow + ks * 16 + 8 * (lm & 1));
+      }
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const uint32_t b2[2] = {bfr[j >> 1][2 * (j & 1)], bfr[j >> 1][2 * (j & 1) + 1]};
+          dev::mma_m16n8k16_bf16(acc[i][j], af[i], b2);
+        }
+      }
+    }
+    if (t + 1 < steps) store_step<kMode>(st, as + (buf ^ 1) * kBM * kRow, bs + (buf ^ 1) * kBN * kRow, tid);
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const int r = wm * 32 + i * 16 + (lane >> 2) + 8 * (c >> 1);
+      if (slot0 + r >= slot_end) continue;
+      const int64_t slot = slot0 + r;
+      if constexpr (kMode == 0) {
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {  // tiles 0, 1: gate; 2, 3: up of the same columns
+          const int col = n0 + wn * 16 + j * 8 + 2 * (lane & 3) + (c & 1);
+          if (col < N) {
+            const float gv = acc[i][j][c], uv = acc[i][j + 2][c];
+            g.act[slot * N + col] = dev::float_to_bf16(gv / (1.0f + expf(-gv)) * uv);
+          }
+        }
+      } else {
+        const float wgt = row_w[r];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int col = n0 + wn * 32 + j * 8 + 2 * (lane & 3) + (c & 1);
+          if (col < N) g.part[slot * N + col] = wgt * acc[i][j][c];
+        }
+      }
+    }
+  }
+}
+
+// y[t, :] = sum_k part[pair_slot[t * top_k + k], :] in pick order; no valid pick: zeros.
+// ptxas: hot moe_combine_kernel
+GLM_KERNEL void GLM_LAUNCH_BOUNDS(256) moe_combine_kernel(float* y, const float* part, const int32_t* pair_slot, int T,
+                                                         int hidden, int top_k) {
+  const int64_t i = int64_t(blockIdx.x) * 256 + threadIdx.x, quads = int64_t(T) * (hidden / 4);
+  if (i >= quads) return;
+  const int t = int(i / (hidden / 4)), q = int(i % (hidden / 4));
+  float4 s{0, 0, 0, 0};
+  for (int k = 0; k < top_k; ++k) {
+    const int slot = pair_slot[t * top_k + k];
+    if (slot < 0) continue;
+    const float4 v = __ldg(reinterpret_cast<const float4*>(part + int64_t(slot) * hidden) + q);
+    s.x += v.x;
+    s.y += v.y;
+    s.z += v.z;
+    s.w += v.w;
+  }
+  reinterpret_cast<float4*>(y + int64_t(t) * hidden)[q] = s;
+}
+
+// Workspace: five int arrays, then act (bf16) and part (fp32), each 256-byte aligned.
+struct Layout {
+  int64_t counts, offsets, tile_offsets, slot_pair, pair_slot, act, part, total;
+};
+Layout layout(const MoeDecodeArgs& a) {
+  auto up = [](int64_t b) { return (b + 255) / 256 * 256; };
+  const int64_t pairs = a.n_tokens * a.top_k;
+  Layout l{};
+  int64_t o = 0;
+  l.counts = o;       o += up(4 * a.n_experts);
+  l.offsets = o;      o += up(4 * (a.n_experts + 1));
+  l.tile_offsets = o; o += up(4 * (a.n_experts + 1));
+  l.slot_pair = o;    o += up(4 * pairs);
+  l.pair_slot = o;    o += up(4 * pairs);
+  l.act = o;          o += up(2 * pairs * a.inter);
+  l.part = o;         o += up(4 * pairs * a.hidden);
+  l.total = o;
+  return l;
+}
+
+}  // namespace
+
+int64_t moe_experts_bf16_workspace_bytes(const MoeDecodeArgs& a) {
+  if (a.n_tokens <= kMoeDecodeMaxTokens) return moe_experts_decode_workspace_floats(a) * int64_t(sizeof(float));
+  return layout(a).total;
+}
+
+Status moe_experts_bf16(Stream stream, float* y, const float* x, const int32_t* expert_ids, const float* expert_weights,
+                        const Bf16Experts& w, const MoeDecodeArgs& a, void* workspace, int64_t workspace_bytes) {
+  const char* op = "moe_experts_bf16";
+  if (a.n_tokens <= kMoeDecodeMaxTokens) {
+    return moe_experts_decode_bf16(stream, y, x, expert_ids, expert_weights, w, a, static_cast<float*>(workspace),
+                                   workspace_bytes / int64_t(sizeof(float)));
+  }
+  if (!y || !x || !expert_ids || !expert_weights || !w.gate || !w.up || !w.down || !workspace) return detail::invalid(op, "null pointer");
+  if (a.top_k < 1 || a.top_k > 64 || a.n_experts < 1 || a.n_experts > 1024 || a.hidden <= 0 || a.inter <= 0 || a.hidden % 32 ||
+      a.inter % 32 || a.hidden > (1 << 20) || a.inter > (1 << 20) || a.n_tokens * a.top_k > (int64_t(1) << 24))
+    return detail::invalid(op, "bad dimensions (hidden and inter multiples of 32, n_experts <= 1024)");
+  if (!detail::aligned(x, 16) || !detail::aligned(y, 16) || !detail::aligned(workspace, 256) || !detail::aligned(w.gate, 16) ||
+      !detail::aligned(w.up, 16) || !detail::aligned(w.down, 16))
+    return detail::invalid(op, "x, y, weights 16-byte and workspace 256-byte aligned");
+  const Layout l = layout(a);
+  if (workspace_bytes < l.total) return detail::invalid(op, "workspace too small");
+  char* base = static_cast<char*>(workspace);
+  auto at = [&](int64_t off) { return reinterpret_cast<int32_t*>(base + off); };
+  MoeAlignOut al;
+  al.counts = at(l.counts);
+  al.offsets = at(l.offsets);
+  al.tile_offsets = at(l.tile_offsets);
+  al.slot_pair = at(l.slot_pair);
+  al.pair_slot = at(l.pair_slot);
+  if (Status st = moe_align(stream, al, expert_ids, a.n_tokens, a.top_k, a.n_experts); !st.is_ok()) return st;
+
+  GroupedArgs g;
+  g.x = x;
+  g.gate = w.gate;
+  g.up = w.up;
+  g.down = w.down;
+  g.expert_weights = expert_weights;
+  g.offsets = al.offsets;
+  g.tile_offsets = al.tile_offsets;
+  g.slot_pair = al.slot_pair;
+  g.act = reinterpret_cast<uint16_t*>(base + l.act);
+  g.part = reinterpret_cast<float*>(base + l.part);
+  g.hidden = int(a.hidden);
+  g.inter = int(a.inter);
+  g.E = int(a.n_experts);
+  g.top_k = int(a.top_k);
+  const int64_t pairs = a.n_tokens * a.top_k;
+  const int64_t max_tiles = (pairs + kTile - 1) / kTile + std::min<int64_t>(a.n_experts, pairs);
+  if (max_tiles > 65535) return detail::invalid(op, "too many tokens for one launch");
+  const cudaStream_t s = detail::to_stream(stream.handle);
+  cudaError_t e = GLM_LAUNCH(moe_grouped_kernel<0>, dim3(unsigned((a.inter + 31) / 32), unsigned(max_tiles)), dim3(kThreads), 0, s, g);
+  if (e == cudaSuccess)
+    e = GLM_LAUNCH(moe_grouped_kernel<1>, dim3(unsigned((a.hidden + kBN - 1) / kBN), unsigned(max_tiles)), dim3(kThreads), 0, s, g);
+  if (e == cudaSuccess) {
+    const int64_t quads = a.n_tokens * (a.hidden / 4);
+    e = GLM_LAUNCH(moe_combine_kernel, dim3(unsigned((quads + 255) / 256)), dim3(256), 0, s, y, g.part, al.pair_slot,
+                   int(a.n_tokens), int(a.hidden), int(a.top_k));
+  }
+  return detail::launched(op, e);
+}
+
+}  // namespace glm::cuda
