@@ -86,6 +86,31 @@ Status attention_decode(Stream stream, float* out, const float* q, const float* 
 // Floats of workspace attention_decode needs.
 int64_t attention_decode_workspace_floats(const KvLayout& layout, const DecodeAttentionArgs& args);
 
+struct PrefillAttentionArgs {
+  int64_t rows = 0;           // query rows of the step (any mix of sequences; best grouped by sequence)
+  int64_t n_heads = 0;        // a multiple of n_kv_heads, group <= 16
+  int64_t pages_per_seq = 0;  // row stride of page_table
+  float scale = 0;            // softmax scale
+};
+// Causal attention for a step's rows: out[r, h] = softmax(q[r,h] · K[s]^T * scale) V[s] over positions
+// 0..row_pos[r] of sequence s = row_seq[r] (its keys already appended; row_seq < the page table's rows,
+// row_pos < pages_per_seq * page_tokens; a negative row_pos is a padding row and gets zeros). q, out:
+// [rows, n_heads * head_dim]. The same math as attention_decode (a decode token is a row at its
+// position), tiled over the rows of a sequence and the query heads of a kv head so K/V tiles are shared.
+Status attention_prefill(Stream stream, float* out, const float* q, const float* pool, const KvLayout& layout,
+                         const int32_t* page_table, const int32_t* row_seq, const int32_t* row_pos,
+                         const PrefillAttentionArgs& args);
+
+// Greedy selection: tokens[r] = argmax of logits[r, :vocab], ties to the lowest id, NaN never wins, -1
+// when every value is NaN (engine/sampler.cc argmax_token).
+Status argmax_tokens(Stream stream, int32_t* tokens, const float* logits, int64_t rows, int64_t vocab);
+// out[i] = silu(gate[i]) * up[i], fp32 (out may alias gate or up).
+Status silu_mul(Stream stream, float* out, const float* gate, const float* up, int64_t n);
+// y[i] += x[i], fp32.
+Status add_inplace(Stream stream, float* y, const float* x, int64_t n);
+// out[r, :] = x[index[r], :] ([rows, cols] fp32); a negative index writes zeros.
+Status gather_rows(Stream stream, float* out, const float* x, const int32_t* index, int64_t rows, int64_t cols);
+
 // ---------------------------------------------------------------------------------------------
 // Dense projections (issue 5): y[m, n] (= or +=) sum_k x[m, k] * W[n, k] (+ bias[n]), W [n, k] row-major
 // as stored in safetensors (nn.Linear), x and y fp32 row-major.

@@ -16,6 +16,8 @@
 # Quantized GEMM throughput (issue 6): after the tests, GLM_QUANT_BENCH=1 runs bench_quant_gemm_air_shapes
 # (MXFP4 / FP8 per-channel / FP8 block / sm_90a twins at GLM-4.5-Air decode M=1 and prefill M=2048
 # shapes), printed as TFLOPS and GB/s and kept in $OUT/quant-bench.json. Unverified until a GPU is lent.
+# Dense BF16 linear (issue 5): GLM_LINEAR_BENCH=1 runs bench_linear_air_shapes (q / k|v / o projections and
+# expert gate|up / down at decode M=1 and prefill M=2048), kept in $OUT/linear-bench.json. Unverified.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu-check-out}"
@@ -45,21 +47,23 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DGLM_CUDA=ON -DGLM_
 t_build=$(( $(date +%s) - t0 ))
 say "build: rc=${build_rc} in ${t_build}s"
 
-gpu_rc=99; harness_rc=99; memcheck_rc=99; racecheck_rc=99; bench_rc=99
+gpu_rc=99; harness_rc=99; memcheck_rc=99; racecheck_rc=99; bench_rc=99; linear_bench_rc=99
 if [ $build_rc -eq 0 ]; then
   ./build-gpu/glm_kernel_tests_gpu --json "$OUT/gpu-tests.json" 2>&1 | tee "$OUT/gpu-tests.log"; gpu_rc=${PIPESTATUS[0]}
   ./build-gpu/glm_kernel_tests --json "$OUT/harness-tests.json" >"$OUT/harness-tests.log" 2>&1; harness_rc=$?
   GLM_QUANT_BENCH=1 GLM_QUANT_BENCH_JSON="$OUT/quant-bench.json" timeout 120 ./build-gpu/glm_kernel_tests_gpu bench_quant \
     >"$OUT/quant-bench.log" 2>&1; bench_rc=$?
+  GLM_LINEAR_BENCH=1 GLM_LINEAR_BENCH_JSON="$OUT/linear-bench.json" timeout 120 ./build-gpu/glm_kernel_tests_gpu bench_linear \
+    >"$OUT/linear-bench.log" 2>&1; linear_bench_rc=$?
   if command -v compute-sanitizer >/dev/null 2>&1; then
     timeout 240 compute-sanitizer --tool memcheck --error-exitcode 3 ./build-gpu/glm_kernel_tests_gpu >"$OUT/memcheck.log" 2>&1; memcheck_rc=$?
     timeout 240 compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 3 ./build-gpu/glm_kernel_tests_gpu >"$OUT/racecheck.log" 2>&1; racecheck_rc=$?
   fi
 fi
 
-python3 - "$OUT" "$rev" "$clean" "$build_rc" "$gpu_rc" "$harness_rc" "$memcheck_rc" "$racecheck_rc" "$t_build" "$bench_rc" <<'PY' 2>&1 | tee -a "$log"
+python3 - "$OUT" "$rev" "$clean" "$build_rc" "$gpu_rc" "$harness_rc" "$memcheck_rc" "$racecheck_rc" "$t_build" "$bench_rc" "$linear_bench_rc" <<'PY' 2>&1 | tee -a "$log"
 import json, os, sys
-out, rev, clean, build_rc, gpu_rc, harness_rc, mem_rc, race_rc, t_build, bench_rc = sys.argv[1:]
+out, rev, clean, build_rc, gpu_rc, harness_rc, mem_rc, race_rc, t_build, bench_rc, linear_bench_rc = sys.argv[1:]
 def load(name):
     try:
         with open(os.path.join(out, name)) as f: return json.load(f)
@@ -74,6 +78,7 @@ result = {
     "fast_paths": [{"fast": "fp8_gemm_sm90", "twin": "fp8_gemm", "test": "fp8_gemm_sm90_twin_matches_when_available",
                     "ok": gpu.get("fp8_gemm_sm90_twin_matches_when_available", {}).get("ok")}],
     "quant_bench_rc": int(bench_rc), "quant_bench": load("quant-bench.json"),
+    "linear_bench_rc": int(linear_bench_rc), "linear_bench": load("linear-bench.json"),
     "tests": [{"test": t, "gpu_ok": gpu.get(t, {}).get("ok"), "gpu_ms": gpu.get(t, {}).get("ms"),
                "harness_ok": har.get(t, {}).get("ok"), "harness_ms": har.get(t, {}).get("ms")}
               for t in sorted(set(gpu) | set(har))],
@@ -91,7 +96,13 @@ if result["quant_bench"]:
     print(f"{'kernel':<11} {'shape':<15} {'M':>5} {'N':>6} {'K':>5} {'us':>9} {'TFLOPS':>7} {'GB/s':>7}")
     for r in result["quant_bench"]:
         print(f"{r['kernel']:<11} {r['shape']:<15} {r['m']:>5} {r['n']:>6} {r['k']:>5} {r['us']:>9.1f} {r['tflops']:>7.1f} {r['gbps']:>7.0f}")
+if result["linear_bench"]:
+    print()
+    print(f"{'kernel':<11} {'shape':<15} {'M':>5} {'N':>6} {'K':>5} {'us':>9} {'TFLOPS':>7} {'GB/s':>7}")
+    for r in result["linear_bench"]:
+        print(f"{r['kernel']:<11} {r['shape']:<15} {r['m']:>5} {r['n']:>6} {r['k']:>5} {r['us']:>9.1f} {r['tflops']:>7.1f} {r['gbps']:>7.0f}")
 print(f"revision {rev} (cuda/ clean {clean}); build rc {build_rc} ({t_build}s); gpu tests rc {gpu_rc}; bench rc {bench_rc}; "
+      f"linear bench rc {linear_bench_rc}; "
       f"harness rc {harness_rc}; memcheck rc {mem_rc}; racecheck rc {race_rc} (99 = not run)")
 PY
 [ "$build_rc" -eq 0 ] && [ "$gpu_rc" -eq 0 ] && [ "$harness_rc" -eq 0 ] && \

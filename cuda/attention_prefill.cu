@@ -1,0 +1,208 @@
+// Causal attention for a step's rows over the paged KV cache (keys already appended): row r is
+// (sequence row_seq[r], position row_pos[r]) and attends to positions 0..row_pos[r] of its sequence —
+// prefill chunks, mixed batches of long prompts and single decode tokens alike.
+//
+// A block owns a tile of up to `rows_per_block` consecutive rows and one kv head. Consecutive rows of
+// the same sequence form a segment; for each segment the block streams that sequence's K/V tiles
+// (kTile positions, cp.async, K and V in two groups as in attention_decode) up to the segment's largest
+// position once, and every (row, query head of the kv group) of the segment uses them — the GQA group
+// and the query tile share each K/V load. Per query, an online softmax exactly like attention_decode's:
+//   s_j = (q * scale) · k_j (-inf past the row's position);  m' = max(m, max_j s_j);  p_j = exp(s_j - m');
+//   l = l * exp(m - m') + sum_j p_j;  o = o * exp(m - m') + sum_j p_j v_j;  out = o / l.
+// Tile 0 always holds position 0, so m is finite after it and a tile wholly past a row's position
+// leaves that row unchanged (p = 0, alpha = 1).
+//
+// fp32 throughout on CUDA cores — the reference-grade version; a tensor-core (mma / wgmma) flash
+// kernel is the fast path still to come. Rows are best sorted by sequence (the engine's plan is), but
+// any order is correct: an interleaved order only shortens the segments.
+#include <algorithm>
+
+#include "common.cuh"
+#include "launch_util.h"
+#include "ops.h"
+
+namespace glm::cuda {
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+constexpr int kTile = 32;  // positions per K/V tile; one lane per position in the softmax step
+constexpr int kPad = 4;    // K rows padded by 16 bytes
+constexpr int kMaxQueries = 64;  // (row, head) queries per block
+constexpr int kMaxGroup = 16;
+constexpr int kMaxHeadDim = 256;
+
+struct SmemLayout {
+  int q, o, k, v, p, m, l, alpha, total;  // float offsets
+};
+GLM_HOST_DEVICE SmemLayout smem_layout(int nq, int head_dim) {
+  SmemLayout s;
+  s.q = 0;
+  s.o = s.q + nq * head_dim;
+  s.k = s.o + nq * head_dim;
+  s.v = s.k + kTile * (head_dim + kPad);
+  s.p = s.v + kTile * head_dim;
+  s.m = s.p + nq * kTile;
+  s.l = s.m + kMaxQueries;
+  s.alpha = s.l + kMaxQueries;
+  s.total = s.alpha + kMaxQueries;
+  return s;
+}
+
+// ptxas: hot attention_prefill_kernel
+GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_kernel(
+    float* out, const float* q, const float* pool, const int32_t* page_table, const int32_t* row_seq,
+    const int32_t* row_pos, int rows, int rows_per_block, int n_heads, int n_kv_heads, int head_dim, int page_tokens,
+    int pages_per_seq, float scale) {
+  GLM_DYNAMIC_SHARED(float, smem);
+  GLM_SHARED(int, seg, 2);  // the current segment's end row and largest position
+  const int kvh = int(blockIdx.y);
+  const int group = n_heads / n_kv_heads;
+  const SmemLayout L = smem_layout(rows_per_block * group, head_dim);
+  float* q_s = smem + L.q;
+  float* o_s = smem + L.o;
+  float* k_s = smem + L.k;
+  float* v_s = smem + L.v;
+  float* p_s = smem + L.p;
+  float* m_s = smem + L.m;
+  float* l_s = smem + L.l;
+  float* alpha_s = smem + L.alpha;
+  const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  const int r0 = int(blockIdx.x) * rows_per_block, r_end = min(rows, r0 + rows_per_block);
+  const int row16 = head_dim / 4;
+  const int64_t head_floats = int64_t(page_tokens) * head_dim;
+  const int64_t page_floats = 2 * int64_t(n_kv_heads) * head_floats;
+  const int capacity = pages_per_seq * page_tokens;
+
+  for (int s_begin = r0; s_begin < r_end;) {  // block-uniform: every thread reads the same rows
+    // Thread 0 finds the segment (rows of this sequence) and its last key; shared, so the scan's
+    // registers are not live across the tile loop.
+    if (tid == 0) {
+      const int sq = row_seq[s_begin];
+      int e = s_begin + 1, mp = -1;
+      while (e < r_end && row_seq[e] == sq) ++e;
+      for (int r = s_begin; r < e; ++r) mp = max(mp, min(row_pos[r], capacity - 1));
+      seg[0] = e;
+      seg[1] = mp;
+    }
+    __syncthreads();
+    const int seq = row_seq[s_begin], s_end = seg[0], max_pos = seg[1];
+    const int nq = (s_end - s_begin) * group;  // query qi: row s_begin + qi / group, head kvh * group + qi % group
+    const int32_t* pages = page_table + int64_t(seq) * pages_per_seq;
+
+    for (int i = tid; i < nq * head_dim; i += kThreads) {
+      const int qi = i / head_dim, c = i - qi * head_dim;
+      const int row = s_begin + qi / group, h = kvh * group + qi % group;
+      q_s[i] = q[(int64_t(row) * n_heads + h) * head_dim + c] * scale;
+      o_s[i] = 0.0f;
+    }
+    for (int qi = tid; qi < nq; qi += kThreads) {
+      m_s[qi] = -INFINITY;
+      l_s[qi] = 0.0f;
+    }
+    __syncthreads();
+
+    for (int t0 = 0; t0 <= max_pos; t0 += kTile) {
+      // K (group 1) and V (group 2); positions past max_pos are zero-filled (0 * NaN would poison o).
+      for (int which = 0; which < 2; ++which) {
+        for (int i = tid; i < kTile * row16; i += kThreads) {
+          const int j = i / row16, c = (i % row16) * 4, pos = t0 + j;
+          const bool valid = pos <= max_pos;
+          const float* src = pool;
+          if (valid) {
+            src = pool + int64_t(pages[pos / page_tokens]) * page_floats + which * int64_t(n_kv_heads) * head_floats +
+                  kvh * head_floats + int64_t(pos % page_tokens) * head_dim + c;
+          }
+          float* dst = which == 0 ? k_s + j * (head_dim + kPad) + c : v_s + j * head_dim + c;
+          dev::cp_async_16(dst, src, valid ? 16 : 0);
+        }
+        dev::cp_async_commit();
+      }
+      dev::cp_async_wait<1>();
+      __syncthreads();
+
+      for (int i = tid; i < nq * kTile; i += kThreads) {
+        const int qi = i / kTile, j = i - qi * kTile;
+        float s = -INFINITY;
+        if (t0 + j <= row_pos[s_begin + qi / group] && t0 + j <= max_pos) {  // causal; never past the table
+          const float* qq = q_s + qi * head_dim;
+          const float* kj = k_s + j * (head_dim + kPad);
+          s = 0.0f;
+          for (int c = 0; c < head_dim; ++c) s += qq[c] * kj[c];
+        }
+        p_s[i] = s;
+      }
+      __syncthreads();
+
+      for (int qi = warp; qi < nq; qi += kWarps) {
+        const float s = p_s[qi * kTile + lane];
+        const float m_old = m_s[qi];
+        const float m_new = fmaxf(m_old, dev::warp_max(s));  // finite: tile 0 holds position 0
+        const float p = m_new == -INFINITY ? 0.0f : __expf(s - m_new);  // -inf only for a padding row (pos < 0)
+        const float sum = dev::warp_sum(p);
+        p_s[qi * kTile + lane] = p;
+        if (lane == 0) {
+          const float alpha = m_old == -INFINITY ? 0.0f : __expf(m_old - m_new);
+          alpha_s[qi] = alpha;
+          l_s[qi] = l_s[qi] * alpha + sum;
+          m_s[qi] = m_new;
+        }
+      }
+      dev::cp_async_wait<0>();
+      __syncthreads();
+
+      for (int i = tid; i < nq * head_dim; i += kThreads) {
+        const int qi = i / head_dim, c = i - qi * head_dim;
+        const float* pq = p_s + qi * kTile;
+        float acc = o_s[i] * alpha_s[qi];
+        for (int j = 0; j < kTile; ++j) acc += pq[j] * v_s[j * head_dim + c];
+        o_s[i] = acc;
+      }
+      __syncthreads();  // the next tile overwrites k_s, v_s, p_s
+    }
+
+    // 1/l once per query (alpha_s is free now): one division per query instead of per element keeps
+    // the IEEE-division slow path out of the store loop (it cost a stack frame on sm_80).
+    for (int qi = tid; qi < nq; qi += kThreads) alpha_s[qi] = l_s[qi] > 0.0f ? 1.0f / l_s[qi] : 0.0f;  // padding row: zeros
+    __syncthreads();
+    for (int i = tid; i < nq * head_dim; i += kThreads) {
+      const int qi = i / head_dim, c = i - qi * head_dim;
+      const int row = s_begin + qi / group, h = kvh * group + qi % group;
+      out[(int64_t(row) * n_heads + h) * head_dim + c] = o_s[i] * alpha_s[qi];
+    }
+    __syncthreads();  // q_s / o_s / m_s are reused by the next segment
+    s_begin = s_end;
+  }
+}
+
+}  // namespace
+
+Status attention_prefill(Stream stream, float* out, const float* q, const float* pool, const KvLayout& L,
+                         const int32_t* page_table, const int32_t* row_seq, const int32_t* row_pos,
+                         const PrefillAttentionArgs& a) {
+  constexpr const char* op = "attention_prefill";
+  if (!out || !q || !pool || !page_table || !row_seq || !row_pos) return detail::invalid(op, "null pointer");
+  if (a.rows < 0) return detail::invalid(op, "negative rows");
+  if (a.n_heads <= 0 || L.n_kv_heads <= 0 || a.n_heads % L.n_kv_heads) return detail::invalid(op, "n_heads must be a positive multiple of n_kv_heads");
+  const int64_t group = a.n_heads / L.n_kv_heads;
+  if (group > kMaxGroup) return detail::invalid(op, "more than 16 query heads per kv head");
+  if (L.head_dim <= 0 || L.head_dim % 4 || L.head_dim > kMaxHeadDim) return detail::invalid(op, "head_dim must be a multiple of 4 and <= 256");
+  if (L.page_tokens <= 0 || a.pages_per_seq <= 0) return detail::invalid(op, "bad page table shape");
+  if (L.n_kv_heads > 65535 || a.rows > 0x3fffffff || a.pages_per_seq * L.page_tokens > 0x3fffffff) return detail::invalid(op, "dimensions too large");
+  if (!(a.scale > 0.0f)) return detail::invalid(op, "scale must be > 0");
+  if (!detail::aligned(pool, 16)) return detail::invalid(op, "pool must be 16-byte aligned");
+  if (a.rows == 0) return Status::ok();
+  const int rows_per_block = int(std::max<int64_t>(1, std::min<int64_t>(16, kMaxQueries / group)));
+  const size_t smem = size_t(smem_layout(rows_per_block * int(group), int(L.head_dim)).total) * sizeof(float);
+  const cudaStream_t s = detail::to_stream(stream.handle);
+  if (smem > 48 * 1024) {  // opt in above 48 KiB (at most ~138 KiB: 64 queries x 256 dims)
+    const cudaError_t e = cudaFuncSetAttribute(attention_prefill_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (e != cudaSuccess) return detail::launched(op, e);
+  }
+  const dim3 grid(unsigned((a.rows + rows_per_block - 1) / rows_per_block), unsigned(L.n_kv_heads));
+  return detail::launched(op, GLM_LAUNCH(attention_prefill_kernel, grid, dim3(kThreads), smem, s, out, q, pool, page_table, row_seq,
+                                         row_pos, int(a.rows), rows_per_block, int(a.n_heads), int(L.n_kv_heads),
+                                         int(L.head_dim), int(L.page_tokens), int(a.pages_per_seq), a.scale));
+}
+
+}  // namespace glm::cuda
