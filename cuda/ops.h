@@ -62,12 +62,6 @@ struct KvLayout {
 Status kv_append(Stream stream, float* pool, const KvLayout& layout, const float* k, const float* v,
                  const int32_t* slots, int64_t rows);
 
-// Element-wise MLP steps (elementwise.cu), n elements each, fp32:
-//   silu_mul:    gate[i] = silu(gate[i]) * up[i]   (act_fn(gate_proj(x)) * up_proj(x); CPU: x / (1 + exp(-x)))
-//   add_inplace: y[i] += x[i]                      (a block's output into the residual stream)
-Status silu_mul(Stream stream, float* gate, const float* up, int64_t n);
-Status add_inplace(Stream stream, float* y, const float* x, int64_t n);
-
 struct DecodeAttentionArgs {
   int64_t batch = 0;          // sequences, one query token each
   int64_t n_heads = 0;        // query heads; a multiple of n_kv_heads, group n_heads/n_kv_heads <= 16

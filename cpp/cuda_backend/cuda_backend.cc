@@ -113,9 +113,10 @@ Status CudaBackend::init(const ModelWeights& weights) {
   GLM_TRY(upload(inv_freq.data(), inv_freq.size() * sizeof(double), &p, "RoPE table"));
   inv_freq_ = static_cast<const double*>(p);
 
-  // Step plan: 4 ints per row (token, position, slot, seq_len) + one page-table row per row.
+  // Step plan: per row token, position, slot, sequence; per sequence (<= rows) its length and page-table
+  // row; the logit rows (<= rows).
   const int64_t max_pages = (cfg_.max_position_embeddings + kPageTokens - 1) / kPageTokens;
-  plan_capacity_ints_ = opts_.max_step_rows * (4 + max_pages);
+  plan_capacity_ints_ = opts_.max_step_rows * (6 + max_pages);
   GLM_TRY(device_alloc(uint64_t(plan_capacity_ints_) * 4, &p, "step plan"));
   plan_dev_ = static_cast<int32_t*>(p);
 
@@ -174,7 +175,7 @@ Status CudaBackend::plan_memory(const ModelWeights& w) {
   longest.batch = 63, longest.n_splits = 32;
   act += 4 * uint64_t(std::max(cuda::attention_decode_workspace_floats(layer_layout(), big),
                                cuda::attention_decode_workspace_floats(layer_layout(), longest)));
-  const uint64_t step_plan = round_up(R * uint64_t(4 + max_pages) * 4);
+  const uint64_t step_plan = round_up(R * uint64_t(6 + max_pages) * 4);
 
   size_t free_b = 0, total_b = 0;
   GLM_TRY(runtime_status(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo"));
@@ -354,42 +355,56 @@ Status CudaBackend::begin_step(const StepPlan& plan) {
   if (R > opts_.max_step_rows) {
     return Status::error(ErrorCode::Internal, "CUDA backend: a step of " + std::to_string(R) + " rows exceeds max_step_rows");
   }
-  // Host planning (rule 12): per row its token, position, cache slot, attended length and page-table
-  // row, uploaded in one copy; every kernel of the step reads only these device buffers.
-  int64_t pps = 1, max_len = 1;
+  // Host planning (rule 12): per row its token, position, cache slot and sequence; per sequence its
+  // length after the step and its page-table row; the logit rows. Uploaded in one copy; every kernel
+  // of the step reads only these device buffers.
+  const int64_t S = int64_t(plan.sequences.size()), G = int64_t(plan.logit_rows.size());
+  int64_t pps = 1;
+  decode_only_ = true;
   for (const auto& s : plan.sequences) {
     pps = std::max(pps, (s.start_pos + s.n_rows + kPageTokens - 1) / kPageTokens);
-    max_len = std::max(max_len, s.start_pos + s.n_rows);
+    if (s.n_rows != 1) decode_only_ = false;
   }
-  if (R * (4 + pps) > plan_capacity_ints_) return Status::error(ErrorCode::Internal, "CUDA backend: step plan too large");
-  plan_host_.assign(size_t(R * (4 + pps)), 0);
+  const int64_t ints = 4 * R + S + S * pps + G;
+  if (ints > plan_capacity_ints_) return Status::error(ErrorCode::Internal, "CUDA backend: step plan too large");
+  plan_host_.assign(size_t(ints), 0);
   int32_t* tok = plan_host_.data();
   int32_t* pos = tok + R;
   int32_t* slot = pos + R;
-  int32_t* len = slot + R;
-  int32_t* table = len + R;
-  for (const auto& s : plan.sequences) {
+  int32_t* row_seq = slot + R;
+  int32_t* len = row_seq + R;
+  int32_t* table = len + S;
+  int32_t* logit_rows = table + S * pps;
+  int64_t max_len = 1;
+  for (int64_t si = 0; si < S; ++si) {
+    const auto& s = plan.sequences[size_t(si)];
     const auto* store = dynamic_cast<const DeviceKvStore*>(s.cache);
     if (!store) return Status::error(ErrorCode::Internal, "CUDA backend: a sequence's KV store was made by another backend");
     const auto& pages = store->pages();
     if (int64_t(pages.size()) * kPageTokens < s.start_pos + s.n_rows) {
       return Status::error(ErrorCode::Internal, "CUDA backend: KV store not reserved for the step");
     }
+    len[si] = int32_t(s.start_pos + s.n_rows);
+    max_len = std::max<int64_t>(max_len, len[si]);
+    std::copy(pages.begin(), pages.begin() + (s.start_pos + s.n_rows + kPageTokens - 1) / kPageTokens, table + si * pps);
     for (int64_t i = 0; i < s.n_rows; ++i) {
       const int64_t r = s.row_begin + i, p = s.start_pos + i;
       tok[r] = plan.tokens[size_t(r)];
       pos[r] = plan.positions[size_t(r)];
       slot[r] = int32_t(int64_t(pages[size_t(p / kPageTokens)]) * kPageTokens + p % kPageTokens);
-      len[r] = int32_t(p + 1);  // causal: the row sees its own key and those before it
-      std::copy(pages.begin(), pages.end(), table + r * pps);
+      row_seq[r] = int32_t(si);
     }
   }
+  for (int64_t g = 0; g < G; ++g) logit_rows[g] = int32_t(plan.logit_rows[size_t(g)]);
+  logit_rows_ = plan.logit_rows;
   d_tokens_ = plan_dev_;
   d_positions_ = d_tokens_ + R;
   d_slots_ = d_positions_ + R;
-  d_seq_lens_ = d_slots_ + R;
-  d_page_table_ = d_seq_lens_ + R;
-  step_rows_ = R, pages_per_row_ = pps, max_len_ = max_len;
+  d_row_seq_ = d_slots_ + R;
+  d_seq_lens_ = d_row_seq_ + R;
+  d_page_table_ = d_seq_lens_ + S;
+  d_logit_rows_ = d_page_table_ + S * pps;
+  step_rows_ = R, step_seqs_ = S, pages_per_seq_ = pps, max_len_ = max_len;
   const Status st = runtime_status(cudaMemcpyAsync(plan_dev_, plan_host_.data(), plan_host_.size() * 4, cudaMemcpyHostToDevice,
                                                    static_cast<cudaStream_t>(stream_)),
                                    "upload of the step plan");
@@ -545,17 +560,25 @@ void CudaBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, A
   // self_attn: the step's K/V rows join the cache first (slots planned in begin_step)...
   record(cuda::kv_append(stream(), pool, L, k.data, v.data, d_slots_, step_rows_));
   if (!running()) return;
-  // ...then every row attends over its sequence's first position+1 cached keys. Each row is one
-  // "query" of the decode kernel with its own length and page-table row, which is exactly causal
-  // attention for prefill rows too. (A tiled prefill kernel, attention_prefill, will replace this
-  // for long prompts: here each prefill row re-reads its prefix.)
+  // ...then each row attends over positions 0..its own of its sequence (causal, paged).
+  const float scale = float(1.0 / std::sqrt(double(cfg_.head_dim)));
+  if (!decode_only_) {
+    // Prefill or mixed step: rows tiled per sequence, K/V tiles shared across the GQA group.
+    cuda::PrefillAttentionArgs a;
+    a.rows = step_rows_;
+    a.n_heads = cfg_.num_attention_heads;
+    a.pages_per_seq = pages_per_seq_;
+    a.scale = scale;
+    return record(cuda::attention_prefill(stream(), out.data, q.data, pool, L, d_page_table_, d_row_seq_, d_positions_, a));
+  }
+  // Decode step (one row per sequence, in sequence order): split-KV decode attention.
   cuda::DecodeAttentionArgs a;
-  a.batch = step_rows_;
+  a.batch = step_seqs_;
   a.n_heads = cfg_.num_attention_heads;
-  a.pages_per_seq = pages_per_row_;
+  a.pages_per_seq = pages_per_seq_;
   a.max_len = max_len_;
-  a.n_splits = attention_splits(step_rows_, max_len_);
-  a.scale = float(1.0 / std::sqrt(double(cfg_.head_dim)));
+  a.n_splits = attention_splits(step_seqs_, max_len_);
+  a.scale = scale;
   const int64_t ws_floats = cuda::attention_decode_workspace_floats(L, a);
   void* ws = nullptr;
   const Status st = internal(0, uint64_t(ws_floats) * 4, &ws);
@@ -635,7 +658,7 @@ Status CudaBackend::run_experts(Act x, const MoeWeights& w, const int32_t* ids, 
   return cuda::moe_experts_bf16(stream(), y, x.data, ids, weights, e, a, ws, ws_bytes);
 }
 
-void CudaBackend::silu_mul(float* gate, const float* up, int64_t n) { record(cuda::silu_mul(stream(), gate, up, n)); }
+void CudaBackend::silu_mul(float* gate, const float* up, int64_t n) { record(cuda::silu_mul(stream(), gate, gate, up, n)); }
 
 void CudaBackend::store(float* out, const float* y, int64_t n, bool accumulate) {
   if (accumulate) return record(cuda::add_inplace(stream(), out, y, n));
@@ -645,13 +668,10 @@ void CudaBackend::store(float* out, const float* y, int64_t n, bool accumulate) 
 
 void CudaBackend::gather_rows(Act x, const std::vector<int64_t>& rows, Act out) {
   if (!running()) return;
-  // A handful of rows (the logit rows): one device-to-device copy each, no kernel.
-  for (size_t i = 0; i < rows.size() && running(); ++i) {
-    if (x.data == out.data && int64_t(i) == rows[i]) continue;
-    record(runtime_status(cudaMemcpyAsync(out.data + int64_t(i) * out.cols, x.data + rows[i] * x.cols, size_t(x.cols) * 4,
-                                          cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(stream_)),
-                          "gather_rows"));
-  }
+  // The forward pass gathers the plan's logit rows, whose index begin_step uploaded; any other set
+  // (none today) would need its own upload, which this step has no planned buffer for.
+  if (rows != logit_rows_) return record(Status::error(ErrorCode::Internal, "CUDA backend: gather_rows of unplanned rows"));
+  record(cuda::gather_rows(stream(), out.data, x.data, d_logit_rows_, int64_t(rows.size()), x.cols));
 }
 
 void CudaBackend::download(Act x, float* host) {

@@ -124,13 +124,16 @@ class CudaBackend final : public Backend {
   const double* inv_freq_ = nullptr;       // RoPE inverse frequencies [rotary_dim / 2], double
   float* kv_pool_ = nullptr;               // [layer][page][K|V][kv_head][pos in page][head_dim]
   std::shared_ptr<PagePool> pages_;
-  // Step plan on the device: tokens, positions, slots, seq_lens [rows] then page_table [rows, pps].
+  // Step plan on the device (begin_step): tokens, positions, slots, row_seq [rows]; seq_lens [seqs];
+  // page_table [seqs, pages_per_seq]; logit rows.
   int32_t* plan_dev_ = nullptr;
   int64_t plan_capacity_ints_ = 0;
   std::vector<int32_t> plan_host_;
-  int32_t *d_tokens_ = nullptr, *d_positions_ = nullptr, *d_slots_ = nullptr, *d_seq_lens_ = nullptr,
-          *d_page_table_ = nullptr;
-  int64_t step_rows_ = 0, pages_per_row_ = 0, max_len_ = 0;
+  int32_t *d_tokens_ = nullptr, *d_positions_ = nullptr, *d_slots_ = nullptr, *d_row_seq_ = nullptr,
+          *d_seq_lens_ = nullptr, *d_page_table_ = nullptr, *d_logit_rows_ = nullptr;
+  int64_t step_rows_ = 0, step_seqs_ = 0, pages_per_seq_ = 0, max_len_ = 0;
+  bool decode_only_ = false;               // every sequence of the step has one row
+  std::vector<int64_t> logit_rows_;
   struct Buffer {
     void* data = nullptr;
     uint64_t bytes = 0;
