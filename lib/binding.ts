@@ -40,6 +40,8 @@ export interface NativeModelInfo {
   eosTokenIds: number[];
   dtype: string;
   backend: string;
+  /** Why this backend runs: "requested", or why 'auto' chose it / fell back to the CPU (one line). */
+  backendReason: string;
   threads: number;
   cpuIsa: string;
   memory: { weightsMappedBytes: number; weightsOwnedBytes: number; kvCacheBytes: number; scratchBytes: number };
@@ -94,7 +96,7 @@ export interface NativeBinding {
   AbortFlag: new () => NativeAbortFlag;
   loadModel(
     dir: string,
-    options: { threads: number; prefetch: boolean },
+    options: { backend: 'auto' | 'cpu' | 'cuda'; threads: number; prefetch: boolean },
     onProgress: ((stage: string, done: number, total: number) => void) | undefined,
     abort: NativeAbortFlag | undefined,
   ): Promise<NativeModel>;

@@ -2,7 +2,7 @@
 import { binding, type NativeModel, type NativeModelInfo } from './binding.js';
 import { withAbort } from './abort.js';
 import {
-  AbortError, BackendUnavailableError, ContextOverflowError, DisposedError, InvalidParamError, ModelFormatError, toGlmError,
+  AbortError, ContextOverflowError, DisposedError, InvalidParamError, ModelFormatError, toGlmError,
 } from './errors.js';
 import {
   checkInteger, checkKnownKeys, checkNumber, checkObject, checkSignal, describe, toTokenArray, type TokenInput,
@@ -28,6 +28,11 @@ export interface LoadProgress {
 }
 
 export interface LoadOptions {
+  /**
+   * 'cuda': the GPU (a device of compute capability >= 8.0 and a build with CUDA), else a
+   * BackendUnavailableError saying why. 'auto' (default): CUDA when usable, otherwise the CPU, with the
+   * reason in `info.backendReason`. 'cpu': the CPU backend.
+   */
   backend?: Backend;
   /** CPU threads for the forward pass (default: available parallelism). */
   threads?: number;
@@ -105,9 +110,6 @@ export class Model implements SessionOwner {
     if (backend !== 'auto' && backend !== 'cpu' && backend !== 'cuda') {
       throw new InvalidParamError(`backend must be 'auto', 'cpu' or 'cuda', got ${describe(backend)}`);
     }
-    if (backend === 'cuda') {
-      throw new BackendUnavailableError('the CUDA backend is not available in this build; use backend "cpu" or "auto"');
-    }
     const threads = opts.threads === undefined ? availableParallelism() : checkInteger('threads', opts.threads, 1, 1024);
     const signal = checkSignal('signal', opts.signal);
     if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') {
@@ -131,7 +133,7 @@ export class Model implements SessionOwner {
     // The tokenizer is read first: a broken tokenizer.json fails the load before the weights are mapped.
     const tokenizer = existsSync(path.join(dir, 'tokenizer.json')) ? await Tokenizer.fromDir(dir) : undefined;
     const native = await withAbort(signal, (flag) =>
-      binding().loadModel(dir, { threads, prefetch: opts.prefetch !== false }, report, flag));
+      binding().loadModel(dir, { backend, threads, prefetch: opts.prefetch !== false }, report, flag));
     // Progress reports arrive before the completion, so an abort or a throw from onProgress is known
     // here even when the native load finished before it could notice.
     if (progressError !== undefined || signal?.aborted) {

@@ -18,6 +18,15 @@
 # shapes), printed as TFLOPS and GB/s and kept in $OUT/quant-bench.json. Unverified until a GPU is lent.
 # Dense BF16 linear (issue 5): GLM_LINEAR_BENCH=1 runs bench_linear_air_shapes (q / k|v / o projections and
 # expert gate|up / down at decode M=1 and prefill M=2048), kept in $OUT/linear-bench.json. Unverified.
+# CUDA backend (issue 5): glm_cuda_backend_gpu_check runs the whole forward pass on the GPU against the
+# CPU backend (test/cuda_backend/main.cc) on two BF16 synthetic checkpoints: a 300-token prefill that
+# crosses a KV page, decodes and a mixed batch, through the bf16 tensor-core path ('base', 16-row steps,
+# budget 2e-2 with the routing-flip allowance) and the fp32 path ('bf16-groups', 4-row steps, budget
+# 1e-4). The checkpoints come from scripts/e2e-fixtures.mjs when node and dist/ are there, else from
+# GLM_E2E_FIXTURES (a folder holding base/ and bf16-groups/, e.g. carried from the dev machine). Then
+# glm_cuda_bench_air: decode tokens/s at context 0 and 4096 and prefill tokens/s at 2048 on a
+# GLM-4.5-Air-shaped model cut to 3 layers (random BF16 weights built in memory, ~10 GB uploaded), with
+# the decode bytes per token as GB/s (air-bench.json). Unverified until a GPU is lent.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu-check-out}"
@@ -43,11 +52,12 @@ t0=$(date +%s)
 build_rc=0
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DGLM_CUDA=ON -DGLM_GPU_TESTS=ON \
   -DGLM_CUDA_ARCHS=90a >>"$log" 2>&1 || build_rc=$?
-[ $build_rc -eq 0 ] && { ninja -C build-gpu -j"$(nproc)" glm_kernel_tests_gpu glm_kernel_tests >>"$log" 2>&1 || build_rc=$?; }
+[ $build_rc -eq 0 ] && { ninja -C build-gpu -j"$(nproc)" glm_kernel_tests_gpu glm_kernel_tests glm_cuda_backend_gpu_check \
+  glm_cuda_bench_air >>"$log" 2>&1 || build_rc=$?; }
 t_build=$(( $(date +%s) - t0 ))
 say "build: rc=${build_rc} in ${t_build}s"
 
-gpu_rc=99; harness_rc=99; memcheck_rc=99; racecheck_rc=99; bench_rc=99; linear_bench_rc=99
+gpu_rc=99; harness_rc=99; memcheck_rc=99; racecheck_rc=99; bench_rc=99; linear_bench_rc=99; e2e_rc=99; air_rc=99
 if [ $build_rc -eq 0 ]; then
   ./build-gpu/glm_kernel_tests_gpu --json "$OUT/gpu-tests.json" 2>&1 | tee "$OUT/gpu-tests.log"; gpu_rc=${PIPESTATUS[0]}
   ./build-gpu/glm_kernel_tests --json "$OUT/harness-tests.json" >"$OUT/harness-tests.log" 2>&1; harness_rc=$?
@@ -55,15 +65,28 @@ if [ $build_rc -eq 0 ]; then
     >"$OUT/quant-bench.log" 2>&1; bench_rc=$?
   GLM_LINEAR_BENCH=1 GLM_LINEAR_BENCH_JSON="$OUT/linear-bench.json" timeout 120 ./build-gpu/glm_kernel_tests_gpu bench_linear \
     >"$OUT/linear-bench.log" 2>&1; linear_bench_rc=$?
+  fixtures="${GLM_E2E_FIXTURES:-}"
+  if [ -z "$fixtures" ] && command -v node >/dev/null 2>&1 && [ -f dist/lib/synthetic/checkpoint.js ]; then
+    fixtures="$OUT/e2e-fixtures"
+    node scripts/e2e-fixtures.mjs "$fixtures" >>"$log" 2>&1 || fixtures=""
+  fi
+  if [ -n "$fixtures" ] && [ -d "$fixtures/base" ]; then
+    timeout 300 ./build-gpu/glm_cuda_backend_gpu_check --step-rows 16 --prompt 300 "$fixtures/base" \
+      --step-rows 4 --prompt 300 "$fixtures/bf16-groups" 2>&1 | tee "$OUT/e2e.log"; e2e_rc=${PIPESTATUS[0]}
+  else
+    say "e2e: no checkpoints (no node + dist/, and GLM_E2E_FIXTURES unset): skipped"
+  fi
+  timeout 400 ./build-gpu/glm_cuda_bench_air "$OUT/air-bench.json" 2>&1 | tee "$OUT/air-bench.log"; air_rc=${PIPESTATUS[0]}
   if command -v compute-sanitizer >/dev/null 2>&1; then
     timeout 240 compute-sanitizer --tool memcheck --error-exitcode 3 ./build-gpu/glm_kernel_tests_gpu >"$OUT/memcheck.log" 2>&1; memcheck_rc=$?
     timeout 240 compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 3 ./build-gpu/glm_kernel_tests_gpu >"$OUT/racecheck.log" 2>&1; racecheck_rc=$?
   fi
 fi
 
-python3 - "$OUT" "$rev" "$clean" "$build_rc" "$gpu_rc" "$harness_rc" "$memcheck_rc" "$racecheck_rc" "$t_build" "$bench_rc" "$linear_bench_rc" <<'PY' 2>&1 | tee -a "$log"
+python3 - "$OUT" "$rev" "$clean" "$build_rc" "$gpu_rc" "$harness_rc" "$memcheck_rc" "$racecheck_rc" "$t_build" "$bench_rc" "$linear_bench_rc" \
+  "$e2e_rc" "$air_rc" <<'PY' 2>&1 | tee -a "$log"
 import json, os, sys
-out, rev, clean, build_rc, gpu_rc, harness_rc, mem_rc, race_rc, t_build, bench_rc, linear_bench_rc = sys.argv[1:]
+out, rev, clean, build_rc, gpu_rc, harness_rc, mem_rc, race_rc, t_build, bench_rc, linear_bench_rc, e2e_rc, air_rc = sys.argv[1:]
 def load(name):
     try:
         with open(os.path.join(out, name)) as f: return json.load(f)
@@ -78,6 +101,7 @@ result = {
     "fast_paths": [{"fast": "fp8_gemm_sm90", "twin": "fp8_gemm", "test": "fp8_gemm_sm90_twin_matches_when_available",
                     "ok": gpu.get("fp8_gemm_sm90_twin_matches_when_available", {}).get("ok")}],
     "quant_bench_rc": int(bench_rc), "quant_bench": load("quant-bench.json"),
+    "cuda_backend_e2e_rc": int(e2e_rc), "air_bench_rc": int(air_rc), "air_bench": load("air-bench.json"),
     "linear_bench_rc": int(linear_bench_rc), "linear_bench": load("linear-bench.json"),
     "tests": [{"test": t, "gpu_ok": gpu.get(t, {}).get("ok"), "gpu_ms": gpu.get(t, {}).get("ms"),
                "harness_ok": har.get(t, {}).get("ok"), "harness_ms": har.get(t, {}).get("ms")}
@@ -103,7 +127,9 @@ if result["linear_bench"]:
         print(f"{r['kernel']:<11} {r['shape']:<15} {r['m']:>5} {r['n']:>6} {r['k']:>5} {r['us']:>9.1f} {r['tflops']:>7.1f} {r['gbps']:>7.0f}")
 print(f"revision {rev} (cuda/ clean {clean}); build rc {build_rc} ({t_build}s); gpu tests rc {gpu_rc}; bench rc {bench_rc}; "
       f"linear bench rc {linear_bench_rc}; "
-      f"harness rc {harness_rc}; memcheck rc {mem_rc}; racecheck rc {race_rc} (99 = not run)")
+      f"harness rc {harness_rc}; memcheck rc {mem_rc}; racecheck rc {race_rc}; "
+      f"cuda backend e2e rc {e2e_rc}; air bench rc {air_rc} (99 = not run)")
 PY
 [ "$build_rc" -eq 0 ] && [ "$gpu_rc" -eq 0 ] && [ "$harness_rc" -eq 0 ] && \
-  { [ "$memcheck_rc" -eq 0 ] || [ "$memcheck_rc" -eq 99 ]; } && { [ "$racecheck_rc" -eq 0 ] || [ "$racecheck_rc" -eq 99 ]; }
+  { [ "$memcheck_rc" -eq 0 ] || [ "$memcheck_rc" -eq 99 ]; } && { [ "$racecheck_rc" -eq 0 ] || [ "$racecheck_rc" -eq 99 ]; } && \
+  { [ "$e2e_rc" -eq 0 ] || [ "$e2e_rc" -eq 99 ]; }

@@ -31,7 +31,7 @@ describe.each(VARIANT_NAMES)('engine vs float64 reference: %s', (name: VariantNa
 
   beforeAll(async () => {
     const dir = await ensureFixture(name);
-    model = await Model.load(dir, { threads: 2 });
+    model = await Model.load(dir, { backend: 'cpu', threads: 2 });  // the CPU engine's fp32 numerics (CUDA: test/cuda-backend.test.ts)
     ref = await ReferenceModel.load(dir);
     vocab = model.info.vocabSize;
     prompt = promptTokens(17, PROMPT, vocab);

@@ -15,7 +15,7 @@ const DEFAULT_MODEL = path.join(REPO_ROOT, 'models', 'tiny-default');
 let model: Model;
 
 beforeAll(async () => {
-  model = await Model.load(DEFAULT_MODEL, { threads: 2 });
+  model = await Model.load(DEFAULT_MODEL, { backend: 'cpu', threads: 2 });  // fp32 CPU numerics, whatever GPU is present
 }, 60_000);
 afterAll(async () => {
   await model?.dispose();

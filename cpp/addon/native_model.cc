@@ -183,6 +183,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     o.Set("eosTokenIds", eos);
     o.Set("dtype", m.weight_dtype());
     o.Set("backend", m.backend_name());
+    o.Set("backendReason", m.backend_reason());
     set("threads", m.threads());
     o.Set("cpuIsa", cpu::isa_name(cpu::active_isa()));
     Napi::Object mem = Napi::Object::New(env);
@@ -383,7 +384,7 @@ Napi::Function define_model(Napi::Env env) {
                                    NativeModel::InstanceMethod("dispose", &NativeModel::Dispose)});
 }
 
-// loadModel(dir, {threads, prefetch}, onProgress | undefined, abortFlag | undefined) -> Promise<NativeModel>
+// loadModel(dir, {backend, threads, prefetch}, onProgress | undefined, abortFlag | undefined) -> Promise<NativeModel>
 Napi::Value load_model(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) throw Napi::TypeError::New(env, "loadModel: dir must be a string");
@@ -392,6 +393,9 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
   LoadOptions lo;
   lo.threads = int(number_field(opts, "threads"));
   lo.prefetch = opts.Get("prefetch").ToBoolean();
+  // 'cpu' | 'cuda' | 'auto' (lib/ validated it); 'auto' falls back to the CPU with a reason in info().
+  const std::string backend = opts.Has("backend") && opts.Get("backend").IsString() ? opts.Get("backend").As<Napi::String>().Utf8Value() : "cpu";
+  lo.backend = backend == "cuda" ? BackendChoice::Cuda : backend == "auto" ? BackendChoice::Auto : BackendChoice::Cpu;
   AbortToken token = abort_token_from(info[3]);
   auto deferred = Napi::Promise::Deferred::New(env);
 

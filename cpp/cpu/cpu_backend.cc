@@ -44,6 +44,11 @@ std::vector<float>& CpuBackend::buffer(size_t index, size_t elements) {
   return internal_[index];
 }
 
+Status CpuBackend::create_kv(int64_t capacity, std::unique_ptr<KvStore>* out) {
+  *out = std::make_unique<KvCache>(cfg_.num_hidden_layers, cfg_.num_key_value_heads, cfg_.head_dim, capacity);
+  return Status::ok();
+}
+
 Status CpuBackend::scratch(int slot, int64_t rows, int64_t cols, Act* out) {
   if (slot < 0) return Status::error(ErrorCode::Internal, "negative scratch slot");
   if (slots_.size() <= size_t(slot)) slots_.resize(size_t(slot) + 1);
@@ -137,12 +142,15 @@ void CpuBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, Ac
 
   // self_attn: the new K/V rows join each sequence's cache first, so a row attends to itself and to
   // the rows before it in the same step (causal prefill) exactly as a later decode step would.
+  // Every store in the plan was made by create_kv above.
+  auto cache_of = [](const StepPlan::Sequence& s) { return static_cast<KvCache*>(s.cache); };
   for (const auto& s : plan.sequences) {
+    KvCache* cache = cache_of(s);
     for (int64_t i = 0; i < s.n_rows; ++i) {
       const int64_t row = s.row_begin + i, pos = s.start_pos + i;
       for (int64_t h = 0; h < cfg_.num_key_value_heads; ++h) {
-        std::memcpy(s.cache->key(layer, h, pos), k.data + row * kv_w + h * d, size_t(d) * sizeof(float));
-        std::memcpy(s.cache->value(layer, h, pos), v.data + row * kv_w + h * d, size_t(d) * sizeof(float));
+        std::memcpy(cache->key(layer, h, pos), k.data + row * kv_w + h * d, size_t(d) * sizeof(float));
+        std::memcpy(cache->value(layer, h, pos), v.data + row * kv_w + h * d, size_t(d) * sizeof(float));
       }
     }
   }
@@ -169,7 +177,7 @@ void CpuBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, Ac
         float* sc = scores.data() + g * n_keys;
         for (int64_t pos = 0; pos < n_keys; pos += KvCache::kPageTokens) {
           const int64_t n = std::min(KvCache::kPageTokens, n_keys - pos);
-          dot_rows(qh, s.cache->key(layer, kvh, pos), d, n, d, sc + pos);
+          dot_rows(qh, cache_of(s)->key(layer, kvh, pos), d, n, d, sc + pos);
         }
         // softmax(q k^T * d^-0.5) in fp32 with the max subtracted; the sum in double.
         float max_score = -std::numeric_limits<float>::infinity();
@@ -182,7 +190,7 @@ void CpuBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, Ac
         std::fill(oh, oh + d, 0.0f);
         for (int64_t pos = 0; pos < n_keys; pos += KvCache::kPageTokens) {
           const int64_t n = std::min(KvCache::kPageTokens, n_keys - pos);
-          weighted_row_sum(sc + pos, s.cache->value(layer, kvh, pos), d, n, d, oh);
+          weighted_row_sum(sc + pos, cache_of(s)->value(layer, kvh, pos), d, n, d, oh);
         }
       }
     }

@@ -16,6 +16,7 @@ class CpuBackend final : public Backend {
   const char* name() const override { return "cpu"; }
   int threads() const { return pool_.size(); }
 
+  Status create_kv(int64_t capacity, std::unique_ptr<KvStore>* out) override;
   Status scratch(int slot, int64_t rows, int64_t cols, Act* out) override;
   void embed(const Matrix& table, const int32_t* tokens, Act out) override;
   void rmsnorm(Act x, const std::vector<float>& w, float eps, Act out) override;
@@ -29,7 +30,7 @@ class CpuBackend final : public Backend {
   void download(Act x, float* host) override;
 
   // Bytes held by scratch buffers (reported in model.info.memory).
-  uint64_t scratch_bytes() const;
+  uint64_t scratch_bytes() const override;
 
  private:
   // Routing decision of one token: top-k expert ids and their final combine weights.

@@ -3,6 +3,7 @@
 // living in the backend's memory; weights are the bound Matrix/vector structs of weights.h.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "engine/config.h"
@@ -16,7 +17,7 @@ namespace glm {
 // the concatenation of every sequence's new tokens; each sequence attends only to its own cache.
 struct StepPlan {
   struct Sequence {
-    KvCache* cache = nullptr;
+    KvStore* cache = nullptr;  // created by this backend (Backend::create_kv)
     int64_t row_begin = 0;   // first row of this sequence in the step
     int64_t n_rows = 0;      // new tokens of this sequence
     int64_t start_pos = 0;   // position of its first new token (= cache length before the step)
@@ -47,6 +48,20 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
+
+  // A new sequence's KV storage of `capacity` positions (empty; grown by KvStore::reserve).
+  virtual Status create_kv(int64_t capacity, std::unique_ptr<KvStore>* out) = 0;
+  // Called once before the ops of a step with its plan: a device backend uploads what the step's
+  // kernels read (tokens, positions, page tables, slots) here, once, instead of inside each layer.
+  virtual Status begin_step(const StepPlan& plan) { return Status::ok(); }
+  // Called after the step's ops: the first error any op of the step hit (the ops return nothing, so
+  // a device backend records failures and reports them here). EngineDead means the backend is
+  // unusable from now on and every later begin_step fails with it.
+  virtual Status end_step() { return Status::ok(); }
+  // Ok while the backend can run; EngineDead (with the original error) after a fatal device error.
+  virtual Status health() const { return Status::ok(); }
+  // Bytes of activation buffers held (model.info.memory.scratchBytes).
+  virtual uint64_t scratch_bytes() const { return 0; }
 
   // Scratch tensors are identified by a slot number and stay valid until the next call with the
   // same slot; their contents are undefined on return.

@@ -17,6 +17,7 @@ Status forward_step(Backend& be, const ModelConfig& cfg, const ModelWeights& w, 
   const int64_t H = cfg.hidden_size;
   const float eps = float(cfg.rms_norm_eps);
   if (T == 0) return Status::ok();
+  GLM_TRY(be.begin_step(plan));  // host plan of the step -> backend (page tables, slots, tokens)
 
   Act x, a, q, k, v, attn;
   GLM_TRY(be.scratch(kX, T, H, &x));
@@ -38,7 +39,10 @@ Status forward_step(Backend& be, const ModelConfig& cfg, const ModelWeights& w, 
   emit("embed", -1, x);
 
   for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
-    if (cancel && cancel->load(std::memory_order_relaxed)) return Status::error(ErrorCode::Aborted, "aborted");
+    if (cancel && cancel->load(std::memory_order_relaxed)) {
+      GLM_TRY(be.end_step());  // a device error before the abort wins: the model may be dead
+      return Status::error(ErrorCode::Aborted, "aborted");
+    }
     const LayerWeights& L = w.layers[size_t(l)];
     const std::vector<float>* no_bias = nullptr;
 
@@ -66,7 +70,7 @@ Status forward_step(Backend& be, const ModelConfig& cfg, const ModelWeights& w, 
     emit("layer_out", l, x);
   }
 
-  if (plan.logit_rows.empty()) return Status::ok();
+  if (plan.logit_rows.empty()) return be.end_step();
   const int64_t R = int64_t(plan.logit_rows.size());
   Act last, out;
   GLM_TRY(be.scratch(kLastRows, R, H, &last));
@@ -76,7 +80,7 @@ Status forward_step(Backend& be, const ModelConfig& cfg, const ModelWeights& w, 
   emit("final_norm", -1, last);
   be.linear(last, w.lm_head, nullptr, out, false);  // lm_head
   be.download(out, logits);
-  return Status::ok();
+  return be.end_step();
 }
 
 }  // namespace glm

@@ -5,12 +5,17 @@
 
 namespace glm {
 
-Status KvCache::reserve(int64_t new_length) {
+Status KvStore::check_capacity(int64_t new_length) const {
   if (new_length > capacity_) {
     return Status::error(ErrorCode::ContextOverflow, "KV cache: " + std::to_string(new_length) +
                                                          " positions exceed the context length " +
                                                          std::to_string(capacity_));
   }
+  return Status::ok();
+}
+
+Status KvCache::reserve(int64_t new_length) {
+  GLM_TRY(check_capacity(new_length));
   const size_t pages_needed = size_t((new_length + kPageTokens - 1) / kPageTokens);
   for (auto& layer_pages : pages_) {
     while (layer_pages.size() < pages_needed) {

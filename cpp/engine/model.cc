@@ -6,6 +6,7 @@
 
 #include "cpu/cpu_backend.h"
 #include "engine/checkpoint.h"
+#include "engine/cuda_factory.h"
 
 namespace glm {
 
@@ -64,16 +65,37 @@ Status Model::load(const std::string& dir, const LoadOptions& opts, const Progre
   GLM_TRY(bind_weights(m->cfg_, *m->checkpoint_, &m->weights_));
   if (opts.prefetch) GLM_TRY(prefetch(m->weights_, progress, cancel));
   if (cancelled(cancel)) return Status::error(ErrorCode::Aborted, "model load aborted");
-  m->backend_ = std::make_unique<cpu::CpuBackend>(m->cfg_, m->threads_);
+  GLM_TRY(m->create_backend(cancel));
   *out = std::move(m);
+  return Status::ok();
+}
+
+Status Model::create_backend(const std::atomic<bool>* cancel) {
+  if (opts_.backend != BackendChoice::Cpu) {
+    CudaBackendOptions co;
+    co.max_step_rows = opts_.max_step_rows;
+    co.kv_cache_bytes = opts_.kv_cache_bytes;
+    co.cancel = cancel;
+    Status st = cuda_backend_available();
+    if (st.is_ok()) st = create_cuda_backend(cfg_, weights_, co, &backend_);
+    if (st.is_ok()) {
+      backend_reason_ = opts_.backend == BackendChoice::Cuda ? "requested" : "auto: a usable CUDA device was found";
+      return Status::ok();
+    }
+    // 'cuda' reports why it cannot run; 'auto' falls back to the CPU and keeps the reason (one line).
+    if (opts_.backend == BackendChoice::Cuda || st.code() == ErrorCode::Aborted) return st;
+    backend_reason_ = "auto: CPU because " + st.message();
+  } else {
+    backend_reason_ = "requested";
+  }
+  backend_ = std::make_unique<cpu::CpuBackend>(cfg_, threads_);
   return Status::ok();
 }
 
 std::string Model::weight_dtype() const { return dtype_name(weights_.embed_tokens.dtype); }
 
 uint64_t Model::scratch_bytes() const {
-  const auto* cpu = dynamic_cast<const cpu::CpuBackend*>(backend_.get());
-  return (cpu ? cpu->scratch_bytes() : 0) + step_logits_.capacity() * sizeof(float);
+  return backend_->scratch_bytes() + step_logits_.capacity() * sizeof(float);
 }
 
 Status Model::create_sequence(int64_t context_length, std::unique_ptr<Sequence>* out) {
@@ -83,13 +105,16 @@ Status Model::create_sequence(int64_t context_length, std::unique_ptr<Sequence>*
                                                       "] (max_position_embeddings), got " +
                                                       std::to_string(context_length));
   }
-  *out = std::make_unique<Sequence>(cfg_.num_hidden_layers, cfg_.num_key_value_heads, cfg_.head_dim, context_length);
+  GLM_TRY(backend_->health());
+  std::unique_ptr<KvStore> store;
+  GLM_TRY(backend_->create_kv(context_length, &store));
+  *out = std::make_unique<Sequence>(std::move(store));
   return Status::ok();
 }
 
 void Model::release_sequence(std::unique_ptr<Sequence>& seq) {
   if (!seq) return;
-  kv_bytes_ -= seq->cache.allocated_bytes();
+  kv_bytes_ -= seq->cache->allocated_bytes();
   seq.reset();
 }
 
@@ -105,6 +130,7 @@ Status Model::check_tokens(const std::vector<int32_t>& tokens) const {
 }
 
 Status Model::evaluate(std::vector<EvalRequest*>& requests, const std::atomic<bool>* cancel, const ActivationHook* hook) {
+  GLM_TRY(backend_->health());  // a dead device fails fast, before anything is planned
   for (EvalRequest* r : requests) {
     GLM_TRY(check_tokens(r->tokens));
     if (r->tokens.empty()) return Status::error(ErrorCode::InvalidParam, "evaluate needs at least one token");
@@ -115,11 +141,11 @@ Status Model::evaluate(std::vector<EvalRequest*>& requests, const std::atomic<bo
     }
     Sequence& s = *r->sequence;
     const int64_t need = s.length() + int64_t(r->tokens.size());
-    if (need > s.cache.capacity()) {
+    if (need > s.cache->capacity()) {
       return Status::error(ErrorCode::ContextOverflow,
                            "context overflow: " + std::to_string(r->tokens.size()) + " new tokens + " +
                                std::to_string(s.length()) + " in the session = " + std::to_string(need) +
-                               " exceed the context length " + std::to_string(s.cache.capacity()));
+                               " exceed the context length " + std::to_string(s.cache->capacity()));
     }
   }
   std::vector<int64_t> before(requests.size());
@@ -135,9 +161,9 @@ Status Model::run_steps(std::vector<EvalRequest*>& requests, const std::atomic<b
   const int64_t V = cfg_.vocab_size;
   for (EvalRequest* r : requests) {
     Sequence& s = *r->sequence;
-    const uint64_t had = s.cache.allocated_bytes();
-    GLM_TRY(s.cache.reserve(s.length() + int64_t(r->tokens.size())));
-    kv_bytes_ += s.cache.allocated_bytes() - had;
+    const uint64_t had = s.cache->allocated_bytes();
+    GLM_TRY(s.cache->reserve(s.length() + int64_t(r->tokens.size())));
+    kv_bytes_ += s.cache->allocated_bytes() - had;
     r->logits.assign(size_t(r->all_logits ? r->tokens.size() : 1) * size_t(V), 0.0f);
   }
   // Steps fill up to max_step_rows rows, taking each request's remaining tokens in order, so one step
@@ -152,7 +178,7 @@ Status Model::run_steps(std::vector<EvalRequest*>& requests, const std::atomic<b
       if (left == 0) continue;
       const size_t take = std::min<size_t>(left, size_t(opts_.max_step_rows - plan.rows()));
       StepPlan::Sequence seq;
-      seq.cache = &r.sequence->cache;
+      seq.cache = r.sequence->cache.get();
       seq.row_begin = plan.rows();
       seq.n_rows = int64_t(take);
       seq.start_pos = r.sequence->length();
@@ -178,11 +204,11 @@ Status Model::run_steps(std::vector<EvalRequest*>& requests, const std::atomic<b
     // The step succeeded: its tokens are now in the caches.
     for (const auto& seq : plan.sequences) {
       for (size_t i = 0; i < requests.size(); ++i) {
-        if (&requests[i]->sequence->cache != seq.cache) continue;
+        if (requests[i]->sequence->cache.get() != seq.cache) continue;
         Sequence& s = *requests[i]->sequence;
         s.tokens.insert(s.tokens.end(), requests[i]->tokens.begin() + long(consumed[i]),
                         requests[i]->tokens.begin() + long(consumed[i]) + seq.n_rows);
-        s.cache.set_length(s.length());
+        s.cache->set_length(s.length());
         consumed[i] += size_t(seq.n_rows);
       }
     }
@@ -243,7 +269,7 @@ Status Model::generate(Sequence* seq, const std::vector<int32_t>& prompt, const 
     }
     // The last token needs no forward pass (nothing reads its logits); a full context ends the run.
     if (n + 1 == params.max_tokens) break;
-    if (seq->length() + 1 > seq->cache.capacity()) break;
+    if (seq->length() + 1 > seq->cache->capacity()) break;
     req.tokens.assign(1, tok.id);
     GLM_TRY(evaluate(batch, cancel));
   }

@@ -20,7 +20,11 @@ namespace glm {
 
 class Checkpoint;
 
+enum class BackendChoice { Cpu, Cuda, Auto };
+
 struct LoadOptions {
+  BackendChoice backend = BackendChoice::Cpu;  // Auto: CUDA when usable, else CPU (Model::backend_reason says why)
+  uint64_t kv_cache_bytes = 0;  // CUDA: bytes of the device KV page pool (0: most of the free memory)
   int threads = 0;          // CPU threads (0 = hardware concurrency)
   bool prefetch = true;     // read every weight page at load (progress-reported) instead of on first use
   int64_t max_step_rows = 512;  // rows per forward step; longer prompts are split (bounds scratch memory)
@@ -32,14 +36,13 @@ using ProgressFn = std::function<void(const char* stage, uint64_t done, uint64_t
 // A session's state on the engine side: its KV cache and the tokens the cache holds.
 class Sequence {
  public:
-  Sequence(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t capacity)
-      : cache(n_layers, n_kv_heads, head_dim, capacity) {}
-  KvCache cache;
+  explicit Sequence(std::unique_ptr<KvStore> store) : cache(std::move(store)) {}
+  std::unique_ptr<KvStore> cache;  // made by the model's backend
   std::vector<int32_t> tokens;
   int64_t length() const { return int64_t(tokens.size()); }
   void truncate(int64_t n) {
     if (n < length()) tokens.resize(size_t(n));
-    cache.truncate(n);
+    cache->truncate(n);
   }
 };
 
@@ -86,6 +89,8 @@ class Model {
   const ModelConfig& config() const { return cfg_; }
   const ModelWeights& weights() const { return weights_; }
   const char* backend_name() const { return backend_->name(); }
+  // Why this backend was chosen ("requested", or why 'auto' fell back to the CPU).
+  const std::string& backend_reason() const { return backend_reason_; }
   int threads() const { return threads_; }
   std::string weight_dtype() const;
   uint64_t mapped_weight_bytes() const { return weights_.mapped_bytes; }
@@ -111,6 +116,7 @@ class Model {
 
  private:
   Model() = default;
+  Status create_backend(const std::atomic<bool>* cancel);
   Status check_tokens(const std::vector<int32_t>& tokens) const;
   Status run_steps(std::vector<EvalRequest*>& requests, const std::atomic<bool>* cancel, const ActivationHook* hook);
 
@@ -120,6 +126,7 @@ class Model {
   std::unique_ptr<Checkpoint> checkpoint_;  // owns the mappings the weights point into
   ModelWeights weights_;
   std::unique_ptr<Backend> backend_;
+  std::string backend_reason_;
   std::atomic<uint64_t> kv_bytes_{0};
   std::vector<float> step_logits_;
 };

@@ -20,6 +20,7 @@ enum class ErrorCode {
   EngineDead,          // a previous fatal error poisoned the model
   Numerical,           // non-finite values where finite ones are required
   Internal,            // a broken invariant inside the engine (a bug)
+  BackendUnavailable,  // the requested backend is not in this build or finds no usable device
 };
 
 // Stable names shared with lib/errors.ts; never rename one.
@@ -38,6 +39,7 @@ inline const char* error_code_name(ErrorCode code) {
     case ErrorCode::EngineDead: return "ENGINE_DEAD";
     case ErrorCode::Numerical: return "NUMERICAL";
     case ErrorCode::Internal: return "INTERNAL";
+    case ErrorCode::BackendUnavailable: return "BACKEND_UNAVAILABLE";
   }
   return "INTERNAL";
 }

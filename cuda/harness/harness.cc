@@ -77,6 +77,7 @@ Launch* g_launch = nullptr;
 uint64_t g_seed = 1, g_launch_counter = 0;
 std::string g_error = "no error";
 cudaError_t g_last = cudaSuccess;
+std::string g_injected_fault;  // fail_next_launch
 Stats g_stats;
 std::map<const void*, int> g_dyn_limit;
 struct Alloc { uint8_t* raw; size_t bytes; };
@@ -551,6 +552,12 @@ void cp_async_wait(int allowed) {
 
 cudaError_t launch(const void* fn, const char* name, dim3 grid, dim3 block, size_t dyn_bytes, cudaStream_t,
                    std::function<void()> body) {
+  if (!g_injected_fault.empty()) {
+    g_error = "kernel '" + std::string(name) + "': " + g_injected_fault;
+    g_injected_fault.clear();
+    g_last = cudaErrorLaunchFailure;
+    return cudaErrorLaunchFailure;
+  }
   auto config_error = [&](const std::string& what) {
     g_error = "kernel '" + std::string(name) + "': invalid launch configuration: " + what;
     g_last = cudaErrorInvalidConfiguration;
@@ -616,7 +623,53 @@ cudaError_t launch(const void* fn, const char* name, dim3 grid, dim3 block, size
 // ---------------------------------------------------------------------------------------------
 using namespace glm::harness;
 
+namespace {
+size_t g_device_total = size_t(1) << 30;
+size_t g_device_in_use = 0;
+}  // namespace
+
+namespace glm::harness {
+void set_device_memory(size_t total) { g_device_total = total; }
+size_t device_bytes_in_use() { return g_device_in_use; }
+void fail_next_launch(const char* why) { g_injected_fault = why ? why : "injected fault"; }
+}  // namespace glm::harness
+
+struct GlmHarnessStream { int id; };
+
+cudaError_t cudaGetDeviceCount(int* count) {
+  *count = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  if (device != 0) return cudaErrorInvalidDevice;
+  switch (attr) {
+    case cudaDevAttrComputeCapabilityMajor: *value = 8; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor: *value = 0; return cudaSuccess;
+  }
+  return cudaErrorInvalidValue;
+}
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  *total_bytes = g_device_total;
+  *free_bytes = g_device_in_use < g_device_total ? g_device_total - g_device_in_use : 0;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreate(cudaStream_t* stream) {
+  static int next_id = 0;
+  *stream = new GlmHarnessStream{++next_id};
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  delete stream;
+  return cudaSuccess;
+}
+
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+  if (bytes > g_device_total - std::min(g_device_total, g_device_in_use)) {
+    *ptr = nullptr;
+    g_error = "cudaMalloc: out of (emulated) device memory";
+    return cudaErrorMemoryAllocation;  // like the runtime: reported, but not sticky
+  }
   uint8_t* raw = static_cast<uint8_t*>(::operator new[](bytes + 2 * kGlobalRedZone, std::align_val_t(256), std::nothrow));
   if (!raw) { *ptr = nullptr; return g_last = cudaErrorMemoryAllocation; }
   std::memset(raw, kRedByte, kGlobalRedZone);
@@ -624,6 +677,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   std::memset(raw + kGlobalRedZone + bytes, kRedByte, kGlobalRedZone);
   *ptr = raw + kGlobalRedZone;
   g_allocs[reinterpret_cast<uintptr_t>(*ptr)] = {raw, bytes};
+  g_device_in_use += bytes;
   return cudaSuccess;
 }
 
@@ -631,6 +685,7 @@ cudaError_t cudaFree(void* ptr) {
   if (!ptr) return cudaSuccess;
   auto it = g_allocs.find(reinterpret_cast<uintptr_t>(ptr));
   if (it == g_allocs.end()) { g_error = "cudaFree of a pointer cudaMalloc did not return"; return g_last = cudaErrorInvalidValue; }
+  g_device_in_use -= it->second.bytes;
   ::operator delete[](it->second.raw, std::align_val_t(256));
   g_allocs.erase(it);
   return cudaSuccess;

@@ -45,11 +45,14 @@ enum cudaError_t {
   cudaErrorInvalidValue = 1,
   cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9,
+  cudaErrorNoDevice = 100,
+  cudaErrorInvalidDevice = 101,
   cudaErrorLaunchFailure = 719,
 };
 enum cudaMemcpyKind { cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2,
                       cudaMemcpyDeviceToDevice = 3, cudaMemcpyDefault = 4 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrComputeCapabilityMinor = 76 };
 using cudaStream_t = struct GlmHarnessStream*;
 
 cudaError_t cudaMalloc(void** ptr, size_t bytes);
@@ -62,6 +65,16 @@ cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t s =
 cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
 cudaError_t cudaGetLastError();
+// Device queries and streams, as host code (cpp/cuda_backend) uses them. The harness is one device of
+// compute capability 8.0 (the portable kernels' target) whose memory is capped (set_device_memory), so
+// a host-side memory plan and its InsufficientMemory path can be tested; streams are handles only
+// (everything already runs in issue order).
+cudaError_t cudaGetDeviceCount(int* count);
+cudaError_t cudaSetDevice(int device);
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device);
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
+cudaError_t cudaStreamCreate(cudaStream_t* stream);
+cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaPeekAtLastError();
 const char* cudaGetErrorString(cudaError_t e);
 cudaError_t glm_harness_func_set_attribute(const void* fn, cudaFuncAttribute attr, int value);
@@ -77,6 +90,14 @@ struct ThreadView {
   dim3 block_dim, grid_dim;
 };
 const ThreadView& view();
+
+// Emulated device memory: cudaMalloc fails (cudaErrorMemoryAllocation) past `total` bytes in use
+// (default 1 GiB); cudaMemGetInfo reports total - in use.
+void set_device_memory(size_t total);
+size_t device_bytes_in_use();
+// Fault injection: the next kernel launch fails (cudaErrorLaunchFailure, `why` as its message) without
+// running, as a device fault would; for tests of the callers' sticky-error handling.
+void fail_next_launch(const char* why);
 
 // Seed of the scheduling shuffles; each launch derives its own stream from it and a launch counter.
 void set_seed(uint64_t seed);

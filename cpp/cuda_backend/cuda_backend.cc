@@ -1,0 +1,734 @@
+#include "cuda_backend/cuda_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "cpu/kernels.h"
+#include "cuda_backend/runtime.h"
+
+namespace glm::cuda_backend {
+
+namespace {
+
+constexpr int64_t kPageTokens = KvStore::kPageTokens;
+// Device memory left unplanned on a real GPU: the context's own lazy allocations (kernel local memory,
+// the graph exec, the launcher's argument buffers) must still fit after the KV pool takes the rest.
+#if defined(GLM_CUDA_HARNESS)
+constexpr uint64_t kHeadroomBytes = 0;
+#else
+constexpr uint64_t kHeadroomBytes = uint64_t(256) << 20;
+#endif
+// Every device allocation is rounded to this (cudaMalloc's own alignment) in the plan.
+constexpr uint64_t kAlign = 256;
+
+uint64_t round_up(uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+std::string bytes_str(uint64_t b) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%llu bytes (%.2f GiB)", static_cast<unsigned long long>(b), double(b) / double(1ull << 30));
+  return buf;
+}
+
+bool weight_type(DType d, cuda::WeightType* out) {
+  switch (d) {
+    case DType::F32: *out = cuda::WeightType::F32; return true;
+    case DType::BF16: *out = cuda::WeightType::BF16; return true;
+    case DType::F16: *out = cuda::WeightType::F16; return true;
+    default: return false;
+  }
+}
+
+uint64_t matrix_bytes(const Matrix& m) { return uint64_t(m.rows) * uint64_t(m.cols) * uint64_t(dtype_bits(m.dtype) / 8); }
+
+// attention_decode's split of each sequence: with few rows (decode) long contexts are cut into chunks
+// so the grid fills the device; with many rows (prefill rows run as one query each) rows alone do.
+int64_t attention_splits(int64_t rows, int64_t max_len) {
+  if (rows >= 64) return 1;
+  return std::clamp<int64_t>((max_len + 511) / 512, 1, 32);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// KV pages
+// ---------------------------------------------------------------------------------------------
+DeviceKvStore::~DeviceKvStore() {
+  pool_->free_ids.insert(pool_->free_ids.end(), pages_.begin(), pages_.end());
+}
+
+Status DeviceKvStore::reserve(int64_t new_length) {
+  GLM_TRY(check_capacity(new_length));
+  const size_t need = size_t((new_length + kPageTokens - 1) / kPageTokens);
+  if (need <= pages_.size()) return Status::ok();
+  if (need - pages_.size() > pool_->free_ids.size()) {
+    return Status::error(ErrorCode::InsufficientMemory,
+                         "CUDA KV cache: " + std::to_string(need - pages_.size()) + " more pages needed, " +
+                             std::to_string(pool_->free_ids.size()) + " of " + std::to_string(pool_->n_pages) +
+                             " free in the device pool (" + bytes_str(pool_->page_bytes_all_layers) +
+                             " each); shorten or dispose sessions, or load with a larger KV budget");
+  }
+  while (pages_.size() < need) {
+    pages_.push_back(pool_->free_ids.back());
+    pool_->free_ids.pop_back();
+  }
+  return Status::ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load: probe, plan, upload
+// ---------------------------------------------------------------------------------------------
+Status CudaBackend::create(const ModelConfig& cfg, const ModelWeights& weights, const CudaBackendOptions& opts,
+                           std::unique_ptr<Backend>* out) {
+  std::unique_ptr<CudaBackend> be(new CudaBackend(cfg, opts));
+  GLM_TRY(be->init(weights));
+  *out = std::move(be);
+  return Status::ok();
+}
+
+CudaBackend::~CudaBackend() {
+  // Errors are ignored here: a dead context fails every call, and there is nobody left to tell.
+  if (stream_) (void)cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
+  for (void* p : allocations_) (void)cudaFree(p);
+  if (stream_) (void)cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+}
+
+Status CudaBackend::init(const ModelWeights& weights) {
+  // Shapes the kernels cannot take are refused up front with the reason, not at the first step.
+  if (cfg_.head_dim % 4 != 0) return Status::error(ErrorCode::UnsupportedFormat, "CUDA backend: head_dim must be a multiple of 4");
+  if (cfg_.num_attention_heads / cfg_.num_key_value_heads > 16) {
+    return Status::error(ErrorCode::UnsupportedFormat, "CUDA backend: more than 16 query heads per KV head");
+  }
+  cudaStream_t s = nullptr;
+  GLM_TRY(runtime_status(cudaStreamCreate(&s), "cudaStreamCreate"));
+  stream_ = s;
+  GLM_TRY(plan_memory(weights));
+  GLM_TRY(upload_weights(weights));
+
+  // RoPE table in double, as the CPU backend forms it (qk_norm_rope's contract).
+  const int64_t half = cfg_.rotary_dim / 2;
+  std::vector<double> inv_freq(size_t(std::max<int64_t>(half, 1)), 0.0);
+  for (int64_t i = 0; i < half; ++i) inv_freq[size_t(i)] = 1.0 / std::pow(cfg_.rope_theta, double(2 * i) / double(cfg_.rotary_dim));
+  void* p = nullptr;
+  GLM_TRY(upload(inv_freq.data(), inv_freq.size() * sizeof(double), &p, "RoPE table"));
+  inv_freq_ = static_cast<const double*>(p);
+
+  // Step plan: per row token, position, slot, sequence; per sequence (<= rows) its length and page-table
+  // row; the logit rows (<= rows).
+  const int64_t max_pages = (cfg_.max_position_embeddings + kPageTokens - 1) / kPageTokens;
+  plan_capacity_ints_ = opts_.max_step_rows * (6 + max_pages);
+  GLM_TRY(device_alloc(uint64_t(plan_capacity_ints_) * 4, &p, "step plan"));
+  plan_dev_ = static_cast<int32_t*>(p);
+
+  // KV pool: one allocation, layer-major, so layer l's pool is a plain offset.
+  GLM_TRY(device_alloc(uint64_t(pages_->n_pages) * pages_->page_bytes_all_layers, &p, "KV cache pool"));
+  kv_pool_ = static_cast<float*>(p);
+  return Status::ok();
+}
+
+Status CudaBackend::plan_memory(const ModelWeights& w) {
+  // Weights: every trunk matrix once (a tied lm_head shares the embedding), the fp32 vectors, the
+  // embedding table again when it must be widened for the gather (F16), and the RoPE table.
+  uint64_t weights = 0;
+  std::unordered_map<const void*, bool> seen;
+  auto add_m = [&](const Matrix& m) {
+    if (m.data && seen.emplace(m.data, true).second) weights += round_up(matrix_bytes(m));
+  };
+  auto add_v = [&](const std::vector<float>& v) {
+    if (!v.empty()) weights += round_up(v.size() * sizeof(float));
+  };
+  add_m(w.lm_head);
+  if (w.embed_tokens.dtype == DType::F16) weights += round_up(uint64_t(w.embed_tokens.rows) * w.embed_tokens.cols * 4);
+  else add_m(w.embed_tokens);
+  add_v(w.final_norm);
+  int64_t max_inter = 0;
+  for (const LayerWeights& L : w.layers) {
+    add_v(L.input_norm), add_v(L.post_attention_norm);
+    add_m(L.attn.q), add_m(L.attn.k), add_m(L.attn.v), add_m(L.attn.o);
+    add_v(L.attn.q_bias), add_v(L.attn.k_bias), add_v(L.attn.v_bias), add_v(L.attn.q_norm), add_v(L.attn.k_norm);
+    if (L.is_moe) {
+      add_m(L.moe.router), add_v(L.moe.correction_bias);
+      for (const MlpWeights& e : L.moe.experts) add_m(e.gate), add_m(e.up), add_m(e.down);
+      add_m(L.moe.shared.gate), add_m(L.moe.shared.up), add_m(L.moe.shared.down);
+      max_inter = std::max(max_inter, L.moe.shared.gate.rows);
+    } else {
+      add_m(L.dense.gate), add_m(L.dense.up), add_m(L.dense.down);
+      max_inter = std::max(max_inter, L.dense.gate.rows);
+    }
+  }
+  weights += round_up(uint64_t(cfg_.rotary_dim) * 8);
+
+  // Activations at the largest step (max_step_rows rows): the forward pass's slots, the MLP's
+  // gate/up, the MoE's router logits/ids/weights/routed output and expert workspace, the attention
+  // split workspace. Allocated on first use, but budgeted here so the KV pool leaves them room.
+  const uint64_t R = uint64_t(opts_.max_step_rows);
+  const uint64_t H = uint64_t(cfg_.hidden_size), qw = uint64_t(cfg_.q_width()), kvw = uint64_t(cfg_.kv_width());
+  const uint64_t E = uint64_t(cfg_.n_routed_experts), K = uint64_t(cfg_.num_experts_per_tok);
+  const uint64_t I = uint64_t(std::max(max_inter, cfg_.moe_intermediate_size));
+  uint64_t act = 4 * R * (3 * H + 2 * qw + 2 * kvw + uint64_t(cfg_.vocab_size));  // x, normed, last, q, attn, k, v, logits
+  act += 4 * R * (2 * I + E + 2 * K + H);                                          // mlp gate/up, router, ids/weights, routed y
+  act += 4 * R * K * (2 * uint64_t(cfg_.moe_intermediate_size) + H) + (uint64_t(1) << 20);  // expert workspace (upper bound)
+  const int64_t max_pages = (cfg_.max_position_embeddings + kPageTokens - 1) / kPageTokens;
+  cuda::DecodeAttentionArgs big;
+  big.batch = int64_t(R), big.n_heads = cfg_.num_attention_heads, big.n_splits = 1;
+  cuda::DecodeAttentionArgs longest = big;
+  longest.batch = 63, longest.n_splits = 32;
+  act += 4 * uint64_t(std::max(cuda::attention_decode_workspace_floats(layer_layout(), big),
+                               cuda::attention_decode_workspace_floats(layer_layout(), longest)));
+  const uint64_t step_plan = round_up(R * uint64_t(6 + max_pages) * 4);
+
+  size_t free_b = 0, total_b = 0;
+  GLM_TRY(runtime_status(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo"));
+  pages_ = std::make_shared<PagePool>();
+  pages_->page_bytes_all_layers = uint64_t(cfg_.num_hidden_layers) * uint64_t(layer_layout().page_floats()) * 4;
+  const uint64_t fixed = weights + act + step_plan + kHeadroomBytes;
+  const uint64_t min_kv = pages_->page_bytes_all_layers;  // one page: a 256-token context
+  const uint64_t want_kv = opts_.kv_cache_bytes;
+  const uint64_t need = fixed + std::max(min_kv, want_kv);
+  if (need > free_b) {
+    return Status::error(ErrorCode::InsufficientMemory,
+                         "CUDA backend: needs " + bytes_str(need) + " of device memory (weights " + bytes_str(weights) +
+                             ", activations for " + std::to_string(R) + "-row steps " + bytes_str(act) + ", KV cache " +
+                             bytes_str(std::max(min_kv, want_kv)) + ", headroom " + bytes_str(kHeadroomBytes) + ") but " +
+                             bytes_str(free_b) + " of " + bytes_str(total_b) + " are available");
+  }
+  const uint64_t kv = want_kv ? std::max(want_kv, min_kv) : free_b - fixed;
+  // kv_append addresses slots as int32 (page_id * 256 + pos): the pool may not exceed 2^31 positions.
+  pages_->n_pages = std::min<int64_t>(int64_t(kv / pages_->page_bytes_all_layers), 0x7fffffff / kPageTokens);
+  pages_->free_ids.resize(size_t(pages_->n_pages));
+  for (int64_t i = 0; i < pages_->n_pages; ++i) pages_->free_ids[size_t(i)] = int32_t(pages_->n_pages - 1 - i);
+  plan_bytes_ = {weights, act, uint64_t(pages_->n_pages) * pages_->page_bytes_all_layers, step_plan, free_b, total_b};
+  return Status::ok();
+}
+
+Status CudaBackend::device_alloc(uint64_t bytes, void** out, const char* what) {
+  void* p = nullptr;
+  const cudaError_t err = cudaMalloc(&p, size_t(std::max<uint64_t>(bytes, 1)));
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();  // an allocation failure is not sticky; clear it for the next call
+    return Status::error(ErrorCode::InsufficientMemory,
+                         std::string("CUDA backend: cannot allocate ") + bytes_str(bytes) + " for " + what);
+  }
+  allocations_.push_back(p);
+  *out = p;
+  return Status::ok();
+}
+
+Status CudaBackend::upload(const void* host, uint64_t bytes, void** out, const char* what) {
+  GLM_TRY(device_alloc(bytes, out, what));
+  return runtime_status(cudaMemcpy(*out, host, size_t(bytes), cudaMemcpyHostToDevice), what);
+}
+
+Status CudaBackend::upload_matrix(const Matrix& m, const char* what) {
+  if (!m.data || matrices_.count(m.data)) return Status::ok();
+  DeviceMatrix dm;
+  if (m.quant != Quant::None || !weight_type(m.dtype, &dm.type)) {
+    // The FP8/MXFP4 kernels exist (cuda/fp8_gemm.cu, mxfp4_*.cu) but are not wired into this backend yet.
+    return Status::error(ErrorCode::UnsupportedFormat, std::string("CUDA backend: ") + what + " is " + quant_name(m.quant) +
+                                                           " " + dtype_name(m.dtype) +
+                                                           "; only unquantized F32/BF16/F16 weights run on CUDA so far");
+  }
+  void* p = nullptr;
+  GLM_TRY(upload(m.data, matrix_bytes(m), &p, what));
+  dm.data = p;
+  matrices_[m.data] = dm;
+  return Status::ok();
+}
+
+Status CudaBackend::upload_vector(const std::vector<float>& v, const char* what) {
+  if (v.empty() || vectors_.count(v.data())) return Status::ok();
+  void* p = nullptr;
+  GLM_TRY(upload(v.data(), v.size() * sizeof(float), &p, what));
+  vectors_[v.data()] = static_cast<const float*>(p);
+  return Status::ok();
+}
+
+Status CudaBackend::upload_experts(const MoeWeights& moe, int64_t layer) {
+  // The expert kernel reads each projection of all experts as one [E, rows, cols] bf16 tensor, while
+  // the checkpoint stores one tensor per expert: stack them here, once.
+  const std::string where = "layer " + std::to_string(layer) + " routed experts";
+  const int64_t E = int64_t(moe.experts.size());
+  const Matrix& g0 = moe.experts[0].gate;
+  for (const MlpWeights& e : moe.experts) {
+    for (const Matrix* m : {&e.gate, &e.up, &e.down}) {
+      if (m->quant != Quant::None || m->dtype != DType::BF16) {
+        return Status::error(ErrorCode::UnsupportedFormat, "CUDA backend: " + where + " are " + quant_name(m->quant) + " " +
+                                                               dtype_name(m->dtype) +
+                                                               "; the expert kernel runs BF16 experts only so far");
+      }
+    }
+  }
+  // The expert kernel tiles hidden and inter by 32 (cuda/ops.h, moe_experts_bf16).
+  if (g0.cols % 32 != 0 || g0.rows % 32 != 0) {
+    return Status::error(ErrorCode::UnsupportedFormat, "CUDA backend: " + where + " have hidden " + std::to_string(g0.cols) +
+                                                           " and intermediate " + std::to_string(g0.rows) +
+                                                           "; the expert kernel needs multiples of 32");
+  }
+  DeviceExperts de;
+  de.inter = g0.rows;
+  const uint64_t one = matrix_bytes(g0);  // gate, up and down of one expert have the same size
+  const uint16_t** dst[3] = {&de.gate, &de.up, &de.down};
+  for (int proj = 0; proj < 3; ++proj) {
+    void* p = nullptr;
+    GLM_TRY(device_alloc(one * uint64_t(E), &p, where.c_str()));
+    for (int64_t e = 0; e < E; ++e) {
+      const MlpWeights& x = moe.experts[size_t(e)];
+      const Matrix& m = proj == 0 ? x.gate : proj == 1 ? x.up : x.down;
+      GLM_TRY(runtime_status(cudaMemcpy(static_cast<uint8_t*>(p) + uint64_t(e) * one, m.data, size_t(one), cudaMemcpyHostToDevice),
+                             where.c_str()));
+    }
+    *dst[proj] = static_cast<const uint16_t*>(p);
+  }
+  experts_[&moe] = de;
+  return Status::ok();
+}
+
+Status CudaBackend::upload_weights(const ModelWeights& w) {
+  auto cancelled = [&] { return opts_.cancel && opts_.cancel->load(std::memory_order_relaxed); };
+  const Matrix& emb = w.embed_tokens;
+  if (emb.quant != Quant::None) return Status::error(ErrorCode::UnsupportedFormat, "CUDA backend: quantized embedding");
+  if (emb.dtype == DType::F16) {
+    // embedding_gather reads F32 or BF16 tables; F16 widens to F32 exactly.
+    std::vector<float> wide(size_t(emb.rows * emb.cols));
+    cpu::convert_to_f32(emb.data, emb.dtype, wide.data(), emb.rows * emb.cols);
+    void* p = nullptr;
+    GLM_TRY(upload(wide.data(), wide.size() * 4, &p, "embed_tokens"));
+    embed_table_ = p;
+    embed_type_ = cuda::TableType::F32;
+  } else if (emb.dtype == DType::F32 || emb.dtype == DType::BF16) {
+    GLM_TRY(upload_matrix(emb, "embed_tokens"));
+    embed_table_ = matrices_[emb.data].data;
+    embed_type_ = emb.dtype == DType::F32 ? cuda::TableType::F32 : cuda::TableType::BF16;
+  } else {
+    return Status::error(ErrorCode::UnsupportedFormat, std::string("CUDA backend: embedding dtype ") + dtype_name(emb.dtype));
+  }
+  GLM_TRY(upload_matrix(w.lm_head, "lm_head"));
+  GLM_TRY(upload_vector(w.final_norm, "model.norm"));
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    if (cancelled()) return Status::error(ErrorCode::Aborted, "model load aborted");
+    const LayerWeights& L = w.layers[l];
+    GLM_TRY(upload_vector(L.input_norm, "input_layernorm"));
+    GLM_TRY(upload_vector(L.post_attention_norm, "post_attention_layernorm"));
+    GLM_TRY(upload_matrix(L.attn.q, "q_proj"));
+    GLM_TRY(upload_matrix(L.attn.k, "k_proj"));
+    GLM_TRY(upload_matrix(L.attn.v, "v_proj"));
+    GLM_TRY(upload_matrix(L.attn.o, "o_proj"));
+    for (const auto* v : {&L.attn.q_bias, &L.attn.k_bias, &L.attn.v_bias, &L.attn.q_norm, &L.attn.k_norm}) {
+      GLM_TRY(upload_vector(*v, "attention vector"));
+    }
+    const MlpWeights& mlp = L.is_moe ? L.moe.shared : L.dense;
+    GLM_TRY(upload_matrix(mlp.gate, "gate_proj"));
+    GLM_TRY(upload_matrix(mlp.up, "up_proj"));
+    GLM_TRY(upload_matrix(mlp.down, "down_proj"));
+    if (L.is_moe) {
+      GLM_TRY(upload_matrix(L.moe.router, "mlp.gate"));
+      GLM_TRY(upload_vector(L.moe.correction_bias, "e_score_correction_bias"));
+      GLM_TRY(upload_experts(L.moe, int64_t(l)));
+    }
+  }
+  return Status::ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sequences and steps
+// ---------------------------------------------------------------------------------------------
+Status CudaBackend::create_kv(int64_t capacity, std::unique_ptr<KvStore>* out) {
+  *out = std::make_unique<DeviceKvStore>(pages_, capacity);
+  return Status::ok();
+}
+
+Status CudaBackend::health() const {
+  if (dead_.is_ok()) return Status::ok();
+  return Status::error(ErrorCode::EngineDead, "the CUDA backend hit a fatal error earlier and cannot run: " + dead_.message());
+}
+
+void CudaBackend::record(Status st) {
+  if (st.is_ok()) return;
+  if (st.code() == ErrorCode::EngineDead && dead_.is_ok()) dead_ = st;
+  if (step_error_.is_ok()) step_error_ = std::move(st);
+}
+
+Status CudaBackend::begin_step(const StepPlan& plan) {
+  GLM_TRY(health());
+  step_error_ = Status::ok();
+  const int64_t R = plan.rows();
+  if (R > opts_.max_step_rows) {
+    return Status::error(ErrorCode::Internal, "CUDA backend: a step of " + std::to_string(R) + " rows exceeds max_step_rows");
+  }
+  // Host planning (rule 12): per row its token, position, cache slot and sequence; per sequence its
+  // length after the step and its page-table row; the logit rows. Uploaded in one copy; every kernel
+  // of the step reads only these device buffers.
+  const int64_t S = int64_t(plan.sequences.size()), G = int64_t(plan.logit_rows.size());
+  int64_t pps = 1;
+  decode_only_ = true;
+  for (const auto& s : plan.sequences) {
+    pps = std::max(pps, (s.start_pos + s.n_rows + kPageTokens - 1) / kPageTokens);
+    if (s.n_rows != 1) decode_only_ = false;
+  }
+  const int64_t ints = 4 * R + S + S * pps + G;
+  if (ints > plan_capacity_ints_) return Status::error(ErrorCode::Internal, "CUDA backend: step plan too large");
+  plan_host_.assign(size_t(ints), 0);
+  int32_t* tok = plan_host_.data();
+  int32_t* pos = tok + R;
+  int32_t* slot = pos + R;
+  int32_t* row_seq = slot + R;
+  int32_t* len = row_seq + R;
+  int32_t* table = len + S;
+  int32_t* logit_rows = table + S * pps;
+  int64_t max_len = 1;
+  for (int64_t si = 0; si < S; ++si) {
+    const auto& s = plan.sequences[size_t(si)];
+    const auto* store = dynamic_cast<const DeviceKvStore*>(s.cache);
+    if (!store) return Status::error(ErrorCode::Internal, "CUDA backend: a sequence's KV store was made by another backend");
+    const auto& pages = store->pages();
+    if (int64_t(pages.size()) * kPageTokens < s.start_pos + s.n_rows) {
+      return Status::error(ErrorCode::Internal, "CUDA backend: KV store not reserved for the step");
+    }
+    len[si] = int32_t(s.start_pos + s.n_rows);
+    max_len = std::max<int64_t>(max_len, len[si]);
+    std::copy(pages.begin(), pages.begin() + (s.start_pos + s.n_rows + kPageTokens - 1) / kPageTokens, table + si * pps);
+    for (int64_t i = 0; i < s.n_rows; ++i) {
+      const int64_t r = s.row_begin + i, p = s.start_pos + i;
+      tok[r] = plan.tokens[size_t(r)];
+      pos[r] = plan.positions[size_t(r)];
+      slot[r] = int32_t(int64_t(pages[size_t(p / kPageTokens)]) * kPageTokens + p % kPageTokens);
+      row_seq[r] = int32_t(si);
+    }
+  }
+  for (int64_t g = 0; g < G; ++g) logit_rows[g] = int32_t(plan.logit_rows[size_t(g)]);
+  logit_rows_ = plan.logit_rows;
+  d_tokens_ = plan_dev_;
+  d_positions_ = d_tokens_ + R;
+  d_slots_ = d_positions_ + R;
+  d_row_seq_ = d_slots_ + R;
+  d_seq_lens_ = d_row_seq_ + R;
+  d_page_table_ = d_seq_lens_ + S;
+  d_logit_rows_ = d_page_table_ + S * pps;
+  step_rows_ = R, step_seqs_ = S, pages_per_seq_ = pps, max_len_ = max_len;
+  const Status st = runtime_status(cudaMemcpyAsync(plan_dev_, plan_host_.data(), plan_host_.size() * 4, cudaMemcpyHostToDevice,
+                                                   static_cast<cudaStream_t>(stream_)),
+                                   "upload of the step plan");
+  record(st);
+  return st;
+}
+
+Status CudaBackend::end_step() {
+  if (running()) {
+    // Asynchronous failures surface at a synchronisation point; catch them in this step.
+    record(runtime_status(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)), "step"));
+  }
+  if (!dead_.is_ok()) return health();
+  return step_error_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Buffers
+// ---------------------------------------------------------------------------------------------
+Status CudaBackend::scratch(int slot, int64_t rows, int64_t cols, Act* out) {
+  GLM_TRY(health());
+  if (slot < 0) return Status::error(ErrorCode::Internal, "negative scratch slot");
+  if (slots_.size() <= size_t(slot)) slots_.resize(size_t(slot) + 1);
+  Buffer& b = slots_[size_t(slot)];
+  const uint64_t need = uint64_t(rows) * uint64_t(cols) * sizeof(float);
+  if (b.bytes < need) {
+    // Growth happens on the first steps only (the plan at load budgeted the largest step); the old
+    // buffer may still be read by queued work, so the stream drains before it is freed.
+    record(runtime_status(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)), "scratch"));
+    GLM_TRY(health());
+    if (b.data) {
+      allocations_.erase(std::find(allocations_.begin(), allocations_.end(), b.data));
+      (void)cudaFree(b.data);
+      scratch_bytes_ -= b.bytes;
+      b = {};
+    }
+    GLM_TRY(device_alloc(need, &b.data, "activations"));
+    b.bytes = need;
+    scratch_bytes_ += need;
+  }
+  *out = Act{static_cast<float*>(b.data), rows, cols};
+  return Status::ok();
+}
+
+Status CudaBackend::internal(int index, uint64_t bytes, void** out) {
+  if (internal_.size() <= size_t(index)) internal_.resize(size_t(index) + 1);
+  Buffer& b = internal_[size_t(index)];
+  if (b.bytes < bytes) {
+    GLM_TRY(runtime_status(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)), "op buffer"));
+    if (b.data) {
+      allocations_.erase(std::find(allocations_.begin(), allocations_.end(), b.data));
+      (void)cudaFree(b.data);
+      scratch_bytes_ -= b.bytes;
+      b = {};
+    }
+    GLM_TRY(device_alloc(bytes, &b.data, "op buffer"));
+    b.bytes = bytes;
+    scratch_bytes_ += bytes;
+  }
+  *out = b.data;
+  return Status::ok();
+}
+
+const CudaBackend::DeviceMatrix* CudaBackend::matrix(const Matrix& m) {
+  auto it = matrices_.find(m.data);
+  if (it == matrices_.end()) {
+    record(Status::error(ErrorCode::Internal, "CUDA backend: a matrix was not uploaded at load"));
+    return nullptr;
+  }
+  return &it->second;
+}
+
+const float* CudaBackend::vec(const std::vector<float>* v) {
+  if (!v || v->empty()) return nullptr;
+  auto it = vectors_.find(v->data());
+  if (it == vectors_.end()) {
+    record(Status::error(ErrorCode::Internal, "CUDA backend: a vector was not uploaded at load"));
+    return nullptr;
+  }
+  return it->second;
+}
+
+cuda::KvLayout CudaBackend::layer_layout() const {
+  cuda::KvLayout L;
+  L.n_kv_heads = cfg_.num_key_value_heads;
+  L.head_dim = cfg_.head_dim;
+  L.page_tokens = kPageTokens;
+  L.n_pages = pages_ ? pages_->n_pages : 1;
+  return L;
+}
+
+float* CudaBackend::layer_pool(int64_t layer) const {
+  return kv_pool_ + layer * layer_layout().n_pages * layer_layout().page_floats();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ops
+// ---------------------------------------------------------------------------------------------
+void CudaBackend::embed(const Matrix& table, const int32_t* /*tokens: plan.tokens, uploaded by begin_step*/, Act out) {
+  if (!running()) return;
+  record(cuda::embedding_gather(stream(), out.data, embed_table_, embed_type_, table.rows, table.cols, d_tokens_, out.rows));
+}
+
+void CudaBackend::rmsnorm(Act x, const std::vector<float>& w, float eps, Act out) {
+  if (!running()) return;
+  record(cuda::rmsnorm(stream(), out.data, x.data, vec(&w), x.rows, x.cols, eps));
+}
+
+cuda::LinearWeight CudaBackend::linear_weight(const Matrix& m, const std::vector<float>* bias) {
+  cuda::LinearWeight lw;
+  const DeviceMatrix* dm = matrix(m);
+  if (!dm) return lw;
+  lw.data = dm->data;
+  lw.type = dm->type;
+  lw.bias = vec(bias);
+  lw.n = m.rows;
+  lw.k = m.cols;
+  return lw;
+}
+
+void CudaBackend::linear(Act x, const Matrix& w, const std::vector<float>* bias, Act out, bool accumulate) {
+  if (!running()) return;
+  const cuda::LinearWeight lw = linear_weight(w, bias);
+  if (!running()) return;
+  cuda::LinearArgs args;
+  args.m = x.rows;
+  args.accumulate = accumulate;
+  record(cuda::linear(stream(), out.data, x.data, lw, args));
+}
+
+void CudaBackend::linear_many(Act x, const Projection* outs, size_t n) {
+  // q/k/v as three launches on one stream; a fused qkv GEMM is a later optimisation.
+  for (size_t i = 0; i < n; ++i) linear(x, *outs[i].w, outs[i].bias, outs[i].out, false);
+}
+
+void CudaBackend::qk_norm_rope(Act q, Act k, const AttentionWeights& w, const int32_t* /*positions: uploaded*/) {
+  if (!running()) return;
+  cuda::QkRopeDims d;
+  d.rows = q.rows;
+  d.n_q_heads = cfg_.num_attention_heads;
+  d.n_kv_heads = cfg_.num_key_value_heads;
+  d.head_dim = cfg_.head_dim;
+  d.rotary_dim = cfg_.rotary_dim;
+  const float* qn = cfg_.use_qk_norm ? vec(&w.q_norm) : nullptr;
+  const float* kn = cfg_.use_qk_norm ? vec(&w.k_norm) : nullptr;
+  record(cuda::qk_norm_rope(stream(), q.data, k.data, qn, kn, d_positions_, inv_freq_, d, float(cfg_.rms_norm_eps)));
+}
+
+void CudaBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, Act v, Act out) {
+  if (!running()) return;
+  const cuda::KvLayout L = layer_layout();
+  float* pool = layer_pool(layer);
+  // self_attn: the step's K/V rows join the cache first (slots planned in begin_step)...
+  record(cuda::kv_append(stream(), pool, L, k.data, v.data, d_slots_, step_rows_));
+  if (!running()) return;
+  // ...then each row attends over positions 0..its own of its sequence (causal, paged).
+  const float scale = float(1.0 / std::sqrt(double(cfg_.head_dim)));
+  if (!decode_only_) {
+    // Prefill or mixed step: rows tiled per sequence, K/V tiles shared across the GQA group.
+    cuda::PrefillAttentionArgs a;
+    a.rows = step_rows_;
+    a.n_heads = cfg_.num_attention_heads;
+    a.pages_per_seq = pages_per_seq_;
+    a.scale = scale;
+    return record(cuda::attention_prefill(stream(), out.data, q.data, pool, L, d_page_table_, d_row_seq_, d_positions_, a));
+  }
+  // Decode step (one row per sequence, in sequence order): split-KV decode attention.
+  cuda::DecodeAttentionArgs a;
+  a.batch = step_seqs_;
+  a.n_heads = cfg_.num_attention_heads;
+  a.pages_per_seq = pages_per_seq_;
+  a.max_len = max_len_;
+  a.n_splits = attention_splits(step_seqs_, max_len_);
+  a.scale = scale;
+  const int64_t ws_floats = cuda::attention_decode_workspace_floats(L, a);
+  void* ws = nullptr;
+  const Status st = internal(0, uint64_t(ws_floats) * 4, &ws);
+  if (!st.is_ok()) return record(st);
+  record(cuda::attention_decode(stream(), out.data, q.data, pool, L, d_page_table_, d_seq_lens_, a, static_cast<float*>(ws),
+                                ws_floats));
+}
+
+void CudaBackend::swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulate) {
+  if (!running()) return;
+  const int64_t T = x.rows, I = w.gate.rows;
+  void *g = nullptr, *u = nullptr;
+  Status st = internal(1, uint64_t(T * I) * 4, &g);
+  if (st.is_ok()) st = internal(2, uint64_t(T * I) * 4, &u);
+  if (!st.is_ok()) return record(st);
+  Act ga{static_cast<float*>(g), T, I}, ua{static_cast<float*>(u), T, I};
+  linear(x, w.gate, nullptr, ga, false);                    // gate_proj
+  linear(x, w.up, nullptr, ua, false);                      // up_proj
+  if (running()) silu_mul(ga.data, ua.data, T * I);         // act_fn(gate) * up
+  linear(ga, w.down, nullptr, out, accumulate);             // down_proj
+}
+
+void CudaBackend::moe(Act x, const MoeWeights& w, Act out) {
+  if (!running()) return;
+  const int64_t T = x.rows, H = x.cols, E = cfg_.n_routed_experts, K = cfg_.num_experts_per_tok;
+  void *logits = nullptr, *ids = nullptr, *wts = nullptr, *y = nullptr;
+  Status st = internal(3, uint64_t(T * E) * 4, &logits);
+  if (st.is_ok()) st = internal(4, uint64_t(T * K) * 4, &ids);
+  if (st.is_ok()) st = internal(5, uint64_t(T * K) * 4, &wts);
+  if (st.is_ok()) st = internal(6, uint64_t(T * H) * 4, &y);
+  if (!st.is_ok()) return record(st);
+
+  // mlp.gate: router logits with x kept in fp32 (a bf16 rounding could flip the top-k vs the CPU).
+  const cuda::LinearWeight rw = linear_weight(w.router, nullptr);
+  if (!running()) return;
+  cuda::LinearArgs ra;
+  ra.m = T;
+  ra.fp32_activations = true;
+  record(cuda::linear(stream(), static_cast<float*>(logits), x.data, rw, ra));
+  if (!running()) return;
+  // sigmoid + correction bias + group-limited top-k + renormalise + scale, on the device.
+  cuda::MoeRouteArgs route;
+  route.n_tokens = T;
+  route.n_experts = E;
+  route.top_k = K;
+  route.n_group = cfg_.n_group;
+  route.topk_group = cfg_.topk_group;
+  route.norm_topk_prob = cfg_.norm_topk_prob;
+  route.routed_scaling_factor = cfg_.routed_scaling_factor;
+  record(cuda::moe_route(stream(), static_cast<int32_t*>(ids), static_cast<float*>(wts), static_cast<const float*>(logits),
+                         vec(&w.correction_bias), route));
+  if (!running()) return;
+  // mlp.experts: routed expert MLPs combined per token with their routing weights -> y.
+  record(run_experts(x, w, static_cast<const int32_t*>(ids), static_cast<const float*>(wts), static_cast<float*>(y)));
+  if (!running()) return;
+  // mlp.shared_experts straight into the residual stream, then the routed sum.
+  swiglu_mlp(x, w.shared, out, true);
+  if (running()) store(out.data, static_cast<const float*>(y), T * H, true);
+}
+
+Status CudaBackend::run_experts(Act x, const MoeWeights& w, const int32_t* ids, const float* weights, float* y) {
+  auto it = experts_.find(&w);
+  if (it == experts_.end()) return Status::error(ErrorCode::Internal, "CUDA backend: experts not uploaded");
+  cuda::MoeDecodeArgs a;
+  a.n_tokens = x.rows;
+  a.hidden = x.cols;
+  a.inter = it->second.inter;
+  a.n_experts = cfg_.n_routed_experts;
+  a.top_k = cfg_.num_experts_per_tok;
+  // Decode (<= kMoeDecodeMaxTokens rows): fused fp32-activation expert GEMVs; prefill: tokens grouped by
+  // expert on the device (moe_align) and tensor-core GEMMs; the kernel picks, the workspace covers both.
+  const int64_t ws_bytes = cuda::moe_experts_bf16_workspace_bytes(a);
+  void* ws = nullptr;
+  GLM_TRY(internal(7, uint64_t(std::max<int64_t>(ws_bytes, 16)), &ws));
+  cuda::Bf16Experts e;
+  e.gate = it->second.gate, e.up = it->second.up, e.down = it->second.down;
+  return cuda::moe_experts_bf16(stream(), y, x.data, ids, weights, e, a, ws, ws_bytes);
+}
+
+void CudaBackend::silu_mul(float* gate, const float* up, int64_t n) { record(cuda::silu_mul(stream(), gate, gate, up, n)); }
+
+void CudaBackend::store(float* out, const float* y, int64_t n, bool accumulate) {
+  if (accumulate) return record(cuda::add_inplace(stream(), out, y, n));
+  record(runtime_status(cudaMemcpyAsync(out, y, size_t(n) * 4, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(stream_)),
+                        "copy"));
+}
+
+void CudaBackend::gather_rows(Act x, const std::vector<int64_t>& rows, Act out) {
+  if (!running()) return;
+  // The forward pass gathers the plan's logit rows, whose index begin_step uploaded; any other set
+  // (none today) would need its own upload, which this step has no planned buffer for.
+  if (rows != logit_rows_) return record(Status::error(ErrorCode::Internal, "CUDA backend: gather_rows of unplanned rows"));
+  record(cuda::gather_rows(stream(), out.data, x.data, d_logit_rows_, int64_t(rows.size()), x.cols));
+}
+
+void CudaBackend::download(Act x, float* host) {
+  if (!running()) {
+    // The caller reads `host` regardless; NaN makes a slip loud (end_step reports the real error).
+    std::fill(host, host + x.rows * x.cols, std::numeric_limits<float>::quiet_NaN());
+    return;
+  }
+  record(runtime_status(cudaMemcpyAsync(host, x.data, size_t(x.rows * x.cols) * 4, cudaMemcpyDeviceToHost,
+                                        static_cast<cudaStream_t>(stream_)),
+                        "download"));
+  if (running()) record(runtime_status(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)), "download"));
+  if (!running()) std::fill(host, host + x.rows * x.cols, std::numeric_limits<float>::quiet_NaN());
+}
+
+}  // namespace glm::cuda_backend
+
+// ---------------------------------------------------------------------------------------------
+// The engine's entry points (engine/cuda_factory.h)
+// ---------------------------------------------------------------------------------------------
+namespace glm {
+
+Status cuda_backend_available() {
+  int count = 0;
+  cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+#if !defined(GLM_CUDA_HARNESS)
+    // The runtime's wording for "no driver at all" blames the driver's version; say both.
+    if (err == cudaErrorInsufficientDriver) {
+      return Status::error(ErrorCode::BackendUnavailable,
+                           "no usable CUDA device: no NVIDIA driver found, or one older than this build's CUDA runtime");
+    }
+    if (err == cudaErrorNoDevice) return Status::error(ErrorCode::BackendUnavailable, "no CUDA device found");
+#endif
+    return Status::error(ErrorCode::BackendUnavailable,
+                         std::string("no usable CUDA device: cudaGetDeviceCount failed (") + cudaGetErrorString(err) + ")");
+  }
+  if (count == 0) return Status::error(ErrorCode::BackendUnavailable, "no CUDA device found");
+  int major = 0, minor = 0;
+  err = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    return Status::error(ErrorCode::BackendUnavailable, std::string("cannot query CUDA device 0: ") + cudaGetErrorString(err));
+  }
+  // The kernels are built for sm_80 and sm_90a (mma.sync bf16, cp.async, ldmatrix need sm_80).
+  if (major < 8) {
+    return Status::error(ErrorCode::BackendUnavailable, "CUDA device 0 has compute capability " + std::to_string(major) + "." +
+                                                            std::to_string(minor) + "; the CUDA backend needs 8.0 or newer");
+  }
+  return Status::ok();
+}
+
+Status create_cuda_backend(const ModelConfig& cfg, const ModelWeights& weights, const CudaBackendOptions& opts,
+                           std::unique_ptr<Backend>* out) {
+  return cuda_backend::CudaBackend::create(cfg, weights, opts, out);
+}
+
+}  // namespace glm

@@ -1,0 +1,148 @@
+// The CUDA backend: every Backend op as launches of the cuda/ops.h kernels on one stream, over device
+// copies of the weights, device activation buffers and a device KV page pool (cuda/README.md layout).
+//
+// Host C++ only: the kernels live in cuda/*.cu. Built twice (CMakeLists.txt): against the real CUDA
+// runtime for the addon (GLM_WITH_CUDA) and against the CPU execution harness for the tests
+// (GLM_CUDA_HARNESS), so the whole forward pass runs end to end without a GPU.
+//
+// Errors: the Backend ops return nothing, so the first failure of a step is recorded and returned by
+// end_step(); the remaining ops of that step are skipped. A CUDA error (EngineDead) is sticky: the model
+// is dead and every later begin_step/health fails fast with the original message (DESIGN.md rule 6).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/cuda_factory.h"
+#include "ops.h"
+
+namespace glm::cuda_backend {
+
+// Free list of the device KV pool's page ids, shared by the backend and the stores it made (a store
+// may be released after the backend: it then only touches this host-side list).
+struct PagePool {
+  int64_t n_pages = 0;
+  uint64_t page_bytes_all_layers = 0;  // one page id holds this many bytes (one page per layer)
+  std::vector<int32_t> free_ids;
+};
+
+// A sequence's KV storage: its page ids (the same id in every layer's pool), in position order.
+class DeviceKvStore final : public KvStore {
+ public:
+  DeviceKvStore(std::shared_ptr<PagePool> pool, int64_t capacity) : KvStore(capacity), pool_(std::move(pool)) {}
+  ~DeviceKvStore() override;
+  Status reserve(int64_t new_length) override;
+  uint64_t allocated_bytes() const override { return pages_.size() * pool_->page_bytes_all_layers; }
+  const std::vector<int32_t>& pages() const { return pages_; }
+
+ private:
+  std::shared_ptr<PagePool> pool_;
+  std::vector<int32_t> pages_;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  static Status create(const ModelConfig& cfg, const ModelWeights& weights, const CudaBackendOptions& opts,
+                       std::unique_ptr<Backend>* out);
+  ~CudaBackend() override;
+
+  const char* name() const override { return "cuda"; }
+  Status create_kv(int64_t capacity, std::unique_ptr<KvStore>* out) override;
+  Status begin_step(const StepPlan& plan) override;
+  Status end_step() override;
+  Status health() const override;
+  uint64_t scratch_bytes() const override { return scratch_bytes_; }
+
+  Status scratch(int slot, int64_t rows, int64_t cols, Act* out) override;
+  void embed(const Matrix& table, const int32_t* tokens, Act out) override;
+  void rmsnorm(Act x, const std::vector<float>& w, float eps, Act out) override;
+  void linear(Act x, const Matrix& w, const std::vector<float>* bias, Act out, bool accumulate) override;
+  void linear_many(Act x, const Projection* outs, size_t n) override;
+  void qk_norm_rope(Act q, Act k, const AttentionWeights& w, const int32_t* positions) override;
+  void attention(const StepPlan& plan, int64_t layer, Act q, Act k, Act v, Act out) override;
+  void swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulate) override;
+  void moe(Act x, const MoeWeights& w, Act out) override;
+  void gather_rows(Act x, const std::vector<int64_t>& rows, Act out) override;
+  void download(Act x, float* host) override;
+
+  // The memory plan made at load (model.info / logs).
+  struct MemoryPlan {
+    uint64_t weights = 0, activations = 0, kv_pool = 0, step_plan = 0, free_at_load = 0, total = 0;
+  };
+  const MemoryPlan& memory_plan() const { return plan_bytes_; }
+
+ private:
+  struct DeviceMatrix {
+    const void* data = nullptr;
+    cuda::WeightType type = cuda::WeightType::BF16;
+  };
+  // Experts of one MoE layer stacked as the expert kernels read them: gate/up [E, I, H], down [E, H, I].
+  struct DeviceExperts {
+    const uint16_t *gate = nullptr, *up = nullptr, *down = nullptr;
+    int64_t inter = 0;
+  };
+
+  CudaBackend(const ModelConfig& cfg, const CudaBackendOptions& opts) : cfg_(cfg), opts_(opts) {}
+  Status init(const ModelWeights& weights);
+  Status plan_memory(const ModelWeights& weights);
+  Status upload_weights(const ModelWeights& weights);
+  Status device_alloc(uint64_t bytes, void** out, const char* what);
+  Status upload(const void* host, uint64_t bytes, void** out, const char* what);
+  Status upload_matrix(const Matrix& m, const char* what);
+  Status upload_vector(const std::vector<float>& v, const char* what);
+  Status upload_experts(const MoeWeights& moe, int64_t layer);
+  // A device buffer private to one op, grown on demand (activation budget planned at load).
+  Status internal(int index, uint64_t bytes, void** out);
+
+  const DeviceMatrix* matrix(const Matrix& m);
+  const float* vec(const std::vector<float>* v);
+  cuda::LinearWeight linear_weight(const Matrix& m, const std::vector<float>* bias);
+  // Records the first failure of the step; EngineDead also kills the backend for good.
+  void record(Status st);
+  bool running() const { return step_error_.is_ok() && dead_.is_ok(); }
+  cuda::Stream stream() const { return cuda::Stream{stream_}; }
+  cuda::KvLayout layer_layout() const;
+  float* layer_pool(int64_t layer) const;
+  // mlp.experts: y[t] = sum_k weights[t,k] * expert_{ids[t,k]}(x[t]) (y overwritten).
+  Status run_experts(Act x, const MoeWeights& w, const int32_t* ids, const float* weights, float* y);
+  // The two element-wise steps of an MLP: gate = silu(gate) * up, and out (=|+=) y.
+  void silu_mul(float* gate, const float* up, int64_t n);
+  void store(float* out, const float* y, int64_t n, bool accumulate);
+
+  ModelConfig cfg_;
+  CudaBackendOptions opts_;
+  void* stream_ = nullptr;                  // cudaStream_t: this model's stream (one per model/session executor)
+  std::vector<void*> allocations_;          // every cudaMalloc of the backend, freed at destruction
+  std::unordered_map<const void*, DeviceMatrix> matrices_;  // host Matrix::data -> device copy
+  std::unordered_map<const void*, const float*> vectors_;   // host vector data -> device copy
+  std::unordered_map<const void*, DeviceExperts> experts_;  // MoeWeights* -> stacked experts
+  const void* embed_table_ = nullptr;      // embed_tokens as embedding_gather reads it (F16 widened to F32)
+  cuda::TableType embed_type_ = cuda::TableType::BF16;
+  const double* inv_freq_ = nullptr;       // RoPE inverse frequencies [rotary_dim / 2], double
+  float* kv_pool_ = nullptr;               // [layer][page][K|V][kv_head][pos in page][head_dim]
+  std::shared_ptr<PagePool> pages_;
+  // Step plan on the device (begin_step): tokens, positions, slots, row_seq [rows]; seq_lens [seqs];
+  // page_table [seqs, pages_per_seq]; logit rows.
+  int32_t* plan_dev_ = nullptr;
+  int64_t plan_capacity_ints_ = 0;
+  std::vector<int32_t> plan_host_;
+  int32_t *d_tokens_ = nullptr, *d_positions_ = nullptr, *d_slots_ = nullptr, *d_row_seq_ = nullptr,
+          *d_seq_lens_ = nullptr, *d_page_table_ = nullptr, *d_logit_rows_ = nullptr;
+  int64_t step_rows_ = 0, step_seqs_ = 0, pages_per_seq_ = 0, max_len_ = 0;
+  bool decode_only_ = false;               // every sequence of the step has one row
+  std::vector<int64_t> logit_rows_;
+  struct Buffer {
+    void* data = nullptr;
+    uint64_t bytes = 0;
+  };
+  std::vector<Buffer> slots_, internal_;
+  uint64_t scratch_bytes_ = 0;
+  MemoryPlan plan_bytes_;
+  Status step_error_;
+  Status dead_;
+};
+
+}  // namespace glm::cuda_backend

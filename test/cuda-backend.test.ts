@@ -1,0 +1,61 @@
+// The CUDA backend end to end without a GPU: build/glm_cuda_backend_tests runs the addon's CUDA backend
+// host code with the kernels on the CPU execution harness against the CPU backend (its checks, metrics
+// and budgets are in test/cuda_backend/main.cc). This file only provides the checkpoints: the BF16
+// 'base' fixture and a BF16 GLM-4.5-like one with group-limited routing, 3 dense-then-MoE layers and
+// GQA group 4 (the CUDA backend's expert kernel runs BF16 experts with hidden/inter multiples of 32,
+// which the F32/F16/odd-size fixtures are not).
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeSpec, TINY_DEFAULT_SPEC, writeSyntheticCheckpoint } from '../lib/synthetic/checkpoint.js';
+import { ensureFixture, REPO_ROOT } from './fixtures/variants.js';
+
+const binary = ['build/glm_cuda_backend_tests', 'build/Release/glm_cuda_backend_tests']
+  .map((p) => path.join(REPO_ROOT, p))
+  .find((p) => existsSync(p));
+
+describe('CUDA backend on the harness vs the CPU backend', () => {
+  let tmp: string;
+  let dirs: string[];
+  beforeAll(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'glm-cuda-e2e-'));
+    const grouped = path.join(tmp, 'bf16-groups');
+    await writeSyntheticCheckpoint(grouped, makeSpec(TINY_DEFAULT_SPEC, {
+      seed: 606, vocab_size: 256, max_position_embeddings: 2048, hidden_size: 64, num_hidden_layers: 3,
+      first_k_dense_replace: 1, num_attention_heads: 8, num_key_value_heads: 2, head_dim: 16, n_routed_experts: 16,
+      num_experts_per_tok: 4, n_group: 4, topk_group: 2, moe_intermediate_size: 32, intermediate_size: 96,
+      use_qk_norm: false, norm_topk_prob: false, routed_scaling_factor: 1.0, mtp: false, dtype: 'BF16',
+    }));
+    dirs = [await ensureFixture('base'), grouped];  // (fixture order matters: see the runs below)
+  }, 120_000);
+  afterAll(async () => {
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  });
+
+  // Two runs in parallel (the harness is single-threaded): 'base' through the bf16 tensor-core path
+  // (16-row steps, budget 2e-2 with the routing-flip allowance) plus the memory/fault paths, and the
+  // group-routed model through the exact fp32 path (4-row steps, budget 1e-4): on the harness each step
+  // costs seconds, hence the short prompts. (--prompt 300 crosses a KV page; run by hand or on a GPU.)
+  it('prefill, decode and a mixed batch match within budget; memory and fault paths are typed errors', async () => {
+    expect(binary, 'glm_cuda_backend_tests not built (npm run build:native)').toBeDefined();
+    const run = (args: string[]) => new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(binary!, args);
+      let out = '';
+      child.stdout.on('data', (d) => { out += d; });
+      child.stderr.on('data', (d) => { out += d; });
+      child.on('close', (code) => resolve({ code, out }));
+    });
+    const results = await Promise.all([
+      run(['--step-rows', '16', '--prompt', '40', dirs[0]]),
+      run(['--step-rows', '4', '--prompt', '8', '--no-failure-paths', dirs[1]]),
+    ]);
+    for (const r of results) {
+      if (r.code !== 0) console.error(r.out);
+      expect(r.out).toMatch(/^\d+ passed, 0 failed$/m);
+      expect(r.code).toBe(0);
+    }
+  }, 300_000);
+});

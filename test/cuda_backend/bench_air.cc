@@ -1,0 +1,207 @@
+// Decode/prefill benchmark of the CUDA backend on a synthetic model with GLM-4.5-Air's exact layer
+// shapes (hidden 4096, 96 q / 8 kv heads x 128, 128 experts top-8 of 1408, 1 shared expert, vocab
+// 151552), cut to a few layers (GLM_BENCH_LAYERS, default 3: 1 dense + 2 MoE) so it loads in seconds.
+// Built only with the real CUDA runtime and run by scripts/gpu-check.sh; never by CI.
+//
+// The weights are random BF16 values built in memory (no checkpoint on disk): each matrix points at its
+// own slice of a few shared host pools, so the upload streams ~10 GB without writing any of it to disk.
+// Values only matter for routing, which the random router spreads over the experts.
+//
+// Reports (stdout, and JSON to argv[1] when given): decode tokens/s at context 0 and 4096, prefill
+// tokens/s for a 2048-token prompt, and the bytes a decode token must read (active weights + KV) as
+// achieved GB/s — the number to hold against the device's copy bandwidth (issue 5 target: >= 75%).
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/cuda_factory.h"
+#include "engine/forward.h"
+
+namespace {
+
+using namespace glm;
+
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+struct Pool {
+  std::vector<uint16_t> data;
+  size_t used = 0;
+  // A distinct slice of `n` bf16 values (wrapping to reuse the random bytes when the pool is full:
+  // distinct host pointers are what the backend keys uploads on; the values may repeat).
+  const void* take(size_t n) {
+    if (used + n > data.size()) used = 0;
+    const void* p = data.data() + used;
+    used += n + 64;  // keeps slices 128-byte aligned and distinct
+    return p;
+  }
+};
+
+Matrix bf16(Pool& pool, int64_t rows, int64_t cols) {
+  Matrix m;
+  m.dtype = DType::BF16;
+  m.rows = rows, m.cols = cols;
+  m.data = pool.take(size_t(rows * cols));
+  return m;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int64_t layers = std::getenv("GLM_BENCH_LAYERS") ? std::atoi(std::getenv("GLM_BENCH_LAYERS")) : 3;
+  ModelConfig c;
+  c.hidden_size = 4096, c.num_hidden_layers = layers, c.num_attention_heads = 96, c.num_key_value_heads = 8;
+  c.head_dim = 128, c.partial_rotary_factor = 0.5, c.rotary_dim = 64, c.rope_theta = 1e6, c.rms_norm_eps = 1e-5;
+  c.vocab_size = 151552, c.intermediate_size = 10944, c.moe_intermediate_size = 1408, c.n_routed_experts = 128;
+  c.n_shared_experts = 1, c.num_experts_per_tok = 8, c.n_group = 1, c.topk_group = 1, c.routed_scaling_factor = 1.0;
+  c.norm_topk_prob = true, c.first_k_dense_replace = 1, c.use_qk_norm = false, c.attention_bias = true;
+  c.max_position_embeddings = 131072;
+
+  // Random bf16 in [-0.03, 0.03] (about the checkpoint's scale), as raw bits.
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-0.03f, 0.03f);
+  auto random_pool = [&](size_t n) {
+    Pool p;
+    p.data.resize(n);
+    for (auto& v : p.data) {
+      float f = u(rng);
+      uint32_t b;
+      std::memcpy(&b, &f, 4);
+      v = uint16_t(b >> 16);
+    }
+    return p;
+  };
+  Pool big = random_pool(size_t(1) << 28);  // 512 MiB: embeddings, attention, dense MLP
+  Pool experts = random_pool(size_t(1408) * 4096 * 8);
+  std::vector<float> ones(size_t(4096), 1.0f), small_bias(size_t(12288), 0.01f);
+
+  ModelWeights w;
+  w.embed_tokens = bf16(big, c.vocab_size, c.hidden_size);
+  w.lm_head = bf16(big, c.vocab_size, c.hidden_size);
+  w.final_norm = ones;
+  w.layers.resize(size_t(layers));
+  for (int64_t l = 0; l < layers; ++l) {
+    LayerWeights& L = w.layers[size_t(l)];
+    L.input_norm = ones, L.post_attention_norm = ones;
+    L.attn.q = bf16(big, c.q_width(), c.hidden_size);
+    L.attn.k = bf16(big, c.kv_width(), c.hidden_size);
+    L.attn.v = bf16(big, c.kv_width(), c.hidden_size);
+    L.attn.o = bf16(big, c.hidden_size, c.q_width());
+    L.attn.q_bias.assign(size_t(c.q_width()), 0.01f);
+    L.attn.k_bias.assign(size_t(c.kv_width()), 0.01f);
+    L.attn.v_bias.assign(size_t(c.kv_width()), 0.01f);
+    L.is_moe = c.is_moe_layer(l);
+    if (!L.is_moe) {
+      L.dense = {bf16(big, c.intermediate_size, c.hidden_size), bf16(big, c.intermediate_size, c.hidden_size),
+                 bf16(big, c.hidden_size, c.intermediate_size)};
+      continue;
+    }
+    L.moe.router = bf16(big, c.n_routed_experts, c.hidden_size);
+    L.moe.correction_bias.assign(size_t(c.n_routed_experts), 0.0f);
+    L.moe.experts.resize(size_t(c.n_routed_experts));
+    for (auto& e : L.moe.experts) {
+      e = {bf16(experts, c.moe_intermediate_size, c.hidden_size), bf16(experts, c.moe_intermediate_size, c.hidden_size),
+           bf16(experts, c.hidden_size, c.moe_intermediate_size)};
+    }
+    L.moe.shared = {bf16(big, c.moe_intermediate_size, c.hidden_size), bf16(big, c.moe_intermediate_size, c.hidden_size),
+                    bf16(big, c.hidden_size, c.moe_intermediate_size)};
+  }
+
+  Status st = cuda_backend_available();
+  if (!st.is_ok()) {
+    std::fprintf(stderr, "bench_air: %s\n", st.message().c_str());
+    return 1;
+  }
+  CudaBackendOptions o;
+  o.max_step_rows = 2048;
+  o.kv_cache_bytes = uint64_t(4) << 30;
+  std::unique_ptr<Backend> be;
+  double t0 = now_s();
+  st = create_cuda_backend(c, w, o, &be);
+  if (!st.is_ok()) {
+    std::fprintf(stderr, "bench_air: load: %s\n", st.message().c_str());
+    return 1;
+  }
+  std::printf("load (upload) %.1f s\n", now_s() - t0);
+
+  std::vector<float> logits;
+  // Runs one step of `n` tokens on `kv` at its current length; returns seconds.
+  auto step = [&](KvStore& kv, int64_t n) -> double {
+    StepPlan plan;
+    StepPlan::Sequence s;
+    s.cache = &kv, s.row_begin = 0, s.n_rows = n, s.start_pos = kv.length();
+    plan.sequences.push_back(s);
+    for (int64_t i = 0; i < n; ++i) {
+      plan.tokens.push_back(int32_t((kv.length() + i) * 7919 % c.vocab_size));
+      plan.positions.push_back(int32_t(kv.length() + i));
+    }
+    plan.logit_rows.push_back(n - 1);
+    logits.resize(size_t(c.vocab_size));
+    Status r = kv.reserve(kv.length() + n);
+    const double a = now_s();
+    if (r.is_ok()) r = forward_step(*be, c, w, plan, logits.data(), nullptr, nullptr);
+    const double t = now_s() - a;
+    if (!r.is_ok()) {
+      std::fprintf(stderr, "bench_air: step: %s\n", r.message().c_str());
+      std::exit(1);
+    }
+    kv.set_length(kv.length() + n);
+    return t;
+  };
+  // Bytes a decode token reads: every dense weight once, top-8 + shared experts per MoE layer, the
+  // router, embeddings row, lm_head, and the KV of `ctx` positions (fp32 K and V).
+  auto decode_bytes = [&](int64_t ctx) {
+    const double H = double(c.hidden_size);
+    double b = double(c.vocab_size) * H * 2 + H * 2;
+    for (int64_t l = 0; l < layers; ++l) {
+      b += (double(c.q_width()) * H * 2 + 2 * double(c.kv_width()) * H + H * double(c.q_width())) * 2;
+      if (c.is_moe_layer(l)) b += (double(c.num_experts_per_tok) + 1) * 3 * H * double(c.moe_intermediate_size) * 2 + double(c.n_routed_experts) * H * 2;
+      else b += 3 * H * double(c.intermediate_size) * 2;
+      b += double(ctx) * 2 * double(c.kv_width()) * 4;
+    }
+    return b;
+  };
+  std::string json = "{";
+  auto measure_decode = [&](int64_t ctx, const char* key) {
+    std::unique_ptr<KvStore> kv;
+    (void)be->create_kv(ctx + 64, &kv);
+    for (int64_t filled = 0; filled < ctx;) {
+      const int64_t n = std::min<int64_t>(2048, ctx - filled);
+      step(*kv, n);
+      filled += n;
+    }
+    for (int i = 0; i < 3; ++i) step(*kv, 1);  // warm-up
+    double t = 0;
+    const int n = 20;
+    for (int i = 0; i < n; ++i) t += step(*kv, 1);
+    const double tps = n / t, gbs = decode_bytes(ctx) * tps / 1e9;
+    std::printf("decode at context %lld: %.1f tokens/s, %.1f GB/s of active weights + KV (%.2f GB per token)\n",
+                static_cast<long long>(ctx), tps, gbs, decode_bytes(ctx) / 1e9);
+    json += std::string(json.size() > 1 ? "," : "") + "\"" + key + "\":{\"tokens_per_s\":" + std::to_string(tps) +
+            ",\"gb_per_s\":" + std::to_string(gbs) + "}";
+  };
+  measure_decode(0, "decode_ctx0");
+  measure_decode(4096, "decode_ctx4096");
+  {
+    std::unique_ptr<KvStore> kv;
+    (void)be->create_kv(4096, &kv);
+    step(*kv, 2048);  // warm-up (buffers grow on the first large step)
+    kv->set_length(0);
+    const double t = step(*kv, 2048);
+    std::printf("prefill 2048 tokens: %.1f tokens/s (%.3f s)\n", 2048 / t, t);
+    json += ",\"prefill_2048\":{\"tokens_per_s\":" + std::to_string(2048 / t) + "}";
+  }
+  json += ",\"layers\":" + std::to_string(layers) + "}";
+  if (argc > 1) {
+    if (FILE* f = std::fopen(argv[1], "w")) {
+      std::fputs(json.c_str(), f);
+      std::fclose(f);
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,275 @@
+// End to end on the CPU execution harness: the whole forward pass on CudaBackend (the host code of the
+// addon's CUDA backend, with cuda/*.cu kernels run by the harness) against the CPU backend, over
+// synthetic checkpoints written by the TypeScript side (test/cuda-backend.test.ts passes the folders).
+//
+//   glm_cuda_backend_tests <checkpoint dir>...   one line per check, "N passed, M failed" last
+//
+// The same source builds against the real runtime as glm_cuda_backend_gpu_check (scripts/gpu-check.sh):
+// there the comparison runs on the GPU and the harness-only checks (fault injection, capped memory) drop out.
+//
+// Per checkpoint: a 40-token prefill in 16-row steps (--prompt / --step-rows change both; 300 tokens
+// cross the 256-token KV page but take minutes on the harness), three decode steps, then one mixed step (a decode, a 20-token prefill of a new sequence, the decode of a
+// third); then the backend's failure paths: device memory too small (InsufficientMemory naming needed
+// vs available), an exhausted KV pool, and an injected device fault (sticky EngineDead).
+//
+// Metric and budget: per logits row, ||cuda - cpu|| / ||cpu|| <= 2e-2, and the argmax agrees wherever
+// the CPU's top-2 margin exceeds 2% of the row's spread (prefill rows: see the routing-flip allowance). Why 2e-2: the CUDA projections of BF16 weights
+// run on bf16 tensor cores (mma.sync) with activations rounded to bf16 (relative error 2^-9 per element)
+// where the CPU multiplies fp32 activations; each GEMM's output then carries ~2^-9/sqrt(fan-in)-scale
+// relative noise per term, i.e. ~1e-3 of a row's norm, compounded over ~4 GEMMs per layer plus the
+// expert GEMMs and the lm_head, through up to 5 layers: a few 1e-3 expected, 2e-2 leaves headroom for
+// the random synthetic weights' larger activations while still catching any real bug (a wrong head,
+// page, slot or routing is O(1)). Decode rows (m <= 4) use the fp32 GEMV and are much closer.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/cuda_factory.h"
+#include "engine/model.h"
+#if defined(GLM_CUDA_HARNESS)
+#include "harness/harness.h"
+#endif
+
+namespace {
+
+int g_passed = 0, g_failed = 0;
+
+void report(bool ok, const std::string& what) {
+  std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
+  (ok ? g_passed : g_failed)++;
+}
+
+constexpr double kBudgetBf16 = 2e-2;
+// Steps of <= 4 rows run every projection through the fp32 GEMV (no bf16 rounding anywhere): the CUDA
+// backend then differs from the CPU only by fp32 summation order, ~1e-6 measured; 1e-4 as in
+// test/engine-vs-reference.test.ts. This is the exact check of the host plumbing (pages, slots, row
+// maps, routing), free of the bf16 routing flips described below.
+constexpr double kBudgetFp32 = 1e-4;
+double kBudget = kBudgetBf16;
+
+struct RunOptions {
+  int64_t step_rows = 16;    // --step-rows: max_step_rows of both models
+  size_t prompt = 40;        // --prompt: tokens of the first prefill
+  bool failure_paths = true; // --no-failure-paths: skip the pool / fault / memory checks
+};
+RunOptions g_opts;
+
+struct Compare {
+  double worst_rel = 0;
+  int argmax_mismatch = 0, rows = 0, over_budget = 0, non_finite = 0;
+};
+
+void compare_rows(const std::vector<float>& cuda, const std::vector<float>& cpu, int64_t vocab, Compare* c) {
+  for (size_t r = 0; r * size_t(vocab) < cpu.size(); ++r) {
+    const float* a = cuda.data() + r * size_t(vocab);
+    const float* b = cpu.data() + r * size_t(vocab);
+    double num = 0, den = 0;
+    int64_t ia = 0, ib = 0, ib2 = -1;
+    float lo = b[0], hi = b[0];
+    for (int64_t i = 0; i < vocab; ++i) {
+      const double d = double(a[i]) - double(b[i]);
+      num += std::isnan(d) ? 1e30 : d * d;
+      den += double(b[i]) * double(b[i]);
+      if (a[i] > a[ia]) ia = i;
+      if (b[i] > b[ib]) ib2 = ib, ib = i;
+      else if (ib2 < 0 || b[i] > b[ib2]) ib2 = (i == ib ? ib2 : i);
+      lo = std::min(lo, b[i]), hi = std::max(hi, b[i]);
+    }
+    const double rel = std::sqrt(num / std::max(den, 1e-30));
+    if (std::getenv("GLM_E2E_VERBOSE") && rel > kBudget) std::printf("  row %zu: rel %.3e\n", r, rel);
+    c->worst_rel = std::max(c->worst_rel, rel);
+    if (!(rel <= kBudget)) c->over_budget++;
+    if (!std::isfinite(rel)) c->non_finite++;
+    const bool clear_winner = ib2 < 0 || double(b[ib] - b[ib2]) > 0.02 * double(hi - lo);
+    if (clear_winner && ia != ib && rel <= kBudget) c->argmax_mismatch++;
+    c->rows++;
+  }
+}
+
+int64_t argmax(const std::vector<float>& logits, int64_t vocab) {
+  const float* row = logits.data() + logits.size() - size_t(vocab);
+  int64_t best = 0;
+  for (int64_t i = 1; i < vocab; ++i) if (row[i] > row[best]) best = i;
+  return best;
+}
+
+glm::Status load(const std::string& dir, glm::BackendChoice backend, uint64_t kv_bytes, std::unique_ptr<glm::Model>* out) {
+  glm::LoadOptions o;
+  o.backend = backend;
+  o.threads = 2;
+  o.prefetch = false;
+  o.max_step_rows = g_opts.step_rows;
+  o.kv_cache_bytes = kv_bytes;
+  return glm::Model::load(dir, o, nullptr, nullptr, out);
+}
+
+// One model's run of the scenario; every evaluate's logits in order.
+struct Scenario {
+  std::vector<std::vector<float>> logits;
+  glm::Status status;
+};
+
+Scenario run_scenario(glm::Model& m, const std::vector<int32_t>& prompt) {
+  Scenario s;
+  const int64_t V = m.config().vocab_size;
+  std::unique_ptr<glm::Sequence> a, b, c;
+  auto fail = [&](glm::Status st) { s.status = st; return s; };
+  if (!(s.status = m.create_sequence(1024, &a)).is_ok()) return s;
+  if (!(s.status = m.create_sequence(1024, &b)).is_ok()) return s;
+  if (!(s.status = m.create_sequence(1024, &c)).is_ok()) return s;
+  auto eval = [&](std::vector<std::pair<glm::Sequence*, std::vector<int32_t>>> items, bool all) {
+    std::vector<glm::EvalRequest> reqs(items.size());
+    std::vector<glm::EvalRequest*> ptrs;
+    for (size_t i = 0; i < items.size(); ++i) {
+      reqs[i].sequence = items[i].first;
+      reqs[i].tokens = items[i].second;
+      reqs[i].all_logits = all;
+      ptrs.push_back(&reqs[i]);
+    }
+    glm::Status st = m.evaluate(ptrs, nullptr);
+    for (auto& r : reqs) s.logits.push_back(r.logits);
+    return st;
+  };
+  // Prefill (all logits: every row of every chunk is compared).
+  glm::Status st = eval({{a.get(), std::vector<int32_t>(prompt.begin(), prompt.begin() + long(g_opts.prompt))}}, true);
+  if (!st.is_ok()) return fail(st);
+  // Decode: the next token is a fixed function of the step so both backends see the same tokens.
+  for (int i = 0; i < 3; ++i) {
+    const int32_t next = int32_t((argmax(s.logits.back(), V) + 7 * i) % V);
+    if (!(st = eval({{a.get(), {next}}}, false)).is_ok()) return fail(st);
+  }
+  std::vector<int32_t> c_prompt(prompt.begin(), prompt.begin() + 5);
+  if (!(st = eval({{c.get(), c_prompt}}, false)).is_ok()) return fail(st);
+  // Mixed step: a decode, a fresh 20-token prefill and another decode, in one forward step.
+  std::vector<int32_t> b_prompt(prompt.begin() + 4, prompt.begin() + 24);
+  if (!(st = eval({{a.get(), {3}}, {b.get(), b_prompt}, {c.get(), {11}}}, false)).is_ok()) return fail(st);
+  m.release_sequence(a);
+  m.release_sequence(b);
+  m.release_sequence(c);
+  return s;
+}
+
+void check_checkpoint(const std::string& dir) {
+  const std::string name = dir.substr(dir.find_last_of('/') + 1);
+  std::unique_ptr<glm::Model> cpu, gpu;
+  glm::Status st = load(dir, glm::BackendChoice::Cpu, 0, &cpu);
+  report(st.is_ok(), name + ": load on the CPU backend " + st.message());
+  st = load(dir, glm::BackendChoice::Cuda, 16u << 20, &gpu);
+  report(st.is_ok() && std::strcmp(gpu->backend_name(), "cuda") == 0, name + ": load on the CUDA backend (harness) " + st.message());
+  if (!cpu || !gpu) return;
+  const int64_t V = cpu->config().vocab_size;
+  // --prompt 300 crosses the 256-token KV page (minutes on the harness; CI runs short ones).
+  std::vector<int32_t> prompt(std::max<size_t>(g_opts.prompt, 24));
+  kBudget = g_opts.step_rows <= 4 ? kBudgetFp32 : kBudgetBf16;
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 37 + 11) % size_t(V));
+
+  const Scenario want = run_scenario(*cpu, prompt);
+  const Scenario got = run_scenario(*gpu, prompt);
+  report(want.status.is_ok(), name + ": scenario on CPU " + want.status.message());
+  report(got.status.is_ok(), name + ": scenario on CUDA " + got.status.message());
+  if (!want.status.is_ok() || !got.status.is_ok() || want.logits.size() != got.logits.size()) return;
+  const char* phases[] = {"prefill (several steps)", "decode 1", "decode 2", "decode 3", "prefill 5 (seq C)",
+                          "mixed: decode A", "mixed: prefill B (20)", "mixed: decode C"};
+  for (size_t i = 0; i < want.logits.size(); ++i) {
+    Compare c;
+    compare_rows(got.logits[i], want.logits[i], V, &c);
+    // Prefill rows (more than 4 per step) run the bf16 tensor-core GEMMs: a token whose top-k expert
+    // choice is a near tie can flip under the bf16 rounding of its activations and then differs by
+    // O(1) — a discrete effect, not noise. Up to 5% of them may exceed the budget; the rest, and every
+    // decode row (fp32 GEMV path), must be within it. (With every step <= 4 rows, i.e. the fp32 path
+    // throughout — --step-rows 4 — all 300 rows of a page-crossing prefill match to ~1e-6.)
+    const int allowed = c.rows > 4 && g_opts.step_rows > 4 ? c.rows / 20 : 0;
+    char line[320];
+    std::snprintf(line, sizeof line, "%s: %s: %d rows, worst rel L2 %.2e, %d over the budget %.0e (allowed %d), argmax mismatches %d",
+                  name.c_str(), i < 8 ? phases[i] : "?", c.rows, c.worst_rel, c.over_budget, kBudget, allowed, c.argmax_mismatch);
+    report(c.over_budget <= allowed && c.non_finite == 0 && c.argmax_mismatch == 0, line);
+  }
+
+  if (!g_opts.failure_paths) return;
+  // KV pool exhaustion is a clean InsufficientMemory for the step, and memory comes back on release.
+  {
+    std::unique_ptr<glm::Model> small;
+    glm::CudaBackendOptions dummy;
+    (void)dummy;
+    st = load(dir, glm::BackendChoice::Cuda, 1, &small);  // rounds down to the minimum: one page
+    report(st.is_ok(), name + ": load with a one-page KV pool " + st.message());
+    if (small) {
+      std::unique_ptr<glm::Sequence> s1, s2;
+      (void)small->create_sequence(1024, &s1);
+      (void)small->create_sequence(1024, &s2);
+      glm::EvalRequest r1, r2;
+      r1.sequence = s1.get(), r1.tokens = {1, 2, 3};
+      r2.sequence = s2.get(), r2.tokens = {4, 5};
+      std::vector<glm::EvalRequest*> one{&r1}, two{&r2};
+      const glm::Status ok1 = small->evaluate(one, nullptr);
+      const glm::Status full = small->evaluate(two, nullptr);
+      report(ok1.is_ok() && full.code() == glm::ErrorCode::InsufficientMemory,
+             name + ": a second sequence finds the pool full: " + full.message());
+      small->release_sequence(s1);
+      const glm::Status again = small->evaluate(two, nullptr);
+      report(again.is_ok(), name + ": after release the pages are reused " + again.message());
+    }
+  }
+
+#if defined(GLM_CUDA_HARNESS)
+  // (Harness only: fault injection and a capped device memory are emulated there.)
+  // A device fault kills the model for good: the failing step and every later call say ENGINE_DEAD.
+  {
+    std::unique_ptr<glm::Sequence> s1;
+    (void)gpu->create_sequence(64, &s1);
+    glm::EvalRequest r;
+    r.sequence = s1.get(), r.tokens = {1, 2, 3};
+    std::vector<glm::EvalRequest*> batch{&r};
+    glm::harness::fail_next_launch("injected device fault");
+    const glm::Status first = gpu->evaluate(batch, nullptr);
+    const glm::Status later = gpu->evaluate(batch, nullptr);
+    std::unique_ptr<glm::Sequence> s2;
+    const glm::Status create = gpu->create_sequence(64, &s2);
+    report(first.code() == glm::ErrorCode::EngineDead && later.code() == glm::ErrorCode::EngineDead &&
+               create.code() == glm::ErrorCode::EngineDead && later.message().find("injected device fault") != std::string::npos &&
+               s1->length() == 0,
+           name + ": sticky device error -> ENGINE_DEAD: " + later.message());
+    (void)cudaGetLastError();  // the harness's error is per process; the next model starts clean
+  }
+
+  // Too little device memory: a typed error naming needed and available bytes, before any upload.
+  {
+    const size_t in_use = glm::harness::device_bytes_in_use();
+    glm::harness::set_device_memory(in_use + (64u << 10));
+    std::unique_ptr<glm::Model> none;
+    st = load(dir, glm::BackendChoice::Cuda, 0, &none);
+    glm::harness::set_device_memory(size_t(1) << 30);
+    report(st.code() == glm::ErrorCode::InsufficientMemory && st.message().find("needs") != std::string::npos &&
+               st.message().find("available") != std::string::npos && glm::harness::device_bytes_in_use() == in_use,
+           name + ": too small a device -> INSUFFICIENT_MEMORY: " + st.message());
+  }
+#endif
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: glm_cuda_backend_tests <checkpoint dir>...\n");
+    return 2;
+  }
+  {
+    const glm::Status st = glm::cuda_backend_available();
+    report(st.is_ok(), "the harness device counts as usable (compute capability 8.0) " + st.message());
+  }
+  // Options apply to the checkpoints after them: [--step-rows N] [--prompt N] [--no-failure-paths] dir...
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--step-rows" && i + 1 < argc) g_opts.step_rows = std::atoll(argv[++i]);
+    else if (a == "--prompt" && i + 1 < argc) g_opts.prompt = size_t(std::max(1, std::atoi(argv[++i])));
+    else if (a == "--no-failure-paths") g_opts.failure_paths = false;
+    else if (a == "--failure-paths") g_opts.failure_paths = true;
+    else check_checkpoint(a);
+  }
+  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed == 0 ? 0 : 1;
+}
