@@ -1,11 +1,12 @@
-// moe_route against CpuBackend::route (cpp/cpu/cpu_backend.cc), ported line for line below with the
-// config fields as parameters: ids must match exactly and weights bit for bit (the kernel does the same
-// fp32 / double operations in the same order). Logits and biases come from small value sets, so many
+// moe_route against the CPU backend's router (cpp/cpu/moe_routing.cc, linked into this test): ids must
+// match exactly and weights bit for bit (the kernel does the same fp32 / double operations in the same
+// order). Logits and biases come from small value sets, so many
 // scores tie and the lowest-index rule decides; some configurations make masked groups' 0.0 choices win.
 #include <cstring>
 #include <functional>
 #include <limits>
 
+#include "cpu/moe_routing.h"
 #include "kernel_test.h"
 #include "ops.h"
 
@@ -15,52 +16,16 @@ using glm::cuda::Stream;
 
 namespace {
 
-// CpuBackend::route, verbatim but for cfg_ -> a.
+// The CPU backend's router (cpp/cpu/moe_routing.cc), the reference this kernel must match exactly.
 void cpu_route(const MoeRouteArgs& a, const float* logits, const std::vector<float>& bias, int32_t* experts, float* weights) {
-  const int64_t E = a.n_experts, k = a.top_k;
-  const int64_t groups = a.n_group, per_group = E / groups;
-  float scores[1024], choice[1024];
-  for (int64_t e = 0; e < E; ++e) {
-    scores[e] = 1.0f / (1.0f + std::exp(-logits[e]));
-    choice[e] = scores[e] + bias[size_t(e)];
-    if (std::isnan(choice[e])) choice[e] = -std::numeric_limits<float>::infinity();
-  }
-  auto argmax_excluding = [](const float* v, int64_t n, const bool* taken) {
-    int64_t best = -1;
-    for (int64_t i = 0; i < n; ++i) {
-      if (taken[i]) continue;
-      if (best < 0 || v[i] > v[best]) best = i;
-    }
-    return best;
-  };
-  if (groups > 1) {
-    float group_score[1024];
-    for (int64_t g = 0; g < groups; ++g) {
-      bool taken[1024] = {};
-      const float* c = choice + g * per_group;
-      const int64_t x = argmax_excluding(c, per_group, taken);
-      taken[x] = true;
-      const int64_t y = argmax_excluding(c, per_group, taken);
-      group_score[g] = c[x] + c[y];
-    }
-    bool group_taken[1024] = {};
-    for (int64_t j = 0; j < a.topk_group; ++j) group_taken[argmax_excluding(group_score, groups, group_taken)] = true;
-    for (int64_t g = 0; g < groups; ++g) {
-      if (group_taken[g]) continue;
-      for (int64_t e = g * per_group; e < (g + 1) * per_group; ++e) choice[e] = 0.0f;
-    }
-  }
-  bool taken[1024] = {};
-  double sum = 0;
-  for (int64_t j = 0; j < k; ++j) {
-    const int64_t e = argmax_excluding(choice, E, taken);
-    taken[e] = true;
-    experts[j] = int32_t(e);
-    weights[j] = scores[e];
-    sum += scores[e];
-  }
-  const double norm = a.norm_topk_prob ? 1.0 / (sum + 1e-20) : 1.0;
-  for (int64_t j = 0; j < k; ++j) weights[j] = float(double(weights[j]) * norm * a.routed_scaling_factor);
+  glm::cpu::RoutingParams p;
+  p.n_experts = a.n_experts;
+  p.top_k = a.top_k;
+  p.n_group = a.n_group;
+  p.topk_group = a.topk_group;
+  p.norm_topk_prob = a.norm_topk_prob;
+  p.routed_scaling_factor = a.routed_scaling_factor;
+  glm::cpu::route_token(p, logits, bias.data(), experts, weights);
 }
 
 void check_config(std::mt19937& rng, MoeRouteArgs a, bool all_seeds, bool with_nan) {
