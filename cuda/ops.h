@@ -95,6 +95,15 @@ Status attention_prefill(Stream stream, float* out, const float* q, const float*
                          const int32_t* page_table, const int32_t* row_seq, const int32_t* row_pos,
                          const PrefillAttentionArgs& args);
 
+// The same contract on tensor cores (flash attention): Q, K, V and the softmax probabilities rounded to
+// bf16 for mma.sync m16n8k16, online softmax in fp32 with exact rescaling, all query heads of a kv
+// group and several rows sharing each K/V tile. head_dim 16, 32, 64 or 128 (attention_prefill_mma_supports);
+// q 16-byte aligned. Numerics: ~1e-3 relative vs the fp32 kernel (test_attention_prefill_mma.cc).
+bool attention_prefill_mma_supports(int64_t head_dim);
+Status attention_prefill_mma(Stream stream, float* out, const float* q, const float* pool, const KvLayout& layout,
+                             const int32_t* page_table, const int32_t* row_seq, const int32_t* row_pos,
+                             const PrefillAttentionArgs& args);
+
 // Greedy selection: tokens[r] = argmax of logits[r, :vocab], ties to the lowest id, NaN never wins, -1
 // when every value is NaN (engine/sampler.cc argmax_token).
 Status argmax_tokens(Stream stream, int32_t* tokens, const float* logits, int64_t rows, int64_t vocab);

@@ -576,7 +576,9 @@ cudaError_t launch(const void* fn, const char* name, dim3 grid, dim3 block, size
   L.grid = grid;
   L.block = block;
   L.dyn_bytes = dyn_bytes;
-  L.shared_limit = limit;
+  // Static + dynamic: 48 KiB without the opt-in; with it, CUDA bounds the dynamic part by the attribute
+  // and static + attribute by the opt-in maximum (static memory does not count against the attribute).
+  L.shared_limit = limit > kDefaultSharedLimit ? kOptInSharedLimit - limit + dyn_bytes : kDefaultSharedLimit;
   L.n_threads = int(threads);
   L.rng.seed(g_seed * 0x9E3779B97F4A7C15ull + (++g_launch_counter));
   L.dyn_offset = kSharedRedZone + kStaticSharedLimit + kSharedRedZone;
