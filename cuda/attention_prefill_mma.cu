@@ -1,6 +1,6 @@
 // Causal attention for a step's rows on tensor cores (flash attention, FA2-style): the contract of
 // attention_prefill (row_seq / row_pos over the paged fp32 KV pool, any mix of sequences, padding rows
-// with row_pos < 0 get zeros), with Q, K, V and the probabilities rounded to bf16 for mma.sync.
+// with row_pos < 0 get zeros), with the products on mma.sync m16n8k16 bf16 and fp32 accumulation.
 //
 // Work split. The queries of one kv head are flattened as qi = row * group + (head % group): a block
 // owns kQueries consecutive ones (rows need not align with blocks, so any group size fills the tile) and
@@ -11,7 +11,7 @@
 //
 // Per tile: K/V fp32 rows are fetched with cp.async into a staging buffer (the next tile's fetch runs
 // under this tile's math), converted to bf16 tiles in shared memory, then per warp
-//   S = Q K^T (m16n8k16, Q fragments kept in registers for the whole segment, K through ldmatrix);
+//   S = Q K^T (Q and K fragments through ldmatrix);
 //   s *= scale * log2(e); masked (-inf) past the row's position;
 //   m' = max(m, rowmax s); p = exp2(s - m') rounded to bf16; l = l * 2^(m - m') + sum p; O = O * 2^(m-m') + P V
 // (P straight from the S accumulators into A fragments, V through ldmatrix.trans). l sums the rounded
@@ -19,8 +19,13 @@
 // position 0, so every real row's m is finite after it; a row with no keys (padding, or a warp's unused
 // query slots) keeps m = -inf, p = 0, l = 0 and writes zeros.
 //
-// Numerics (vs the fp32 kernel): q, k, v and p each carry a relative rounding <= 2^-9; the error is
-// dominated by the score error scale * sum_i |q_i k_i| * 2^-8 (see test_attention_prefill_mma.cc).
+// Numerics. Q and K are split into bf16 hi + lo (hi = bf16(x), lo = bf16(x - hi)) and S takes three
+// products, ql kh + qh kl + qh kh (ql kl < 2^-16 relative is dropped): a score error of a plain bf16
+// product is ~2^-8 of sum_i |q_i k_i|, an absolute logit error that exp turns into a relative error
+// of the weights and that grows with sharp (large-logit, e.g. qk-normed) attention; with the split it is
+// ~2^-16 of it. That triples the S products (twice the mma work of plain bf16 overall). V and P are
+// plain bf16: their rounding (<= 2^-9 relative each) moves a convex combination of V rows by at most
+// 2^-8 of max |v| and averages out over keys (test_attention_prefill_mma.cc measures ~1e-3 relative).
 #include <algorithm>
 
 #include "common.cuh"
@@ -40,15 +45,22 @@ constexpr float kLog2e = 1.4426950408889634f;
 template <int kD>
 struct Smem {
   static constexpr int kRow = kD + 8;  // bf16 per row: 16-byte rows, ldmatrix phases spread over banks
-  static constexpr int q = 0;                                   // bf16 [kQueries][kRow]
-  static constexpr int k = q + kQueries * kRow * 2;             // bf16 [kTile][kRow]
-  static constexpr int v = k + kTile * kRow * 2;                // bf16 [kTile][kRow]
+  static constexpr int q = 0;                                   // bf16 [hi|lo][kQueries][kRow]
+  static constexpr int k = q + 2 * kQueries * kRow * 2;         // bf16 [hi|lo][kTile][kRow]
+  static constexpr int v = k + 2 * kTile * kRow * 2;            // bf16 [kTile][kRow]
   static constexpr int stage = v + kTile * kRow * 2;            // fp32 [2][kTile][kD] (K then V)
   static constexpr int bytes = stage + 2 * kTile * kD * 4;
 };
 
 GLM_DEVICE uint32_t pack_bf16x2(float lo, float hi) {
   return uint32_t(dev::float_to_bf16(lo)) | uint32_t(dev::float_to_bf16(hi)) << 16;
+}
+// Four floats -> their bf16 (RNE) and the bf16 of the remainders (x - hi is exact in fp32): hi + lo
+// holds 16 significant bits of x.
+GLM_DEVICE void split_bf16x4(const float4& x, uint2& hi, uint2& lo) {
+  hi = uint2{pack_bf16x2(x.x, x.y), pack_bf16x2(x.z, x.w)};
+  lo = uint2{pack_bf16x2(x.x - dev::bf16x2_lo(hi.x), x.y - dev::bf16x2_hi(hi.x)),
+             pack_bf16x2(x.z - dev::bf16x2_lo(hi.y), x.w - dev::bf16x2_hi(hi.y))};
 }
 
 // ptxas: hot attention_prefill_mma_kernel
@@ -111,16 +123,16 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_mma_kernel(
     };
     if (max_pos >= 0) fetch(0);
 
-    // Q tile as bf16 (unscaled: the scale is applied to S in fp32); slots past nq are zeros.
+    // Q tile as bf16 hi + lo (unscaled: the scale is applied to S in fp32); slots past nq are zeros.
     for (int i = tid; i < kQueries * (kD / 4); i += kThreads) {
       const int slot = i / (kD / 4), c = (i % (kD / 4)) * 4;
-      uint2 v2{0u, 0u};
+      uint2 hi{0u, 0u}, lo{0u, 0u};
       if (slot < nq) {
         const int qi = sq0 + slot, row = qi / group, h = kvh * group + qi % group;
-        const float4 x = *reinterpret_cast<const float4*>(q + (int64_t(row) * n_heads + h) * kD + c);
-        v2 = uint2{pack_bf16x2(x.x, x.y), pack_bf16x2(x.z, x.w)};
+        split_bf16x4(*reinterpret_cast<const float4*>(q + (int64_t(row) * n_heads + h) * kD + c), hi, lo);
       }
-      *reinterpret_cast<uint2*>(q_s + slot * kRow + c) = v2;
+      *reinterpret_cast<uint2*>(q_s + slot * kRow + c) = hi;
+      *reinterpret_cast<uint2*>(q_s + (kQueries + slot) * kRow + c) = lo;
     }
     __syncthreads();
 
@@ -131,10 +143,9 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_mma_kernel(
     int warp_lim = max(lim_lo, lim_hi);
     for (int o = 16; o > 0; o >>= 1) warp_lim = max(warp_lim, __shfl_xor_sync(dev::kFullMask, warp_lim, o));
 
-    uint32_t qf[kDSteps][4];
-#pragma unroll
-    for (int ks = 0; ks < kDSteps; ++ks)  // A: matrices (rows 0-7|8-15) x (k 0-7|8-15)
-      dev::ldmatrix<4, false>(qf[ks], q_s + (warp * 16 + 8 * (lm & 1) + lr) * kRow + ks * 16 + 8 * (lm >> 1));
+    // A fragments of Q (matrices (rows 0-7|8-15) x (k 0-7|8-15)) are re-read from q_s per tile: holding
+    // hi and lo for all of head_dim in registers (64 for head_dim 128) cost occupancy and spilled.
+    const uint16_t* q_frag = q_s + (warp * 16 + 8 * (lm & 1) + lr) * kRow + 8 * (lm >> 1);
 
     float o_acc[2 * kDSteps][4];
 #pragma unroll
@@ -150,7 +161,14 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_mma_kernel(
         const int which = i / (kTile * (kD / 4)), rem = i - which * (kTile * (kD / 4));
         const int j = rem / (kD / 4), c = (rem % (kD / 4)) * 4;
         const float4 x = *reinterpret_cast<const float4*>(stage + (which * kTile + j) * kD + c);
-        *reinterpret_cast<uint2*>((which ? v_s : k_s) + j * kRow + c) = uint2{pack_bf16x2(x.x, x.y), pack_bf16x2(x.z, x.w)};
+        if (which) {
+          *reinterpret_cast<uint2*>(v_s + j * kRow + c) = uint2{pack_bf16x2(x.x, x.y), pack_bf16x2(x.z, x.w)};
+        } else {
+          uint2 hi, lo;
+          split_bf16x4(x, hi, lo);
+          *reinterpret_cast<uint2*>(k_s + j * kRow + c) = hi;
+          *reinterpret_cast<uint2*>(k_s + (kTile + j) * kRow + c) = lo;
+        }
       }
       __syncthreads();  // bf16 tiles ready; stage is free for the next fetch
       if (t0 + kTile <= max_pos) fetch(t0 + kTile);
@@ -164,13 +182,24 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_mma_kernel(
           for (int c = 0; c < 4; ++c) s[j][c] = 0.0f;
 #pragma unroll
         for (int ks = 0; ks < kDSteps; ++ks) {
+          uint32_t qh[4], ql[4];
+          dev::ldmatrix<4, false>(qh, q_frag + ks * 16);
+          dev::ldmatrix<4, false>(ql, q_frag + kQueries * kRow + ks * 16);
 #pragma unroll
           for (int jp = 0; jp < kTile / 16; ++jp) {  // B: (keys 0-7: k 0-7, 8-15), (keys 8-15: k 0-7, 8-15)
-            uint32_t kf[4];
-            dev::ldmatrix<4, false>(kf, k_s + (jp * 16 + 8 * (lm >> 1) + lr) * kRow + ks * 16 + 8 * (lm & 1));
+            uint32_t kf[4], kl[4];
+            const uint16_t* b = k_s + (jp * 16 + 8 * (lm >> 1) + lr) * kRow + ks * 16 + 8 * (lm & 1);
+            dev::ldmatrix<4, false>(kf, b);
+            dev::ldmatrix<4, false>(kl, b + kTile * kRow);
             const uint32_t b0[2] = {kf[0], kf[1]}, b1[2] = {kf[2], kf[3]};
-            dev::mma_m16n8k16_bf16(s[2 * jp], qf[ks], b0);
-            dev::mma_m16n8k16_bf16(s[2 * jp + 1], qf[ks], b1);
+            const uint32_t l0[2] = {kl[0], kl[1]}, l1[2] = {kl[2], kl[3]};
+            // q k = qh kh + qh kl + ql kh (+ ql kl, below 2^-16 relative: dropped); small terms first.
+            dev::mma_m16n8k16_bf16(s[2 * jp], ql, b0);
+            dev::mma_m16n8k16_bf16(s[2 * jp + 1], ql, b1);
+            dev::mma_m16n8k16_bf16(s[2 * jp], qh, l0);
+            dev::mma_m16n8k16_bf16(s[2 * jp + 1], qh, l1);
+            dev::mma_m16n8k16_bf16(s[2 * jp], qh, b0);
+            dev::mma_m16n8k16_bf16(s[2 * jp + 1], qh, b1);
           }
         }
         // Scale, mask, row max (a row's 32 keys are spread over the 4 lanes of its quad).

@@ -41,6 +41,10 @@ bool weight_type(DType d, cuda::WeightType* out) {
 
 uint64_t matrix_bytes(const Matrix& m) { return uint64_t(m.rows) * uint64_t(m.cols) * uint64_t(dtype_bits(m.dtype) / 8); }
 
+// Queries per kv head (rows x GQA group) from which prefill/mixed steps use attention_prefill_mma:
+// one full 64-query tile (GLM-4.5-Air, group 12: 6 rows).
+constexpr int64_t kFlashMinQueries = 64;
+
 // attention_decode's split of each sequence: with few rows (decode) long contexts are cut into chunks
 // so the grid fills the device; with many rows (prefill rows run as one query each) rows alone do.
 int64_t attention_splits(int64_t rows, int64_t max_len) {
@@ -569,6 +573,12 @@ void CudaBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, A
     a.n_heads = cfg_.num_attention_heads;
     a.pages_per_seq = pages_per_seq_;
     a.scale = scale;
+    // Tensor cores (bf16 V and P, ~1e-3 relative) once the step fills a 64-query tile per kv head;
+    // smaller steps keep the fp32 kernel (cheap at that size, and as exact as their fp32 projections).
+    const int64_t group = cfg_.num_attention_heads / cfg_.num_key_value_heads;
+    if (step_rows_ * group >= kFlashMinQueries && cuda::attention_prefill_mma_supports(cfg_.head_dim)) {
+      return record(cuda::attention_prefill_mma(stream(), out.data, q.data, pool, L, d_page_table_, d_row_seq_, d_positions_, a));
+    }
     return record(cuda::attention_prefill(stream(), out.data, q.data, pool, L, d_page_table_, d_row_seq_, d_positions_, a));
   }
   // Decode step (one row per sequence, in sequence order): split-KV decode attention.

@@ -1,16 +1,18 @@
-// attention_prefill_mma (bf16 tensor-core flash attention) over a mixed step: a 70-row chunk after a
+// attention_prefill_mma (tensor-core flash attention) over a mixed step: a 70-row chunk after a
 // 30-token cached prefix (not a multiple of any tile), a decode row deep into its sequence (5 pages), a
 // 3-token prompt, the first sequence again out of order, a padding row, and a 41-row prompt from
 // position 0. Pages are shuffled and shorter than the sequences; group sizes 1..12, head_dim 16..128.
 // Three references, three budgets:
-//  (a) float64 attention over the bf16-rounded q, k, v — what the kernel computes except for rounding p
-//      to bf16 and fp32 sums. l sums the rounded p, so out = sum p~_j v_j / sum p~_j with p~_j = p_j (1 + e_j),
+//  (a) float64 attention over q, k as given and v rounded to bf16 — what the kernel computes except for
+//      the S split's dropped lo*lo term (< 2^-16 of sum |q k|: ~1e-5 in logits here), rounding p to
+//      bf16, and fp32 sums. l sums the rounded p, so out = sum p~_j v_j / sum p~_j with p~_j = p_j (1 + e_j),
 //      |e_j| <= 2^-9: a convex combination whose weights move by <= 2 * 2^-9 relative, so
 //      |out - ref| <= 2^-8 * max|v| = 2^-8 here (|v| <= 1), plus fp32 sums and exp2 (~1e-6).
-//      Elementwise: atol 2^-8 + 1e-5. Normalised: independent roundings average out, rel L2 <= 2e-3.
-//  (b) float64 attention over the fp32 inputs (the real error of the bf16 path): the score error
-//      scale * sum_i q_i k_i (d_i) with |d_i| <= 2^-8 is a random sum, ~ scale * 2^-9 * sqrt(D) * rms(q k)
-//      ~ 2e-3 in logits for these inputs, moving the output by a few 1e-3 relative: rel L2 <= 1e-2.
+//      Elementwise: atol 2^-8 + 1e-5. Normalised: out - ref = sum_j p_j (e_j - e) v_j, and with
+//      independent roundings its norm relative to |out| is ~ rms(e) = 2^-9 / sqrt(3) ~ 1.1e-3 (measured
+//      ~1.0e-3): rel L2 <= 2e-3.
+//  (b) float64 attention over the fp32 inputs (the real error of the path): (a) plus v's own rounding,
+//      another ~1e-3 relative: rel L2 <= 4e-3 (measured 1.5e-3 .. 1.8e-3).
 //  (c) the fp32 attention_prefill kernel on the same step: same budget as (b).
 // Padding rows must be exactly zero. Measured numbers are printed per configuration.
 #include <algorithm>
@@ -38,11 +40,11 @@ struct Cache {
 
 float round_bf16(float x) { return from_bf16(to_bf16(x)); }
 
-// Causal softmax attention in float64 over q [rows, n_heads * d] and the cache, with every input
-// passed through `in` (identity or bf16 rounding).
+// Causal softmax attention in float64 over q [rows, n_heads * d] and the cache, v passed through `in_v`
+// (identity or bf16 rounding).
 template <class In>
 std::vector<double> reference(const Cache& c, const std::vector<float>& q, const std::vector<int32_t>& seq,
-                              const std::vector<int32_t>& pos, int64_t n_heads, double scale, In in) {
+                              const std::vector<int32_t>& pos, int64_t n_heads, double scale, In in_v) {
   const int64_t d = c.layout.head_dim, hd = n_heads * d, group = n_heads / c.layout.n_kv_heads;
   const int64_t rows = int64_t(seq.size());
   const int64_t v_off = c.layout.n_kv_heads * c.layout.page_tokens * d;
@@ -56,14 +58,14 @@ std::vector<double> reference(const Cache& c, const std::vector<float>& q, const
       for (int64_t j = 0; j < n; ++j) {
         const float* k = c.pool.data() + c.offset(seq[size_t(r)], h / group, j);
         double dot = 0;
-        for (int64_t i = 0; i < d; ++i) dot += double(in(q[size_t(r * hd + h * d + i)])) * double(in(k[i]));
+        for (int64_t i = 0; i < d; ++i) dot += double(q[size_t(r * hd + h * d + i)]) * double(k[i]);
         s[size_t(j)] = dot * scale;
         mx = std::max(mx, s[size_t(j)]);
       }
       for (auto& v : s) sum += (v = std::exp(v - mx));
       for (int64_t j = 0; j < n; ++j) {
         const float* v = c.pool.data() + c.offset(seq[size_t(r)], h / group, j) + v_off;
-        for (int64_t i = 0; i < d; ++i) ref[size_t(r * hd + h * d + i)] += s[size_t(j)] / sum * double(in(v[i]));
+        for (int64_t i = 0; i < d; ++i) ref[size_t(r * hd + h * d + i)] += s[size_t(j)] / sum * double(in_v(v[i]));
       }
     }
   }
@@ -86,7 +88,10 @@ Errors errors(const std::vector<float>& got, const std::vector<double>& ref) {
   return e;
 }
 
-void check_config(std::mt19937& rng, int64_t n_heads, int64_t n_kv, int64_t d, int64_t page_tokens, bool all_seeds) {
+// q_amp scales q: 8 makes logits of tens (sharp attention, as qk-normed models have), where a plain
+// bf16 Q K^T would be off by ~0.1 in logits and fail (b).
+void check_config(std::mt19937& rng, int64_t n_heads, int64_t n_kv, int64_t d, int64_t page_tokens, bool all_seeds,
+                  float q_amp = 1.0f) {
   const int64_t n_seqs = 4, max_len = 150;
   Cache c;
   c.pages_per_seq = (max_len + page_tokens - 1) / page_tokens;
@@ -106,7 +111,7 @@ void check_config(std::mt19937& rng, int64_t n_heads, int64_t n_kv, int64_t d, i
   for (int p = 0; p < 41; ++p) seq.push_back(3), pos.push_back(p);      // a prompt from position 0
   const int64_t rows = int64_t(seq.size()), hd = n_heads * d;
   const double scale = 1.0 / std::sqrt(double(d));
-  const auto q = random_floats(rng, size_t(rows * hd), -1.5f, 1.5f);
+  const auto q = random_floats(rng, size_t(rows * hd), -1.5f * q_amp, 1.5f * q_amp);
 
   const auto ref_bf16 = reference(c, q, seq, pos, n_heads, double(float(scale)), round_bf16);
   const auto ref_exact = reference(c, q, seq, pos, n_heads, double(float(scale)), [](float x) { return x; });
@@ -119,8 +124,8 @@ void check_config(std::mt19937& rng, int64_t n_heads, int64_t n_kv, int64_t d, i
   a.pages_per_seq = c.pages_per_seq;
   a.scale = float(scale);
   char what[128];
-  std::snprintf(what, sizeof what, "attention_prefill_mma heads %lld/%lld d=%lld page=%lld", (long long)n_heads, (long long)n_kv,
-                (long long)d, (long long)page_tokens);
+  std::snprintf(what, sizeof what, "attention_prefill_mma heads %lld/%lld d=%lld page=%lld q*%g", (long long)n_heads, (long long)n_kv,
+                (long long)d, (long long)page_tokens, double(q_amp));
 
   CHECK(glm::cuda::attention_prefill(Stream{}, d_fp32.get(), d_q.get(), d_pool.get(), c.layout, d_pt.get(), d_seq.get(), d_pos.get(),
                                      a).is_ok());
@@ -134,17 +139,17 @@ void check_config(std::mt19937& rng, int64_t n_heads, int64_t n_kv, int64_t d, i
     if (!device_ok(what)) return;
     const std::vector<float> got = d_out.download();
     const std::string w(what);
-    expect_close((w + " vs bf16-input reference").c_str(), got, ref_bf16, 1.0 / 256 + 1e-5, 0.0);
-    expect_rel_l2((w + " vs bf16-input reference (rel L2)").c_str(), got, ref_bf16, 2e-3);
-    expect_rel_l2((w + " vs fp32-input reference").c_str(), got, ref_exact, 1e-2);
-    if (!fp32.empty()) expect_rel_l2((w + " vs attention_prefill").c_str(), got, fp32_ref, 1e-2);
+    expect_close((w + " vs bf16-v reference").c_str(), got, ref_bf16, 1.0 / 256 + 1e-5, 0.0);
+    expect_rel_l2((w + " vs bf16-v reference (rel L2)").c_str(), got, ref_bf16, 2e-3);
+    expect_rel_l2((w + " vs fp32-input reference").c_str(), got, ref_exact, 4e-3);
+    if (!fp32.empty()) expect_rel_l2((w + " vs attention_prefill").c_str(), got, fp32_ref, 4e-3);
     for (int64_t r = 0; r < rows; ++r) {
       if (pos[size_t(r)] >= 0) continue;
       for (int64_t i = 0; i < hd; ++i) CHECK(got[size_t(r * hd + i)] == 0.0f) << w << ": padding row " << r << " not zero";
     }
     if (seed <= 1) {
       const Errors eb = errors(got, ref_bf16), ee = errors(got, ref_exact), ef = errors(fp32, ref_exact);
-      std::printf("    %s: vs bf16-input ref max %.2e relL2 %.2e; vs fp32 ref max %.2e relL2 %.2e (fp32 kernel: max %.2e)\n", what,
+      std::printf("    %s: vs bf16-v ref max %.2e relL2 %.2e; vs fp32 ref max %.2e relL2 %.2e (fp32 kernel: max %.2e)\n", what,
                   eb.max_abs, eb.rel_l2, ee.max_abs, ee.rel_l2, ef.max_abs);
     }
   };
@@ -162,6 +167,7 @@ TEST(attention_prefill_mma_mixed_step_matches_references) {
   check_config(rng, 6, 2, 32, 16, false);   // group 3, head_dim 32
   check_config(rng, 10, 2, 16, 5, false);   // group 5, head_dim 16 (the synthetic checkpoints')
   check_config(rng, 4, 2, 128, 64, false);  // group 2, head_dim 128
+  check_config(rng, 8, 1, 128, 16, false, 8.0f);  // group 8, sharp attention (the S split's reason)
 }
 
 TEST(attention_prefill_mma_rejects_bad_arguments) {
