@@ -138,6 +138,12 @@ Status linear_gemv(Stream stream, float* y, const float* x, const LinearWeight& 
 // GEMM for any m. BF16 weights: x rounded to bf16 (RNE) and mma.sync m16n8k16 bf16, fp32 accumulation.
 // F32 and F16 weights (and fp32_activations): a CUDA-core tiled kernel in fp32, x unrounded.
 Status linear_gemm(Stream stream, float* y, const float* x, const LinearWeight& w, const LinearArgs& args);
+// Hopper fast path of linear_gemm's BF16 path (wgmma, sm_90a), same contract (x rounded to bf16, BF16
+// weights only, not fp32_activations); UnsupportedFormat where the build or device lacks sm_90a (always
+// so on the harness). Verified only on a GPU (scripts/gpu-check.sh compares it with linear_gemm); the
+// CUDA backend uses it only after its load-time self-test agrees with linear_gemm.
+bool linear_gemm_sm90_available();
+Status linear_gemm_sm90(Stream stream, float* y, const float* x, const LinearWeight& w, const LinearArgs& args);
 // The GEMV for m <= kLinearGemvMaxRows, the GEMM otherwise.
 Status linear(Stream stream, float* y, const float* x, const LinearWeight& w, const LinearArgs& args);
 

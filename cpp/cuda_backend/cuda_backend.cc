@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -37,6 +39,19 @@ bool weight_type(DType d, cuda::WeightType* out) {
     case DType::F16: *out = cuda::WeightType::F16; return true;
     default: return false;
   }
+}
+
+// bf16 bits (RNE) and back, for the GEMM self-test's host data.
+uint16_t cuda_bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+float cuda_bf16_value(uint16_t h) {
+  const uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
 }
 
 uint64_t matrix_bytes(const Matrix& m) { return uint64_t(m.rows) * uint64_t(m.cols) * uint64_t(dtype_bits(m.dtype) / 8); }
@@ -106,6 +121,7 @@ Status CudaBackend::init(const ModelWeights& weights) {
   cudaStream_t s = nullptr;
   GLM_TRY(runtime_status(cudaStreamCreate(&s), "cudaStreamCreate"));
   stream_ = s;
+  GLM_TRY(select_gemm_path());  // before the plan: its scratch buffers are freed again
   GLM_TRY(plan_memory(weights));
   GLM_TRY(upload_weights(weights));
 
@@ -128,6 +144,81 @@ Status CudaBackend::init(const ModelWeights& weights) {
   GLM_TRY(device_alloc(uint64_t(pages_->n_pages) * pages_->page_bytes_all_layers, &p, "KV cache pool"));
   kv_pool_ = static_cast<float*>(p);
   return Status::ok();
+}
+
+Status CudaBackend::select_gemm_path() {
+  gemm_path_ = "linear_gemm (mma.sync)";
+  const char* env = std::getenv("GLM_CUDA_HOPPER_GEMM");
+  if (!env || std::strcmp(env, "1") != 0) return Status::ok();
+  auto decide = [&](bool use, const std::string& why) {
+    use_sm90_gemm_ = use;
+    gemm_path_ = (use ? "linear_gemm_sm90 (wgmma): " : "linear_gemm (mma.sync): ") + why;
+    std::fprintf(stderr, "glm-node CUDA backend: BF16 GEMM %s\n", gemm_path_.c_str());
+    return Status::ok();
+  };
+  if (!cuda::linear_gemm_sm90_available()) return decide(false, "no sm_90a image for this device");
+  // One random problem with partial tiles in m, n and k, bias and accumulate: both paths round x to
+  // bf16 and multiply bf16 weights exactly, so they differ only in fp32 summation order (~1e-6 of
+  // sum |x w|); a layout or descriptor bug is O(1). Budget 1e-3 of the largest sum |x w|.
+  constexpr int64_t M = 200, N = 264, K = 520;
+  std::vector<float> x(static_cast<size_t>(M * K)), bias(static_cast<size_t>(N)), prior(static_cast<size_t>(M * N));
+  std::vector<uint16_t> w(static_cast<size_t>(N * K));
+  uint32_t r = 12345u;
+  auto next = [&] { r = r * 1664525u + 1013904223u; return float(int32_t(r >> 8) - (1 << 23)) / float(1 << 23); };
+  for (auto& v : x) v = next();
+  for (auto& v : w) v = cuda_bf16_bits(next());
+  for (auto& v : bias) v = next();
+  for (auto& v : prior) v = next();
+  void *dx = nullptr, *dw = nullptr, *db = nullptr, *dy0 = nullptr, *dy1 = nullptr;
+  std::vector<void*> tmp;
+  auto alloc = [&](size_t bytes, void** p) {
+    if (cudaMalloc(p, bytes) != cudaSuccess) { (void)cudaGetLastError(); return false; }
+    tmp.push_back(*p);
+    return true;
+  };
+  auto release = [&] { for (void* p : tmp) (void)cudaFree(p); };
+  if (!alloc(x.size() * 4, &dx) || !alloc(w.size() * 2, &dw) || !alloc(bias.size() * 4, &db) || !alloc(prior.size() * 4, &dy0) ||
+      !alloc(prior.size() * 4, &dy1)) {
+    release();
+    return decide(false, "self-test buffers could not be allocated");
+  }
+  Status st = runtime_status(cudaMemcpy(dx, x.data(), x.size() * 4, cudaMemcpyHostToDevice), "GEMM self-test upload");
+  if (st.is_ok()) st = runtime_status(cudaMemcpy(dw, w.data(), w.size() * 2, cudaMemcpyHostToDevice), "GEMM self-test upload");
+  if (st.is_ok()) st = runtime_status(cudaMemcpy(db, bias.data(), bias.size() * 4, cudaMemcpyHostToDevice), "GEMM self-test upload");
+  if (st.is_ok()) st = runtime_status(cudaMemcpy(dy0, prior.data(), prior.size() * 4, cudaMemcpyHostToDevice), "GEMM self-test upload");
+  if (st.is_ok()) st = runtime_status(cudaMemcpy(dy1, prior.data(), prior.size() * 4, cudaMemcpyHostToDevice), "GEMM self-test upload");
+  cuda::LinearWeight lw;
+  lw.data = dw;
+  lw.bias = static_cast<const float*>(db);
+  lw.type = cuda::WeightType::BF16;
+  lw.n = N;
+  lw.k = K;
+  cuda::LinearArgs args;
+  args.m = M;
+  args.accumulate = true;
+  if (st.is_ok()) st = cuda::linear_gemm(stream(), static_cast<float*>(dy0), static_cast<const float*>(dx), lw, args);
+  Status fast = st.is_ok() ? cuda::linear_gemm_sm90(stream(), static_cast<float*>(dy1), static_cast<const float*>(dx), lw, args) : st;
+  std::vector<float> y0(prior.size()), y1(prior.size());
+  if (st.is_ok()) st = runtime_status(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)), "GEMM self-test");
+  if (st.is_ok()) st = runtime_status(cudaMemcpy(y0.data(), dy0, y0.size() * 4, cudaMemcpyDeviceToHost), "GEMM self-test download");
+  if (st.is_ok()) st = runtime_status(cudaMemcpy(y1.data(), dy1, y1.size() * 4, cudaMemcpyDeviceToHost), "GEMM self-test download");
+  release();
+  // A device fault inside the twin is sticky: the context is gone and the load fails with it.
+  GLM_TRY(st);
+  if (!fast.is_ok()) return decide(false, "self-test launch failed: " + fast.message());
+  double worst = 0, scale = 0;
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < N; ++j) {
+      double s = 0;
+      for (int64_t c = 0; c < K; ++c) s += std::fabs(double(x[size_t(i * K + c)]) * double(cuda_bf16_value(w[size_t(j * K + c)])));
+      scale = std::max(scale, s);
+      const double d = std::fabs(double(y1[size_t(i * N + j)]) - double(y0[size_t(i * N + j)]));
+      worst = std::max(worst, std::isnan(d) ? 1e300 : d);
+    }
+  }
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "load-time self-test vs linear_gemm: max |diff| %.3g (budget %.3g)", worst, 1e-3 * scale);
+  return decide(worst <= 1e-3 * scale, buf);
 }
 
 Status CudaBackend::plan_memory(const ModelWeights& w) {
@@ -536,6 +627,9 @@ void CudaBackend::linear(Act x, const Matrix& w, const std::vector<float>* bias,
   cuda::LinearArgs args;
   args.m = x.rows;
   args.accumulate = accumulate;
+  if (use_sm90_gemm_ && args.m > cuda::kLinearGemvMaxRows && lw.type == cuda::WeightType::BF16) {
+    return record(cuda::linear_gemm_sm90(stream(), out.data, x.data, lw, args));
+  }
   record(cuda::linear(stream(), out.data, x.data, lw, args));
 }
 

@@ -73,6 +73,8 @@ class CudaBackend final : public Backend {
     uint64_t weights = 0, activations = 0, kv_pool = 0, step_plan = 0, free_at_load = 0, total = 0;
   };
   const MemoryPlan& memory_plan() const { return plan_bytes_; }
+  // Which GEMM serves BF16 projections of steps past the GEMV, and why (the Hopper twin's self-test).
+  const std::string& gemm_path() const { return gemm_path_; }
 
  private:
   struct DeviceMatrix {
@@ -87,6 +89,9 @@ class CudaBackend final : public Backend {
 
   CudaBackend(const ModelConfig& cfg, const CudaBackendOptions& opts) : cfg_(cfg), opts_(opts) {}
   Status init(const ModelWeights& weights);
+  // Opt-in (GLM_CUDA_HOPPER_GEMM=1) until scripts/gpu-check.sh has verified linear_gemm_sm90 on an H200:
+  // runs it and linear_gemm on one random problem and uses it only if they agree.
+  Status select_gemm_path();
   Status plan_memory(const ModelWeights& weights);
   Status upload_weights(const ModelWeights& weights);
   Status device_alloc(uint64_t bytes, void** out, const char* what);
@@ -143,6 +148,8 @@ class CudaBackend final : public Backend {
   MemoryPlan plan_bytes_;
   Status step_error_;
   Status dead_;
+  bool use_sm90_gemm_ = false;             // BF16 projections of > 4 rows on linear_gemm_sm90
+  std::string gemm_path_;
 };
 
 }  // namespace glm::cuda_backend

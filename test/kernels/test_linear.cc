@@ -85,7 +85,8 @@ const char* type_name(WeightType t) { return t == WeightType::F32 ? "f32" : t ==
 
 // One shape: runs `linear` (GEMV for m <= 4, GEMM otherwise) with and without bias/accumulate, and for
 // BF16 also with fp32_activations.
-void check_shape(std::mt19937& rng, WeightType t, int64_t m, int64_t n, int64_t k, bool all_seeds) {
+// sm90: run linear_gemm_sm90 (the Hopper twin; BF16, m > 4 only) instead of `linear`.
+void check_shape(std::mt19937& rng, WeightType t, int64_t m, int64_t n, int64_t k, bool all_seeds, bool sm90 = false) {
   const Weights w = make_weights(rng, t, n, k);
   const auto x = random_floats(rng, size_t(m * k), -2.0f, 2.0f);
   const auto bias = random_floats(rng, size_t(n), -1.0f, 1.0f);
@@ -93,7 +94,7 @@ void check_shape(std::mt19937& rng, WeightType t, int64_t m, int64_t n, int64_t 
   DeviceBuffer<uint8_t> d_w(w.bytes);
   DeviceBuffer<float> d_x(x), d_b(bias), d_y(size_t(m * n));
   const bool tensor_cores = t == WeightType::BF16 && m > glm::cuda::kLinearGemvMaxRows;
-  for (int variant = 0; variant < (t == WeightType::BF16 ? 3 : 2); ++variant) {
+  for (int variant = 0; variant < (t == WeightType::BF16 && !sm90 ? 3 : 2); ++variant) {
     const bool with_bias = variant == 1, accumulate = variant == 1, fp32_act = variant == 2;
     const bool rounded = tensor_cores && !fp32_act;
     std::vector<double> ref(size_t(m * n)), exact(size_t(m * n)), scale(size_t(m * n));
@@ -123,12 +124,12 @@ void check_shape(std::mt19937& rng, WeightType t, int64_t m, int64_t n, int64_t 
     args.m = m;
     args.accumulate = accumulate;
     args.fp32_activations = fp32_act;
-    const std::string what = std::string("linear ") + type_name(t) + " m=" + std::to_string(m) + " n=" + std::to_string(n) +
+    const std::string what = std::string(sm90 ? "linear_gemm_sm90 " : "linear ") + type_name(t) + " m=" + std::to_string(m) + " n=" + std::to_string(n) +
                              " k=" + std::to_string(k) + (with_bias ? " +bias +=" : "") + (fp32_act ? " fp32-x" : "");
     for_seeds(all_seeds, [&](uint64_t) {
       if (accumulate) d_y.upload(prior);
       else d_y.poison();
-      CHECK(glm::cuda::linear(Stream{}, d_y.get(), d_x.get(), lw, args).is_ok()) << what;
+      CHECK((sm90 ? glm::cuda::linear_gemm_sm90 : glm::cuda::linear)(Stream{}, d_y.get(), d_x.get(), lw, args).is_ok()) << what;
       if (!device_ok(what.c_str())) return;
       const auto got = d_y.download();
       expect_scaled((what + " (summation order)").c_str(), got, ref, scale, 2e-5);
@@ -162,6 +163,28 @@ TEST(linear_gemm_bf16_tensor_cores) {
   check_shape(rng, WeightType::BF16, 5, 9, 24, true);
   check_shape(rng, WeightType::BF16, 17, 67, 72, false);
   check_shape(rng, WeightType::BF16, 130, 130, 200, false);
+}
+
+TEST(linear_gemm_sm90_twin_matches_when_available) {
+  // The harness (and builds without sm_90a) report the Hopper path unavailable; on an H200 it must meet
+  // the portable path's budgets on the same shapes plus multi-tile ones (several 128x128 tiles and
+  // K steps, partial tiles in m, n and k).
+  if (!glm::cuda::linear_gemm_sm90_available()) {
+    DeviceBuffer<float> b(64);
+    LinearWeight lw;
+    lw.data = b.get();
+    lw.n = 1;
+    lw.k = 8;
+    LinearArgs args;
+    args.m = 8;
+    CHECK(!glm::cuda::linear_gemm_sm90(Stream{}, b.get(), b.get(), lw, args).is_ok()) << "unavailable fast path reports an error";
+    return;
+  }
+  std::mt19937 rng(504);
+  check_shape(rng, WeightType::BF16, 5, 9, 24, true, true);
+  check_shape(rng, WeightType::BF16, 17, 67, 72, false, true);
+  check_shape(rng, WeightType::BF16, 130, 130, 200, false, true);
+  check_shape(rng, WeightType::BF16, 300, 384, 1032, false, true);
 }
 
 TEST(linear_gemm_fp32_fallback_f32_f16) {
