@@ -27,6 +27,13 @@
 # glm_cuda_bench_air: decode tokens/s at context 0 and 4096 and prefill tokens/s at 2048 on a
 # GLM-4.5-Air-shaped model cut to 3 layers (random BF16 weights built in memory, ~10 GB uploaded), with
 # the decode bytes per token as GB/s (air-bench.json). Unverified until a GPU is lent.
+# Prefill kernels (issue 5): GLM_ATTN_BENCH=1 runs bench_attention_air_prefill (attention_prefill_mma vs the
+# fp32 attention_prefill on a 2048-token prompt and a mixed step at Air's 96/8 x 128 heads; attn-bench.json);
+# bench_linear also times the sm_90a twin linear_gemm_sm90 at m = 2048. The bf16 matrix rate they are
+# judged against is measured first (an 8192^3 bf16 torch.matmul, bf16-rate.json; KINDS.md saw ~780
+# TFLOP/s). The kernel test linear_gemm_sm90_twin_matches_when_available checks the twin on the device,
+# and a second e2e run of the base checkpoint sets GLM_CUDA_HOPPER_GEMM=1 (the backend's load-time
+# self-test then decides, and says why, on stderr: e2e-hopper.log).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu-check-out}"
@@ -58,6 +65,21 @@ t_build=$(( $(date +%s) - t0 ))
 say "build: rc=${build_rc} in ${t_build}s"
 
 gpu_rc=99; harness_rc=99; memcheck_rc=99; racecheck_rc=99; bench_rc=99; linear_bench_rc=99; e2e_rc=99; air_rc=99
+attn_bench_rc=99; e2e_hopper_rc=99
+timeout 120 python3 - "$OUT/bf16-rate.json" >>"$log" 2>&1 <<'PY' || true
+import json, sys
+import torch
+a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16); b = torch.randn_like(a)
+for _ in range(3): a @ b
+s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+t = []
+for _ in range(10):
+    s.record(); a @ b; e.record(); e.synchronize(); t.append(s.elapsed_time(e))
+t.sort()
+rate = 2 * 8192**3 / (t[len(t) // 2] * 1e-3) * 1e-12
+print(f"bf16 matrix rate (torch 8192^3, median of 10): {rate:.0f} TFLOP/s")
+json.dump({"bf16_tflops": rate}, open(sys.argv[1], "w"))
+PY
 if [ $build_rc -eq 0 ]; then
   ./build-gpu/glm_kernel_tests_gpu --json "$OUT/gpu-tests.json" 2>&1 | tee "$OUT/gpu-tests.log"; gpu_rc=${PIPESTATUS[0]}
   ./build-gpu/glm_kernel_tests --json "$OUT/harness-tests.json" >"$OUT/harness-tests.log" 2>&1; harness_rc=$?
@@ -65,6 +87,8 @@ if [ $build_rc -eq 0 ]; then
     >"$OUT/quant-bench.log" 2>&1; bench_rc=$?
   GLM_LINEAR_BENCH=1 GLM_LINEAR_BENCH_JSON="$OUT/linear-bench.json" timeout 120 ./build-gpu/glm_kernel_tests_gpu bench_linear \
     >"$OUT/linear-bench.log" 2>&1; linear_bench_rc=$?
+  GLM_ATTN_BENCH=1 GLM_ATTN_BENCH_JSON="$OUT/attn-bench.json" timeout 120 ./build-gpu/glm_kernel_tests_gpu bench_attention \
+    >"$OUT/attn-bench.log" 2>&1; attn_bench_rc=$?
   fixtures="${GLM_E2E_FIXTURES:-}"
   if [ -z "$fixtures" ] && command -v node >/dev/null 2>&1 && [ -f dist/lib/synthetic/checkpoint.js ]; then
     fixtures="$OUT/e2e-fixtures"
@@ -73,6 +97,9 @@ if [ $build_rc -eq 0 ]; then
   if [ -n "$fixtures" ] && [ -d "$fixtures/base" ]; then
     timeout 300 ./build-gpu/glm_cuda_backend_gpu_check --step-rows 16 --prompt 300 "$fixtures/base" \
       --step-rows 4 --prompt 300 "$fixtures/bf16-groups" 2>&1 | tee "$OUT/e2e.log"; e2e_rc=${PIPESTATUS[0]}
+    GLM_CUDA_HOPPER_GEMM=1 timeout 200 ./build-gpu/glm_cuda_backend_gpu_check --step-rows 16 --prompt 300 "$fixtures/base" \
+      >"$OUT/e2e-hopper.log" 2>&1; e2e_hopper_rc=$?
+    grep "BF16 GEMM" "$OUT/e2e-hopper.log" | tee -a "$log"
   else
     say "e2e: no checkpoints (no node + dist/, and GLM_E2E_FIXTURES unset): skipped"
   fi
@@ -84,13 +111,14 @@ if [ $build_rc -eq 0 ]; then
 fi
 
 python3 - "$OUT" "$rev" "$clean" "$build_rc" "$gpu_rc" "$harness_rc" "$memcheck_rc" "$racecheck_rc" "$t_build" "$bench_rc" "$linear_bench_rc" \
-  "$e2e_rc" "$air_rc" <<'PY' 2>&1 | tee -a "$log"
+  "$e2e_rc" "$air_rc" "$attn_bench_rc" "$e2e_hopper_rc" <<'PY' 2>&1 | tee -a "$log"
 import json, os, sys
-out, rev, clean, build_rc, gpu_rc, harness_rc, mem_rc, race_rc, t_build, bench_rc, linear_bench_rc, e2e_rc, air_rc = sys.argv[1:]
-def load(name):
+out, rev, clean, build_rc, gpu_rc, harness_rc, mem_rc, race_rc, t_build, bench_rc, linear_bench_rc, e2e_rc, air_rc, \
+    attn_bench_rc, e2e_hopper_rc = sys.argv[1:]
+def load(name, empty=None):
     try:
         with open(os.path.join(out, name)) as f: return json.load(f)
-    except Exception: return []
+    except Exception: return [] if empty is None else empty
 gpu = {r["test"]: r for r in load("gpu-tests.json")}
 har = {r["test"]: r for r in load("harness-tests.json")}
 result = {
@@ -99,7 +127,12 @@ result = {
     "gpu_tests_rc": int(gpu_rc), "harness_tests_rc": int(harness_rc),
     "memcheck_rc": int(mem_rc), "racecheck_rc": int(race_rc),
     "fast_paths": [{"fast": "fp8_gemm_sm90", "twin": "fp8_gemm", "test": "fp8_gemm_sm90_twin_matches_when_available",
-                    "ok": gpu.get("fp8_gemm_sm90_twin_matches_when_available", {}).get("ok")}],
+                    "ok": gpu.get("fp8_gemm_sm90_twin_matches_when_available", {}).get("ok")},
+                   {"fast": "linear_gemm_sm90", "twin": "linear_gemm", "test": "linear_gemm_sm90_twin_matches_when_available",
+                    "ok": gpu.get("linear_gemm_sm90_twin_matches_when_available", {}).get("ok")}],
+    "bf16_rate": load("bf16-rate.json", {}),
+    "attn_bench_rc": int(attn_bench_rc), "attn_bench": load("attn-bench.json"),
+    "cuda_backend_e2e_hopper_gemm_rc": int(e2e_hopper_rc),
     "quant_bench_rc": int(bench_rc), "quant_bench": load("quant-bench.json"),
     "cuda_backend_e2e_rc": int(e2e_rc), "air_bench_rc": int(air_rc), "air_bench": load("air-bench.json"),
     "linear_bench_rc": int(linear_bench_rc), "linear_bench": load("linear-bench.json"),
@@ -120,16 +153,24 @@ if result["quant_bench"]:
     print(f"{'kernel':<11} {'shape':<15} {'M':>5} {'N':>6} {'K':>5} {'us':>9} {'TFLOPS':>7} {'GB/s':>7}")
     for r in result["quant_bench"]:
         print(f"{r['kernel']:<11} {r['shape']:<15} {r['m']:>5} {r['n']:>6} {r['k']:>5} {r['us']:>9.1f} {r['tflops']:>7.1f} {r['gbps']:>7.0f}")
+rate = result["bf16_rate"].get("bf16_tflops") if isinstance(result["bf16_rate"], dict) else None
+if rate: print(f"\nbf16 matrix rate measured: {rate:.0f} TFLOP/s")
+pct = lambda t: f"{100 * t / rate:>5.0f}%" if rate else "     -"
 if result["linear_bench"]:
     print()
-    print(f"{'kernel':<11} {'shape':<15} {'M':>5} {'N':>6} {'K':>5} {'us':>9} {'TFLOPS':>7} {'GB/s':>7}")
+    print(f"{'kernel':<11} {'shape':<15} {'M':>5} {'N':>6} {'K':>5} {'us':>9} {'TFLOPS':>7} {'GB/s':>7} {'%bf16':>6}")
     for r in result["linear_bench"]:
-        print(f"{r['kernel']:<11} {r['shape']:<15} {r['m']:>5} {r['n']:>6} {r['k']:>5} {r['us']:>9.1f} {r['tflops']:>7.1f} {r['gbps']:>7.0f}")
+        print(f"{r['kernel']:<11} {r['shape']:<15} {r['m']:>5} {r['n']:>6} {r['k']:>5} {r['us']:>9.1f} {r['tflops']:>7.1f} {r['gbps']:>7.0f} {pct(r['tflops'])}")
+if result["attn_bench"]:
+    print()
+    print(f"{'case':<16} {'kernel':<22} {'rows':>5} {'ms':>8} {'TFLOPS':>7} {'%bf16':>6} {'relL2':>9}")
+    for r in result["attn_bench"]:
+        print(f"{r['case']:<16} {r['kernel']:<22} {r['rows']:>5} {r['ms']:>8.3f} {r['tflops']:>7.1f} {pct(r['tflops'])} {r['rel_l2_vs_fp32']:>9.2e}")
 print(f"revision {rev} (cuda/ clean {clean}); build rc {build_rc} ({t_build}s); gpu tests rc {gpu_rc}; bench rc {bench_rc}; "
       f"linear bench rc {linear_bench_rc}; "
       f"harness rc {harness_rc}; memcheck rc {mem_rc}; racecheck rc {race_rc}; "
-      f"cuda backend e2e rc {e2e_rc}; air bench rc {air_rc} (99 = not run)")
+      f"cuda backend e2e rc {e2e_rc} (hopper gemm {e2e_hopper_rc}); air bench rc {air_rc}; attn bench rc {attn_bench_rc} (99 = not run)")
 PY
 [ "$build_rc" -eq 0 ] && [ "$gpu_rc" -eq 0 ] && [ "$harness_rc" -eq 0 ] && \
   { [ "$memcheck_rc" -eq 0 ] || [ "$memcheck_rc" -eq 99 ]; } && { [ "$racecheck_rc" -eq 0 ] || [ "$racecheck_rc" -eq 99 ]; } && \
-  { [ "$e2e_rc" -eq 0 ] || [ "$e2e_rc" -eq 99 ]; }
+  { [ "$e2e_rc" -eq 0 ] || [ "$e2e_rc" -eq 99 ]; } && { [ "$e2e_hopper_rc" -eq 0 ] || [ "$e2e_hopper_rc" -eq 99 ]; }
