@@ -84,7 +84,8 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_mma_kernel(
   const int g = lane >> 2, t4 = lane & 3;  // mma fragment row group and thread-in-group
   const int lm = lane >> 3, lr = lane & 7;  // ldmatrix: which matrix this lane addresses, and its row
   const int64_t total_q = int64_t(rows) * group;
-  const int q_begin = int(blockIdx.x) * kQueries;
+  // Highest query tiles first: their rows see the most keys, and starting them early shortens the tail.
+  const int q_begin = int(gridDim.x - 1 - blockIdx.x) * kQueries;
   const int q_end = int(total_q < int64_t(q_begin) + kQueries ? total_q : int64_t(q_begin) + kQueries);
   const int64_t head_floats = int64_t(page_tokens) * kD;
   const int64_t page_floats = 2 * int64_t(n_kv_heads) * head_floats;
