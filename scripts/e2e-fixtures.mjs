@@ -1,7 +1,8 @@
-// Writes the two BF16 checkpoints of the CUDA backend's end-to-end check (test/cuda-backend.test.ts)
-// into <out>/base and <out>/bf16-groups, for scripts/gpu-check.sh (needs `npm run build:ts` first: it
+// Writes the three BF16 checkpoints of the CUDA backend's end-to-end check (test/cuda-backend.test.ts)
+// into <out>/base, <out>/bf16-groups and <out>/bf16-dense, for scripts/gpu-check.sh (needs `npm run build:ts` first: it
 // imports the compiled generator from dist/). Same specs as the test: 'base' is test/fixtures'
-// small({ seed: 101 }); 'bf16-groups' is the group-routed model.
+// small({ seed: 101 }); 'bf16-groups' is the group-routed model; 'bf16-dense' the dense GQA-4 model
+// whose 16-row steps run the flash attention.
 import path from 'node:path';
 import { makeSpec, TINY_DEFAULT_SPEC, writeSyntheticCheckpoint } from '../dist/lib/synthetic/checkpoint.js';
 
@@ -17,4 +18,9 @@ await writeSyntheticCheckpoint(path.join(out, 'bf16-groups'), makeSpec(TINY_DEFA
   first_k_dense_replace: 1, num_attention_heads: 8, num_key_value_heads: 2, head_dim: 16, n_routed_experts: 16,
   num_experts_per_tok: 4, n_group: 4, topk_group: 2, moe_intermediate_size: 32, intermediate_size: 96,
   use_qk_norm: false, norm_topk_prob: false, routed_scaling_factor: 1.0, mtp: false, dtype: 'BF16',
+}));
+await writeSyntheticCheckpoint(path.join(out, 'bf16-dense'), makeSpec(TINY_DEFAULT_SPEC, {
+  seed: 707, vocab_size: 256, max_position_embeddings: 2048, hidden_size: 64, num_hidden_layers: 3,
+  first_k_dense_replace: 3, num_attention_heads: 8, num_key_value_heads: 2, head_dim: 16,
+  intermediate_size: 96, use_qk_norm: true, mtp: false, dtype: 'BF16',
 }));

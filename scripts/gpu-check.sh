@@ -22,7 +22,8 @@
 # CPU backend (test/cuda_backend/main.cc) on two BF16 synthetic checkpoints: a 300-token prefill that
 # crosses a KV page, decodes and a mixed batch, through the bf16 tensor-core path ('base', 16-row steps,
 # budget 2e-2 with the routing-flip allowance) and the fp32 path ('bf16-groups', 4-row steps, budget
-# 1e-4). The checkpoints come from scripts/e2e-fixtures.mjs when node and dist/ are there, else from
+# 1e-4), and a dense GQA-4 model whose 16-row steps run the flash attention ('bf16-dense', budget 2e-2).
+# The checkpoints come from scripts/e2e-fixtures.mjs when node and dist/ are there, else from
 # GLM_E2E_FIXTURES (a folder holding base/ and bf16-groups/, e.g. carried from the dev machine). Then
 # glm_cuda_bench_air: decode tokens/s at context 0 and 4096 and prefill tokens/s at 2048 on a
 # GLM-4.5-Air-shaped model cut to 3 layers (random BF16 weights built in memory, ~10 GB uploaded), with
@@ -96,7 +97,8 @@ if [ $build_rc -eq 0 ]; then
   fi
   if [ -n "$fixtures" ] && [ -d "$fixtures/base" ]; then
     timeout 300 ./build-gpu/glm_cuda_backend_gpu_check --step-rows 16 --prompt 300 "$fixtures/base" \
-      --step-rows 4 --prompt 300 "$fixtures/bf16-groups" 2>&1 | tee "$OUT/e2e.log"; e2e_rc=${PIPESTATUS[0]}
+      --step-rows 4 --prompt 300 "$fixtures/bf16-groups" --step-rows 16 --prompt 300 "$fixtures/bf16-dense" 2>&1 \
+      | tee "$OUT/e2e.log"; e2e_rc=${PIPESTATUS[0]}
     GLM_CUDA_HOPPER_GEMM=1 timeout 200 ./build-gpu/glm_cuda_backend_gpu_check --step-rows 16 --prompt 300 "$fixtures/base" \
       >"$OUT/e2e-hopper.log" 2>&1; e2e_hopper_rc=$?
     grep "BF16 GEMM" "$OUT/e2e-hopper.log" | tee -a "$log"

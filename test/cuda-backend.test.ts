@@ -3,7 +3,10 @@
 // and budgets are in test/cuda_backend/main.cc). This file only provides the checkpoints: the BF16
 // 'base' fixture and a BF16 GLM-4.5-like one with group-limited routing, 3 dense-then-MoE layers and
 // GQA group 4 (the CUDA backend's expert kernel runs BF16 experts with hidden/inter multiples of 32,
-// which the F32/F16/odd-size fixtures are not).
+// which the F32/F16/odd-size fixtures are not), and a dense (no MoE) BF16 model with GQA group 4 and
+// qk-norm: its 16-row steps have 64 queries per kv head, so they run the tensor-core flash attention
+// (attention_prefill_mma), and with no router there is no expert near-tie for bf16 rounding to flip
+// (the 'base' fixture's 16-row steps keep the fp32 attention: see cuda/README.md).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -29,16 +32,23 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
       num_experts_per_tok: 4, n_group: 4, topk_group: 2, moe_intermediate_size: 32, intermediate_size: 96,
       use_qk_norm: false, norm_topk_prob: false, routed_scaling_factor: 1.0, mtp: false, dtype: 'BF16',
     }));
-    dirs = [await ensureFixture('base'), grouped];  // (fixture order matters: see the runs below)
+    const dense = path.join(tmp, 'bf16-dense');
+    await writeSyntheticCheckpoint(dense, makeSpec(TINY_DEFAULT_SPEC, {
+      seed: 707, vocab_size: 256, max_position_embeddings: 2048, hidden_size: 64, num_hidden_layers: 3,
+      first_k_dense_replace: 3, num_attention_heads: 8, num_key_value_heads: 2, head_dim: 16,
+      intermediate_size: 96, use_qk_norm: true, mtp: false, dtype: 'BF16',
+    }));
+    dirs = [await ensureFixture('base'), grouped, dense];  // (fixture order matters: see the runs below)
   }, 120_000);
   afterAll(async () => {
     if (tmp) await rm(tmp, { recursive: true, force: true });
   });
 
-  // Two runs in parallel (the harness is single-threaded): 'base' through the bf16 tensor-core path
-  // (16-row steps, budget 2e-2 with the routing-flip allowance) plus the memory/fault paths, and the
-  // group-routed model through the exact fp32 path (4-row steps, budget 1e-4): on the harness each step
-  // costs seconds, hence the short prompts. (--prompt 300 crosses a KV page; run by hand or on a GPU.)
+  // Three runs in parallel (the harness is single-threaded): 'base' through the bf16 tensor-core path
+  // (16-row steps, budget 2e-2 with the routing-flip allowance) plus the memory/fault paths, the
+  // group-routed model through the exact fp32 path (4-row steps, budget 1e-4), and the dense model
+  // through the bf16 path with the flash attention (16-row steps, budget 2e-2): on the harness each
+  // step costs seconds, hence the short prompts. (--prompt 300 crosses a KV page; run by hand or on a GPU.)
   it('prefill, decode and a mixed batch match within budget; memory and fault paths are typed errors', async () => {
     expect(binary, 'glm_cuda_backend_tests not built (npm run build:native)').toBeDefined();
     const run = (args: string[]) => new Promise<{ code: number | null; out: string }>((resolve) => {
@@ -51,6 +61,7 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
     const results = await Promise.all([
       run(['--step-rows', '16', '--prompt', '40', dirs[0]]),
       run(['--step-rows', '4', '--prompt', '8', '--no-failure-paths', dirs[1]]),
+      run(['--step-rows', '16', '--prompt', '40', '--no-failure-paths', dirs[2]]),
     ]);
     for (const r of results) {
       if (r.code !== 0) console.error(r.out);
