@@ -1,8 +1,10 @@
 // Writes the two BF16 checkpoints of the CUDA backend's end-to-end check (test/cuda-backend.test.ts)
 // into <out>/base and <out>/bf16-groups, for scripts/gpu-check.sh (needs `npm run build:ts` first: it
 // imports the compiled generator from dist/). Same specs as the test: 'base' is test/fixtures'
-// small({ seed: 101 }); 'bf16-groups' is the group-routed model.
+// small({ seed: 101 }); 'bf16-groups' is the group-routed model; groups-fp8, groups-fp8-block and
+// groups-mxfp4 are it quantized by lib/quantize.ts, as the test does.
 import path from 'node:path';
+import { quantizeCheckpoint } from '../dist/lib/quantize.js';
 import { makeSpec, TINY_DEFAULT_SPEC, writeSyntheticCheckpoint } from '../dist/lib/synthetic/checkpoint.js';
 
 const out = process.argv[2];
@@ -18,3 +20,6 @@ await writeSyntheticCheckpoint(path.join(out, 'bf16-groups'), makeSpec(TINY_DEFA
   num_experts_per_tok: 4, n_group: 4, topk_group: 2, moe_intermediate_size: 32, intermediate_size: 96,
   use_qk_norm: false, norm_topk_prob: false, routed_scaling_factor: 1.0, mtp: false, dtype: 'BF16',
 }));
+for (const to of ['fp8', 'fp8-block', 'mxfp4']) {
+  await quantizeCheckpoint(path.join(out, 'bf16-groups'), path.join(out, `groups-${to}`), { to });
+}

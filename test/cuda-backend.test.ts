@@ -3,13 +3,16 @@
 // and budgets are in test/cuda_backend/main.cc). This file only provides the checkpoints: the BF16
 // 'base' fixture and a BF16 GLM-4.5-like one with group-limited routing, 3 dense-then-MoE layers and
 // GQA group 4 (the CUDA backend's expert kernel runs BF16 experts with hidden/inter multiples of 32,
-// which the F32/F16/odd-size fixtures are not).
+// which the F32/F16/odd-size fixtures are not), plus that group-routed fixture quantized to FP8
+// per-channel, FP8 128x128 blocks and MXFP4 experts (lib/quantize.ts), and a quantized checkpoint the
+// CUDA backend must refuse with a typed error (MXFP4 experts of hidden size 48: not a multiple of 32).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { quantizeCheckpoint } from '../lib/quantize.js';
 import { makeSpec, TINY_DEFAULT_SPEC, writeSyntheticCheckpoint } from '../lib/synthetic/checkpoint.js';
 import { ensureFixture, REPO_ROOT } from './fixtures/variants.js';
 
@@ -29,7 +32,16 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
       num_experts_per_tok: 4, n_group: 4, topk_group: 2, moe_intermediate_size: 32, intermediate_size: 96,
       use_qk_norm: false, norm_topk_prob: false, routed_scaling_factor: 1.0, mtp: false, dtype: 'BF16',
     }));
-    dirs = [await ensureFixture('base'), grouped];  // (fixture order matters: see the runs below)
+    const quant: string[] = [];
+    for (const to of ['fp8', 'fp8-block', 'mxfp4'] as const) {
+      const out = path.join(tmp, `groups-${to}`);
+      await quantizeCheckpoint(grouped, out, { to });
+      quant.push(out);
+    }
+    const refused = path.join(tmp, 'groups48-mxfp4');
+    await quantizeCheckpoint(await ensureFixture('groups'), refused, { to: 'mxfp4' });
+    // (fixture order matters: see the runs below)
+    dirs = [await ensureFixture('base'), grouped, ...quant, refused];
   }, 120_000);
   afterAll(async () => {
     if (tmp) await rm(tmp, { recursive: true, force: true });
@@ -48,9 +60,14 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
       child.stderr.on('data', (d) => { out += d; });
       child.on('close', (code) => resolve({ code, out }));
     });
+    // Quantized: the fp32 path (4-row steps: weight-only GEMVs, budget 1e-4) and the tensor-core
+    // prefill path (16-row steps over a 24-token prompt: quantized weight tiles widened to bf16; budget
+    // 5e-2, justified in main.cc).
     const results = await Promise.all([
       run(['--step-rows', '16', '--prompt', '40', dirs[0]]),
-      run(['--step-rows', '4', '--prompt', '8', '--no-failure-paths', dirs[1]]),
+      run(['--step-rows', '4', '--prompt', '8', '--no-failure-paths', dirs[1], dirs[2], dirs[3], dirs[4],
+        '--expect-unsupported', dirs[5]]),
+      run(['--step-rows', '16', '--prompt', '24', '--budget', '5e-2', '--no-failure-paths', dirs[2], dirs[3], dirs[4]]),
     ]);
     for (const r of results) {
       if (r.code !== 0) console.error(r.out);
