@@ -9,10 +9,11 @@
 // weight bytes as W8A8 and runs at bf16 tensor-core rate (half of fp8 mma on sm_89+); the W8A8 kernels
 // stay available for a later throughput option.
 //
-// Weights: PerChannel: e4m3 -> bf16 is exact; the row scale multiplies the fp32 accumulator in the
-// epilogue (exactly the CPU's order). Block128: each weight tile element is bf16(e4m3 * s), one more
-// 2^-9 relative rounding per weight (a K step of 64 never straddles a 128-column block, but promoting
-// per block in fp32 would need a second accumulator set; the rounding is the same size as x's).
+// Weights: e4m3 -> bf16 is exact. PerChannel: the row scale multiplies the fp32 accumulator in the
+// epilogue (exactly the CPU's order). Block128: a block's 64 output columns lie in one 128-row scale
+// band and a K step of 64 in one 128-column block, so the scale is one number per (block, K step); it
+// is folded into the x tile, bf16(x * s) instead of bf16(x): the same single rounding as PerChannel,
+// no second accumulator set and no rounding of the weights.
 //
 // Block: 64x64 outputs, 4 warps in 2x2, each 32x32; K steps of 64, loads for step t+1 issued into
 // registers before the mma of step t, stored into the other buffer after it (as mxfp4_gemm.cu).
@@ -30,7 +31,7 @@ constexpr int kRow = kBK + 8;  // bf16 per shared row (144 bytes: ldmatrix rows 
 struct Staged {
   float4 a[8];  // x: 64 rows x 16 float4
   uint4 b[2];   // W: 64 rows x 4 chunks of 16 E4M3
-  float s[2];   // Block128: the chunk's scale
+  float s;      // Block128: the scale of this (column block, K step); 1 for PerChannel
 };
 
 GLM_DEVICE uint32_t pack_bf16x2(float lo, float hi) {
@@ -46,14 +47,13 @@ GLM_DEVICE void load_step(Staged& st, const float* x, const uint8_t* w, const fl
     const int row = m0 + r, col = k0 + 4 * c4;
     st.a[i] = row < M && col < K ? __ldg(reinterpret_cast<const float4*>(x + int64_t(row) * K + col)) : float4{0, 0, 0, 0};
   }
-  const int kb = (K + 127) / 128;
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     const int idx = tid + kThreads * i, r = idx >> 2, c16 = idx & 3, row = n0 + r, col = k0 + 16 * c16;
-    const bool ok = row < N && col < K;
-    st.b[i] = ok ? __ldg(reinterpret_cast<const uint4*>(w + int64_t(row) * K + col)) : uint4{0, 0, 0, 0};
-    st.s[i] = kBlock && ok ? __ldg(scales + int64_t(row / 128) * kb + col / 128) : 1.0f;
+    st.b[i] = row < N && col < K ? __ldg(reinterpret_cast<const uint4*>(w + int64_t(row) * K + col)) : uint4{0, 0, 0, 0};
   }
+  // n0 is a multiple of 64 and k0 of 64: rows n0..n0+63 share scale band n0/128, columns k0..k0+63 block k0/128.
+  st.s = kBlock ? __ldg(scales + int64_t(n0 / 128) * ((K + 127) / 128) + k0 / 128) : 1.0f;
 }
 
 template <bool kBlock>
@@ -61,7 +61,9 @@ GLM_DEVICE void store_step(const Staged& st, uint16_t* as, uint16_t* bs, int tid
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
     const int idx = tid + kThreads * i, r = idx >> 4, c4 = idx & 15;
-    const uint2 v{pack_bf16x2(st.a[i].x, st.a[i].y), pack_bf16x2(st.a[i].z, st.a[i].w)};
+    float4 a = st.a[i];
+    if constexpr (kBlock) a = float4{a.x * st.s, a.y * st.s, a.z * st.s, a.w * st.s};
+    const uint2 v{pack_bf16x2(a.x, a.y), pack_bf16x2(a.z, a.w)};
     *reinterpret_cast<uint2*>(as + r * kRow + 4 * c4) = v;
   }
 #pragma unroll
@@ -73,11 +75,7 @@ GLM_DEVICE void store_step(const Staged& st, uint16_t* as, uint16_t* bs, int tid
     for (int j = 0; j < 4; ++j) {
       float f[4];
       dev::fp8x4_to_float(words[j], f);
-      if constexpr (kBlock) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) f[e] *= st.s[i];
-      }
-      // PerChannel: an E4M3 value is a bf16, so the RNE below is exact there.
+      // An E4M3 value is a bf16, so the RNE below is exact.
       out[2 * j] = pack_bf16x2(f[0], f[1]);
       out[2 * j + 1] = pack_bf16x2(f[2], f[3]);
     }

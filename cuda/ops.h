@@ -202,8 +202,9 @@ Status fp8_gemm_sm90(Stream stream, float* y, const uint8_t* xq, const float* x_
 // fp32 sum, Block128 weights formed as fp32 e4m3 * s before the fma (the CPU's rounding); fp32 sums.
 constexpr int64_t kFp8GemvMaxRows = 4;
 Status fp8_gemv(Stream stream, float* y, const float* x, const Fp8Weight& w, const float* bias, int64_t m, bool accumulate);
-// Prefill GEMM, any m: x rounded to bf16, weight tiles widened to bf16 in shared memory (PerChannel: exact,
-// scale in the epilogue; Block128: bf16(e4m3 * s)), mma.sync bf16 with fp32 accumulation.
+// Prefill GEMM, any m: weight tiles widened to bf16 in shared memory (exact), x rounded to bf16 (PerChannel:
+// the row scale in the epilogue; Block128: the tile's scale folded into x, bf16(x * s)), mma.sync bf16 with
+// fp32 accumulation.
 Status fp8_dequant_gemm(Stream stream, float* y, const float* x, const Fp8Weight& w, const float* bias, int64_t m,
                         bool accumulate);
 // The GEMV for m <= kFp8GemvMaxRows, the GEMM otherwise.

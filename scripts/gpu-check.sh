@@ -29,7 +29,7 @@
 # the decode bytes per token as GB/s (air-bench.json). Unverified until a GPU is lent.
 # Quantized CUDA backend (issue 5): the e2e check also runs bf16-groups quantized to FP8 per-channel, FP8
 # 128x128 blocks and MXFP4 experts (groups-fp8, groups-fp8-block, groups-mxfp4 from e2e-fixtures.mjs) at
-# 4-row steps (weight-only GEMVs, budget 1e-4) and 16-row steps (bf16-tile GEMMs, 5e-2); the kernel tests
+# 4-row steps (weight-only GEMVs, budget 1e-4) and 16-row steps (bf16-tile GEMMs, 2e-2); the kernel tests
 # include fp8_gemv / fp8_dequant_gemm / quantized grouped experts; glm_cuda_bench_air runs once per
 # format (GLM_BENCH_FORMAT = bf16, fp8, fp8-block, mxfp4; air-bench-<format>.json) and the summary puts
 # decode tok/s and bytes/token side by side.
@@ -81,7 +81,7 @@ if [ $build_rc -eq 0 ]; then
     for q in fp8 fp8-block mxfp4; do [ -d "$fixtures/groups-$q" ] && quant_args+=("$fixtures/groups-$q"); done
     timeout 300 ./build-gpu/glm_cuda_backend_gpu_check --step-rows 16 --prompt 300 "$fixtures/base" \
       --step-rows 4 --prompt 300 "$fixtures/bf16-groups" "${quant_args[@]}" \
-      --step-rows 16 --prompt 300 --budget 5e-2 "${quant_args[@]}" 2>&1 | tee "$OUT/e2e.log"; e2e_rc=${PIPESTATUS[0]}
+      --step-rows 16 --prompt 300 "${quant_args[@]}" 2>&1 | tee "$OUT/e2e.log"; e2e_rc=${PIPESTATUS[0]}
   else
     say "e2e: no checkpoints (no node + dist/, and GLM_E2E_FIXTURES unset): skipped"
   fi

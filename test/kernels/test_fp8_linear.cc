@@ -6,8 +6,8 @@
 //   fp8_gemv: only the fp32 summation order (and the per-channel scale multiply) differs: 2e-5 (k <= 2064
 //     terms split over 128 lanes, a few roundings of <= 2^-24 of the running sum each);
 //   fp8_dequant_gemm: (a) against the reference over the kernel's documented roundings (x -> bf16 RNE;
-//     Block128 weights -> bf16(fl32(e4m3 * s))): the same 2e-5; (b) against the fp32-x CPU reference:
-//     2^-8 (x's <= 2^-9 relative rounding plus, Block128, the weight's <= 2^-9).
+//     Block128: bf16(fl32(x * s)) times the exact e4m3): the same 2e-5; (b) against the fp32-x CPU
+//     reference: 2^-8 (one <= 2^-9 relative rounding of each x, or x * s, plus Block128's fl32(e4m3 * s)).
 // On a GPU the tensor cores' accumulation width is the hardware's; (a) is exact only on the harness.
 #include <functional>
 
@@ -64,7 +64,8 @@ void run(std::mt19937& rng, int64_t m, int64_t n, int64_t k, bool block, bool wi
         const double wv = block ? double(float(e * fw.scale_of(c, i))) : e;  // Block128: fl32(e4m3 * s)
         const double xv = x[size_t(r * k + i)];
         s += wv * xv;
-        sk += (gemm && block ? bf16_round(wv) : wv) * (gemm ? bf16_round(xv) : xv);
+        if (gemm && block) sk += e * bf16_round(double(float(xv) * float(fw.scale_of(c, i))));  // scale folded into x
+        else sk += wv * (gemm ? bf16_round(xv) : xv);
         a += std::fabs(wv * xv) * (block ? 1.0 : fw.scale_of(c, i));
       }
       if (!block) s *= fw.scale_of(c, 0), sk *= fw.scale_of(c, 0);
