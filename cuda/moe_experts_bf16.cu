@@ -18,9 +18,11 @@
 // Quantized experts (moe_experts_fp8, moe_experts_mxfp4) run the same kernels: only the weight tile
 // loader changes, widening each 8-element chunk to bf16 on its way into shared memory (no bf16 copy of
 // the weights in global memory). MXFP4: E2M1 * 2^e is a bf16, exact. FP8 PerChannel: e4m3 is a bf16,
-// exact, and the row scale multiplies the fp32 accumulator in the epilogue. FP8 Block128: the tile
-// element is bf16(e4m3 * s), one more <= 2^-9 relative rounding per weight (a K step of 64 lies in one
-// 128-column block, but promoting per block would need a second accumulator set).
+// exact, and the row scale multiplies the fp32 accumulator in the epilogue. FP8 Block128: the tiles
+// hold the exact e4m3 values too; a block's gate (or up, or down) rows lie in one 128-row scale band and
+// a K step of 64 in one 128-column block, so one scale applies per (half-tile, K step): the
+// accumulators are kept in units of the current block's scale and multiplied by the ratio old/new
+// when the block changes (two fp32 roundings per 128 columns), then by the last scale at the end.
 #include <algorithm>
 #include <cmath>
 
@@ -100,7 +102,10 @@ GLM_DEVICE void load_step(Staged& st, const float* x, const uint16_t* act, WSrc 
       const uint2 v = __ldg(reinterpret_cast<const uint2*>(static_cast<const uint8_t*>(w.data) + int64_t(row) * K + col));
       st.b[i].x = v.x;
       st.b[i].y = v.y;
-      if constexpr (kFmt == kFp8Block) st.bs[i] = __ldg(static_cast<const float*>(w.scales) + int64_t(row / 128) * ((K + 127) / 128) + col / 128);
+      // Block128 tiles stay exact (the kernel applies the scale to the accumulators); a zero scale
+      // (an all-zero block) must still contribute nothing, whatever its codes.
+      if constexpr (kFmt == kFp8Block)
+        st.bs[i] = __ldg(static_cast<const float*>(w.scales) + int64_t(row / 128) * ((K + 127) / 128) + col / 128) != 0.0f ? 1.0f : 0.0f;
     }
   }
 }
@@ -141,7 +146,7 @@ GLM_DEVICE void store_step(const Staged& st, uint16_t* as, uint16_t* bs, int tid
       dev::fp8x4_to_float(st.b[i].x, lo);
       dev::fp8x4_to_float(st.b[i].y, hi);
 #pragma unroll
-      for (int j = 0; j < 4; ++j) f[j] = lo[j] * st.bs[i], f[4 + j] = hi[j] * st.bs[i];  // PerChannel: * 1 (exact)
+      for (int j = 0; j < 4; ++j) f[j] = lo[j] * st.bs[i], f[4 + j] = hi[j] * st.bs[i];  // * 1 (exact) or * 0
       v = uint4{pack_bf16x2(f[0], f[1]), pack_bf16x2(f[2], f[3]), pack_bf16x2(f[4], f[5]), pack_bf16x2(f[6], f[7])};
     }
     *reinterpret_cast<uint4*>(bs + r * kRow + 8 * c8) = v;
@@ -220,6 +225,10 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) moe_grouped_kernel(GroupedArgs g) {
 #pragma unroll
       for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.0f;
 
+  // FP8 Block128: the scale unit of the accumulators of the first half (gate, or all of down) and of the
+  // second (up).
+  float unit0 = 1.0f, unit1 = 1.0f;
+
   Staged st;
   load_step<kMode, kFmt>(st, g.x, g.act, w0, w1, row_src, N, K, n0, 0, tid);
   store_step<kMode, kFmt>(st, as, bs, tid);
@@ -228,6 +237,23 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) moe_grouped_kernel(GroupedArgs g) {
   for (int t = 0; t < steps; ++t) {
     const int buf = t & 1;
     if (t + 1 < steps) load_step<kMode, kFmt>(st, g.x, g.act, w0, w1, row_src, N, K, n0, (t + 1) * kBK, tid);
+    if constexpr (kFmt == kFp8Block) {
+      const int64_t at = int64_t(n0 / 128) * ((K + 127) / 128) + (t * kBK) / 128;
+      const float s0 = __ldg(static_cast<const float*>(w0.scales) + at);
+      const float s1 = kMode == 0 ? __ldg(static_cast<const float*>(w1.scales) + at) : s0;
+      // A zero scale keeps the unit (its tile was stored as zeros).
+      const float r0 = s0 != 0.0f && s0 != unit0 ? unit0 / s0 : 1.0f, r1 = s1 != 0.0f && s1 != unit1 ? unit1 / s1 : 1.0f;
+      if (r0 != 1.0f || r1 != 1.0f) {
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int c = 0; c < 4; ++c) acc[i][j][c] *= (kMode == 1 || j < 2) ? r0 : r1;
+      }
+      if (s0 != 0.0f) unit0 = s0;
+      if (s1 != 0.0f) unit1 = s1;
+    }
     const uint16_t* a_tile = as + buf * kBM * kRow + (wm * 32) * kRow;
     const uint16_t* b_tile = bs + buf * kBN * kRow;
 #pragma unroll
@@ -253,6 +279,14 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) moe_grouped_kernel(GroupedArgs g) {
     }
     if (t + 1 < steps) store_step<kMode, kFmt>(st, as + (buf ^ 1) * kBM * kRow, bs + (buf ^ 1) * kBN * kRow, tid);
     __syncthreads();
+  }
+  if constexpr (kFmt == kFp8Block) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) acc[i][j][c] *= (kMode == 1 || j < 2) ? unit0 : unit1;
   }
 #pragma unroll
   for (int i = 0; i < 2; ++i) {

@@ -269,8 +269,8 @@ Status moe_experts_bf16(Stream stream, float* y, const float* x, const int32_t* 
                         const Bf16Experts& w, const MoeDecodeArgs& args, void* workspace, int64_t workspace_bytes);
 
 // The same for quantized experts (any n_tokens): the decode kernels above for n_tokens <= 4, else the
-// grouped tensor-core path with each weight tile widened to bf16 in shared memory (MXFP4 and FP8
-// PerChannel exactly, the row scale in the epilogue; FP8 Block128 as bf16(e4m3 * s)). Workspace:
+// grouped tensor-core path with each weight tile widened to bf16 in shared memory, exactly (FP8 scales go
+// on the fp32 accumulators: per row in the epilogue, per 128-column block by rescaling). Workspace:
 // moe_experts_bf16_workspace_bytes.
 Status moe_experts_fp8(Stream stream, float* y, const float* x, const int32_t* expert_ids, const float* expert_weights,
                        const Fp8Experts& w, const MoeDecodeArgs& args, void* workspace, int64_t workspace_bytes);

@@ -15,9 +15,8 @@
 // Quantized checkpoints (FP8 per-channel, FP8 128x128 blocks, MXFP4 experts) run the same scenario
 // against the CPU backend's quantized kernels under the same budgets: 4-row steps are weight-only fp32
 // GEMVs like the CPU's (measured 3e-7 - 9e-7); 16-row steps widen the weights to bf16 tiles exactly
-// (Block128 experts: bf16(e4m3 * s), one more 2^-9 rounding per weight; Block128 dense: the scale is
-// folded into the x rounding) with x rounded to bf16 as for BF16 weights (measured up to 1.0e-2, plus
-// routing flips within the allowance). --budget X overrides the budget for manual runs.
+// (the scales go on the fp32 accumulators, or for dense Block128 into the x rounding) with x rounded to
+// bf16 as for BF16 weights (measured up to 1.0e-2, plus routing flips within the allowance). --budget X overrides the budget for manual runs.
 //
 // Metric and budget: per logits row, ||cuda - cpu|| / ||cpu|| <= 2e-2, and the argmax agrees wherever
 // the CPU's top-2 margin exceeds 2% of the row's spread (prefill rows: see the routing-flip allowance). Why 2e-2: the CUDA projections of BF16 weights

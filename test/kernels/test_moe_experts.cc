@@ -7,9 +7,9 @@
 //   1.2e-7 - 1.7e-7), budget 6e-3. On a GPU the tensor cores' accumulation adds its own error to it.
 // Quantized experts (moe_experts_fp8 / moe_experts_mxfp4), against the same float64 MLP over the
 // dequantized weights (the CPU backend's math): decode path 1e-5 (fp32 x, exact dequantization; FP8
-// block/channel scales applied per 16-element chunk: fp32 order only); grouped path: MXFP4 and FP8
-// PerChannel widen exactly (the same two roundings as BF16: 6e-3), FP8 Block128 adds bf16(e4m3 * s),
-// a third <= 2^-9 rounding per weight (budget 8e-3).
+// block/channel scales applied per 16-element chunk: fp32 order only); grouped path: the tiles hold
+// exact MXFP4 / e4m3 values and the FP8 scales go on the fp32 accumulators (per row in the epilogue,
+// per 128-column block by rescaling), so the same two bf16 roundings as BF16 remain: 6e-3.
 #include <algorithm>
 #include <cstdlib>
 #include <cstdio>
@@ -164,6 +164,9 @@ void check_quant_experts(std::mt19937& rng, int64_t T, int64_t k, int64_t E, int
       std::vector<float> w(size_t(n * kk));
       const float sc = (e % 3 == 0 ? 4.0f : 1.0f) / std::sqrt(float(kk));  // experts of different magnitudes
       for (auto& v : w) v = d(rng) * sc;
+      // Expert 3 (a large one): its first 128 input columns are zero, so FP8 Block128 has an all-zero block (scale 0).
+      if (e == 3)
+        for (int64_t r = 0; r < n; ++r) std::fill(w.begin() + r * kk, w.begin() + r * kk + std::min<int64_t>(kk, 128), 0.0f);
       if (format == 0) {
         const q::Mxfp4 m = q::quantize_mxfp4(w, n, kk);
         st.data.insert(st.data.end(), m.blocks.begin(), m.blocks.end());
@@ -242,7 +245,7 @@ void check_quant_experts(std::mt19937& rng, int64_t T, int64_t k, int64_t E, int
     if (std::getenv("GLM_QUANT_REPORT")) {
       double num = 0, den = 0;
       for (size_t i = 0; i < y.size(); ++i) num += (y[i] - ref[i]) * (y[i] - ref[i]), den += ref[i] * ref[i];
-      std::printf("    %s: rel L2 %.3e\n", what.c_str(), std::sqrt(num / den));
+      std::printf("    %s: rel L2 %.3e (norm %.4e)\n", what.c_str(), std::sqrt(num / den), std::sqrt(den));
     }
     expect_rel_l2(what.c_str(), y, ref, budget);
   };
@@ -278,8 +281,8 @@ TEST(moe_experts_quantized_decode_and_grouped) {
   std::mt19937 rng(704);
   for (int f = 0; f < 3; ++f) {
     check_quant_experts(rng, 3, 3, 8, 64, 32, f, f == 0, 1e-5);                       // decode path
-    check_quant_experts(rng, 17, 2, 8, 96, 96, f, true, f == 2 ? 8e-3 : 6e-3);        // grouped, partial tiles
+    check_quant_experts(rng, 17, 2, 8, 96, 96, f, true, 6e-3);  // grouped, partial tiles
     // hidden 160: a 128-column block plus an edge block of 32 (Block128 scales per K step); ~130 rows of expert 1.
-    check_quant_experts(rng, 130, 2, 6, 160, 64, f, false, f == 2 ? 8e-3 : 6e-3);
+    check_quant_experts(rng, 130, 2, 6, 160, 64, f, false, 6e-3);
   }
 }
