@@ -29,3 +29,7 @@ namespace glm::cuda::detail {
 // Shared argument checks of linear_gemv and linear_gemm (linear_gemv.cu).
 Status check_linear(const char* op, float* y, const float* x, const LinearWeight& w, const LinearArgs& args);
 }  // namespace glm::cuda::detail
+namespace glm::cuda::detail {
+// Shared argument checks of fp8_gemv and fp8_dequant_gemm (fp8_gemv.cu).
+Status check_fp8_linear(const char* op, float* y, const float* x, const Fp8Weight& w, int64_t m);
+}  // namespace glm::cuda::detail

@@ -211,6 +211,20 @@ Status fp8_gemm(Stream stream, float* y, const uint8_t* xq, const float* x_scale
 bool fp8_gemm_sm90_available();
 Status fp8_gemm_sm90(Stream stream, float* y, const uint8_t* xq, const float* x_scales, const Fp8Weight& w, int64_t m);
 
+// FP8 dense projections, weight-only (x stays fp32 in the GEMV; CPU backend numerics):
+// y[m, n] (=|+=) x W^T (+ bias[n]), W = e4m3 * scale (PerChannel or Block128 as above), k a multiple of 16.
+// Decode GEMV, 1 <= m <= kFp8GemvMaxRows: weights widened exactly, PerChannel scale applied to the row's
+// fp32 sum, Block128 weights formed as fp32 e4m3 * s before the fma (the CPU's rounding); fp32 sums.
+constexpr int64_t kFp8GemvMaxRows = 4;
+Status fp8_gemv(Stream stream, float* y, const float* x, const Fp8Weight& w, const float* bias, int64_t m, bool accumulate);
+// Prefill GEMM, any m: weight tiles widened to bf16 in shared memory (exact), x rounded to bf16 (PerChannel:
+// the row scale in the epilogue; Block128: the tile's scale folded into x, bf16(x * s)), mma.sync bf16 with
+// fp32 accumulation.
+Status fp8_dequant_gemm(Stream stream, float* y, const float* x, const Fp8Weight& w, const float* bias, int64_t m,
+                        bool accumulate);
+// The GEMV for m <= kFp8GemvMaxRows, the GEMM otherwise.
+Status fp8_linear(Stream stream, float* y, const float* x, const Fp8Weight& w, const float* bias, int64_t m, bool accumulate);
+
 // Fused routed-expert MLP for decode: y[t] = sum_k w[t,k] * down_e(silu(gate_e x[t]) * up_e x[t]) with
 // e = expert_ids[t, k] (an id outside [0, n_experts) contributes nothing) and w = expert_weights[t, k]
 // (already normalised and scaled by the router). x, y: [n_tokens, hidden] fp32; y is overwritten.
@@ -268,5 +282,14 @@ constexpr int64_t kMoeDecodeMaxTokens = 4;
 int64_t moe_experts_bf16_workspace_bytes(const MoeDecodeArgs& args);
 Status moe_experts_bf16(Stream stream, float* y, const float* x, const int32_t* expert_ids, const float* expert_weights,
                         const Bf16Experts& w, const MoeDecodeArgs& args, void* workspace, int64_t workspace_bytes);
+
+// The same for quantized experts (any n_tokens): the decode kernels above for n_tokens <= 4, else the
+// grouped tensor-core path with each weight tile widened to bf16 in shared memory, exactly (FP8 scales go
+// on the fp32 accumulators: per row in the epilogue, per 128-column block by rescaling). Workspace:
+// moe_experts_bf16_workspace_bytes.
+Status moe_experts_fp8(Stream stream, float* y, const float* x, const int32_t* expert_ids, const float* expert_weights,
+                       const Fp8Experts& w, const MoeDecodeArgs& args, void* workspace, int64_t workspace_bytes);
+Status moe_experts_mxfp4(Stream stream, float* y, const float* x, const int32_t* expert_ids, const float* expert_weights,
+                         const Mxfp4Experts& w, const MoeDecodeArgs& args, void* workspace, int64_t workspace_bytes);
 
 }  // namespace glm::cuda

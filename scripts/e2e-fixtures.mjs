@@ -2,8 +2,10 @@
 // into <out>/base, <out>/bf16-groups and <out>/bf16-dense, for scripts/gpu-check.sh (needs `npm run build:ts` first: it
 // imports the compiled generator from dist/). Same specs as the test: 'base' is test/fixtures'
 // small({ seed: 101 }); 'bf16-groups' is the group-routed model; 'bf16-dense' the dense GQA-4 model
-// whose 16-row steps run the flash attention.
+// whose 16-row steps run the flash attention; groups-fp8, groups-fp8-block and groups-mxfp4 are
+// bf16-groups quantized by lib/quantize.ts, as the test does.
 import path from 'node:path';
+import { quantizeCheckpoint } from '../dist/lib/quantize.js';
 import { makeSpec, TINY_DEFAULT_SPEC, writeSyntheticCheckpoint } from '../dist/lib/synthetic/checkpoint.js';
 
 const out = process.argv[2];
@@ -24,3 +26,6 @@ await writeSyntheticCheckpoint(path.join(out, 'bf16-dense'), makeSpec(TINY_DEFAU
   first_k_dense_replace: 3, num_attention_heads: 8, num_key_value_heads: 2, head_dim: 16,
   intermediate_size: 96, use_qk_norm: true, mtp: false, dtype: 'BF16',
 }));
+for (const to of ['fp8', 'fp8-block', 'mxfp4']) {
+  await quantizeCheckpoint(path.join(out, 'bf16-groups'), path.join(out, `groups-${to}`), { to });
+}

@@ -36,6 +36,12 @@
 # and a second e2e run of the bf16-dense checkpoint (no router: no near-tie for a changed summation order
 # to flip) sets GLM_CUDA_HOPPER_GEMM=1 (the backend's load-time
 # self-test then decides, and says why, on stderr: e2e-hopper.log).
+# Quantized CUDA backend (issue 5): the e2e check also runs bf16-groups quantized to FP8 per-channel, FP8
+# 128x128 blocks and MXFP4 experts (groups-fp8, groups-fp8-block, groups-mxfp4 from e2e-fixtures.mjs) at
+# 4-row steps (weight-only GEMVs, budget 1e-4) and 16-row steps (bf16-tile GEMMs, 2e-2); the kernel tests
+# include fp8_gemv / fp8_dequant_gemm / quantized grouped experts; glm_cuda_bench_air runs once per
+# format (GLM_BENCH_FORMAT = bf16, fp8, fp8-block, mxfp4; air-bench-<format>.json) and the summary puts
+# decode tok/s and bytes/token side by side.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu-check-out}"
@@ -97,8 +103,11 @@ if [ $build_rc -eq 0 ]; then
     node scripts/e2e-fixtures.mjs "$fixtures" >>"$log" 2>&1 || fixtures=""
   fi
   if [ -n "$fixtures" ] && [ -d "$fixtures/base" ]; then
+    quant_args=()
+    for q in fp8 fp8-block mxfp4; do [ -d "$fixtures/groups-$q" ] && quant_args+=("$fixtures/groups-$q"); done
     timeout 300 ./build-gpu/glm_cuda_backend_gpu_check --step-rows 16 --prompt 300 "$fixtures/base" \
-      --step-rows 4 --prompt 300 "$fixtures/bf16-groups" --step-rows 16 --prompt 300 "$fixtures/bf16-dense" 2>&1 \
+      --step-rows 4 --prompt 300 "$fixtures/bf16-groups" "${quant_args[@]}" \
+      --step-rows 16 --prompt 300 "$fixtures/bf16-dense" "${quant_args[@]}" 2>&1 \
       | tee "$OUT/e2e.log"; e2e_rc=${PIPESTATUS[0]}
     GLM_CUDA_HOPPER_GEMM=1 timeout 200 ./build-gpu/glm_cuda_backend_gpu_check --step-rows 16 --prompt 300 "$fixtures/bf16-dense" \
       >"$OUT/e2e-hopper.log" 2>&1; e2e_hopper_rc=$?
@@ -107,6 +116,10 @@ if [ $build_rc -eq 0 ]; then
     say "e2e: no checkpoints (no node + dist/, and GLM_E2E_FIXTURES unset): skipped"
   fi
   timeout 400 ./build-gpu/glm_cuda_bench_air "$OUT/air-bench.json" 2>&1 | tee "$OUT/air-bench.log"; air_rc=${PIPESTATUS[0]}
+  for f in fp8 fp8-block mxfp4; do
+    GLM_BENCH_FORMAT=$f timeout 300 ./build-gpu/glm_cuda_bench_air "$OUT/air-bench-$f.json" 2>&1 | tee -a "$OUT/air-bench.log"
+    rc=${PIPESTATUS[0]}; [ "$rc" -ne 0 ] && air_rc=$rc
+  done
   if command -v compute-sanitizer >/dev/null 2>&1; then
     timeout 240 compute-sanitizer --tool memcheck --error-exitcode 3 ./build-gpu/glm_kernel_tests_gpu >"$OUT/memcheck.log" 2>&1; memcheck_rc=$?
     timeout 240 compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 3 ./build-gpu/glm_kernel_tests_gpu >"$OUT/racecheck.log" 2>&1; racecheck_rc=$?
@@ -138,6 +151,7 @@ result = {
     "cuda_backend_e2e_hopper_gemm_rc": int(e2e_hopper_rc),
     "quant_bench_rc": int(bench_rc), "quant_bench": load("quant-bench.json"),
     "cuda_backend_e2e_rc": int(e2e_rc), "air_bench_rc": int(air_rc), "air_bench": load("air-bench.json"),
+    "air_bench_formats": {f: load(f"air-bench-{f}.json") for f in ("fp8", "fp8-block", "mxfp4")},
     "linear_bench_rc": int(linear_bench_rc), "linear_bench": load("linear-bench.json"),
     "tests": [{"test": t, "gpu_ok": gpu.get(t, {}).get("ok"), "gpu_ms": gpu.get(t, {}).get("ms"),
                "harness_ok": har.get(t, {}).get("ok"), "harness_ms": har.get(t, {}).get("ms")}
@@ -169,6 +183,15 @@ if result["attn_bench"]:
     print(f"{'case':<16} {'kernel':<22} {'rows':>5} {'ms':>8} {'TFLOPS':>7} {'%bf16':>6} {'relL2':>9}")
     for r in result["attn_bench"]:
         print(f"{r['case']:<16} {r['kernel']:<22} {r['rows']:>5} {r['ms']:>8.3f} {r['tflops']:>7.1f} {pct(r['tflops'])} {r['rel_l2_vs_fp32']:>9.2e}")
+air = [("bf16", result["air_bench"])] + list(result["air_bench_formats"].items())
+if any(r for _, r in air):
+    print()
+    print(f"{'air format':<11} {'GB/token':>9} {'tok/s ctx0':>11} {'tok/s 4096':>11} {'GB/s ctx0':>10} {'prefill tok/s':>14}")
+    for f, r in air:
+        if not r: continue
+        g = lambda k, v: r.get(k, {}).get(v, 0.0)
+        print(f"{f:<11} {r.get('decode_bytes_per_token', 0) / 1e9:>9.3f} {g('decode_ctx0', 'tokens_per_s'):>11.1f} "
+              f"{g('decode_ctx4096', 'tokens_per_s'):>11.1f} {g('decode_ctx0', 'gb_per_s'):>10.0f} {g('prefill_2048', 'tokens_per_s'):>14.0f}")
 print(f"revision {rev} (cuda/ clean {clean}); build rc {build_rc} ({t_build}s); gpu tests rc {gpu_rc}; bench rc {bench_rc}; "
       f"linear bench rc {linear_bench_rc}; "
       f"harness rc {harness_rc}; memcheck rc {mem_rc}; racecheck rc {race_rc}; "

@@ -3,7 +3,10 @@
 // and budgets are in test/cuda_backend/main.cc). This file only provides the checkpoints: the BF16
 // 'base' fixture and a BF16 GLM-4.5-like one with group-limited routing, 3 dense-then-MoE layers and
 // GQA group 4 (the CUDA backend's expert kernel runs BF16 experts with hidden/inter multiples of 32,
-// which the F32/F16/odd-size fixtures are not), and a dense (no MoE) BF16 model with GQA group 4 and
+// which the F32/F16/odd-size fixtures are not), that group-routed fixture quantized to FP8
+// per-channel, FP8 128x128 blocks and MXFP4 experts (lib/quantize.ts), a quantized checkpoint the
+// CUDA backend must refuse with a typed error (MXFP4 experts of hidden size 48: not a multiple of 32),
+// and a dense (no MoE) BF16 model with GQA group 4 and
 // qk-norm: its 16-row steps have 64 queries per kv head, so they run the tensor-core flash attention
 // (attention_prefill_mma), and with no router there is no expert near-tie for bf16 rounding to flip
 // (the 'base' fixture's 16-row steps keep the fp32 attention: see cuda/README.md).
@@ -13,6 +16,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { quantizeCheckpoint } from '../lib/quantize.js';
 import { makeSpec, TINY_DEFAULT_SPEC, writeSyntheticCheckpoint } from '../lib/synthetic/checkpoint.js';
 import { ensureFixture, REPO_ROOT } from './fixtures/variants.js';
 
@@ -38,13 +42,22 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
       first_k_dense_replace: 3, num_attention_heads: 8, num_key_value_heads: 2, head_dim: 16,
       intermediate_size: 96, use_qk_norm: true, mtp: false, dtype: 'BF16',
     }));
-    dirs = [await ensureFixture('base'), grouped, dense];  // (fixture order matters: see the runs below)
+    const quant: string[] = [];
+    for (const to of ['fp8', 'fp8-block', 'mxfp4'] as const) {
+      const out = path.join(tmp, `groups-${to}`);
+      await quantizeCheckpoint(grouped, out, { to });
+      quant.push(out);
+    }
+    const refused = path.join(tmp, 'groups48-mxfp4');
+    await quantizeCheckpoint(await ensureFixture('groups'), refused, { to: 'mxfp4' });
+    // (fixture order matters: see the runs below)
+    dirs = [await ensureFixture('base'), grouped, ...quant, refused, dense];
   }, 120_000);
   afterAll(async () => {
     if (tmp) await rm(tmp, { recursive: true, force: true });
   });
 
-  // Three runs in parallel (the harness is single-threaded): 'base' through the bf16 tensor-core path
+  // Runs in parallel (the harness is single-threaded): 'base' through the bf16 tensor-core path
   // (16-row steps, budget 2e-2 with the routing-flip allowance) plus the memory/fault paths, the
   // group-routed model through the exact fp32 path (4-row steps, budget 1e-4), and the dense model
   // through the bf16 path with the flash attention (16-row steps, budget 2e-2): on the harness each
@@ -58,15 +71,19 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
       child.stderr.on('data', (d) => { out += d; });
       child.on('close', (code) => resolve({ code, out }));
     });
+    // Quantized: the fp32 path (4-row steps: weight-only GEMVs, budget 1e-4) and the tensor-core
+    // prefill path (16-row steps over a 24-token prompt: quantized weight tiles widened to bf16, 2e-2).
     const results = await Promise.all([
       run(['--step-rows', '16', '--prompt', '40', dirs[0]]),
-      run(['--step-rows', '4', '--prompt', '8', '--no-failure-paths', dirs[1]]),
-      run(['--step-rows', '16', '--prompt', '40', '--no-failure-paths', dirs[2]]),
+      run(['--step-rows', '4', '--prompt', '8', '--no-failure-paths', dirs[1], dirs[2], '--expect-unsupported', dirs[5]]),
+      run(['--step-rows', '4', '--prompt', '8', '--no-failure-paths', dirs[3], dirs[4]]),
+      run(['--step-rows', '16', '--prompt', '24', '--no-failure-paths', dirs[2], dirs[3], dirs[4]]),
+      run(['--step-rows', '16', '--prompt', '40', '--no-failure-paths', dirs[6]]),
     ]);
     for (const r of results) {
       if (r.code !== 0) console.error(r.out);
       expect(r.out).toMatch(/^\d+ passed, 0 failed$/m);
       expect(r.code).toBe(0);
     }
-  }, 300_000);
+  }, 420_000);
 });

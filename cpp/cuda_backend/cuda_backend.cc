@@ -55,6 +55,8 @@ float cuda_bf16_value(uint16_t h) {
 }
 
 uint64_t matrix_bytes(const Matrix& m) { return uint64_t(m.rows) * uint64_t(m.cols) * uint64_t(dtype_bits(m.dtype) / 8); }
+// Bytes of a quantized matrix's scales as the device holds them (FP8: fp32, MXFP4: E8M0 bytes); 0 unquantized.
+uint64_t quant_scale_bytes(const Matrix& m) { return m.bytes() - uint64_t(m.rows) * uint64_t(m.row_bytes()); }
 
 // Queries per kv head (rows x GQA group) from which prefill/mixed steps use attention_prefill_mma:
 // one full 64-query tile (GLM-4.5-Air, group 12: 6 rows).
@@ -227,7 +229,7 @@ Status CudaBackend::plan_memory(const ModelWeights& w) {
   uint64_t weights = 0;
   std::unordered_map<const void*, bool> seen;
   auto add_m = [&](const Matrix& m) {
-    if (m.data && seen.emplace(m.data, true).second) weights += round_up(matrix_bytes(m));
+    if (m.data && seen.emplace(m.data, true).second) weights += device_matrix_bytes(m);
   };
   auto add_v = [&](const std::vector<float>& v) {
     if (!v.empty()) weights += round_up(v.size() * sizeof(float));
@@ -243,7 +245,7 @@ Status CudaBackend::plan_memory(const ModelWeights& w) {
     add_v(L.attn.q_bias), add_v(L.attn.k_bias), add_v(L.attn.v_bias), add_v(L.attn.q_norm), add_v(L.attn.k_norm);
     if (L.is_moe) {
       add_m(L.moe.router), add_v(L.moe.correction_bias);
-      for (const MlpWeights& e : L.moe.experts) add_m(e.gate), add_m(e.up), add_m(e.down);
+      if (!L.moe.experts.empty()) weights += device_experts_bytes(L.moe);  // stacked, as uploaded
       add_m(L.moe.shared.gate), add_m(L.moe.shared.up), add_m(L.moe.shared.down);
       max_inter = std::max(max_inter, L.moe.shared.gate.rows);
     } else {
@@ -316,12 +318,11 @@ Status CudaBackend::upload(const void* host, uint64_t bytes, void** out, const c
 
 Status CudaBackend::upload_matrix(const Matrix& m, const char* what) {
   if (!m.data || matrices_.count(m.data)) return Status::ok();
+  if (m.quant != Quant::None) return upload_quant_matrix(m, what);  // cuda_backend_quant.cc
   DeviceMatrix dm;
-  if (m.quant != Quant::None || !weight_type(m.dtype, &dm.type)) {
-    // The FP8/MXFP4 kernels exist (cuda/fp8_gemm.cu, mxfp4_*.cu) but are not wired into this backend yet.
-    return Status::error(ErrorCode::UnsupportedFormat, std::string("CUDA backend: ") + what + " is " + quant_name(m.quant) +
-                                                           " " + dtype_name(m.dtype) +
-                                                           "; only unquantized F32/BF16/F16 weights run on CUDA so far");
+  if (!weight_type(m.dtype, &dm.type)) {
+    return Status::error(ErrorCode::UnsupportedFormat, std::string("CUDA backend: ") + what + " is " + dtype_name(m.dtype) +
+                                                           "; unquantized weights must be F32, BF16 or F16");
   }
   void* p = nullptr;
   GLM_TRY(upload(m.data, matrix_bytes(m), &p, what));
@@ -339,21 +340,27 @@ Status CudaBackend::upload_vector(const std::vector<float>& v, const char* what)
 }
 
 Status CudaBackend::upload_experts(const MoeWeights& moe, int64_t layer) {
-  // The expert kernel reads each projection of all experts as one [E, rows, cols] bf16 tensor, while
-  // the checkpoint stores one tensor per expert: stack them here, once.
+  // The expert kernels read each projection of all experts as one [E, rows, cols] tensor in the
+  // checkpoint's format (and the scales as one [E, ...] tensor), while the checkpoint stores one tensor
+  // per expert: stack them here, once. Quantized experts stay quantized (no bf16 copy).
   const std::string where = "layer " + std::to_string(layer) + " routed experts";
   const int64_t E = int64_t(moe.experts.size());
   const Matrix& g0 = moe.experts[0].gate;
+  const Matrix& d0 = moe.experts[0].down;
   for (const MlpWeights& e : moe.experts) {
     for (const Matrix* m : {&e.gate, &e.up, &e.down}) {
-      if (m->quant != Quant::None || m->dtype != DType::BF16) {
+      const Matrix& ref = m == &e.down ? d0 : g0;
+      const bool ok_format = m->quant == Quant::None ? m->dtype == DType::BF16
+                                                     : (m->quant == Quant::Mxfp4 || m->dtype == DType::F8_E4M3);
+      if (!ok_format || m->quant != g0.quant || m->rows != ref.rows || m->cols != ref.cols || !m->data ||
+          (m->quant != Quant::None && !m->scales)) {
         return Status::error(ErrorCode::UnsupportedFormat, "CUDA backend: " + where + " are " + quant_name(m->quant) + " " +
                                                                dtype_name(m->dtype) +
-                                                               "; the expert kernel runs BF16 experts only so far");
+                                                               "; the expert kernels run BF16, FP8 or MXFP4 experts of one format and shape");
       }
     }
   }
-  // The expert kernel tiles hidden and inter by 32 (cuda/ops.h, moe_experts_bf16).
+  // The expert kernels tile hidden and inter by 32 (cuda/ops.h, moe_experts_bf16).
   if (g0.cols % 32 != 0 || g0.rows % 32 != 0) {
     return Status::error(ErrorCode::UnsupportedFormat, "CUDA backend: " + where + " have hidden " + std::to_string(g0.cols) +
                                                            " and intermediate " + std::to_string(g0.rows) +
@@ -361,18 +368,26 @@ Status CudaBackend::upload_experts(const MoeWeights& moe, int64_t layer) {
   }
   DeviceExperts de;
   de.inter = g0.rows;
-  const uint64_t one = matrix_bytes(g0);  // gate, up and down of one expert have the same size
-  const uint16_t** dst[3] = {&de.gate, &de.up, &de.down};
+  de.quant = g0.quant;
+  const void** dst[3] = {&de.gate, &de.up, &de.down};
+  const void** dst_s[3] = {&de.gate_scales, &de.up_scales, &de.down_scales};
   for (int proj = 0; proj < 3; ++proj) {
-    void* p = nullptr;
-    GLM_TRY(device_alloc(one * uint64_t(E), &p, where.c_str()));
-    for (int64_t e = 0; e < E; ++e) {
-      const MlpWeights& x = moe.experts[size_t(e)];
-      const Matrix& m = proj == 0 ? x.gate : proj == 1 ? x.up : x.down;
-      GLM_TRY(runtime_status(cudaMemcpy(static_cast<uint8_t*>(p) + uint64_t(e) * one, m.data, size_t(one), cudaMemcpyHostToDevice),
-                             where.c_str()));
+    const Matrix& p0 = proj == 2 ? d0 : g0;
+    const uint64_t one = uint64_t(p0.rows) * uint64_t(p0.row_bytes());  // every expert's projection has this size
+    const uint64_t one_s = quant_scale_bytes(p0);
+    for (int part = 0; part < (one_s ? 2 : 1); ++part) {
+      const uint64_t sz = part ? one_s : one;
+      void* p = nullptr;
+      GLM_TRY(device_alloc(sz * uint64_t(E), &p, where.c_str()));
+      for (int64_t e = 0; e < E; ++e) {
+        const MlpWeights& x = moe.experts[size_t(e)];
+        const Matrix& m = proj == 0 ? x.gate : proj == 1 ? x.up : x.down;
+        GLM_TRY(runtime_status(cudaMemcpy(static_cast<uint8_t*>(p) + uint64_t(e) * sz, part ? m.scales : m.data, size_t(sz),
+                                          cudaMemcpyHostToDevice),
+                               where.c_str()));
+      }
+      *(part ? dst_s[proj] : dst[proj]) = p;
     }
-    *dst[proj] = static_cast<const uint16_t*>(p);
   }
   experts_[&moe] = de;
   return Status::ok();
@@ -416,6 +431,11 @@ Status CudaBackend::upload_weights(const ModelWeights& w) {
     GLM_TRY(upload_matrix(mlp.up, "up_proj"));
     GLM_TRY(upload_matrix(mlp.down, "down_proj"));
     if (L.is_moe) {
+      // The router runs in fp32 (top-k must not flip); no checkpoint we know quantizes it.
+      if (L.moe.router.quant != Quant::None) {
+        return Status::error(ErrorCode::UnsupportedFormat, std::string("CUDA backend: the router (mlp.gate) is ") +
+                                                               quant_name(L.moe.router.quant) + "; it must be unquantized");
+      }
       GLM_TRY(upload_matrix(L.moe.router, "mlp.gate"));
       GLM_TRY(upload_vector(L.moe.correction_bias, "e_score_correction_bias"));
       GLM_TRY(upload_experts(L.moe, int64_t(l)));
@@ -622,6 +642,11 @@ cuda::LinearWeight CudaBackend::linear_weight(const Matrix& m, const std::vector
 
 void CudaBackend::linear(Act x, const Matrix& w, const std::vector<float>* bias, Act out, bool accumulate) {
   if (!running()) return;
+  if (w.quant != Quant::None) {
+    const DeviceMatrix* dm = matrix(w);
+    if (dm) linear_quant(x, *dm, w, bias, out, accumulate);  // cuda_backend_quant.cc
+    return;
+  }
   const cuda::LinearWeight lw = linear_weight(w, bias);
   if (!running()) return;
   cuda::LinearArgs args;
@@ -757,8 +782,11 @@ Status CudaBackend::run_experts(Act x, const MoeWeights& w, const int32_t* ids, 
   const int64_t ws_bytes = cuda::moe_experts_bf16_workspace_bytes(a);
   void* ws = nullptr;
   GLM_TRY(internal(7, uint64_t(std::max<int64_t>(ws_bytes, 16)), &ws));
+  if (it->second.quant != Quant::None) return run_quant_experts(x, it->second, ids, weights, y, ws, ws_bytes);
   cuda::Bf16Experts e;
-  e.gate = it->second.gate, e.up = it->second.up, e.down = it->second.down;
+  e.gate = static_cast<const uint16_t*>(it->second.gate);
+  e.up = static_cast<const uint16_t*>(it->second.up);
+  e.down = static_cast<const uint16_t*>(it->second.down);
   return cuda::moe_experts_bf16(stream(), y, x.data, ids, weights, e, a, ws, ws_bytes);
 }
 

@@ -80,10 +80,16 @@ class CudaBackend final : public Backend {
   struct DeviceMatrix {
     const void* data = nullptr;
     cuda::WeightType type = cuda::WeightType::BF16;
+    // Quantized matrices (engine/matrix.h): data as stored (E4M3 bytes) plus fp32 scales on the device.
+    Quant quant = Quant::None;
+    const float* scales = nullptr;
   };
-  // Experts of one MoE layer stacked as the expert kernels read them: gate/up [E, I, H], down [E, H, I].
+  // Experts of one MoE layer stacked as the expert kernels read them: gate/up [E, I, H], down [E, H, I]
+  // in the checkpoint's format (BF16, E4M3 or MXFP4 blocks), scales stacked the same way.
   struct DeviceExperts {
-    const uint16_t *gate = nullptr, *up = nullptr, *down = nullptr;
+    const void *gate = nullptr, *up = nullptr, *down = nullptr;
+    const void *gate_scales = nullptr, *up_scales = nullptr, *down_scales = nullptr;
+    Quant quant = Quant::None;
     int64_t inter = 0;
   };
 
@@ -99,6 +105,16 @@ class CudaBackend final : public Backend {
   Status upload_matrix(const Matrix& m, const char* what);
   Status upload_vector(const std::vector<float>& v, const char* what);
   Status upload_experts(const MoeWeights& moe, int64_t layer);
+  // FP8 matrices (cuda_backend_quant.cc): E4M3 data + fp32 scales, as stored; refused formats are typed errors.
+  Status upload_quant_matrix(const Matrix& m, const char* what);
+  // Device bytes upload_matrix / upload_experts allocate for these (the memory plan).
+  static uint64_t device_matrix_bytes(const Matrix& m);
+  static uint64_t device_experts_bytes(const MoeWeights& moe);
+  // y (=|+=) x W^T (+ bias) for an FP8 matrix: fp8_gemv (decode) or fp8_dequant_gemm (prefill).
+  void linear_quant(Act x, const DeviceMatrix& dm, const Matrix& w, const std::vector<float>* bias, Act out, bool accumulate);
+  // Routed experts in FP8 / MXFP4 (decode kernels for <= 4 tokens, grouped tensor-core path otherwise).
+  Status run_quant_experts(Act x, const DeviceExperts& de, const int32_t* ids, const float* weights, float* y, void* ws,
+                           int64_t ws_bytes);
   // A device buffer private to one op, grown on demand (activation budget planned at load).
   Status internal(int index, uint64_t bytes, void** out);
 

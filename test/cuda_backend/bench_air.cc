@@ -7,6 +7,11 @@
 // own slice of a few shared host pools, so the upload streams ~10 GB without writing any of it to disk.
 // Values only matter for routing, which the random router spreads over the experts.
 //
+// GLM_BENCH_FORMAT picks the weight format: bf16 (default); fp8 (every projection FP8 E4M3 with per-row
+// scales, as GLM-4.5-Air-FP8: embeddings, lm_head and the router stay BF16); fp8-block (the same with
+// 128x128 block scales); mxfp4 (routed experts MXFP4, the rest BF16, as lib/quantize.ts writes). Random
+// codes (FP8 exponents kept small, no NaN codes; any E2M1 nibble) with scales near the BF16 values' size.
+//
 // Reports (stdout, and JSON to argv[1] when given): decode tokens/s at context 0 and 4096, prefill
 // tokens/s for a 2048-token prompt, and the bytes a decode token must read (active weights + KV) as
 // achieved GB/s — the number to hold against the device's copy bandwidth (issue 5 target: >= 75%).
@@ -50,10 +55,34 @@ Matrix bf16(Pool& pool, int64_t rows, int64_t cols) {
   return m;
 }
 
+enum class Format { Bf16, Fp8, Fp8Block, Mxfp4 };
+// Host scales shared by every quantized matrix (only data pointers key the uploads): FP8 0.015 (codes
+// up to ~1.9 -> ~0.03), MXFP4 2^-7 (E2M1 up to 6 -> ~0.05).
+std::vector<float> g_fp8_scales(size_t(1) << 18, 0.015f);
+std::vector<uint8_t> g_mx_scales(size_t(1408) * 4096 / 32 + 4096, uint8_t(120));
+
+// A matrix in `f` whose data is a slice of `pool` (bytes reinterpreted; the pool is random).
+Matrix quantized(Pool& pool, Format f, int64_t rows, int64_t cols) {
+  if (f == Format::Bf16) return bf16(pool, rows, cols);
+  Matrix m;
+  m.rows = rows, m.cols = cols;
+  if (f == Format::Mxfp4) {
+    m.dtype = DType::U8, m.quant = Quant::Mxfp4, m.scales = g_mx_scales.data();
+  } else {
+    m.dtype = DType::F8_E4M3, m.quant = f == Format::Fp8 ? Quant::Fp8Channel : Quant::Fp8Block, m.scales = g_fp8_scales.data();
+  }
+  m.data = pool.take(size_t(m.rows * m.row_bytes() + 1) / 2);
+  return m;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const int64_t layers = std::getenv("GLM_BENCH_LAYERS") ? std::atoi(std::getenv("GLM_BENCH_LAYERS")) : 3;
+  const std::string fmt_name = std::getenv("GLM_BENCH_FORMAT") ? std::getenv("GLM_BENCH_FORMAT") : "bf16";
+  const Format fmt = fmt_name == "fp8" ? Format::Fp8 : fmt_name == "fp8-block" ? Format::Fp8Block
+                   : fmt_name == "mxfp4" ? Format::Mxfp4 : Format::Bf16;
+  const Format dense_fmt = fmt == Format::Mxfp4 ? Format::Bf16 : fmt;  // MXFP4 covers routed experts only
   ModelConfig c;
   c.hidden_size = 4096, c.num_hidden_layers = layers, c.num_attention_heads = 96, c.num_key_value_heads = 8;
   c.head_dim = 128, c.partial_rotary_factor = 0.5, c.rotary_dim = 64, c.rope_theta = 1e6, c.rms_norm_eps = 1e-5;
@@ -78,6 +107,13 @@ int main(int argc, char** argv) {
   };
   Pool big = random_pool(size_t(1) << 28);  // 512 MiB: embeddings, attention, dense MLP
   Pool experts = random_pool(size_t(1408) * 4096 * 8);
+  if (fmt != Format::Bf16) {
+    // FP8 codes with the exponent's top bit clear (|v| < 2, never the NaN code); E2M1 nibbles are all valid.
+    for (Pool* p : {&big, &experts}) {
+      if (fmt == Format::Mxfp4 && p == &big) continue;
+      for (auto& v : p->data) v = fmt == Format::Mxfp4 ? v : uint16_t(v & 0xBFBF);
+    }
+  }
   std::vector<float> ones(size_t(4096), 1.0f), small_bias(size_t(12288), 0.01f);
 
   ModelWeights w;
@@ -88,28 +124,31 @@ int main(int argc, char** argv) {
   for (int64_t l = 0; l < layers; ++l) {
     LayerWeights& L = w.layers[size_t(l)];
     L.input_norm = ones, L.post_attention_norm = ones;
-    L.attn.q = bf16(big, c.q_width(), c.hidden_size);
-    L.attn.k = bf16(big, c.kv_width(), c.hidden_size);
-    L.attn.v = bf16(big, c.kv_width(), c.hidden_size);
-    L.attn.o = bf16(big, c.hidden_size, c.q_width());
+    L.attn.q = quantized(big, dense_fmt, c.q_width(), c.hidden_size);
+    L.attn.k = quantized(big, dense_fmt, c.kv_width(), c.hidden_size);
+    L.attn.v = quantized(big, dense_fmt, c.kv_width(), c.hidden_size);
+    L.attn.o = quantized(big, dense_fmt, c.hidden_size, c.q_width());
     L.attn.q_bias.assign(size_t(c.q_width()), 0.01f);
     L.attn.k_bias.assign(size_t(c.kv_width()), 0.01f);
     L.attn.v_bias.assign(size_t(c.kv_width()), 0.01f);
     L.is_moe = c.is_moe_layer(l);
     if (!L.is_moe) {
-      L.dense = {bf16(big, c.intermediate_size, c.hidden_size), bf16(big, c.intermediate_size, c.hidden_size),
-                 bf16(big, c.hidden_size, c.intermediate_size)};
+      L.dense = {quantized(big, dense_fmt, c.intermediate_size, c.hidden_size),
+                 quantized(big, dense_fmt, c.intermediate_size, c.hidden_size),
+                 quantized(big, dense_fmt, c.hidden_size, c.intermediate_size)};
       continue;
     }
     L.moe.router = bf16(big, c.n_routed_experts, c.hidden_size);
     L.moe.correction_bias.assign(size_t(c.n_routed_experts), 0.0f);
     L.moe.experts.resize(size_t(c.n_routed_experts));
     for (auto& e : L.moe.experts) {
-      e = {bf16(experts, c.moe_intermediate_size, c.hidden_size), bf16(experts, c.moe_intermediate_size, c.hidden_size),
-           bf16(experts, c.hidden_size, c.moe_intermediate_size)};
+      e = {quantized(experts, fmt, c.moe_intermediate_size, c.hidden_size),
+           quantized(experts, fmt, c.moe_intermediate_size, c.hidden_size),
+           quantized(experts, fmt, c.hidden_size, c.moe_intermediate_size)};
     }
-    L.moe.shared = {bf16(big, c.moe_intermediate_size, c.hidden_size), bf16(big, c.moe_intermediate_size, c.hidden_size),
-                    bf16(big, c.hidden_size, c.moe_intermediate_size)};
+    L.moe.shared = {quantized(big, dense_fmt, c.moe_intermediate_size, c.hidden_size),
+                    quantized(big, dense_fmt, c.moe_intermediate_size, c.hidden_size),
+                    quantized(big, dense_fmt, c.hidden_size, c.moe_intermediate_size)};
   }
 
   Status st = cuda_backend_available();
@@ -127,7 +166,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_air: load: %s\n", st.message().c_str());
     return 1;
   }
-  std::printf("load (upload) %.1f s\n", now_s() - t0);
+  std::printf("format %s: load (upload) %.1f s\n", fmt_name.c_str(), now_s() - t0);
 
   std::vector<float> logits;
   // Runs one step of `n` tokens on `kv` at its current length; returns seconds.
@@ -153,15 +192,18 @@ int main(int argc, char** argv) {
     kv.set_length(kv.length() + n);
     return t;
   };
-  // Bytes a decode token reads: every dense weight once, top-8 + shared experts per MoE layer, the
-  // router, embeddings row, lm_head, and the KV of `ctx` positions (fp32 K and V).
+  // Bytes a decode token reads: every dense weight once, top-8 routed + the shared expert per MoE layer,
+  // the router, embeddings row, lm_head, and the KV of `ctx` positions (fp32 K and V); weights counted
+  // in their stored format (data + scales, Matrix::bytes).
   auto decode_bytes = [&](int64_t ctx) {
     const double H = double(c.hidden_size);
-    double b = double(c.vocab_size) * H * 2 + H * 2;
+    double b = double(w.lm_head.bytes()) + H * 2;
     for (int64_t l = 0; l < layers; ++l) {
-      b += (double(c.q_width()) * H * 2 + 2 * double(c.kv_width()) * H + H * double(c.q_width())) * 2;
-      if (c.is_moe_layer(l)) b += (double(c.num_experts_per_tok) + 1) * 3 * H * double(c.moe_intermediate_size) * 2 + double(c.n_routed_experts) * H * 2;
-      else b += 3 * H * double(c.intermediate_size) * 2;
+      const LayerWeights& L = w.layers[size_t(l)];
+      b += double(L.attn.q.bytes() + L.attn.k.bytes() + L.attn.v.bytes() + L.attn.o.bytes());
+      auto mlp = [](const MlpWeights& m) { return double(m.gate.bytes() + m.up.bytes() + m.down.bytes()); };
+      if (L.is_moe) b += double(c.num_experts_per_tok) * mlp(L.moe.experts[0]) + mlp(L.moe.shared) + double(L.moe.router.bytes());
+      else b += mlp(L.dense);
       b += double(ctx) * 2 * double(c.kv_width()) * 4;
     }
     return b;
@@ -196,7 +238,8 @@ int main(int argc, char** argv) {
     std::printf("prefill 2048 tokens: %.1f tokens/s (%.3f s)\n", 2048 / t, t);
     json += ",\"prefill_2048\":{\"tokens_per_s\":" + std::to_string(2048 / t) + "}";
   }
-  json += ",\"layers\":" + std::to_string(layers) + "}";
+  json += ",\"layers\":" + std::to_string(layers) + ",\"format\":\"" + fmt_name + "\",\"decode_bytes_per_token\":" +
+          std::to_string(decode_bytes(0)) + "}";
   if (argc > 1) {
     if (FILE* f = std::fopen(argv[1], "w")) {
       std::fputs(json.c_str(), f);

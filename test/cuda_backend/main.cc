@@ -12,6 +12,12 @@
 // third); then the backend's failure paths: device memory too small (InsufficientMemory naming needed
 // vs available), an exhausted KV pool, and an injected device fault (sticky EngineDead).
 //
+// Quantized checkpoints (FP8 per-channel, FP8 128x128 blocks, MXFP4 experts) run the same scenario
+// against the CPU backend's quantized kernels under the same budgets: 4-row steps are weight-only fp32
+// GEMVs like the CPU's (measured 3e-7 - 9e-7); 16-row steps widen the weights to bf16 tiles exactly
+// (the scales go on the fp32 accumulators, or for dense Block128 into the x rounding) with x rounded to
+// bf16 as for BF16 weights (measured up to 1.0e-2, plus routing flips within the allowance). --budget X overrides the budget for manual runs.
+//
 // Metric and budget: per logits row, ||cuda - cpu|| / ||cpu|| <= 2e-2, and the argmax agrees wherever
 // the CPU's top-2 margin exceeds 2% of the row's spread (prefill rows: see the routing-flip allowance). Why 2e-2: the CUDA projections of BF16 weights
 // run on bf16 tensor cores (mma.sync) with activations rounded to bf16 (relative error 2^-9 per element)
@@ -55,6 +61,7 @@ struct RunOptions {
   int64_t step_rows = 16;    // --step-rows: max_step_rows of both models
   size_t prompt = 40;        // --prompt: tokens of the first prefill
   bool failure_paths = true; // --no-failure-paths: skip the pool / fault / memory checks
+  double budget = 0;          // --budget X: replaces the budget chosen by --step-rows (0: that one)
 };
 RunOptions g_opts;
 
@@ -164,7 +171,7 @@ void check_checkpoint(const std::string& dir) {
   const int64_t V = cpu->config().vocab_size;
   // --prompt 300 crosses the 256-token KV page (minutes on the harness; CI runs short ones).
   std::vector<int32_t> prompt(std::max<size_t>(g_opts.prompt, 24));
-  kBudget = g_opts.step_rows <= 4 ? kBudgetFp32 : kBudgetBf16;
+  kBudget = g_opts.budget > 0 ? g_opts.budget : g_opts.step_rows <= 4 ? kBudgetFp32 : kBudgetBf16;
   for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 37 + 11) % size_t(V));
 
   const Scenario want = run_scenario(*cpu, prompt);
@@ -250,6 +257,23 @@ void check_checkpoint(const std::string& dir) {
 #endif
 }
 
+// A checkpoint the CUDA backend cannot run (e.g. MXFP4 experts whose hidden size is not a multiple of
+// 32): loading it there is a typed UNSUPPORTED_FORMAT that names the reason, and nothing stays allocated.
+void check_unsupported(const std::string& dir) {
+  const std::string name = dir.substr(dir.find_last_of('/') + 1);
+#if defined(GLM_CUDA_HARNESS)
+  const size_t in_use = glm::harness::device_bytes_in_use();
+#endif
+  std::unique_ptr<glm::Model> gpu;
+  const glm::Status st = load(dir, glm::BackendChoice::Cuda, 16u << 20, &gpu);
+  bool released = true;
+#if defined(GLM_CUDA_HARNESS)
+  released = glm::harness::device_bytes_in_use() == in_use;
+#endif
+  report(st.code() == glm::ErrorCode::UnsupportedFormat && !gpu && released,
+         name + ": the CUDA backend refuses it with UNSUPPORTED_FORMAT: " + st.message());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -261,13 +285,16 @@ int main(int argc, char** argv) {
     const glm::Status st = glm::cuda_backend_available();
     report(st.is_ok(), "the harness device counts as usable (compute capability 8.0) " + st.message());
   }
-  // Options apply to the checkpoints after them: [--step-rows N] [--prompt N] [--no-failure-paths] dir...
+  // Options apply to the checkpoints after them: [--step-rows N] [--prompt N] [--no-failure-paths] dir...;
+  // --expect-unsupported dir checks that the CUDA backend refuses dir with a typed error.
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--step-rows" && i + 1 < argc) g_opts.step_rows = std::atoll(argv[++i]);
     else if (a == "--prompt" && i + 1 < argc) g_opts.prompt = size_t(std::max(1, std::atoi(argv[++i])));
     else if (a == "--no-failure-paths") g_opts.failure_paths = false;
+    else if (a == "--budget" && i + 1 < argc) g_opts.budget = std::atof(argv[++i]);
     else if (a == "--failure-paths") g_opts.failure_paths = true;
+    else if (a == "--expect-unsupported" && i + 1 < argc) check_unsupported(argv[++i]);
     else check_checkpoint(a);
   }
   std::printf("%d passed, %d failed\n", g_passed, g_failed);

@@ -1,4 +1,5 @@
-// Throughput of the quantized GEMMs at GLM-4.5-Air shapes (issue 6, item 7), run on a lent GPU by
+// Throughput of the quantized GEMMs at GLM-4.5-Air shapes (issue 6, item 7; fp8w-*: the CUDA backend's
+// weight-only FP8 projections fp8_linear, issue 5), run on a lent GPU by
 // scripts/gpu-check.sh (GLM_QUANT_BENCH=1 glm_kernel_tests_gpu bench_quant). On the harness, and on the
 // GPU without the variable, it does nothing. Prints one line per (kernel, shape): median time over 20
 // launches after 3 warm-ups (CUDA events), TFLOPS (2*M*N*K) and GB/s (weight + activation + output
@@ -34,12 +35,15 @@ TEST(bench_quant_gemm_air_shapes) {
     DeviceBuffer<float> d_x(x), d_y(size_t(mmax * n)), d_xs(size_t(mmax * ((k + 127) / 128))),
         d_wsc(std::vector<float>(size_t(n), 0.01f)), d_wsb(std::vector<float>(size_t(((n + 127) / 128) * ((k + 127) / 128)), 0.01f));
     for (int64_t m : ms) {
-      struct Variant { const char* name; double weight_bytes; std::function<glm::Status()> run; };
+      struct Variant { const char* name; double weight_bytes; std::function<glm::Status()> run; bool x_fp32 = false; };
       const glm::cuda::Mxfp4Weight mw{d_blocks.get(), d_ms.get(), n, k};
       const glm::cuda::Fp8Weight fc{d_w8.get(), d_wsc.get(), n, k, glm::cuda::Fp8Scaling::PerChannel};
       const glm::cuda::Fp8Weight fb{d_w8.get(), d_wsb.get(), n, k, glm::cuda::Fp8Scaling::Block128};
       std::vector<Variant> vs = {
-          {"mxfp4", double(n * k) * 17 / 32, [&] { return glm::cuda::mxfp4_matmul(Stream{}, d_y.get(), d_x.get(), mw, m); }},
+          {"mxfp4", double(n * k) * 17 / 32, [&] { return glm::cuda::mxfp4_matmul(Stream{}, d_y.get(), d_x.get(), mw, m); }, true},
+          // The CUDA backend's FP8 dense path (issue 5): weight-only GEMV at m = 1, bf16-tile GEMM at 2048.
+          {"fp8w-chan", double(n * k), [&] { return glm::cuda::fp8_linear(Stream{}, d_y.get(), d_x.get(), fc, nullptr, m, false); }, true},
+          {"fp8w-blk", double(n * k), [&] { return glm::cuda::fp8_linear(Stream{}, d_y.get(), d_x.get(), fb, nullptr, m, false); }, true},
           {"fp8-chan", double(n * k), [&] { return glm::cuda::fp8_gemm(Stream{}, d_y.get(), d_xq.get(), d_xs.get(), fc, m); }},
           {"fp8-blk", double(n * k), [&] { return glm::cuda::fp8_gemm(Stream{}, d_y.get(), d_xq.get(), d_xs.get(), fb, m); }},
           {"actq-tok", 0, [&] { return glm::cuda::fp8_quantize_activations(Stream{}, d_xq.get(), d_xs.get(), d_x.get(), m, k, k); }},
@@ -74,7 +78,7 @@ TEST(bench_quant_gemm_air_shapes) {
         const double sec = t[t.size() / 2] * 1e-3;
         const bool actq = v.weight_bytes == 0;
         const double flops = actq ? 0 : 2.0 * double(m) * double(n) * double(k);
-        const double bytes = actq ? double(m * k) * 5 : v.weight_bytes + double(m * k) * (v.name[0] == 'm' ? 4 : 1) + double(m * n) * 4;
+        const double bytes = actq ? double(m * k) * 5 : v.weight_bytes + double(m * k) * (v.x_fp32 ? 4 : 1) + double(m * n) * 4;
         std::printf("%-10s %-15s %6lld %6lld %6lld %10.1f %8.1f %8.0f\n", v.name, s.what, (long long)m, (long long)n, (long long)k,
                     sec * 1e6, flops / sec * 1e-12, bytes / sec * 1e-9);
         char row[256];
