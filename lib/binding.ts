@@ -96,7 +96,7 @@ export interface NativeBinding {
   AbortFlag: new () => NativeAbortFlag;
   loadModel(
     dir: string,
-    options: { backend: 'auto' | 'cpu' | 'cuda'; threads: number; prefetch: boolean },
+    options: { backend: 'auto' | 'cpu' | 'cuda'; threads: number; prefetch: boolean; cudaGraphs: boolean },
     onProgress: ((stage: string, done: number, total: number) => void) | undefined,
     abort: NativeAbortFlag | undefined,
   ): Promise<NativeModel>;

@@ -29,13 +29,22 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
       num_experts_per_tok: 4, n_group: 4, topk_group: 2, moe_intermediate_size: 32, intermediate_size: 96,
       use_qk_norm: false, norm_topk_prob: false, routed_scaling_factor: 1.0, mtp: false, dtype: 'BF16',
     }));
-    dirs = [await ensureFixture('base'), grouped];  // (fixture order matters: see the runs below)
+    // The CUDA-graph checks' model: the smallest shape the expert kernel takes (hidden and inter 32),
+    // one dense and one MoE layer, so ~60 harness decode steps per backend instance stay around a minute.
+    const tiny = path.join(tmp, 'graph-tiny');
+    await writeSyntheticCheckpoint(tiny, makeSpec(TINY_DEFAULT_SPEC, {
+      seed: 707, vocab_size: 128, max_position_embeddings: 512, hidden_size: 32, num_hidden_layers: 2,
+      first_k_dense_replace: 1, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, n_routed_experts: 8,
+      num_experts_per_tok: 2, n_group: 2, topk_group: 1, moe_intermediate_size: 32, intermediate_size: 64,
+      use_qk_norm: true, norm_topk_prob: true, routed_scaling_factor: 1.5, mtp: false, dtype: 'BF16',
+    }));
+    dirs = [await ensureFixture('base'), grouped, tiny];  // (fixture order matters: see the runs below)
   }, 120_000);
   afterAll(async () => {
     if (tmp) await rm(tmp, { recursive: true, force: true });
   });
 
-  // Two runs in parallel (the harness is single-threaded): 'base' through the bf16 tensor-core path
+  // Three runs in parallel (the harness is single-threaded): 'base' through the bf16 tensor-core path
   // (16-row steps, budget 2e-2 with the routing-flip allowance) plus the memory/fault paths, and the
   // group-routed model through the exact fp32 path (4-row steps, budget 1e-4): on the harness each step
   // costs seconds, hence the short prompts. (--prompt 300 crosses a KV page; run by hand or on a GPU.)
@@ -51,11 +60,16 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
     const results = await Promise.all([
       run(['--step-rows', '16', '--prompt', '40', dirs[0]]),
       run(['--step-rows', '4', '--prompt', '8', '--no-failure-paths', dirs[1]]),
+      // CUDA graphs on vs off (bit-identical logits and tokens over 40 decode steps crossing 8-position
+      // KV pages, batched sessions, a reset, device greedy generation) and a capture misuse caught.
+      run(['--step-rows', '4', '--graphs-only', dirs[2]]),
     ]);
     for (const r of results) {
       if (r.code !== 0) console.error(r.out);
       expect(r.out).toMatch(/^\d+ passed, 0 failed$/m);
+      expect(r.out).not.toMatch(/^FAIL/m);
       expect(r.code).toBe(0);
     }
+    expect(results[2].out).toMatch(/bit-identical with graphs on and off/);
   }, 300_000);
 });

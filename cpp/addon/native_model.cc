@@ -384,7 +384,7 @@ Napi::Function define_model(Napi::Env env) {
                                    NativeModel::InstanceMethod("dispose", &NativeModel::Dispose)});
 }
 
-// loadModel(dir, {backend, threads, prefetch}, onProgress | undefined, abortFlag | undefined) -> Promise<NativeModel>
+// loadModel(dir, {backend, threads, prefetch, cudaGraphs}, onProgress | undefined, abortFlag | undefined) -> Promise<NativeModel>
 Napi::Value load_model(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) throw Napi::TypeError::New(env, "loadModel: dir must be a string");
@@ -393,6 +393,7 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
   LoadOptions lo;
   lo.threads = int(number_field(opts, "threads"));
   lo.prefetch = opts.Get("prefetch").ToBoolean();
+  lo.cuda_graphs = !opts.Has("cudaGraphs") || opts.Get("cudaGraphs").ToBoolean();
   // 'cpu' | 'cuda' | 'auto' (lib/ validated it); 'auto' falls back to the CPU with a reason in info().
   const std::string backend = opts.Has("backend") && opts.Get("backend").IsString() ? opts.Get("backend").As<Napi::String>().Utf8Value() : "cpu";
   lo.backend = backend == "cuda" ? BackendChoice::Cuda : backend == "auto" ? BackendChoice::Auto : BackendChoice::Cpu;
