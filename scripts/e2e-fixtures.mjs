@@ -1,5 +1,5 @@
 // Writes the two BF16 checkpoints of the CUDA backend's end-to-end check (test/cuda-backend.test.ts)
-// into <out>/base and <out>/bf16-groups, for scripts/gpu-check.sh (needs `npm run build:ts` first: it
+// into <out>/base, <out>/bf16-groups and <out>/graph-tiny, for scripts/gpu-check.sh (needs `npm run build:ts` first: it
 // imports the compiled generator from dist/). Same specs as the test: 'base' is test/fixtures'
 // small({ seed: 101 }); 'bf16-groups' is the group-routed model.
 import path from 'node:path';
@@ -17,4 +17,11 @@ await writeSyntheticCheckpoint(path.join(out, 'bf16-groups'), makeSpec(TINY_DEFA
   first_k_dense_replace: 1, num_attention_heads: 8, num_key_value_heads: 2, head_dim: 16, n_routed_experts: 16,
   num_experts_per_tok: 4, n_group: 4, topk_group: 2, moe_intermediate_size: 32, intermediate_size: 96,
   use_qk_norm: false, norm_topk_prob: false, routed_scaling_factor: 1.0, mtp: false, dtype: 'BF16',
+}));
+// The CUDA-graph checks' model (test/cuda-backend.test.ts, --graphs-only).
+await writeSyntheticCheckpoint(path.join(out, 'graph-tiny'), makeSpec(TINY_DEFAULT_SPEC, {
+  seed: 707, vocab_size: 128, max_position_embeddings: 512, hidden_size: 32, num_hidden_layers: 2,
+  first_k_dense_replace: 1, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, n_routed_experts: 8,
+  num_experts_per_tok: 2, n_group: 2, topk_group: 1, moe_intermediate_size: 32, intermediate_size: 64,
+  use_qk_norm: true, norm_topk_prob: true, routed_scaling_factor: 1.5, mtp: false, dtype: 'BF16',
 }));

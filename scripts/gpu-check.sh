@@ -27,6 +27,11 @@
 # glm_cuda_bench_air: decode tokens/s at context 0 and 4096 and prefill tokens/s at 2048 on a
 # GLM-4.5-Air-shaped model cut to 3 layers (random BF16 weights built in memory, ~10 GB uploaded), with
 # the decode bytes per token as GB/s (air-bench.json). Unverified until a GPU is lent.
+# CUDA graphs (issue 5): glm_cuda_backend_gpu_check --graphs-only on 'graph-tiny' and 'bf16-groups' (needs
+# the fixtures above): decode with graphs on vs off must give bit-identical logits and tokens (40 steps
+# over 8-position KV pages, batched sessions, a reset, device greedy generation) and a synchronous call
+# inside a capture must be rejected by the real runtime and fall back to eager (e2e-graphs.log). The
+# benchmark prints decode tokens/s with graphs on and off side by side (air-bench.json *_graphs_on/off).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu-check-out}"
@@ -57,7 +62,7 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DGLM_CUDA=ON -DGLM_
 t_build=$(( $(date +%s) - t0 ))
 say "build: rc=${build_rc} in ${t_build}s"
 
-gpu_rc=99; harness_rc=99; memcheck_rc=99; racecheck_rc=99; bench_rc=99; linear_bench_rc=99; e2e_rc=99; air_rc=99
+gpu_rc=99; harness_rc=99; memcheck_rc=99; racecheck_rc=99; bench_rc=99; linear_bench_rc=99; e2e_rc=99; air_rc=99; graphs_rc=99
 if [ $build_rc -eq 0 ]; then
   ./build-gpu/glm_kernel_tests_gpu --json "$OUT/gpu-tests.json" 2>&1 | tee "$OUT/gpu-tests.log"; gpu_rc=${PIPESTATUS[0]}
   ./build-gpu/glm_kernel_tests --json "$OUT/harness-tests.json" >"$OUT/harness-tests.log" 2>&1; harness_rc=$?
@@ -73,6 +78,10 @@ if [ $build_rc -eq 0 ]; then
   if [ -n "$fixtures" ] && [ -d "$fixtures/base" ]; then
     timeout 300 ./build-gpu/glm_cuda_backend_gpu_check --step-rows 16 --prompt 300 "$fixtures/base" \
       --step-rows 4 --prompt 300 "$fixtures/bf16-groups" 2>&1 | tee "$OUT/e2e.log"; e2e_rc=${PIPESTATUS[0]}
+    if [ -d "$fixtures/graph-tiny" ]; then
+      timeout 120 ./build-gpu/glm_cuda_backend_gpu_check --step-rows 4 --graphs-only "$fixtures/graph-tiny" \
+        --step-rows 16 --graphs-only "$fixtures/bf16-groups" 2>&1 | tee "$OUT/e2e-graphs.log"; graphs_rc=${PIPESTATUS[0]}
+    fi
   else
     say "e2e: no checkpoints (no node + dist/, and GLM_E2E_FIXTURES unset): skipped"
   fi
@@ -84,9 +93,9 @@ if [ $build_rc -eq 0 ]; then
 fi
 
 python3 - "$OUT" "$rev" "$clean" "$build_rc" "$gpu_rc" "$harness_rc" "$memcheck_rc" "$racecheck_rc" "$t_build" "$bench_rc" "$linear_bench_rc" \
-  "$e2e_rc" "$air_rc" <<'PY' 2>&1 | tee -a "$log"
+  "$e2e_rc" "$air_rc" "$graphs_rc" <<'PY' 2>&1 | tee -a "$log"
 import json, os, sys
-out, rev, clean, build_rc, gpu_rc, harness_rc, mem_rc, race_rc, t_build, bench_rc, linear_bench_rc, e2e_rc, air_rc = sys.argv[1:]
+out, rev, clean, build_rc, gpu_rc, harness_rc, mem_rc, race_rc, t_build, bench_rc, linear_bench_rc, e2e_rc, air_rc, graphs_rc = sys.argv[1:]
 def load(name):
     try:
         with open(os.path.join(out, name)) as f: return json.load(f)
@@ -101,7 +110,8 @@ result = {
     "fast_paths": [{"fast": "fp8_gemm_sm90", "twin": "fp8_gemm", "test": "fp8_gemm_sm90_twin_matches_when_available",
                     "ok": gpu.get("fp8_gemm_sm90_twin_matches_when_available", {}).get("ok")}],
     "quant_bench_rc": int(bench_rc), "quant_bench": load("quant-bench.json"),
-    "cuda_backend_e2e_rc": int(e2e_rc), "air_bench_rc": int(air_rc), "air_bench": load("air-bench.json"),
+    "cuda_backend_e2e_rc": int(e2e_rc), "cuda_graphs_rc": int(graphs_rc),
+    "air_bench_rc": int(air_rc), "air_bench": load("air-bench.json"),
     "linear_bench_rc": int(linear_bench_rc), "linear_bench": load("linear-bench.json"),
     "tests": [{"test": t, "gpu_ok": gpu.get(t, {}).get("ok"), "gpu_ms": gpu.get(t, {}).get("ms"),
                "harness_ok": har.get(t, {}).get("ok"), "harness_ms": har.get(t, {}).get("ms")}
@@ -128,8 +138,8 @@ if result["linear_bench"]:
 print(f"revision {rev} (cuda/ clean {clean}); build rc {build_rc} ({t_build}s); gpu tests rc {gpu_rc}; bench rc {bench_rc}; "
       f"linear bench rc {linear_bench_rc}; "
       f"harness rc {harness_rc}; memcheck rc {mem_rc}; racecheck rc {race_rc}; "
-      f"cuda backend e2e rc {e2e_rc}; air bench rc {air_rc} (99 = not run)")
+      f"cuda backend e2e rc {e2e_rc}; cuda graphs rc {graphs_rc}; air bench rc {air_rc} (99 = not run)")
 PY
 [ "$build_rc" -eq 0 ] && [ "$gpu_rc" -eq 0 ] && [ "$harness_rc" -eq 0 ] && \
   { [ "$memcheck_rc" -eq 0 ] || [ "$memcheck_rc" -eq 99 ]; } && { [ "$racecheck_rc" -eq 0 ] || [ "$racecheck_rc" -eq 99 ]; } && \
-  { [ "$e2e_rc" -eq 0 ] || [ "$e2e_rc" -eq 99 ]; }
+  { [ "$e2e_rc" -eq 0 ] || [ "$e2e_rc" -eq 99 ]; } && { [ "$graphs_rc" -eq 0 ] || [ "$graphs_rc" -eq 99 ]; }

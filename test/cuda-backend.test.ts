@@ -71,5 +71,5 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
       expect(r.code).toBe(0);
     }
     expect(results[2].out).toMatch(/bit-identical with graphs on and off/);
-  }, 300_000);
+  }, 480_000);
 });

@@ -108,8 +108,10 @@ Status CudaBackend::init(const ModelWeights& weights) {
     return Status::error(ErrorCode::InvalidParam, "CUDA backend: page_tokens must be in [1, 256]");
   }
   if (opts_.page_tokens > 0) page_tokens_ = opts_.page_tokens;
+  // Non-blocking: no implicit ordering with the legacy default stream, so another model's synchronous
+  // uploads (legacy stream) in another thread neither wait on this stream nor break its graph capture.
   cudaStream_t s = nullptr;
-  GLM_TRY(runtime_status(cudaStreamCreate(&s), "cudaStreamCreate"));
+  GLM_TRY(runtime_status(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreateWithFlags"));
   stream_ = s;
   GLM_TRY(plan_memory(weights));
   GLM_TRY(upload_weights(weights));
@@ -140,7 +142,9 @@ Status CudaBackend::init(const ModelWeights& weights) {
   // KV pool: one allocation, layer-major, so layer l's pool is a plain offset.
   GLM_TRY(device_alloc(uint64_t(pages_->n_pages) * pages_->page_bytes_all_layers, &p, "KV cache pool"));
   kv_pool_ = static_cast<float*>(p);
-  return Status::ok();
+  // The uploads went through cudaMemcpy on the legacy stream, which the non-blocking stream does not
+  // wait for (a pageable copy may return before its DMA lands): finish them before the first step.
+  return runtime_status(cudaDeviceSynchronize(), "weight upload");
 }
 
 Status CudaBackend::plan_memory(const ModelWeights& w) {

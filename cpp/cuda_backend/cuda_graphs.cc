@@ -67,7 +67,9 @@ void CudaBackend::graph_begin_step(const StepPlan& plan) {
 
 void CudaBackend::graph_start_capture() {
   if (mode_ != Mode::Record) return;
-  const cudaError_t err = cudaStreamBeginCapture(static_cast<cudaStream_t>(stream_), cudaStreamCaptureModeGlobal);
+  // Thread-local mode: unsafe calls are forbidden on this (the executor's) thread only, so another model
+  // loading or running on another thread is not affected by this capture.
+  const cudaError_t err = cudaStreamBeginCapture(static_cast<cudaStream_t>(stream_), cudaStreamCaptureModeThreadLocal);
   if (err != cudaSuccess) {
     (void)cudaGetLastError();
     mode_ = Mode::Eager;

@@ -725,7 +725,8 @@ cudaError_t launch(const void* fn, const char* name, dim3 grid, dim3 block, size
 
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
   if (!stream) return fail_call(cudaErrorStreamCaptureUnsupported, "cudaStreamBeginCapture on the legacy default stream");
-  if (mode != cudaStreamCaptureModeGlobal) return fail_call(cudaErrorInvalidValue, "the harness emulates global capture mode only");
+  // Relaxed mode would allow the calls the other modes forbid; the backend never uses it.
+  if (mode == cudaStreamCaptureModeRelaxed) return fail_call(cudaErrorInvalidValue, "the harness emulates global and thread-local capture modes only");
   if (stream->capturing) return fail_call(cudaErrorIllegalState, "cudaStreamBeginCapture on a stream already capturing");
   stream->capturing = true;
   stream->invalidated = false;
@@ -823,6 +824,7 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream) {
   *stream = new GlmHarnessStream{++next_id};
   return cudaSuccess;
 }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) { return cudaStreamCreate(stream); }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   delete stream;
   return cudaSuccess;

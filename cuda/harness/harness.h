@@ -87,6 +87,9 @@ cudaError_t cudaSetDevice(int device);
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device);
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
 cudaError_t cudaStreamCreate(cudaStream_t* stream);
+#define cudaStreamDefault 0x00
+#define cudaStreamNonBlocking 0x01
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaPeekAtLastError();
 // Pinned host memory (plain host memory here, remembered so a captured copy can check its host side is
@@ -97,7 +100,8 @@ cudaError_t cudaFreeHost(void* ptr);
 // Stream capture and graphs (CUDA 12/13 signatures), the subset the backend uses. While a stream
 // captures, kernel launches (GLM_LAUNCH) and cudaMemcpyAsync/cudaMemsetAsync on it are recorded with
 // their arguments by value instead of run; cudaGraphLaunch runs the recorded work in order. As in the
-// runtime's global capture mode, a synchronous call while any stream captures (cudaMalloc, cudaFree,
+// runtime's global and thread-local capture modes (the same here: the harness runs on one thread), a
+// synchronous call while any stream captures (cudaMalloc, cudaFree,
 // cudaMallocHost, cudaFreeHost, cudaMemcpy, cudaMemset, cudaStreamSynchronize, cudaDeviceSynchronize,
 // cudaGraphLaunch into the capture) fails and invalidates the capture, so misuse shows up here.
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);

@@ -122,96 +122,96 @@ int main(int argc, char** argv) {
   }
   std::string json = "{";
   for (const bool graphs : {true, false}) {
-  CudaBackendOptions o;
-  o.max_step_rows = 2048;
-  o.kv_cache_bytes = uint64_t(4) << 30;
-  o.graphs = graphs;
-  std::unique_ptr<Backend> be;
-  double t0 = now_s();
-  st = create_cuda_backend(c, w, o, &be);
-  if (!st.is_ok()) {
-    std::fprintf(stderr, "bench_air: load: %s\n", st.message().c_str());
-    return 1;
-  }
-  std::printf("== CUDA graphs %s: load (upload) %.1f s\n", graphs ? "on" : "off", now_s() - t0);
+    CudaBackendOptions o;
+    o.max_step_rows = 2048;
+    o.kv_cache_bytes = uint64_t(4) << 30;
+    o.graphs = graphs;
+    std::unique_ptr<Backend> be;
+    double t0 = now_s();
+    st = create_cuda_backend(c, w, o, &be);
+    if (!st.is_ok()) {
+      std::fprintf(stderr, "bench_air: load: %s\n", st.message().c_str());
+      return 1;
+    }
+    std::printf("== CUDA graphs %s: load (upload) %.1f s\n", graphs ? "on" : "off", now_s() - t0);
 
-  std::vector<float> logits;
-  int32_t greedy_token = -1;
-  // Runs one step of `n` tokens on `kv` at its current length; returns seconds.
-  auto step = [&](KvStore& kv, int64_t n) -> double {
-    StepPlan plan;
-    StepPlan::Sequence s;
-    s.cache = &kv, s.row_begin = 0, s.n_rows = n, s.start_pos = kv.length();
-    plan.sequences.push_back(s);
-    for (int64_t i = 0; i < n; ++i) {
-      plan.tokens.push_back(int32_t((kv.length() + i) * 7919 % c.vocab_size));
-      plan.positions.push_back(int32_t(kv.length() + i));
+    std::vector<float> logits;
+    int32_t greedy_token = -1;
+    // Runs one step of `n` tokens on `kv` at its current length; returns seconds.
+    auto step = [&](KvStore& kv, int64_t n) -> double {
+      StepPlan plan;
+      StepPlan::Sequence s;
+      s.cache = &kv, s.row_begin = 0, s.n_rows = n, s.start_pos = kv.length();
+      plan.sequences.push_back(s);
+      for (int64_t i = 0; i < n; ++i) {
+        plan.tokens.push_back(int32_t((kv.length() + i) * 7919 % c.vocab_size));
+        plan.positions.push_back(int32_t(kv.length() + i));
+      }
+      plan.logit_rows.push_back(n - 1);
+      plan.greedy_tokens = n == 1;  // decode: the token is selected on the device (Model::generate's greedy path)
+      logits.resize(size_t(c.vocab_size));
+      Status r = kv.reserve(kv.length() + n);
+      const double a = now_s();
+      if (r.is_ok()) r = forward_step(*be, c, w, plan, logits.data(), nullptr, nullptr, &greedy_token);
+      const double t = now_s() - a;
+      if (!r.is_ok()) {
+        std::fprintf(stderr, "bench_air: step: %s\n", r.message().c_str());
+        std::exit(1);
+      }
+      kv.set_length(kv.length() + n);
+      return t;
+    };
+    // Bytes a decode token reads: every dense weight once, top-8 + shared experts per MoE layer, the
+    // router, embeddings row, lm_head, and the KV of `ctx` positions (fp32 K and V).
+    auto decode_bytes = [&](int64_t ctx) {
+      const double H = double(c.hidden_size);
+      double b = double(c.vocab_size) * H * 2 + H * 2;
+      for (int64_t l = 0; l < layers; ++l) {
+        b += (double(c.q_width()) * H * 2 + 2 * double(c.kv_width()) * H + H * double(c.q_width())) * 2;
+        if (c.is_moe_layer(l)) b += (double(c.num_experts_per_tok) + 1) * 3 * H * double(c.moe_intermediate_size) * 2 + double(c.n_routed_experts) * H * 2;
+        else b += 3 * H * double(c.intermediate_size) * 2;
+        b += double(ctx) * 2 * double(c.kv_width()) * 4;
+      }
+      return b;
+    };
+    const char* tag = graphs ? "graphs_on" : "graphs_off";
+    auto measure_decode = [&](int64_t ctx, const char* key) {
+      std::unique_ptr<KvStore> kv;
+      (void)be->create_kv(ctx + 64, &kv);
+      for (int64_t filled = 0; filled < ctx;) {
+        const int64_t n = std::min<int64_t>(2048, ctx - filled);
+        step(*kv, n);
+        filled += n;
+      }
+      for (int i = 0; i < 3; ++i) step(*kv, 1);  // warm-up
+      double t = 0;
+      const int n = 20;
+      for (int i = 0; i < n; ++i) t += step(*kv, 1);
+      const double tps = n / t, gbs = decode_bytes(ctx) * tps / 1e9;
+      std::printf("decode at context %lld (graphs %s): %.1f tokens/s, %.1f GB/s of active weights + KV (%.2f GB per token)\n",
+                  static_cast<long long>(ctx), graphs ? "on" : "off", tps, gbs, decode_bytes(ctx) / 1e9);
+      json += std::string(json.size() > 1 ? "," : "") + "\"" + key + "_" + tag + "\":{\"tokens_per_s\":" + std::to_string(tps) +
+              ",\"gb_per_s\":" + std::to_string(gbs) + "}";
+    };
+    measure_decode(0, "decode_ctx0");
+    measure_decode(4096, "decode_ctx4096");
+    if (auto* cb = dynamic_cast<cuda_backend::CudaBackend*>(be.get())) {
+      const auto& gs = cb->graph_stats();
+      std::printf("graphs: %llu captures, %llu replays, %llu eager decode steps, %llu failures %s\n",
+                  (unsigned long long)gs.captures, (unsigned long long)gs.replays, (unsigned long long)gs.eager_decode_steps,
+                  (unsigned long long)gs.capture_failures, gs.last_failure.c_str());
+      json += std::string(",\"") + tag + "_stats\":{\"captures\":" + std::to_string(gs.captures) +
+              ",\"replays\":" + std::to_string(gs.replays) + ",\"failures\":" + std::to_string(gs.capture_failures) + "}";
     }
-    plan.logit_rows.push_back(n - 1);
-    plan.greedy_tokens = n == 1;  // decode: the token is selected on the device (Model::generate's greedy path)
-    logits.resize(size_t(c.vocab_size));
-    Status r = kv.reserve(kv.length() + n);
-    const double a = now_s();
-    if (r.is_ok()) r = forward_step(*be, c, w, plan, logits.data(), nullptr, nullptr, &greedy_token);
-    const double t = now_s() - a;
-    if (!r.is_ok()) {
-      std::fprintf(stderr, "bench_air: step: %s\n", r.message().c_str());
-      std::exit(1);
+    if (graphs) {
+      std::unique_ptr<KvStore> kv;
+      (void)be->create_kv(4096, &kv);
+      step(*kv, 2048);  // warm-up (buffers grow on the first large step)
+      kv->set_length(0);
+      const double t = step(*kv, 2048);
+      std::printf("prefill 2048 tokens: %.1f tokens/s (%.3f s)\n", 2048 / t, t);
+      json += ",\"prefill_2048\":{\"tokens_per_s\":" + std::to_string(2048 / t) + "}";
     }
-    kv.set_length(kv.length() + n);
-    return t;
-  };
-  // Bytes a decode token reads: every dense weight once, top-8 + shared experts per MoE layer, the
-  // router, embeddings row, lm_head, and the KV of `ctx` positions (fp32 K and V).
-  auto decode_bytes = [&](int64_t ctx) {
-    const double H = double(c.hidden_size);
-    double b = double(c.vocab_size) * H * 2 + H * 2;
-    for (int64_t l = 0; l < layers; ++l) {
-      b += (double(c.q_width()) * H * 2 + 2 * double(c.kv_width()) * H + H * double(c.q_width())) * 2;
-      if (c.is_moe_layer(l)) b += (double(c.num_experts_per_tok) + 1) * 3 * H * double(c.moe_intermediate_size) * 2 + double(c.n_routed_experts) * H * 2;
-      else b += 3 * H * double(c.intermediate_size) * 2;
-      b += double(ctx) * 2 * double(c.kv_width()) * 4;
-    }
-    return b;
-  };
-  const char* tag = graphs ? "graphs_on" : "graphs_off";
-  auto measure_decode = [&](int64_t ctx, const char* key) {
-    std::unique_ptr<KvStore> kv;
-    (void)be->create_kv(ctx + 64, &kv);
-    for (int64_t filled = 0; filled < ctx;) {
-      const int64_t n = std::min<int64_t>(2048, ctx - filled);
-      step(*kv, n);
-      filled += n;
-    }
-    for (int i = 0; i < 3; ++i) step(*kv, 1);  // warm-up
-    double t = 0;
-    const int n = 20;
-    for (int i = 0; i < n; ++i) t += step(*kv, 1);
-    const double tps = n / t, gbs = decode_bytes(ctx) * tps / 1e9;
-    std::printf("decode at context %lld (graphs %s): %.1f tokens/s, %.1f GB/s of active weights + KV (%.2f GB per token)\n",
-                static_cast<long long>(ctx), graphs ? "on" : "off", tps, gbs, decode_bytes(ctx) / 1e9);
-    json += std::string(json.size() > 1 ? "," : "") + "\"" + key + "_" + tag + "\":{\"tokens_per_s\":" + std::to_string(tps) +
-            ",\"gb_per_s\":" + std::to_string(gbs) + "}";
-  };
-  measure_decode(0, "decode_ctx0");
-  measure_decode(4096, "decode_ctx4096");
-  if (auto* cb = dynamic_cast<cuda_backend::CudaBackend*>(be.get())) {
-    const auto& gs = cb->graph_stats();
-    std::printf("graphs: %llu captures, %llu replays, %llu eager decode steps, %llu failures %s\n",
-                (unsigned long long)gs.captures, (unsigned long long)gs.replays, (unsigned long long)gs.eager_decode_steps,
-                (unsigned long long)gs.capture_failures, gs.last_failure.c_str());
-    json += std::string(",\"") + tag + "_stats\":{\"captures\":" + std::to_string(gs.captures) +
-            ",\"replays\":" + std::to_string(gs.replays) + ",\"failures\":" + std::to_string(gs.capture_failures) + "}";
-  }
-  if (graphs) {
-    std::unique_ptr<KvStore> kv;
-    (void)be->create_kv(4096, &kv);
-    step(*kv, 2048);  // warm-up (buffers grow on the first large step)
-    kv->set_length(0);
-    const double t = step(*kv, 2048);
-    std::printf("prefill 2048 tokens: %.1f tokens/s (%.3f s)\n", 2048 / t, t);
-    json += ",\"prefill_2048\":{\"tokens_per_s\":" + std::to_string(2048 / t) + "}";
-  }
   }
   json += ",\"layers\":" + std::to_string(layers) + "}";
   if (argc > 1) {
