@@ -711,9 +711,19 @@ namespace glm::harness {
 uint64_t captured_nodes() { return g_captured_nodes; }
 
 cudaError_t launch(const void* fn, const char* name, dim3 grid, dim3 block, size_t dyn_bytes, cudaStream_t stream,
-                   std::function<void()> body) {
+                   std::function<void()> body, std::vector<const void*> pointers) {
   if (stream && stream->capturing) {
-    const cudaError_t e = record_node(stream, std::string("kernel '") + name + "'", [=]() { return launch_now(fn, name, grid, block, dyn_bytes, body); });
+    const cudaError_t e = record_node(stream, std::string("kernel '") + name + "'", [=]() {
+      for (const void* p : pointers) {
+        if (p && !is_device(p, 0) && !is_pinned(p, 0)) {
+          g_error = std::string("kernel '") + name +
+                    "' replayed from a graph with a pointer argument into freed memory (the buffer was freed after the capture)";
+          g_last = cudaErrorLaunchFailure;
+          return cudaErrorLaunchFailure;
+        }
+      }
+      return launch_now(fn, name, grid, block, dyn_bytes, body);
+    });
     if (e != cudaSuccess) return take_pending();
     return take_pending();  // an earlier uncleared error surfaces here, as after <<<>>>
   }
@@ -868,13 +878,18 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   if (s && s->capturing) {
     // A captured copy reads and writes its host side at replay: it must be pinned memory (the runtime
     // refuses pageable memory in a capture), device memory on the device side.
-    auto ok = [&](const void* p) { return !bytes || is_device(p, bytes) || is_pinned(p, bytes); };
+    auto ok = [bytes](const void* p) { return !bytes || is_device(p, bytes) || is_pinned(p, bytes); };
     if (!ok(dst) || !ok(src)) {
       s->invalidated = true;
       return fail_call(cudaErrorStreamCaptureUnsupported,
                        "cudaMemcpyAsync of pageable host memory during stream capture; the capture is invalidated");
     }
     const cudaError_t e = record_node(s, "cudaMemcpyAsync", [=]() {
+      if (!ok(dst) || !ok(src)) {
+        g_error = "cudaMemcpyAsync replayed from a graph on memory freed after the capture";
+        g_last = cudaErrorLaunchFailure;
+        return cudaErrorLaunchFailure;
+      }
       if (bytes) std::memmove(dst, src, bytes);
       return cudaSuccess;
     });

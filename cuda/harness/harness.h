@@ -27,6 +27,7 @@
 #include <functional>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 // ---------------------------------------------------------------------------------------------
 // The slice of the CUDA runtime API our launchers and tests use.
@@ -145,10 +146,17 @@ Stats stats();
 
 // Runs (or, on a capturing stream, records) a launch. A launch also reports an error left pending by
 // an earlier failed call that nobody cleared, as `kernel<<<>>>(); cudaGetLastError()` does.
+// `pointers` are the kernel's pointer arguments: a captured launch checks at each replay that they
+// still point into live device (or pinned) memory — a graph replayed after a cudaFree of a buffer it
+// captured is a use after free on the device, caught here.
 cudaError_t launch(const void* fn, const char* name, dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stream,
-                   std::function<void()> body);
+                   std::function<void()> body, std::vector<const void*> pointers = {});
 // Work recorded by captures so far (self-tests).
 uint64_t captured_nodes();
+
+template <class T> void pointer_arg(std::vector<const void*>& out, const T& v) {
+  if constexpr (std::is_pointer<T>::value) out.push_back(static_cast<const void*>(v));
+}
 
 // GLM_LAUNCH's harness side: the arguments are evaluated and converted to the kernel's parameter types
 // once, at the launch (as a <<<>>> launch does), and every thread of the grid receives those values. The
@@ -158,8 +166,10 @@ cudaError_t launch_kernel(void (*fn)(P...), const char* name, dim3 grid, dim3 bl
                           A&&... args) {
   static_assert(sizeof...(P) == sizeof...(A), "kernel argument count");
   std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
+  std::vector<const void*> pointers;
+  std::apply([&](const auto&... p) { (pointer_arg(pointers, p), ...); }, params);
   return launch(reinterpret_cast<const void*>(fn), name, grid, block, smem, stream,
-                [fn, params = std::move(params)]() { std::apply(fn, params); });
+                [fn, params = std::move(params)]() { std::apply(fn, params); }, std::move(pointers));
 }
 
 // Kernel-side primitives.

@@ -106,6 +106,26 @@ TEST(harness_graph_capture_misuse_is_caught) {
   CHECK(GLM_LAUNCH(axpb_kernel, dim3(1), dim3(32), 0, s, y.get(), 1.0f, 0.0f, 32) == cudaErrorStreamCaptureInvalidated);
   CHECK(GLM_LAUNCH(axpb_kernel, dim3(1), dim3(32), 0, s, y.get(), 1.0f, 0.0f, 32) == cudaSuccess);
 
+  // A graph replayed after a buffer it captured was freed (a backend that reallocates scratch without
+  // dropping its graphs) is a use after free: the replay fails instead of writing freed memory.
+  {
+    float* tmp = nullptr;
+    CHECK(cudaMalloc(reinterpret_cast<void**>(&tmp), 32 * sizeof(float)) == cudaSuccess);
+    CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess);
+    CHECK(GLM_LAUNCH(axpb_kernel, dim3(1), dim3(32), 0, s, tmp, 1.0f, 0.0f, 32) == cudaSuccess);
+    CHECK(cudaStreamEndCapture(s, &g) == cudaSuccess);
+    cudaGraphExec_t exec = nullptr;
+    CHECK(cudaGraphInstantiate(&exec, g, 0) == cudaSuccess);
+    CHECK(cudaMemset(tmp, 0, 32 * sizeof(float)) == cudaSuccess);
+    CHECK(cudaGraphLaunch(exec, s) == cudaSuccess) << "replay on live memory";
+    CHECK(cudaFree(tmp) == cudaSuccess);
+    CHECK(cudaGraphLaunch(exec, s) == cudaErrorLaunchFailure) << "replay after the free not caught";
+    CHECK(last_message_has("freed")) << glm::harness::last_error_message();
+    (void)cudaGetLastError();
+    CHECK(cudaGraphExecDestroy(exec) == cudaSuccess);
+    CHECK(cudaGraphDestroy(g) == cudaSuccess);
+  }
+
   // Ending a capture that never began, and capturing the legacy stream, are errors.
   CHECK(cudaStreamEndCapture(s, &g) == cudaErrorIllegalState);
   CHECK(cudaStreamBeginCapture(nullptr, cudaStreamCaptureModeGlobal) != cudaSuccess);
