@@ -272,6 +272,7 @@ describe('lifetimes', () => {
     const m = await Model.load(dir, { backend: 'cpu', threads: 1, prefetch: false, cudaGraphs: false });
     expect((await m.generate({ tokens: [1, 2, 3], maxTokens: 3 })).tokens).toEqual(
       (await model.generate({ tokens: [1, 2, 3], maxTokens: 3 })).tokens);
+    expect(m.info.cudaGraphs).toEqual({ captures: 0, replays: 0, failures: 0 });
     await m.dispose();
   });
 

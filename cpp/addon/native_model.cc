@@ -192,6 +192,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     mem.Set("kvCacheBytes", Napi::Number::New(env, double(host_->kv_bytes.load())));
     mem.Set("scratchBytes", Napi::Number::New(env, double(host_->scratch_bytes.load())));
     o.Set("memory", mem);
+    Napi::Object graphs = Napi::Object::New(env);
+    graphs.Set("captures", Napi::Number::New(env, double(host_->graph_captures.load())));
+    graphs.Set("replays", Napi::Number::New(env, double(host_->graph_replays.load())));
+    graphs.Set("failures", Napi::Number::New(env, double(host_->graph_failures.load())));
+    o.Set("cudaGraphs", graphs);
     return o;
   }
 

@@ -81,6 +81,9 @@ class CudaBackend final : public Backend {
     std::string last_failure;
   };
   const GraphStats& graph_stats() const { return graph_stats_; }
+  GraphCounters graph_counters() const override {
+    return {graph_stats_.captures, graph_stats_.replays, graph_stats_.capture_failures};
+  }
   // Tests: the next captured op makes a synchronous runtime call, which stream capture forbids, so the
   // runtime (or the harness) must reject it and the step must fall back to eager.
   void inject_capture_misuse() { inject_misuse_ = true; }

@@ -65,6 +65,12 @@ class Backend {
   virtual Status health() const { return Status::ok(); }
   // Bytes of activation buffers held (model.info.memory.scratchBytes).
   virtual uint64_t scratch_bytes() const { return 0; }
+  // Decode steps captured as device graphs, replayed, and captures that failed (the step then ran
+  // eagerly) so far (model.info.cudaGraphs); zeros for a backend without graphs.
+  struct GraphCounters {
+    uint64_t captures = 0, replays = 0, failures = 0;
+  };
+  virtual GraphCounters graph_counters() const { return {}; }
 
   // Scratch tensors are identified by a slot number and stay valid until the next call with the
   // same slot; their contents are undefined on return.
