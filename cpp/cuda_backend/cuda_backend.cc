@@ -381,9 +381,9 @@ void CudaBackend::record(Status st) {
 Status CudaBackend::begin_step(const StepPlan& plan) {
   GLM_TRY(health());
   if (step_open_) {
-    // The previous step returned early (an error before end_step): close its capture and drain the
-    // stream before the pinned plan buffer is rewritten.
-    if (mode_ != Mode::Eager) fall_back_to_eager("", false);
+    // The previous step returned early (an error before end_step): drop what it captured or skipped
+    // (its results are discarded) and drain the stream before the pinned plan buffer is rewritten.
+    discard_graph_step();
     record(runtime_status(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)), "step"));
     GLM_TRY(health());
   }
@@ -454,8 +454,9 @@ Status CudaBackend::begin_step(const StepPlan& plan) {
 }
 
 Status CudaBackend::end_step() {
-  // A step that ended without a download (no logit rows, or cancelled) runs what it captured eagerly.
-  if (mode_ != Mode::Eager) fall_back_to_eager("", false);
+  // A step that ended without a download (cancelled) runs what it captured or skipped eagerly; a
+  // capture that had failed is still reported.
+  if (mode_ != Mode::Eager) fall_back_to_eager(capture_failure_, capture_failed_ && !capture_regrow_);
   step_open_ = false;
   if (running()) {
     // Asynchronous failures surface at a synchronisation point; catch them in this step.

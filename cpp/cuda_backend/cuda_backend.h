@@ -154,6 +154,7 @@ class CudaBackend final : public Backend {
   void graph_start_capture();                   // (after the plan upload)
   void graph_finish_step();                     // end of the graph region: launch the graph or run eagerly
   void fall_back_to_eager(const std::string& why, bool failure);
+  void discard_graph_step();                    // an abandoned step: end its capture, run nothing
   void drop_graphs();
   void download_greedy_select(Act logits);  // argmax_tokens into greedy_dev_
   Status alloc_pinned(uint64_t bytes, void** out);

@@ -141,6 +141,21 @@ void CudaBackend::fall_back_to_eager(const std::string& why, bool failure) {
   for (auto& op : ops) op();
 }
 
+void CudaBackend::discard_graph_step() {
+  if (capturing_) {
+    cudaGraph_t g = nullptr;
+    (void)cudaStreamEndCapture(static_cast<cudaStream_t>(stream_), &g);
+    if (g) (void)cudaGraphDestroy(g);
+    (void)cudaGetLastError();
+    capturing_ = false;
+  }
+  mode_ = Mode::Eager;
+  capture_failed_ = capture_regrow_ = false;
+  replaying_ = nullptr;
+  step_sigs_.clear();
+  step_ops_.clear();
+}
+
 void CudaBackend::graph_finish_step() {
   const cudaStream_t s = static_cast<cudaStream_t>(stream_);
   if (mode_ == Mode::Replay) {

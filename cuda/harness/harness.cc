@@ -686,7 +686,7 @@ cudaError_t capture_breaks(const char* call) {
   if (g_capturing.empty()) return cudaSuccess;
   for (GlmHarnessStream* s : g_capturing) s->invalidated = true;
   return fail_call(cudaErrorStreamCaptureUnsupported,
-                   std::string(call) + " while a stream is capturing a graph: not allowed in global capture mode; "
+                   std::string(call) + " while a stream is capturing a graph: not allowed in global or thread-local capture mode; "
                                        "the capture is invalidated");
 }
 

@@ -20,6 +20,7 @@
 // expert GEMMs and the lm_head, through up to 5 layers: a few 1e-3 expected, 2e-2 leaves headroom for
 // the random synthetic weights' larger activations while still catching any real bug (a wrong head,
 // page, slot or routing is O(1)). Decode rows (m <= 4) use the fp32 GEMV and are much closer.
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -204,6 +205,19 @@ GraphRun run_graph_scenario(glm::Model& m, const std::vector<int32_t>& prompt, b
   auto next_of = [&](const std::vector<float>& l) { return glm::argmax_token(l.data(), V); };
   const std::vector<int32_t> p8(prompt.begin(), prompt.begin() + 8);
   if (!(g.status = eval({{a.get(), p8}})).is_ok()) return g;
+  {
+    // A decode step cancelled before its first layer (while its graph is being recorded): Aborted, the
+    // session unchanged, and the next steps as if it never happened.
+    std::atomic<bool> cancel{true};
+    glm::EvalRequest r;
+    r.sequence = a.get(), r.tokens = {next_of(g.logits.back())};
+    std::vector<glm::EvalRequest*> one{&r};
+    const glm::Status st = m.evaluate(one, &cancel);
+    if (st.code() != glm::ErrorCode::Aborted || a->length() != 8) {
+      g.status = glm::Status::error(glm::ErrorCode::Internal, "a cancelled decode step: " + st.message());
+      return g;
+    }
+  }
   for (int i = 0; i < (misuse ? 4 : g_opts.decode_steps); ++i) {
     g.tokens.push_back(next_of(g.logits.back()));
     if (!(g.status = eval({{a.get(), {g.tokens.back()}}})).is_ok()) return g;
