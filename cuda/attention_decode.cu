@@ -9,6 +9,8 @@
 //   l = l * exp(m - m') + sum_j p_j;  o = o * exp(m - m') + sum_j p_j v_j.
 // The chunk's normalised o/l and (m, l) go to the workspace; the combine kernel weighs chunk c by
 // exp(m_c - M) * l_c, which reproduces the single-pass softmax exactly (up to fp32 rounding).
+// The lengths are read on the device; max_len only sizes the chunks, so a caller may pass the page
+// table's capacity (the CUDA backend does, for graph capture): chunks past a sequence's end exit at once.
 #include "common.cuh"
 #include "launch_util.h"
 #include "ops.h"
@@ -62,6 +64,17 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_split_kernel(
   const int len = seq_lens[b];
   const int begin = split * chunk;
   const int end = min(len, begin + chunk);
+  if (begin >= len) {
+    // A chunk past the sequence's end (the grid is sized from the page table's capacity so a captured
+    // graph's launch does not depend on the lengths): an empty partial, l = 0, which the combine skips
+    // without reading part_o. Uniform per block, so no barrier is abandoned.
+    for (int g = tid; g < group; g += kThreads) {
+      const int64_t h = int64_t(b) * n_heads + kvh * group + g;
+      part_ml[(h * n_splits + split) * 2] = -INFINITY;
+      part_ml[(h * n_splits + split) * 2 + 1] = 0.0f;
+    }
+    return;
+  }
 
   for (int i = tid; i < group * head_dim; i += kThreads) {
     q_s[i] = q[(int64_t(b) * n_heads + kvh * group) * head_dim + i] * scale;  // the group's heads are adjacent

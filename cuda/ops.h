@@ -66,7 +66,9 @@ struct DecodeAttentionArgs {
   int64_t batch = 0;          // sequences, one query token each
   int64_t n_heads = 0;        // query heads; a multiple of n_kv_heads, group n_heads/n_kv_heads <= 16
   int64_t pages_per_seq = 0;  // row stride of page_table
-  int64_t max_len = 0;        // >= every seq_lens[b]; sizes the split of the sequence
+  int64_t max_len = 0;        // >= every seq_lens[b]; sizes the split of the sequence (may be the
+                              // capacity pages_per_seq * page_tokens: launch parameters then do not
+                              // depend on the lengths; chunks past a sequence's end cost an early exit)
   int64_t n_splits = 1;       // sequence chunks computed by separate blocks, combined exactly
   float scale = 0;            // softmax scale (1/sqrt(head_dim))
 };

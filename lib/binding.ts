@@ -45,6 +45,11 @@ export interface NativeModelInfo {
   threads: number;
   cpuIsa: string;
   memory: { weightsMappedBytes: number; weightsOwnedBytes: number; kvCacheBytes: number; scratchBytes: number };
+  /**
+   * CUDA backend: decode steps captured as CUDA graphs, replayed, and captures that failed (each such
+   * step ran eagerly; the reason is printed once on stderr). Zeros on the CPU or with cudaGraphs: false.
+   */
+  cudaGraphs: { captures: number; replays: number; failures: number };
 }
 
 export interface NativeGenerateParams {
@@ -96,7 +101,7 @@ export interface NativeBinding {
   AbortFlag: new () => NativeAbortFlag;
   loadModel(
     dir: string,
-    options: { backend: 'auto' | 'cpu' | 'cuda'; threads: number; prefetch: boolean },
+    options: { backend: 'auto' | 'cpu' | 'cuda'; threads: number; prefetch: boolean; cudaGraphs: boolean },
     onProgress: ((stage: string, done: number, total: number) => void) | undefined,
     abort: NativeAbortFlag | undefined,
   ): Promise<NativeModel>;

@@ -40,6 +40,11 @@ export interface LoadOptions {
   onProgress?: (progress: LoadProgress) => void;
   /** Read every weight page during load (default true) so the first tokens do not stall on disk. */
   prefetch?: boolean;
+  /**
+   * CUDA backend: capture each decode step's kernels as a CUDA graph once per shape and replay it
+   * (default true). false runs every step eagerly; the results are bit-identical either way.
+   */
+  cudaGraphs?: boolean;
 }
 
 export interface ModelInfo extends NativeModelInfo {
@@ -105,7 +110,7 @@ export class Model implements SessionOwner {
   static async load(dir: string, options?: LoadOptions): Promise<Model> {
     if (typeof dir !== 'string' || dir.length === 0) throw new InvalidParamError(`dir must be a non-empty string, got ${describe(dir)}`);
     const opts = checkObject('load options', options);
-    checkKnownKeys('load options', opts, ['backend', 'threads', 'signal', 'onProgress', 'prefetch']);
+    checkKnownKeys('load options', opts, ['backend', 'threads', 'signal', 'onProgress', 'prefetch', 'cudaGraphs']);
     const backend = opts.backend ?? 'auto';
     if (backend !== 'auto' && backend !== 'cpu' && backend !== 'cuda') {
       throw new InvalidParamError(`backend must be 'auto', 'cpu' or 'cuda', got ${describe(backend)}`);
@@ -117,6 +122,9 @@ export class Model implements SessionOwner {
     }
     if (opts.prefetch !== undefined && typeof opts.prefetch !== 'boolean') {
       throw new InvalidParamError(`prefetch must be a boolean, got ${describe(opts.prefetch)}`);
+    }
+    if (opts.cudaGraphs !== undefined && typeof opts.cudaGraphs !== 'boolean') {
+      throw new InvalidParamError(`cudaGraphs must be a boolean, got ${describe(opts.cudaGraphs)}`);
     }
     const onProgress = opts.onProgress as LoadOptions['onProgress'];
     let progressError: unknown;
@@ -133,7 +141,7 @@ export class Model implements SessionOwner {
     // The tokenizer is read first: a broken tokenizer.json fails the load before the weights are mapped.
     const tokenizer = existsSync(path.join(dir, 'tokenizer.json')) ? await Tokenizer.fromDir(dir) : undefined;
     const native = await withAbort(signal, (flag) =>
-      binding().loadModel(dir, { backend, threads, prefetch: opts.prefetch !== false }, report, flag));
+      binding().loadModel(dir, { backend, threads, prefetch: opts.prefetch !== false, cudaGraphs: opts.cudaGraphs !== false }, report, flag));
     // Progress reports arrive before the completion, so an abort or a throw from onProgress is known
     // here even when the native load finished before it could notice.
     if (progressError !== undefined || signal?.aborted) {

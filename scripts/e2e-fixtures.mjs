@@ -1,5 +1,6 @@
-// Writes the three BF16 checkpoints of the CUDA backend's end-to-end check (test/cuda-backend.test.ts)
-// into <out>/base, <out>/bf16-groups and <out>/bf16-dense, for scripts/gpu-check.sh (needs `npm run build:ts` first: it
+// Writes the BF16 checkpoints of the CUDA backend's end-to-end check (test/cuda-backend.test.ts)
+// into <out>/base, <out>/bf16-groups, <out>/bf16-dense and <out>/graph-tiny (plus the quantized ones below),
+// for scripts/gpu-check.sh (needs `npm run build:ts` first: it
 // imports the compiled generator from dist/). Same specs as the test: 'base' is test/fixtures'
 // small({ seed: 101 }); 'bf16-groups' is the group-routed model; 'bf16-dense' the dense GQA-4 model
 // whose 16-row steps run the flash attention; groups-fp8, groups-fp8-block and groups-mxfp4 are
@@ -29,3 +30,10 @@ await writeSyntheticCheckpoint(path.join(out, 'bf16-dense'), makeSpec(TINY_DEFAU
 for (const to of ['fp8', 'fp8-block', 'mxfp4']) {
   await quantizeCheckpoint(path.join(out, 'bf16-groups'), path.join(out, `groups-${to}`), { to });
 }
+// The CUDA-graph checks' model (test/cuda-backend.test.ts, --graphs-only).
+await writeSyntheticCheckpoint(path.join(out, 'graph-tiny'), makeSpec(TINY_DEFAULT_SPEC, {
+  seed: 707, vocab_size: 128, max_position_embeddings: 512, hidden_size: 32, num_hidden_layers: 2,
+  first_k_dense_replace: 1, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, n_routed_experts: 8,
+  num_experts_per_tok: 2, n_group: 2, topk_group: 1, moe_intermediate_size: 32, intermediate_size: 64,
+  use_qk_norm: true, norm_topk_prob: true, routed_scaling_factor: 1.5, mtp: false, dtype: 'BF16',
+}));

@@ -42,6 +42,11 @@
 # include fp8_gemv / fp8_dequant_gemm / quantized grouped experts; glm_cuda_bench_air runs once per
 # format (GLM_BENCH_FORMAT = bf16, fp8, fp8-block, mxfp4; air-bench-<format>.json) and the summary puts
 # decode tok/s and bytes/token side by side.
+# CUDA graphs (issue 5): glm_cuda_backend_gpu_check --graphs-only on 'graph-tiny' and 'bf16-groups' (needs
+# the fixtures above): decode with graphs on vs off must give bit-identical logits and tokens (40 steps
+# over 8-position KV pages, batched sessions, a reset, device greedy generation) and a synchronous call
+# inside a capture must be rejected by the real runtime and fall back to eager (e2e-graphs.log). The
+# benchmark prints decode tokens/s with graphs on and off side by side (air-bench.json *_graphs_on/off).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu-check-out}"
@@ -72,7 +77,7 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DGLM_CUDA=ON -DGLM_
 t_build=$(( $(date +%s) - t0 ))
 say "build: rc=${build_rc} in ${t_build}s"
 
-gpu_rc=99; harness_rc=99; memcheck_rc=99; racecheck_rc=99; bench_rc=99; linear_bench_rc=99; e2e_rc=99; air_rc=99
+gpu_rc=99; harness_rc=99; memcheck_rc=99; racecheck_rc=99; bench_rc=99; linear_bench_rc=99; e2e_rc=99; air_rc=99; graphs_rc=99
 attn_bench_rc=99; e2e_hopper_rc=99
 timeout 120 python3 - "$OUT/bf16-rate.json" >>"$log" 2>&1 <<'PY' || true
 import json, sys
@@ -112,6 +117,10 @@ if [ $build_rc -eq 0 ]; then
     GLM_CUDA_HOPPER_GEMM=1 timeout 200 ./build-gpu/glm_cuda_backend_gpu_check --step-rows 16 --prompt 300 "$fixtures/bf16-dense" \
       >"$OUT/e2e-hopper.log" 2>&1; e2e_hopper_rc=$?
     grep "BF16 GEMM" "$OUT/e2e-hopper.log" | tee -a "$log"
+    if [ -d "$fixtures/graph-tiny" ]; then
+      timeout 120 ./build-gpu/glm_cuda_backend_gpu_check --step-rows 4 --graphs-only "$fixtures/graph-tiny" \
+        --step-rows 16 --graphs-only "$fixtures/bf16-groups" 2>&1 | tee "$OUT/e2e-graphs.log"; graphs_rc=${PIPESTATUS[0]}
+    fi
   else
     say "e2e: no checkpoints (no node + dist/, and GLM_E2E_FIXTURES unset): skipped"
   fi
@@ -127,10 +136,10 @@ if [ $build_rc -eq 0 ]; then
 fi
 
 python3 - "$OUT" "$rev" "$clean" "$build_rc" "$gpu_rc" "$harness_rc" "$memcheck_rc" "$racecheck_rc" "$t_build" "$bench_rc" "$linear_bench_rc" \
-  "$e2e_rc" "$air_rc" "$attn_bench_rc" "$e2e_hopper_rc" <<'PY' 2>&1 | tee -a "$log"
+  "$e2e_rc" "$air_rc" "$attn_bench_rc" "$e2e_hopper_rc" "$graphs_rc" <<'PY' 2>&1 | tee -a "$log"
 import json, os, sys
 out, rev, clean, build_rc, gpu_rc, harness_rc, mem_rc, race_rc, t_build, bench_rc, linear_bench_rc, e2e_rc, air_rc, \
-    attn_bench_rc, e2e_hopper_rc = sys.argv[1:]
+    attn_bench_rc, e2e_hopper_rc, graphs_rc = sys.argv[1:]
 def load(name, empty=None):
     try:
         with open(os.path.join(out, name)) as f: return json.load(f)
@@ -150,7 +159,8 @@ result = {
     "attn_bench_rc": int(attn_bench_rc), "attn_bench": load("attn-bench.json"),
     "cuda_backend_e2e_hopper_gemm_rc": int(e2e_hopper_rc),
     "quant_bench_rc": int(bench_rc), "quant_bench": load("quant-bench.json"),
-    "cuda_backend_e2e_rc": int(e2e_rc), "air_bench_rc": int(air_rc), "air_bench": load("air-bench.json"),
+    "cuda_backend_e2e_rc": int(e2e_rc), "cuda_graphs_rc": int(graphs_rc),
+    "air_bench_rc": int(air_rc), "air_bench": load("air-bench.json"),
     "air_bench_formats": {f: load(f"air-bench-{f}.json") for f in ("fp8", "fp8-block", "mxfp4")},
     "linear_bench_rc": int(linear_bench_rc), "linear_bench": load("linear-bench.json"),
     "tests": [{"test": t, "gpu_ok": gpu.get(t, {}).get("ok"), "gpu_ms": gpu.get(t, {}).get("ms"),
@@ -186,17 +196,20 @@ if result["attn_bench"]:
 air = [("bf16", result["air_bench"])] + list(result["air_bench_formats"].items())
 if any(r for _, r in air):
     print()
-    print(f"{'air format':<11} {'GB/token':>9} {'tok/s ctx0':>11} {'tok/s 4096':>11} {'GB/s ctx0':>10} {'prefill tok/s':>14}")
+    # decode with CUDA graphs (and, in brackets, eager) at context 0 and 4096
+    print(f"{'air format':<11} {'GB/token':>9} {'tok/s ctx0 (eager)':>19} {'tok/s 4096 (eager)':>19} {'GB/s ctx0':>10} {'prefill tok/s':>14}")
     for f, r in air:
         if not r: continue
         g = lambda k, v: r.get(k, {}).get(v, 0.0)
-        print(f"{f:<11} {r.get('decode_bytes_per_token', 0) / 1e9:>9.3f} {g('decode_ctx0', 'tokens_per_s'):>11.1f} "
-              f"{g('decode_ctx4096', 'tokens_per_s'):>11.1f} {g('decode_ctx0', 'gb_per_s'):>10.0f} {g('prefill_2048', 'tokens_per_s'):>14.0f}")
+        pair = lambda k: f"{g(k + '_graphs_on', 'tokens_per_s'):>9.1f} ({g(k + '_graphs_off', 'tokens_per_s'):>6.1f})"
+        print(f"{f:<11} {r.get('decode_bytes_per_token', 0) / 1e9:>9.3f} {pair('decode_ctx0'):>19} {pair('decode_ctx4096'):>19} "
+              f"{g('decode_ctx0_graphs_on', 'gb_per_s'):>10.0f} {g('prefill_2048', 'tokens_per_s'):>14.0f}")
 print(f"revision {rev} (cuda/ clean {clean}); build rc {build_rc} ({t_build}s); gpu tests rc {gpu_rc}; bench rc {bench_rc}; "
       f"linear bench rc {linear_bench_rc}; "
       f"harness rc {harness_rc}; memcheck rc {mem_rc}; racecheck rc {race_rc}; "
-      f"cuda backend e2e rc {e2e_rc} (hopper gemm {e2e_hopper_rc}); air bench rc {air_rc}; attn bench rc {attn_bench_rc} (99 = not run)")
+      f"cuda backend e2e rc {e2e_rc} (hopper gemm {e2e_hopper_rc}); cuda graphs rc {graphs_rc}; air bench rc {air_rc}; attn bench rc {attn_bench_rc} (99 = not run)")
 PY
 [ "$build_rc" -eq 0 ] && [ "$gpu_rc" -eq 0 ] && [ "$harness_rc" -eq 0 ] && \
   { [ "$memcheck_rc" -eq 0 ] || [ "$memcheck_rc" -eq 99 ]; } && { [ "$racecheck_rc" -eq 0 ] || [ "$racecheck_rc" -eq 99 ]; } && \
-  { [ "$e2e_rc" -eq 0 ] || [ "$e2e_rc" -eq 99 ]; } && { [ "$e2e_hopper_rc" -eq 0 ] || [ "$e2e_hopper_rc" -eq 99 ]; }
+  { [ "$e2e_rc" -eq 0 ] || [ "$e2e_rc" -eq 99 ]; } && { [ "$e2e_hopper_rc" -eq 0 ] || [ "$e2e_hopper_rc" -eq 99 ]; } && \
+  { [ "$graphs_rc" -eq 0 ] || [ "$graphs_rc" -eq 99 ]; }

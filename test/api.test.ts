@@ -266,6 +266,16 @@ describe('lifetimes', () => {
     expect(other.disposed).toBe(true);
   });
 
+  it('cudaGraphs is a boolean load option (a no-op on the CPU backend)', async () => {
+    await expect(Model.load(dir, { threads: 1, prefetch: false, cudaGraphs: 'no' as unknown as boolean }))
+      .rejects.toBeInstanceOf(InvalidParamError);
+    const m = await Model.load(dir, { backend: 'cpu', threads: 1, prefetch: false, cudaGraphs: false });
+    expect((await m.generate({ tokens: [1, 2, 3], maxTokens: 3 })).tokens).toEqual(
+      (await model.generate({ tokens: [1, 2, 3], maxTokens: 3 })).tokens);
+    expect(m.info.cudaGraphs).toEqual({ captures: 0, replays: 0, failures: 0 });
+    await m.dispose();
+  });
+
   it('Symbol.asyncDispose disposes the model', async () => {
     const m = await Model.load(dir, { threads: 1, prefetch: false });
     await m[Symbol.asyncDispose]();

@@ -36,6 +36,15 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
       num_experts_per_tok: 4, n_group: 4, topk_group: 2, moe_intermediate_size: 32, intermediate_size: 96,
       use_qk_norm: false, norm_topk_prob: false, routed_scaling_factor: 1.0, mtp: false, dtype: 'BF16',
     }));
+    // The CUDA-graph checks' model: the smallest shape the expert kernel takes (hidden and inter 32),
+    // one dense and one MoE layer, so ~60 harness decode steps per backend instance stay around a minute.
+    const tiny = path.join(tmp, 'graph-tiny');
+    await writeSyntheticCheckpoint(tiny, makeSpec(TINY_DEFAULT_SPEC, {
+      seed: 707, vocab_size: 128, max_position_embeddings: 512, hidden_size: 32, num_hidden_layers: 2,
+      first_k_dense_replace: 1, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, n_routed_experts: 8,
+      num_experts_per_tok: 2, n_group: 2, topk_group: 1, moe_intermediate_size: 32, intermediate_size: 64,
+      use_qk_norm: true, norm_topk_prob: true, routed_scaling_factor: 1.5, mtp: false, dtype: 'BF16',
+    }));
     const dense = path.join(tmp, 'bf16-dense');
     await writeSyntheticCheckpoint(dense, makeSpec(TINY_DEFAULT_SPEC, {
       seed: 707, vocab_size: 256, max_position_embeddings: 2048, hidden_size: 64, num_hidden_layers: 3,
@@ -51,7 +60,7 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
     const refused = path.join(tmp, 'groups48-mxfp4');
     await quantizeCheckpoint(await ensureFixture('groups'), refused, { to: 'mxfp4' });
     // (fixture order matters: see the runs below)
-    dirs = [await ensureFixture('base'), grouped, ...quant, refused, dense];
+    dirs = [await ensureFixture('base'), grouped, ...quant, refused, dense, tiny];
   }, 120_000);
   afterAll(async () => {
     if (tmp) await rm(tmp, { recursive: true, force: true });
@@ -61,7 +70,7 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
   // (16-row steps, budget 2e-2 with the routing-flip allowance) plus the memory/fault paths, the
   // group-routed model through the exact fp32 path (4-row steps, budget 1e-4), and the dense model
   // through the bf16 path with the flash attention (16-row steps, budget 2e-2): on the harness each
-  // step costs seconds, hence the short prompts. (--prompt 300 crosses a KV page; run by hand or on a GPU.)
+  // step costs seconds, hence the short prompts; plus the CUDA-graph checks. (--prompt 300 crosses a KV page; run by hand or on a GPU.)
   it('prefill, decode and a mixed batch match within budget; memory and fault paths are typed errors', async () => {
     expect(binary, 'glm_cuda_backend_tests not built (npm run build:native)').toBeDefined();
     const run = (args: string[]) => new Promise<{ code: number | null; out: string }>((resolve) => {
@@ -79,11 +88,16 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
       run(['--step-rows', '4', '--prompt', '8', '--no-failure-paths', dirs[3], dirs[4]]),
       run(['--step-rows', '16', '--prompt', '24', '--no-failure-paths', dirs[2], dirs[3], dirs[4]]),
       run(['--step-rows', '16', '--prompt', '40', '--no-failure-paths', dirs[6]]),
+      // CUDA graphs on vs off (bit-identical logits and tokens over 40 decode steps crossing 8-position
+      // KV pages, batched sessions, a reset, device greedy generation) and a capture misuse caught.
+      run(['--step-rows', '4', '--graphs-only', dirs[7]]),
     ]);
     for (const r of results) {
       if (r.code !== 0) console.error(r.out);
       expect(r.out).toMatch(/^\d+ passed, 0 failed$/m);
+      expect(r.out).not.toMatch(/^FAIL/m);
       expect(r.code).toBe(0);
     }
-  }, 420_000);
+    expect(results[5].out).toMatch(/bit-identical with graphs on and off/);
+  }, 600_000);
 });

@@ -22,6 +22,7 @@ struct ModelHost {
   std::atomic<bool> disposed{false};
   std::atomic<uint64_t> scratch_bytes{0};  // refreshed after every job (read by info() on the JS thread)
   std::atomic<uint64_t> kv_bytes{0};
+  std::atomic<uint64_t> graph_captures{0}, graph_replays{0}, graph_failures{0};  // (refreshed with the memory)
   int64_t reported_external_bytes = 0;     // what V8 was last told (JS thread only)
 
   std::mutex mu;  // guards jobs
@@ -49,6 +50,8 @@ struct ModelHost {
     if (!model) return;
     scratch_bytes = model->scratch_bytes();
     kv_bytes = model->kv_bytes();
+    const Backend::GraphCounters g = model->backend().graph_counters();
+    graph_captures = g.captures, graph_replays = g.replays, graph_failures = g.failures;
   }
 
   // Declared last: destroyed first, so the executor is drained before the model goes away.

@@ -192,6 +192,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     mem.Set("kvCacheBytes", Napi::Number::New(env, double(host_->kv_bytes.load())));
     mem.Set("scratchBytes", Napi::Number::New(env, double(host_->scratch_bytes.load())));
     o.Set("memory", mem);
+    Napi::Object graphs = Napi::Object::New(env);
+    graphs.Set("captures", Napi::Number::New(env, double(host_->graph_captures.load())));
+    graphs.Set("replays", Napi::Number::New(env, double(host_->graph_replays.load())));
+    graphs.Set("failures", Napi::Number::New(env, double(host_->graph_failures.load())));
+    o.Set("cudaGraphs", graphs);
     return o;
   }
 
@@ -384,7 +389,7 @@ Napi::Function define_model(Napi::Env env) {
                                    NativeModel::InstanceMethod("dispose", &NativeModel::Dispose)});
 }
 
-// loadModel(dir, {backend, threads, prefetch}, onProgress | undefined, abortFlag | undefined) -> Promise<NativeModel>
+// loadModel(dir, {backend, threads, prefetch, cudaGraphs}, onProgress | undefined, abortFlag | undefined) -> Promise<NativeModel>
 Napi::Value load_model(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) throw Napi::TypeError::New(env, "loadModel: dir must be a string");
@@ -393,6 +398,7 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
   LoadOptions lo;
   lo.threads = int(number_field(opts, "threads"));
   lo.prefetch = opts.Get("prefetch").ToBoolean();
+  lo.cuda_graphs = !opts.Has("cudaGraphs") || opts.Get("cudaGraphs").ToBoolean();
   // 'cpu' | 'cuda' | 'auto' (lib/ validated it); 'auto' falls back to the CPU with a reason in info().
   const std::string backend = opts.Has("backend") && opts.Get("backend").IsString() ? opts.Get("backend").As<Napi::String>().Utf8Value() : "cpu";
   lo.backend = backend == "cuda" ? BackendChoice::Cuda : backend == "auto" ? BackendChoice::Auto : BackendChoice::Cpu;

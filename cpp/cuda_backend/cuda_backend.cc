@@ -14,7 +14,6 @@ namespace glm::cuda_backend {
 
 namespace {
 
-constexpr int64_t kPageTokens = KvStore::kPageTokens;
 // Device memory left unplanned on a real GPU: the context's own lazy allocations (kernel local memory,
 // the graph exec, the launcher's argument buffers) must still fit after the KV pool takes the rest.
 #if defined(GLM_CUDA_HARNESS)
@@ -53,6 +52,9 @@ float cuda_bf16_value(uint16_t h) {
   std::memcpy(&f, &u, 4);
   return f;
 }
+// Op ids in the graph signatures (CudaBackend::gate).
+enum GraphOp : int { kOpEmbed = 1, kOpRmsnorm, kOpLinear, kOpLinearMany, kOpQkRope, kOpAttention, kOpSwiglu, kOpMoe,
+                     kOpGather, kOpArgmax };
 
 uint64_t matrix_bytes(const Matrix& m) { return uint64_t(m.rows) * uint64_t(m.cols) * uint64_t(dtype_bits(m.dtype) / 8); }
 // Bytes of a quantized matrix's scales as the device holds them (FP8: fp32, MXFP4: E8M0 bytes); 0 unquantized.
@@ -80,7 +82,7 @@ DeviceKvStore::~DeviceKvStore() {
 
 Status DeviceKvStore::reserve(int64_t new_length) {
   GLM_TRY(check_capacity(new_length));
-  const size_t need = size_t((new_length + kPageTokens - 1) / kPageTokens);
+  const size_t need = size_t((new_length + pool_->page_tokens - 1) / pool_->page_tokens);
   if (need <= pages_.size()) return Status::ok();
   if (need - pages_.size() > pool_->free_ids.size()) {
     return Status::error(ErrorCode::InsufficientMemory,
@@ -110,6 +112,8 @@ Status CudaBackend::create(const ModelConfig& cfg, const ModelWeights& weights, 
 CudaBackend::~CudaBackend() {
   // Errors are ignored here: a dead context fails every call, and there is nobody left to tell.
   if (stream_) (void)cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
+  drop_graphs();
+  for (void* p : pinned_) (void)cudaFreeHost(p);
   for (void* p : allocations_) (void)cudaFree(p);
   if (stream_) (void)cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
 }
@@ -120,8 +124,14 @@ Status CudaBackend::init(const ModelWeights& weights) {
   if (cfg_.num_attention_heads / cfg_.num_key_value_heads > 16) {
     return Status::error(ErrorCode::UnsupportedFormat, "CUDA backend: more than 16 query heads per KV head");
   }
+  if (opts_.page_tokens < 0 || opts_.page_tokens > KvStore::kPageTokens) {
+    return Status::error(ErrorCode::InvalidParam, "CUDA backend: page_tokens must be in [1, 256]");
+  }
+  if (opts_.page_tokens > 0) page_tokens_ = opts_.page_tokens;
+  // Non-blocking: no implicit ordering with the legacy default stream, so another model's synchronous
+  // uploads (legacy stream) in another thread neither wait on this stream nor break its graph capture.
   cudaStream_t s = nullptr;
-  GLM_TRY(runtime_status(cudaStreamCreate(&s), "cudaStreamCreate"));
+  GLM_TRY(runtime_status(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreateWithFlags"));
   stream_ = s;
   GLM_TRY(select_gemm_path());  // before the plan: its scratch buffers are freed again
   GLM_TRY(plan_memory(weights));
@@ -137,15 +147,25 @@ Status CudaBackend::init(const ModelWeights& weights) {
 
   // Step plan: per row token, position, slot, sequence; per sequence (<= rows) its length and page-table
   // row; the logit rows (<= rows).
-  const int64_t max_pages = (cfg_.max_position_embeddings + kPageTokens - 1) / kPageTokens;
+  const int64_t max_pages = (cfg_.max_position_embeddings + page_tokens_ - 1) / page_tokens_;
   plan_capacity_ints_ = opts_.max_step_rows * (6 + max_pages);
   GLM_TRY(device_alloc(uint64_t(plan_capacity_ints_) * 4, &p, "step plan"));
   plan_dev_ = static_cast<int32_t*>(p);
+  // Its host staging is pinned (a graph replay follows the plan's async upload on the stream), as is
+  // the greedy tokens' download buffer.
+  GLM_TRY(alloc_pinned(uint64_t(plan_capacity_ints_) * 4, &p));
+  plan_pinned_ = static_cast<int32_t*>(p);
+  GLM_TRY(alloc_pinned(uint64_t(opts_.max_step_rows) * 4, &p));
+  greedy_pinned_ = static_cast<int32_t*>(p);
+  GLM_TRY(device_alloc(uint64_t(opts_.max_step_rows) * 4, &p, "greedy tokens"));
+  greedy_dev_ = static_cast<int32_t*>(p);
 
   // KV pool: one allocation, layer-major, so layer l's pool is a plain offset.
   GLM_TRY(device_alloc(uint64_t(pages_->n_pages) * pages_->page_bytes_all_layers, &p, "KV cache pool"));
   kv_pool_ = static_cast<float*>(p);
-  return Status::ok();
+  // The uploads went through cudaMemcpy on the legacy stream, which the non-blocking stream does not
+  // wait for (a pageable copy may return before its DMA lands): finish them before the first step.
+  return runtime_status(cudaDeviceSynchronize(), "weight upload");
 }
 
 Status CudaBackend::select_gemm_path() {
@@ -265,18 +285,19 @@ Status CudaBackend::plan_memory(const ModelWeights& w) {
   uint64_t act = 4 * R * (3 * H + 2 * qw + 2 * kvw + uint64_t(cfg_.vocab_size));  // x, normed, last, q, attn, k, v, logits
   act += 4 * R * (2 * I + E + 2 * K + H);                                          // mlp gate/up, router, ids/weights, routed y
   act += 4 * R * K * (2 * uint64_t(cfg_.moe_intermediate_size) + H) + (uint64_t(1) << 20);  // expert workspace (upper bound)
-  const int64_t max_pages = (cfg_.max_position_embeddings + kPageTokens - 1) / kPageTokens;
+  const int64_t max_pages = (cfg_.max_position_embeddings + page_tokens_ - 1) / page_tokens_;
   cuda::DecodeAttentionArgs big;
   big.batch = int64_t(R), big.n_heads = cfg_.num_attention_heads, big.n_splits = 1;
   cuda::DecodeAttentionArgs longest = big;
   longest.batch = 63, longest.n_splits = 32;
   act += 4 * uint64_t(std::max(cuda::attention_decode_workspace_floats(layer_layout(), big),
                                cuda::attention_decode_workspace_floats(layer_layout(), longest)));
-  const uint64_t step_plan = round_up(R * uint64_t(6 + max_pages) * 4);
+  const uint64_t step_plan = round_up(R * uint64_t(6 + max_pages) * 4) + round_up(R * 4);  // + greedy tokens
 
   size_t free_b = 0, total_b = 0;
   GLM_TRY(runtime_status(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo"));
   pages_ = std::make_shared<PagePool>();
+  pages_->page_tokens = page_tokens_;
   pages_->page_bytes_all_layers = uint64_t(cfg_.num_hidden_layers) * uint64_t(layer_layout().page_floats()) * 4;
   const uint64_t fixed = weights + act + step_plan + kHeadroomBytes;
   const uint64_t min_kv = pages_->page_bytes_all_layers;  // one page: a 256-token context
@@ -291,7 +312,7 @@ Status CudaBackend::plan_memory(const ModelWeights& w) {
   }
   const uint64_t kv = want_kv ? std::max(want_kv, min_kv) : free_b - fixed;
   // kv_append addresses slots as int32 (page_id * 256 + pos): the pool may not exceed 2^31 positions.
-  pages_->n_pages = std::min<int64_t>(int64_t(kv / pages_->page_bytes_all_layers), 0x7fffffff / kPageTokens);
+  pages_->n_pages = std::min<int64_t>(int64_t(kv / pages_->page_bytes_all_layers), 0x7fffffff / page_tokens_);
   pages_->free_ids.resize(size_t(pages_->n_pages));
   for (int64_t i = 0; i < pages_->n_pages; ++i) pages_->free_ids[size_t(i)] = int32_t(pages_->n_pages - 1 - i);
   plan_bytes_ = {weights, act, uint64_t(pages_->n_pages) * pages_->page_bytes_all_layers, step_plan, free_b, total_b};
@@ -459,12 +480,27 @@ Status CudaBackend::health() const {
 
 void CudaBackend::record(Status st) {
   if (st.is_ok()) return;
+  if (mode_ == Mode::Record) {
+    // Nothing runs during a capture, so a failure here is the capture's (a call it cannot hold, a
+    // buffer that would have to grow): the step falls back to eager at the next op, which reproduces
+    // any genuine error outside the capture.
+    if (!capture_failed_) capture_failure_ = st.message();
+    capture_failed_ = true;
+    return;
+  }
   if (st.code() == ErrorCode::EngineDead && dead_.is_ok()) dead_ = st;
   if (step_error_.is_ok()) step_error_ = std::move(st);
 }
 
 Status CudaBackend::begin_step(const StepPlan& plan) {
   GLM_TRY(health());
+  if (step_open_) {
+    // The previous step returned early (an error before end_step): drop what it captured or skipped
+    // (its results are discarded) and drain the stream before the pinned plan buffer is rewritten.
+    discard_graph_step();
+    record(runtime_status(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)), "step"));
+    GLM_TRY(health());
+  }
   step_error_ = Status::ok();
   const int64_t R = plan.rows();
   if (R > opts_.max_step_rows) {
@@ -477,13 +513,13 @@ Status CudaBackend::begin_step(const StepPlan& plan) {
   int64_t pps = 1;
   decode_only_ = true;
   for (const auto& s : plan.sequences) {
-    pps = std::max(pps, (s.start_pos + s.n_rows + kPageTokens - 1) / kPageTokens);
+    pps = std::max(pps, (s.start_pos + s.n_rows + page_tokens_ - 1) / page_tokens_);
     if (s.n_rows != 1) decode_only_ = false;
   }
   const int64_t ints = 4 * R + S + S * pps + G;
   if (ints > plan_capacity_ints_) return Status::error(ErrorCode::Internal, "CUDA backend: step plan too large");
-  plan_host_.assign(size_t(ints), 0);
-  int32_t* tok = plan_host_.data();
+  std::fill(plan_pinned_, plan_pinned_ + ints, 0);
+  int32_t* tok = plan_pinned_;
   int32_t* pos = tok + R;
   int32_t* slot = pos + R;
   int32_t* row_seq = slot + R;
@@ -496,17 +532,17 @@ Status CudaBackend::begin_step(const StepPlan& plan) {
     const auto* store = dynamic_cast<const DeviceKvStore*>(s.cache);
     if (!store) return Status::error(ErrorCode::Internal, "CUDA backend: a sequence's KV store was made by another backend");
     const auto& pages = store->pages();
-    if (int64_t(pages.size()) * kPageTokens < s.start_pos + s.n_rows) {
+    if (int64_t(pages.size()) * page_tokens_ < s.start_pos + s.n_rows) {
       return Status::error(ErrorCode::Internal, "CUDA backend: KV store not reserved for the step");
     }
     len[si] = int32_t(s.start_pos + s.n_rows);
     max_len = std::max<int64_t>(max_len, len[si]);
-    std::copy(pages.begin(), pages.begin() + (s.start_pos + s.n_rows + kPageTokens - 1) / kPageTokens, table + si * pps);
+    std::copy(pages.begin(), pages.begin() + (s.start_pos + s.n_rows + page_tokens_ - 1) / page_tokens_, table + si * pps);
     for (int64_t i = 0; i < s.n_rows; ++i) {
       const int64_t r = s.row_begin + i, p = s.start_pos + i;
       tok[r] = plan.tokens[size_t(r)];
       pos[r] = plan.positions[size_t(r)];
-      slot[r] = int32_t(int64_t(pages[size_t(p / kPageTokens)]) * kPageTokens + p % kPageTokens);
+      slot[r] = int32_t(int64_t(pages[size_t(p / page_tokens_)]) * page_tokens_ + p % page_tokens_);
       row_seq[r] = int32_t(si);
     }
   }
@@ -520,14 +556,22 @@ Status CudaBackend::begin_step(const StepPlan& plan) {
   d_page_table_ = d_seq_lens_ + S;
   d_logit_rows_ = d_page_table_ + S * pps;
   step_rows_ = R, step_seqs_ = S, pages_per_seq_ = pps, max_len_ = max_len;
-  const Status st = runtime_status(cudaMemcpyAsync(plan_dev_, plan_host_.data(), plan_host_.size() * 4, cudaMemcpyHostToDevice,
+  graph_begin_step(plan);
+  const Status st = runtime_status(cudaMemcpyAsync(plan_dev_, plan_pinned_, size_t(ints) * 4, cudaMemcpyHostToDevice,
                                                    static_cast<cudaStream_t>(stream_)),
                                    "upload of the step plan");
   record(st);
+  if (!st.is_ok()) return st;
+  step_open_ = true;
+  graph_start_capture();
   return st;
 }
 
 Status CudaBackend::end_step() {
+  // A step that ended without a download (cancelled) runs what it captured or skipped eagerly; a
+  // capture that had failed is still reported.
+  if (mode_ != Mode::Eager) fall_back_to_eager(capture_failure_, capture_failed_ && !capture_regrow_);
+  step_open_ = false;
   if (running()) {
     // Asynchronous failures surface at a synchronisation point; catch them in this step.
     record(runtime_status(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)), "step"));
@@ -547,7 +591,10 @@ Status CudaBackend::scratch(int slot, int64_t rows, int64_t cols, Act* out) {
   const uint64_t need = uint64_t(rows) * uint64_t(cols) * sizeof(float);
   if (b.bytes < need) {
     // Growth happens on the first steps only (the plan at load budgeted the largest step); the old
-    // buffer may still be read by queued work, so the stream drains before it is freed.
+    // buffer may still be read by queued work, so the stream drains before it is freed. Not inside a
+    // capture: the step so far runs eagerly first; the graphs holding the old address are dropped.
+    if (mode_ != Mode::Eager) fall_back_to_eager("", false);
+    drop_graphs();
     record(runtime_status(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)), "scratch"));
     GLM_TRY(health());
     if (b.data) {
@@ -568,6 +615,12 @@ Status CudaBackend::internal(int index, uint64_t bytes, void** out) {
   if (internal_.size() <= size_t(index)) internal_.resize(size_t(index) + 1);
   Buffer& b = internal_[size_t(index)];
   if (b.bytes < bytes) {
+    // During a capture the step falls back to eager (record()) and grows the buffer then.
+    if (mode_ != Mode::Eager) {
+      capture_regrow_ = true;  // not a failure: the eager rerun grows it, the next step of the shape captures
+      return Status::error(ErrorCode::Internal, "an op buffer must grow during graph capture");
+    }
+    drop_graphs();
     GLM_TRY(runtime_status(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)), "op buffer"));
     if (b.data) {
       allocations_.erase(std::find(allocations_.begin(), allocations_.end(), b.data));
@@ -606,7 +659,7 @@ cuda::KvLayout CudaBackend::layer_layout() const {
   cuda::KvLayout L;
   L.n_kv_heads = cfg_.num_key_value_heads;
   L.head_dim = cfg_.head_dim;
-  L.page_tokens = kPageTokens;
+  L.page_tokens = page_tokens_;
   L.n_pages = pages_ ? pages_->n_pages : 1;
   return L;
 }
@@ -618,13 +671,15 @@ float* CudaBackend::layer_pool(int64_t layer) const {
 // ---------------------------------------------------------------------------------------------
 // Ops
 // ---------------------------------------------------------------------------------------------
-void CudaBackend::embed(const Matrix& table, const int32_t* /*tokens: plan.tokens, uploaded by begin_step*/, Act out) {
-  if (!running()) return;
+void CudaBackend::embed(const Matrix& table, const int32_t* tokens /*plan.tokens, uploaded by begin_step*/, Act out) {
+  auto gated = gate(kOpEmbed, [=, &table] { embed(table, tokens, out); }, &table, out);
+  if (gated.skip || !running()) return;
   record(cuda::embedding_gather(stream(), out.data, embed_table_, embed_type_, table.rows, table.cols, d_tokens_, out.rows));
 }
 
 void CudaBackend::rmsnorm(Act x, const std::vector<float>& w, float eps, Act out) {
-  if (!running()) return;
+  auto gated = gate(kOpRmsnorm, [=, &w] { rmsnorm(x, w, eps, out); }, x, w.data(), eps, out);
+  if (gated.skip || !running()) return;
   record(cuda::rmsnorm(stream(), out.data, x.data, vec(&w), x.rows, x.cols, eps));
 }
 
@@ -641,7 +696,8 @@ cuda::LinearWeight CudaBackend::linear_weight(const Matrix& m, const std::vector
 }
 
 void CudaBackend::linear(Act x, const Matrix& w, const std::vector<float>* bias, Act out, bool accumulate) {
-  if (!running()) return;
+  auto gated = gate(kOpLinear, [=, &w] { linear(x, w, bias, out, accumulate); }, x, &w, bias, out, accumulate);
+  if (gated.skip || !running()) return;
   if (w.quant != Quant::None) {
     const DeviceMatrix* dm = matrix(w);
     if (dm) linear_quant(x, *dm, w, bias, out, accumulate);  // cuda_backend_quant.cc
@@ -659,12 +715,17 @@ void CudaBackend::linear(Act x, const Matrix& w, const std::vector<float>* bias,
 }
 
 void CudaBackend::linear_many(Act x, const Projection* outs, size_t n) {
+  std::vector<Projection> copy(outs, outs + n);  // (the caller's array is gone by a fallback's rerun)
+  auto gated = gate(kOpLinearMany, [this, x, copy] { linear_many(x, copy.data(), copy.size()); }, x, n,
+                n > 0 ? outs[0] : Projection{}, n > 1 ? outs[1] : Projection{}, n > 2 ? outs[2] : Projection{});
+  if (gated.skip) return;
   // q/k/v as three launches on one stream; a fused qkv GEMM is a later optimisation.
   for (size_t i = 0; i < n; ++i) linear(x, *outs[i].w, outs[i].bias, outs[i].out, false);
 }
 
-void CudaBackend::qk_norm_rope(Act q, Act k, const AttentionWeights& w, const int32_t* /*positions: uploaded*/) {
-  if (!running()) return;
+void CudaBackend::qk_norm_rope(Act q, Act k, const AttentionWeights& w, const int32_t* positions /*uploaded*/) {
+  auto gated = gate(kOpQkRope, [=, &w] { qk_norm_rope(q, k, w, positions); }, q, k, &w);
+  if (gated.skip || !running()) return;
   cuda::QkRopeDims d;
   d.rows = q.rows;
   d.n_q_heads = cfg_.num_attention_heads;
@@ -677,7 +738,8 @@ void CudaBackend::qk_norm_rope(Act q, Act k, const AttentionWeights& w, const in
 }
 
 void CudaBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, Act v, Act out) {
-  if (!running()) return;
+  auto gated = gate(kOpAttention, [=, &plan] { attention(plan, layer, q, k, v, out); }, layer, q, k, v, out);
+  if (gated.skip || !running()) return;
   const cuda::KvLayout L = layer_layout();
   float* pool = layer_pool(layer);
   // self_attn: the step's K/V rows join the cache first (slots planned in begin_step)...
@@ -700,13 +762,17 @@ void CudaBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, A
     }
     return record(cuda::attention_prefill(stream(), out.data, q.data, pool, L, d_page_table_, d_row_seq_, d_positions_, a));
   }
-  // Decode step (one row per sequence, in sequence order): split-KV decode attention.
+  // Decode step (one row per sequence, in sequence order): split-KV decode attention. The split is
+  // sized from the page table's capacity, not the lengths (read on the device), so the launch is the
+  // same for every token of a graph's shape; chunks past a sequence's end exit at once (at most a
+  // page's worth of extra chunks per sequence), and eager steps use the same split, so graphs on and
+  // off give bit-identical results.
   cuda::DecodeAttentionArgs a;
   a.batch = step_seqs_;
   a.n_heads = cfg_.num_attention_heads;
   a.pages_per_seq = pages_per_seq_;
-  a.max_len = max_len_;
-  a.n_splits = attention_splits(step_seqs_, max_len_);
+  a.max_len = pages_per_seq_ * page_tokens_;
+  a.n_splits = attention_splits(step_seqs_, a.max_len);
   a.scale = scale;
   const int64_t ws_floats = cuda::attention_decode_workspace_floats(L, a);
   void* ws = nullptr;
@@ -717,7 +783,8 @@ void CudaBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, A
 }
 
 void CudaBackend::swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulate) {
-  if (!running()) return;
+  auto gated = gate(kOpSwiglu, [=, &w] { swiglu_mlp(x, w, out, accumulate); }, x, &w, out, accumulate);
+  if (gated.skip || !running()) return;
   const int64_t T = x.rows, I = w.gate.rows;
   void *g = nullptr, *u = nullptr;
   Status st = internal(1, uint64_t(T * I) * 4, &g);
@@ -731,7 +798,8 @@ void CudaBackend::swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulat
 }
 
 void CudaBackend::moe(Act x, const MoeWeights& w, Act out) {
-  if (!running()) return;
+  auto gated = gate(kOpMoe, [=, &w] { moe(x, w, out); }, x, &w, out);
+  if (gated.skip || !running()) return;
   const int64_t T = x.rows, H = x.cols, E = cfg_.n_routed_experts, K = cfg_.num_experts_per_tok;
   void *logits = nullptr, *ids = nullptr, *wts = nullptr, *y = nullptr;
   Status st = internal(3, uint64_t(T * E) * 4, &logits);
@@ -799,7 +867,8 @@ void CudaBackend::store(float* out, const float* y, int64_t n, bool accumulate) 
 }
 
 void CudaBackend::gather_rows(Act x, const std::vector<int64_t>& rows, Act out) {
-  if (!running()) return;
+  auto gated = gate(kOpGather, [=, &rows] { gather_rows(x, rows, out); }, x, rows, out);
+  if (gated.skip || !running()) return;
   // The forward pass gathers the plan's logit rows, whose index begin_step uploaded; any other set
   // (none today) would need its own upload, which this step has no planned buffer for.
   if (rows != logit_rows_) return record(Status::error(ErrorCode::Internal, "CUDA backend: gather_rows of unplanned rows"));
@@ -807,6 +876,7 @@ void CudaBackend::gather_rows(Act x, const std::vector<int64_t>& rows, Act out) 
 }
 
 void CudaBackend::download(Act x, float* host) {
+  if (mode_ != Mode::Eager) graph_finish_step();  // the graph region ends here: launch it
   if (!running()) {
     // The caller reads `host` regardless; NaN makes a slip loud (end_step reports the real error).
     std::fill(host, host + x.rows * x.cols, std::numeric_limits<float>::quiet_NaN());
@@ -817,6 +887,28 @@ void CudaBackend::download(Act x, float* host) {
                         "download"));
   if (running()) record(runtime_status(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)), "download"));
   if (!running()) std::fill(host, host + x.rows * x.cols, std::numeric_limits<float>::quiet_NaN());
+}
+
+void CudaBackend::download_greedy(Act logits, float* /*host_logits: not written*/, int32_t* tokens) {
+  {
+    // Greedy selection on the device (sampler.cc's rule), part of the graph when one is recorded.
+    auto gated = gate(kOpArgmax, [=] { download_greedy_select(logits); }, logits);
+    if (!gated.skip) download_greedy_select(logits);
+  }
+  if (mode_ != Mode::Eager) graph_finish_step();
+  if (running()) {
+    record(runtime_status(cudaMemcpyAsync(greedy_pinned_, greedy_dev_, size_t(logits.rows) * 4, cudaMemcpyDeviceToHost,
+                                          static_cast<cudaStream_t>(stream_)),
+                          "download of the greedy tokens"));
+  }
+  if (running()) record(runtime_status(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)), "download"));
+  for (int64_t r = 0; r < logits.rows; ++r) tokens[r] = running() ? greedy_pinned_[r] : -1;
+}
+
+void CudaBackend::download_greedy_select(Act logits) {
+  if (!running()) return;
+  if (logits.rows > opts_.max_step_rows) return record(Status::error(ErrorCode::Internal, "CUDA backend: too many greedy rows"));
+  record(cuda::argmax_tokens(stream(), greedy_dev_, logits.data, logits.rows, logits.cols));
 }
 
 }  // namespace glm::cuda_backend

@@ -10,8 +10,12 @@
 // is dead and every later begin_step/health fails fast with the original message (DESIGN.md rule 6).
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <tuple>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -25,6 +29,7 @@ namespace glm::cuda_backend {
 // may be released after the backend: it then only touches this host-side list).
 struct PagePool {
   int64_t n_pages = 0;
+  int64_t page_tokens = KvStore::kPageTokens;  // positions per page
   uint64_t page_bytes_all_layers = 0;  // one page id holds this many bytes (one page per layer)
   std::vector<int32_t> free_ids;
 };
@@ -67,6 +72,21 @@ class CudaBackend final : public Backend {
   void moe(Act x, const MoeWeights& w, Act out) override;
   void gather_rows(Act x, const std::vector<int64_t>& rows, Act out) override;
   void download(Act x, float* host) override;
+  void download_greedy(Act logits, float* host_logits, int32_t* tokens) override;
+
+  // CUDA graphs of decode steps (cuda_graphs.cc): how steps ran, and the last capture failure (each
+  // failure also ran its step eagerly; a failure is reported here and once on stderr, never fatal).
+  struct GraphStats {
+    uint64_t captures = 0, replays = 0, eager_decode_steps = 0, capture_failures = 0, invalidations = 0;
+    std::string last_failure;
+  };
+  const GraphStats& graph_stats() const { return graph_stats_; }
+  GraphCounters graph_counters() const override {
+    return {graph_stats_.captures, graph_stats_.replays, graph_stats_.capture_failures};
+  }
+  // Tests: the next captured op makes a synchronous runtime call, which stream capture forbids, so the
+  // runtime (or the harness) must reject it and the step must fall back to eager.
+  void inject_capture_misuse() { inject_misuse_ = true; }
 
   // The memory plan made at load (model.info / logs).
   struct MemoryPlan {
@@ -94,6 +114,58 @@ class CudaBackend final : public Backend {
   };
 
   CudaBackend(const ModelConfig& cfg, const CudaBackendOptions& opts) : cfg_(cfg), opts_(opts) {}
+
+  // --- CUDA graphs (cuda_graphs.cc) ------------------------------------------------------------
+  // A decode step (every sequence one row, no activation hook) of a shape seen for the first time is
+  // recorded: begin_step starts a stream capture after uploading the plan, the ops launch into it, and
+  // download()/download_greedy() end it, instantiate the graph and launch it. A later step of the same
+  // shape replays it: each op only checks it is called in the captured order (a signature of its
+  // arguments) and launches nothing; the download launches the graph. Every top-level op also leaves a
+  // closure of itself, so when a capture fails (or a replay meets an op out of order) the step's ops so
+  // far run eagerly and the rest of the step continues eagerly.
+  enum class Mode { Eager, Record, Replay };
+  // Graph key: sequences, page-table width, logit rows, greedy selection included. The scratch and op
+  // buffers' addresses are baked into the graphs, so any reallocation drops them all (drop_graphs).
+  using GraphKey = std::tuple<int64_t, int64_t, int64_t, bool>;
+  struct StepGraph {
+    void* exec = nullptr;        // cudaGraphExec_t
+    std::vector<uint64_t> sigs;  // the top-level ops' signatures, in capture order
+  };
+  struct OpGate {
+    CudaBackend* be;
+    bool skip;  // replay: the op is in the graph, launch nothing
+    ~OpGate() { --be->op_depth_; }
+  };
+  struct Sig {
+    uint64_t h = 1469598103934665603ull;
+    void bytes(const void* p, size_t n) {
+      const auto* b = static_cast<const unsigned char*>(p);
+      for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+    }
+    template <class T> void add(const T& v) {
+      static_assert(std::is_trivially_copyable<T>::value, "signature arguments are plain values");
+      bytes(&v, sizeof v);
+    }
+    void add(const std::vector<int64_t>& v) { bytes(v.data(), v.size() * sizeof(int64_t)); }
+  };
+  // Called first by every Backend op with a closure re-running it and the arguments that identify it.
+  template <class F, class... A> OpGate gate(int op, F&& rerun, const A&... args) {
+    const bool top = op_depth_++ == 0;
+    if (!top || mode_ == Mode::Eager) return OpGate{this, false};
+    Sig s;
+    s.add(op);
+    (s.add(args), ...);
+    return OpGate{this, gate_top(s.h, std::function<void()>(std::forward<F>(rerun)))};
+  }
+  bool gate_top(uint64_t sig, std::function<void()>&& rerun);
+  void graph_begin_step(const StepPlan& plan);  // picks the step's mode (before the plan upload)
+  void graph_start_capture();                   // (after the plan upload)
+  void graph_finish_step();                     // end of the graph region: launch the graph or run eagerly
+  void fall_back_to_eager(const std::string& why, bool failure);
+  void discard_graph_step();                    // an abandoned step: end its capture, run nothing
+  void drop_graphs();
+  void download_greedy_select(Act logits);  // argmax_tokens into greedy_dev_
+  Status alloc_pinned(uint64_t bytes, void** out);
   Status init(const ModelWeights& weights);
   // Opt-in (GLM_CUDA_HOPPER_GEMM=1) until scripts/gpu-check.sh has verified linear_gemm_sm90 on an H200:
   // runs it and linear_gemm on one random problem and uses it only if they agree.
@@ -135,6 +207,7 @@ class CudaBackend final : public Backend {
 
   ModelConfig cfg_;
   CudaBackendOptions opts_;
+  int64_t page_tokens_ = KvStore::kPageTokens;  // positions per KV page (opts_.page_tokens or the default)
   void* stream_ = nullptr;                  // cudaStream_t: this model's stream (one per model/session executor)
   std::vector<void*> allocations_;          // every cudaMalloc of the backend, freed at destruction
   std::unordered_map<const void*, DeviceMatrix> matrices_;  // host Matrix::data -> device copy
@@ -149,7 +222,6 @@ class CudaBackend final : public Backend {
   // page_table [seqs, pages_per_seq]; logit rows.
   int32_t* plan_dev_ = nullptr;
   int64_t plan_capacity_ints_ = 0;
-  std::vector<int32_t> plan_host_;
   int32_t *d_tokens_ = nullptr, *d_positions_ = nullptr, *d_slots_ = nullptr, *d_row_seq_ = nullptr,
           *d_seq_lens_ = nullptr, *d_page_table_ = nullptr, *d_logit_rows_ = nullptr;
   int64_t step_rows_ = 0, step_seqs_ = 0, pages_per_seq_ = 0, max_len_ = 0;
@@ -166,6 +238,29 @@ class CudaBackend final : public Backend {
   Status dead_;
   bool use_sm90_gemm_ = false;             // BF16 projections of > 4 rows on linear_gemm_sm90
   std::string gemm_path_;
+
+  // Step plan staging in pinned host memory (an async upload that may precede a graph replay) and the
+  // greedy tokens' device/pinned buffers [max_step_rows].
+  int32_t* plan_pinned_ = nullptr;
+  int32_t* greedy_dev_ = nullptr;
+  int32_t* greedy_pinned_ = nullptr;
+  std::vector<void*> pinned_;            // cudaMallocHost blocks, freed at destruction
+  bool step_open_ = false;               // begin_step ran and end_step has not yet
+  Mode mode_ = Mode::Eager;
+  int op_depth_ = 0;                     // > 0 inside a Backend op (nested ops are not gated)
+  bool capturing_ = false;               // the stream is in capture (Record)
+  bool capture_failed_ = false;          // an op failed during the capture (runs eagerly at the next gate)
+  std::string capture_failure_;
+  GraphKey step_key_{};
+  std::vector<uint64_t> step_sigs_;               // Record: signatures so far
+  std::vector<std::function<void()>> step_ops_;   // Record/Replay: the step's top-level ops so far
+  std::map<GraphKey, StepGraph> graphs_;
+  StepGraph* replaying_ = nullptr;
+  size_t replay_pos_ = 0;
+  GraphStats graph_stats_;
+  int warnings_left_ = 3;
+  bool inject_misuse_ = false;
+  bool capture_regrow_ = false;          // the capture failed only because an op buffer must grow
 };
 
 }  // namespace glm::cuda_backend

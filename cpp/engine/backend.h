@@ -8,6 +8,7 @@
 
 #include "engine/config.h"
 #include "engine/kv_cache.h"
+#include "engine/sampler.h"
 #include "engine/status.h"
 #include "engine/weights.h"
 
@@ -26,6 +27,8 @@ struct StepPlan {
   std::vector<int32_t> tokens;      // [rows]
   std::vector<int32_t> positions;   // [rows]
   std::vector<int64_t> logit_rows;  // rows whose next-token logits the caller wants, in output order
+  bool greedy_tokens = false;    // only each logit row's argmax token is wanted (Backend::download_greedy)
+  bool activation_hook = false;  // a hook reads intermediates this step (a device backend then runs it eagerly)
 
   int64_t rows() const { return int64_t(tokens.size()); }
 };
@@ -62,6 +65,12 @@ class Backend {
   virtual Status health() const { return Status::ok(); }
   // Bytes of activation buffers held (model.info.memory.scratchBytes).
   virtual uint64_t scratch_bytes() const { return 0; }
+  // Decode steps captured as device graphs, replayed, and captures that failed (the step then ran
+  // eagerly) so far (model.info.cudaGraphs); zeros for a backend without graphs.
+  struct GraphCounters {
+    uint64_t captures = 0, replays = 0, failures = 0;
+  };
+  virtual GraphCounters graph_counters() const { return {}; }
 
   // Scratch tensors are identified by a slot number and stay valid until the next call with the
   // same slot; their contents are undefined on return.
@@ -89,6 +98,14 @@ class Backend {
   virtual void gather_rows(Act x, const std::vector<int64_t>& rows, Act out) = 0;
   // Copies an activation to host memory (logits, debug hooks).
   virtual void download(Act x, float* host) = 0;
+  // Greedy selection: tokens[r] = argmax of logits row r (ties to the lowest id, NaN never wins, -1 when
+  // every value is NaN: engine/sampler.cc argmax_token). This default downloads the rows into
+  // host_logits ([rows, cols]) and selects there; a device backend may select on the device and leave
+  // host_logits untouched.
+  virtual void download_greedy(Act logits, float* host_logits, int32_t* tokens) {
+    download(logits, host_logits);
+    for (int64_t r = 0; r < logits.rows; ++r) tokens[r] = argmax_token(host_logits + r * logits.cols, logits.cols);
+  }
 };
 
 }  // namespace glm

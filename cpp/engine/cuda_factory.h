@@ -17,6 +17,8 @@ struct CudaBackendOptions {
   int64_t max_step_rows = 512;     // rows of the largest step (sizes the activation buffers)
   uint64_t kv_cache_bytes = 0;     // device KV pool; 0: what is left of the free memory after the rest
   const std::atomic<bool>* cancel = nullptr;  // checked between weight uploads
+  bool graphs = true;              // capture decode steps as CUDA graphs and replay them (off: every step eager)
+  int64_t page_tokens = 0;         // positions per KV page (0: KvStore::kPageTokens); tests make it small
 };
 
 // Ok when a CUDA device of compute capability >= 8.0 is usable here; otherwise BackendUnavailable

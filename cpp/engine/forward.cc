@@ -12,7 +12,7 @@ enum Slot : int { kX, kNormed, kQ, kK, kV, kAttn, kLastRows, kLogits, kSlotCount
 }  // namespace
 
 Status forward_step(Backend& be, const ModelConfig& cfg, const ModelWeights& w, const StepPlan& plan, float* logits,
-                    const std::atomic<bool>* cancel, const ActivationHook* hook) {
+                    const std::atomic<bool>* cancel, const ActivationHook* hook, int32_t* greedy_tokens) {
   const int64_t T = plan.rows();
   const int64_t H = cfg.hidden_size;
   const float eps = float(cfg.rms_norm_eps);
@@ -79,7 +79,11 @@ Status forward_step(Backend& be, const ModelConfig& cfg, const ModelWeights& w, 
   be.rmsnorm(last, w.final_norm, eps, last);  // model.norm
   emit("final_norm", -1, last);
   be.linear(last, w.lm_head, nullptr, out, false);  // lm_head
-  be.download(out, logits);
+  if (plan.greedy_tokens && greedy_tokens) {
+    be.download_greedy(out, logits, greedy_tokens);  // only the argmax tokens (plan.greedy_tokens)
+  } else {
+    be.download(out, logits);
+  }
   return be.end_step();
 }
 

@@ -17,8 +17,10 @@ using ActivationHook = std::function<void(const char* name, int64_t layer, const
 // Runs one step: every row of `plan` through the trunk; writes the logits of plan.logit_rows to
 // `logits` ([logit_rows.size(), vocab]). The caches in the plan must already hold room for the new
 // positions (KvCache::reserve); their lengths are advanced by the caller after success. Checks
-// `cancel` between layers (ErrorCode::Aborted).
+// `cancel` between layers (ErrorCode::Aborted). With plan.greedy_tokens and `greedy_tokens`, only the
+// argmax token of each logit row is written there (Backend::download_greedy; `logits` may stay unwritten).
 Status forward_step(Backend& backend, const ModelConfig& cfg, const ModelWeights& weights, const StepPlan& plan,
-                    float* logits, const std::atomic<bool>* cancel, const ActivationHook* hook);
+                    float* logits, const std::atomic<bool>* cancel, const ActivationHook* hook,
+                    int32_t* greedy_tokens = nullptr);
 
 }  // namespace glm

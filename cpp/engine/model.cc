@@ -76,6 +76,8 @@ Status Model::create_backend(const std::atomic<bool>* cancel) {
     co.max_step_rows = opts_.max_step_rows;
     co.kv_cache_bytes = opts_.kv_cache_bytes;
     co.cancel = cancel;
+    co.graphs = opts_.cuda_graphs;
+    co.page_tokens = opts_.cuda_page_tokens;
     Status st = cuda_backend_available();
     if (st.is_ok()) st = create_cuda_backend(cfg_, weights_, co, &backend_);
     if (st.is_ok()) {
@@ -164,7 +166,9 @@ Status Model::run_steps(std::vector<EvalRequest*>& requests, const std::atomic<b
     const uint64_t had = s.cache->allocated_bytes();
     GLM_TRY(s.cache->reserve(s.length() + int64_t(r->tokens.size())));
     kv_bytes_ += s.cache->allocated_bytes() - had;
-    r->logits.assign(size_t(r->all_logits ? r->tokens.size() : 1) * size_t(V), 0.0f);
+    const bool greedy = r->greedy_only && !r->all_logits;
+    r->logits.assign(greedy ? 0 : size_t(r->all_logits ? r->tokens.size() : 1) * size_t(V), 0.0f);
+    r->greedy_token = -1;
   }
   // Steps fill up to max_step_rows rows, taking each request's remaining tokens in order, so one step
   // can mix a long prefill chunk of one session with short decodes of others.
@@ -194,10 +198,23 @@ Status Model::run_steps(std::vector<EvalRequest*>& requests, const std::atomic<b
       plan.sequences.push_back(seq);
     }
     if (plan.rows() == 0) break;
+    // Greedy selection on the backend when every logit row of the step only wants its argmax.
+    plan.activation_hook = hook && *hook;
+    plan.greedy_tokens = !logit_owner.empty();
+    for (const auto& lo : logit_owner) {
+      const EvalRequest& r = *requests[lo.first];
+      plan.greedy_tokens = plan.greedy_tokens && r.greedy_only && !r.all_logits;
+    }
     step_logits_.resize(plan.logit_rows.size() * size_t(V));
-    GLM_TRY(forward_step(*backend_, cfg_, weights_, plan, step_logits_.data(), cancel, hook));
+    step_tokens_.assign(plan.logit_rows.size(), -1);
+    GLM_TRY(forward_step(*backend_, cfg_, weights_, plan, step_logits_.data(), cancel, hook, step_tokens_.data()));
     for (size_t o = 0; o < logit_owner.size(); ++o) {
       EvalRequest& r = *requests[logit_owner[o].first];
+      if (r.greedy_only && !r.all_logits) {
+        // (A mixed step downloaded the logits: the same rule on the host.)
+        r.greedy_token = plan.greedy_tokens ? step_tokens_[o] : argmax_token(step_logits_.data() + o * size_t(V), V);
+        continue;
+      }
       const size_t dst_row = r.all_logits ? logit_owner[o].second : 0;
       std::copy_n(step_logits_.data() + o * size_t(V), size_t(V), r.logits.data() + dst_row * size_t(V));
     }
@@ -248,6 +265,11 @@ Status Model::generate(Sequence* seq, const std::vector<int32_t>& prompt, const 
   EvalRequest req;
   req.sequence = seq;
   req.tokens = std::move(fresh);
+  // Greedy with nothing that needs the logits (penalties, logprobs): only the argmax token is fetched,
+  // which a device backend selects on the device (4 bytes instead of a vocab-sized row per token).
+  const SamplingParams& sp = params.sampling;
+  req.greedy_only = sp.temperature == 0 && sp.top_logprobs < 0 && sp.repetition_penalty == 1 && sp.presence_penalty == 0 &&
+                    sp.frequency_penalty == 0;
   std::vector<EvalRequest*> batch{&req};
   GLM_TRY(evaluate(batch, cancel));
   result->prefill_ms = ms_since(t0);
@@ -260,7 +282,13 @@ Status Model::generate(Sequence* seq, const std::vector<int32_t>& prompt, const 
       break;
     }
     GeneratedToken tok;
-    GLM_TRY(sampler.sample(req.logits.data(), V, &tok.id, &tok.logprobs));
+    if (req.greedy_only) {
+      // Sampler::sample's greedy branch without the logits (no penalties or logprobs to apply).
+      if (req.greedy_token < 0) return Status::error(ErrorCode::Numerical, "sampler: every logit is NaN");
+      tok.id = req.greedy_token;
+    } else {
+      GLM_TRY(sampler.sample(req.logits.data(), V, &tok.id, &tok.logprobs));
+    }
     result->tokens.push_back(tok);
     if (sink) sink(tok);
     if (std::find(params.stop_tokens.begin(), params.stop_tokens.end(), tok.id) != params.stop_tokens.end()) {

@@ -28,6 +28,8 @@ struct LoadOptions {
   int threads = 0;          // CPU threads (0 = hardware concurrency)
   bool prefetch = true;     // read every weight page at load (progress-reported) instead of on first use
   int64_t max_step_rows = 512;  // rows per forward step; longer prompts are split (bounds scratch memory)
+  bool cuda_graphs = true;      // CUDA: replay decode steps as CUDA graphs (false: every step eager, to compare)
+  int64_t cuda_page_tokens = 0; // CUDA: positions per KV page (0: 256); tests shrink it to cross pages cheaply
 };
 
 // stage: "open" (headers validated, shards mapped), "prefetch" (weight pages read); done/total in bytes.
@@ -50,7 +52,11 @@ struct EvalRequest {
   Sequence* sequence = nullptr;
   std::vector<int32_t> tokens;
   bool all_logits = false;     // logits after every token, else only after the last
+  // Only the greedy token (argmax, sampler.cc's rule) after the last token is wanted, not the logits:
+  // the backend may select it on the device and skip the logits download (logits then stay empty).
+  bool greedy_only = false;
   std::vector<float> logits;   // out: [n or 1, vocab]
+  int32_t greedy_token = -1;   // out with greedy_only: the argmax token; -1 when every logit is NaN
 };
 
 struct GenerateParams {
@@ -97,6 +103,7 @@ class Model {
   uint64_t owned_weight_bytes() const { return weights_.owned_bytes; }
   uint64_t scratch_bytes() const;
   uint64_t kv_bytes() const { return kv_bytes_.load(); }
+  Backend& backend() { return *backend_; }  // (tests and benchmarks: backend statistics)
 
   // Contexts longer than max_position_embeddings are refused (the model never saw such positions).
   Status create_sequence(int64_t context_length, std::unique_ptr<Sequence>* out);
@@ -129,6 +136,7 @@ class Model {
   std::string backend_reason_;
   std::atomic<uint64_t> kv_bytes_{0};
   std::vector<float> step_logits_;
+  std::vector<int32_t> step_tokens_;
 };
 
 }  // namespace glm

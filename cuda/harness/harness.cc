@@ -550,8 +550,13 @@ void cp_async_wait(int allowed) {
   }
 }
 
-cudaError_t launch(const void* fn, const char* name, dim3 grid, dim3 block, size_t dyn_bytes, cudaStream_t,
-                   std::function<void()> body) {
+}  // namespace glm::harness
+
+namespace {
+using namespace glm::harness;
+
+cudaError_t launch_now(const void* fn, const char* name, dim3 grid, dim3 block, size_t dyn_bytes,
+                       const std::function<void()>& body) {
   if (!g_injected_fault.empty()) {
     g_error = "kernel '" + std::string(name) + "': " + g_injected_fault;
     g_injected_fault.clear();
@@ -618,7 +623,7 @@ cudaError_t launch(const void* fn, const char* name, dim3 grid, dim3 block, size
   return cudaSuccess;
 }
 
-}  // namespace glm::harness
+}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // Runtime API emulation: device memory is host memory with poison and red zones.
@@ -636,7 +641,177 @@ size_t device_bytes_in_use() { return g_device_in_use; }
 void fail_next_launch(const char* why) { g_injected_fault = why ? why : "injected fault"; }
 }  // namespace glm::harness
 
-struct GlmHarnessStream { int id; };
+// A recorded piece of stream work (a kernel launch, an async copy or memset) with its arguments by value.
+struct GlmHarnessNode {
+  std::string what;
+  std::function<cudaError_t()> run;
+};
+struct GlmHarnessStream {
+  int id;
+  bool capturing = false;
+  bool invalidated = false;  // a capture-breaking call happened during the capture
+  std::vector<GlmHarnessNode> nodes;
+};
+struct GlmHarnessGraph { std::vector<GlmHarnessNode> nodes; };
+struct GlmHarnessGraphExec { std::vector<GlmHarnessNode> nodes; };
+
+namespace {
+std::vector<GlmHarnessStream*> g_capturing;  // streams in capture (global mode: every one constrains every thread)
+cudaError_t g_pending = cudaSuccess;          // a failed call's error, reported by the next cudaGetLastError / launch
+uint64_t g_captured_nodes = 0;
+struct PinnedAlloc { size_t bytes; };
+std::map<uintptr_t, PinnedAlloc> g_pinned;
+
+template <class M> bool inside(const M& m, const void* p, size_t bytes, size_t (*size_of)(const typename M::mapped_type&)) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  auto it = m.upper_bound(a);
+  if (it == m.begin()) return false;
+  --it;
+  return a >= it->first && a + bytes <= it->first + size_of(it->second);
+}
+bool is_device(const void* p, size_t bytes) {
+  return inside(g_allocs, p, bytes, +[](const Alloc& a) { return a.bytes; });
+}
+bool is_pinned(const void* p, size_t bytes) {
+  return inside(g_pinned, p, bytes, +[](const PinnedAlloc& a) { return a.bytes; });
+}
+
+cudaError_t fail_call(cudaError_t e, const std::string& what) {
+  g_error = what;
+  g_pending = e;
+  return e;
+}
+
+// A synchronous call (or one that needs the device idle) while a stream captures: in the runtime's
+// global capture mode it fails and invalidates every capture in progress.
+cudaError_t capture_breaks(const char* call) {
+  if (g_capturing.empty()) return cudaSuccess;
+  for (GlmHarnessStream* s : g_capturing) s->invalidated = true;
+  return fail_call(cudaErrorStreamCaptureUnsupported,
+                   std::string(call) + " while a stream is capturing a graph: not allowed in global or thread-local capture mode; "
+                                       "the capture is invalidated");
+}
+
+// Work issued to a capturing stream: recorded, or refused once the capture is invalidated.
+cudaError_t record_node(cudaStream_t s, std::string what, std::function<cudaError_t()> run) {
+  if (s->invalidated) {
+    return fail_call(cudaErrorStreamCaptureInvalidated, what + " on a stream whose capture was invalidated");
+  }
+  s->nodes.push_back({std::move(what), std::move(run)});
+  ++g_captured_nodes;
+  return cudaSuccess;
+}
+
+cudaError_t take_pending() {
+  const cudaError_t e = g_pending;
+  g_pending = cudaSuccess;
+  return e;
+}
+}  // namespace
+
+namespace glm::harness {
+uint64_t captured_nodes() { return g_captured_nodes; }
+
+cudaError_t launch(const void* fn, const char* name, dim3 grid, dim3 block, size_t dyn_bytes, cudaStream_t stream,
+                   std::function<void()> body, std::vector<const void*> pointers) {
+  if (stream && stream->capturing) {
+    const cudaError_t e = record_node(stream, std::string("kernel '") + name + "'", [=]() {
+      for (const void* p : pointers) {
+        if (p && !is_device(p, 0) && !is_pinned(p, 0)) {
+          g_error = std::string("kernel '") + name +
+                    "' replayed from a graph with a pointer argument into freed memory (the buffer was freed after the capture)";
+          g_last = cudaErrorLaunchFailure;
+          return cudaErrorLaunchFailure;
+        }
+      }
+      return launch_now(fn, name, grid, block, dyn_bytes, body);
+    });
+    if (e != cudaSuccess) return take_pending();
+    return take_pending();  // an earlier uncleared error surfaces here, as after <<<>>>
+  }
+  const cudaError_t e = launch_now(fn, name, grid, block, dyn_bytes, body);
+  if (e != cudaSuccess) return e;
+  return take_pending();
+}
+}  // namespace glm::harness
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
+  if (!stream) return fail_call(cudaErrorStreamCaptureUnsupported, "cudaStreamBeginCapture on the legacy default stream");
+  // Relaxed mode would allow the calls the other modes forbid; the backend never uses it.
+  if (mode == cudaStreamCaptureModeRelaxed) return fail_call(cudaErrorInvalidValue, "the harness emulates global and thread-local capture modes only");
+  if (stream->capturing) return fail_call(cudaErrorIllegalState, "cudaStreamBeginCapture on a stream already capturing");
+  stream->capturing = true;
+  stream->invalidated = false;
+  stream->nodes.clear();
+  g_capturing.push_back(stream);
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+  if (!stream || !stream->capturing) return fail_call(cudaErrorIllegalState, "cudaStreamEndCapture on a stream not capturing");
+  stream->capturing = false;
+  g_capturing.erase(std::find(g_capturing.begin(), g_capturing.end(), stream));
+  std::vector<GlmHarnessNode> nodes = std::move(stream->nodes);
+  stream->nodes.clear();
+  if (stream->invalidated) {
+    stream->invalidated = false;
+    *graph = nullptr;
+    return fail_call(cudaErrorStreamCaptureInvalidated, "cudaStreamEndCapture: the capture was invalidated by a call not allowed during capture");
+  }
+  *graph = new GlmHarnessGraph{std::move(nodes)};
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status) {
+  *status = !stream || !stream->capturing ? cudaStreamCaptureStatusNone
+            : stream->invalidated         ? cudaStreamCaptureStatusInvalidated
+                                          : cudaStreamCaptureStatusActive;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
+  if (!exec || !graph) return fail_call(cudaErrorInvalidValue, "cudaGraphInstantiate of a null graph");
+  *exec = new GlmHarnessGraphExec{graph->nodes};
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  if (!exec) return fail_call(cudaErrorInvalidValue, "cudaGraphLaunch of a null graph exec");
+  if (stream && stream->capturing) return record_node(stream, "graph launch", [exec]() { return cudaGraphLaunch(exec, nullptr); });
+  for (const GlmHarnessNode& n : exec->nodes) {
+    const cudaError_t e = n.run();
+    if (e != cudaSuccess) return e;  // a kernel's failure is sticky (g_last), as on the device
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete exec;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete graph;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
+  if (const cudaError_t e = capture_breaks("cudaMallocHost")) return e;
+  uint8_t* p = static_cast<uint8_t*>(::operator new[](std::max<size_t>(bytes, 1), std::align_val_t(256), std::nothrow));
+  if (!p) { *ptr = nullptr; return fail_call(cudaErrorMemoryAllocation, "cudaMallocHost: out of host memory"); }
+  g_pinned[reinterpret_cast<uintptr_t>(p)] = {bytes};
+  *ptr = p;
+  return cudaSuccess;
+}
+cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int) { return cudaMallocHost(ptr, bytes); }
+cudaError_t cudaFreeHost(void* ptr) {
+  if (!ptr) return cudaSuccess;
+  if (const cudaError_t e = capture_breaks("cudaFreeHost")) return e;
+  auto it = g_pinned.find(reinterpret_cast<uintptr_t>(ptr));
+  if (it == g_pinned.end()) return fail_call(cudaErrorInvalidValue, "cudaFreeHost of a pointer cudaMallocHost did not return");
+  ::operator delete[](static_cast<uint8_t*>(ptr), std::align_val_t(256));
+  g_pinned.erase(it);
+  return cudaSuccess;
+}
 
 cudaError_t cudaGetDeviceCount(int* count) {
   *count = 1;
@@ -661,12 +836,14 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream) {
   *stream = new GlmHarnessStream{++next_id};
   return cudaSuccess;
 }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) { return cudaStreamCreate(stream); }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   delete stream;
   return cudaSuccess;
 }
 
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+  if (const cudaError_t e = capture_breaks("cudaMalloc")) { *ptr = nullptr; return e; }
   if (bytes > g_device_total - std::min(g_device_total, g_device_in_use)) {
     *ptr = nullptr;
     g_error = "cudaMalloc: out of (emulated) device memory";
@@ -684,6 +861,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
 }
 
 cudaError_t cudaFree(void* ptr) {
+  if (const cudaError_t e = capture_breaks("cudaFree")) return e;
   if (!ptr) return cudaSuccess;
   auto it = g_allocs.find(reinterpret_cast<uintptr_t>(ptr));
   if (it == g_allocs.end()) { g_error = "cudaFree of a pointer cudaMalloc did not return"; return g_last = cudaErrorInvalidValue; }
@@ -694,23 +872,66 @@ cudaError_t cudaFree(void* ptr) {
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+  if (const cudaError_t e = capture_breaks("cudaMemcpy")) return e;
   if (bytes) std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind k, cudaStream_t) { return cudaMemcpy(dst, src, bytes, k); }
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind k, cudaStream_t s) {
+  if (s && s->capturing) {
+    // A captured copy reads and writes its host side at replay: it must be pinned memory (the runtime
+    // refuses pageable memory in a capture), device memory on the device side.
+    auto ok = [bytes](const void* p) { return !bytes || is_device(p, bytes) || is_pinned(p, bytes); };
+    if (!ok(dst) || !ok(src)) {
+      s->invalidated = true;
+      return fail_call(cudaErrorStreamCaptureUnsupported,
+                       "cudaMemcpyAsync of pageable host memory during stream capture; the capture is invalidated");
+    }
+    const cudaError_t e = record_node(s, "cudaMemcpyAsync", [=]() {
+      if (!ok(dst) || !ok(src)) {
+        g_error = "cudaMemcpyAsync replayed from a graph on memory freed after the capture";
+        g_last = cudaErrorLaunchFailure;
+        return cudaErrorLaunchFailure;
+      }
+      if (bytes) std::memmove(dst, src, bytes);
+      return cudaSuccess;
+    });
+    return e != cudaSuccess ? take_pending() : cudaSuccess;
+  }
+  if (bytes) std::memmove(dst, src, bytes);
+  (void)k;
+  return cudaSuccess;
+}
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
+  if (const cudaError_t e = capture_breaks("cudaMemset")) return e;
   if (bytes) std::memset(dst, value, bytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) { return cudaMemset(dst, value, bytes); }
-cudaError_t cudaDeviceSynchronize() { return g_last; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return g_last; }
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t s) {
+  if (s && s->capturing) {
+    const cudaError_t e = record_node(s, "cudaMemsetAsync", [=]() {
+      if (bytes) std::memset(dst, value, bytes);
+      return cudaSuccess;
+    });
+    return e != cudaSuccess ? take_pending() : cudaSuccess;
+  }
+  if (bytes) std::memset(dst, value, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize() {
+  if (const cudaError_t e = capture_breaks("cudaDeviceSynchronize")) return e;
+  return g_last;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  if (const cudaError_t e = capture_breaks("cudaStreamSynchronize")) return e;
+  return g_last;
+}
 cudaError_t cudaGetLastError() {
-  const cudaError_t e = g_last;
+  const cudaError_t e = g_last != cudaSuccess ? g_last : g_pending;
   g_last = cudaSuccess;
+  g_pending = cudaSuccess;
   return e;
 }
-cudaError_t cudaPeekAtLastError() { return g_last; }
+cudaError_t cudaPeekAtLastError() { return g_last != cudaSuccess ? g_last : g_pending; }
 const char* cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : g_error.c_str(); }
 cudaError_t glm_harness_func_set_attribute(const void* fn, cudaFuncAttribute attr, int value) {
   if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || size_t(value) > kOptInSharedLimit) {

@@ -27,6 +27,7 @@
 #include <functional>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 // ---------------------------------------------------------------------------------------------
 // The slice of the CUDA runtime API our launchers and tests use.
@@ -47,13 +48,26 @@ enum cudaError_t {
   cudaErrorInvalidConfiguration = 9,
   cudaErrorNoDevice = 100,
   cudaErrorInvalidDevice = 101,
+  cudaErrorIllegalState = 401,
   cudaErrorLaunchFailure = 719,
+  // Stream capture (the runtime's values): a capture-breaking call fails with Unsupported/Implicit and
+  // invalidates the capture; later work on the stream and cudaStreamEndCapture report Invalidated.
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureImplicit = 906,
 };
 enum cudaMemcpyKind { cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2,
                       cudaMemcpyDeviceToDevice = 3, cudaMemcpyDefault = 4 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrComputeCapabilityMinor = 76 };
 using cudaStream_t = struct GlmHarnessStream*;
+using cudaGraph_t = struct GlmHarnessGraph*;
+using cudaGraphExec_t = struct GlmHarnessGraphExec*;
+enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1,
+                             cudaStreamCaptureModeRelaxed = 2 };
+enum cudaStreamCaptureStatus { cudaStreamCaptureStatusNone = 0, cudaStreamCaptureStatusActive = 1,
+                               cudaStreamCaptureStatusInvalidated = 2 };
+#define cudaHostAllocDefault 0x00
 
 cudaError_t cudaMalloc(void** ptr, size_t bytes);
 template <class T> cudaError_t cudaMalloc(T** ptr, size_t bytes) { return cudaMalloc(reinterpret_cast<void**>(ptr), bytes); }
@@ -74,8 +88,30 @@ cudaError_t cudaSetDevice(int device);
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device);
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
 cudaError_t cudaStreamCreate(cudaStream_t* stream);
+#define cudaStreamDefault 0x00
+#define cudaStreamNonBlocking 0x01
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaPeekAtLastError();
+// Pinned host memory (plain host memory here, remembered so a captured copy can check its host side is
+// pinned: the runtime cannot capture a copy to or from pageable memory).
+cudaError_t cudaMallocHost(void** ptr, size_t bytes);
+cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int flags);
+cudaError_t cudaFreeHost(void* ptr);
+// Stream capture and graphs (CUDA 12/13 signatures), the subset the backend uses. While a stream
+// captures, kernel launches (GLM_LAUNCH) and cudaMemcpyAsync/cudaMemsetAsync on it are recorded with
+// their arguments by value instead of run; cudaGraphLaunch runs the recorded work in order. As in the
+// runtime's global and thread-local capture modes (the same here: the harness runs on one thread), a
+// synchronous call while any stream captures (cudaMalloc, cudaFree,
+// cudaMallocHost, cudaFreeHost, cudaMemcpy, cudaMemset, cudaStreamSynchronize, cudaDeviceSynchronize,
+// cudaGraphLaunch into the capture) fails and invalidates the capture, so misuse shows up here.
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 const char* cudaGetErrorString(cudaError_t e);
 cudaError_t glm_harness_func_set_attribute(const void* fn, cudaFuncAttribute attr, int value);
 template <class F> cudaError_t cudaFuncSetAttribute(F* fn, cudaFuncAttribute attr, int value) {
@@ -108,18 +144,32 @@ const char* last_error_message();
 struct Stats { uint64_t launches = 0, blocks = 0, fibers = 0, switches = 0; };
 Stats stats();
 
+// Runs (or, on a capturing stream, records) a launch. A launch also reports an error left pending by
+// an earlier failed call that nobody cleared, as `kernel<<<>>>(); cudaGetLastError()` does.
+// `pointers` are the kernel's pointer arguments: a captured launch checks at each replay that they
+// still point into live device (or pinned) memory — a graph replayed after a cudaFree of a buffer it
+// captured is a use after free on the device, caught here.
 cudaError_t launch(const void* fn, const char* name, dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stream,
-                   std::function<void()> body);
+                   std::function<void()> body, std::vector<const void*> pointers = {});
+// Work recorded by captures so far (self-tests).
+uint64_t captured_nodes();
+
+template <class T> void pointer_arg(std::vector<const void*>& out, const T& v) {
+  if constexpr (std::is_pointer<T>::value) out.push_back(static_cast<const void*>(v));
+}
 
 // GLM_LAUNCH's harness side: the arguments are evaluated and converted to the kernel's parameter types
-// once, at the launch (as a <<<>>> launch does), and every thread of the grid receives those values.
+// once, at the launch (as a <<<>>> launch does), and every thread of the grid receives those values. The
+// body owns a copy of them, so a captured launch replays with the values of its capture.
 template <class... P, class... A>
 cudaError_t launch_kernel(void (*fn)(P...), const char* name, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
                           A&&... args) {
   static_assert(sizeof...(P) == sizeof...(A), "kernel argument count");
-  const std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
+  std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
+  std::vector<const void*> pointers;
+  std::apply([&](const auto&... p) { (pointer_arg(pointers, p), ...); }, params);
   return launch(reinterpret_cast<const void*>(fn), name, grid, block, smem, stream,
-                [fn, &params]() { std::apply(fn, params); });
+                [fn, params = std::move(params)]() { std::apply(fn, params); }, std::move(pointers));
 }
 
 // Kernel-side primitives.

@@ -12,9 +12,11 @@
 // 128x128 block scales); mxfp4 (routed experts MXFP4, the rest BF16, as lib/quantize.ts writes). Random
 // codes (FP8 exponents kept small, no NaN codes; any E2M1 nibble) with scales near the BF16 values' size.
 //
-// Reports (stdout, and JSON to argv[1] when given): decode tokens/s at context 0 and 4096, prefill
-// tokens/s for a 2048-token prompt, and the bytes a decode token must read (active weights + KV) as
-// achieved GB/s — the number to hold against the device's copy bandwidth (issue 5 target: >= 75%).
+// Reports (stdout, and JSON to argv[1] when given): decode tokens/s at context 0 and 4096 with CUDA
+// graphs on and off side by side (greedy token selected on the device, as generation does; the graph
+// counters show the steps were replayed), prefill tokens/s for a 2048-token prompt, and the bytes a
+// decode token must read (active weights + KV) as achieved GB/s — the number to hold against the
+// device's copy bandwidth (issue 5 target: >= 75%).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -25,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_backend/cuda_backend.h"
 #include "engine/cuda_factory.h"
 #include "engine/forward.h"
 
@@ -156,42 +159,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_air: %s\n", st.message().c_str());
     return 1;
   }
-  CudaBackendOptions o;
-  o.max_step_rows = 2048;
-  o.kv_cache_bytes = uint64_t(4) << 30;
-  std::unique_ptr<Backend> be;
-  double t0 = now_s();
-  st = create_cuda_backend(c, w, o, &be);
-  if (!st.is_ok()) {
-    std::fprintf(stderr, "bench_air: load: %s\n", st.message().c_str());
-    return 1;
-  }
-  std::printf("format %s: load (upload) %.1f s\n", fmt_name.c_str(), now_s() - t0);
-
-  std::vector<float> logits;
-  // Runs one step of `n` tokens on `kv` at its current length; returns seconds.
-  auto step = [&](KvStore& kv, int64_t n) -> double {
-    StepPlan plan;
-    StepPlan::Sequence s;
-    s.cache = &kv, s.row_begin = 0, s.n_rows = n, s.start_pos = kv.length();
-    plan.sequences.push_back(s);
-    for (int64_t i = 0; i < n; ++i) {
-      plan.tokens.push_back(int32_t((kv.length() + i) * 7919 % c.vocab_size));
-      plan.positions.push_back(int32_t(kv.length() + i));
-    }
-    plan.logit_rows.push_back(n - 1);
-    logits.resize(size_t(c.vocab_size));
-    Status r = kv.reserve(kv.length() + n);
-    const double a = now_s();
-    if (r.is_ok()) r = forward_step(*be, c, w, plan, logits.data(), nullptr, nullptr);
-    const double t = now_s() - a;
-    if (!r.is_ok()) {
-      std::fprintf(stderr, "bench_air: step: %s\n", r.message().c_str());
-      std::exit(1);
-    }
-    kv.set_length(kv.length() + n);
-    return t;
-  };
   // Bytes a decode token reads: every dense weight once, top-8 routed + the shared expert per MoE layer,
   // the router, embeddings row, lm_head, and the KV of `ctx` positions (fp32 K and V); weights counted
   // in their stored format (data + scales, Matrix::bytes).
@@ -209,34 +176,84 @@ int main(int argc, char** argv) {
     return b;
   };
   std::string json = "{";
-  auto measure_decode = [&](int64_t ctx, const char* key) {
-    std::unique_ptr<KvStore> kv;
-    (void)be->create_kv(ctx + 64, &kv);
-    for (int64_t filled = 0; filled < ctx;) {
-      const int64_t n = std::min<int64_t>(2048, ctx - filled);
-      step(*kv, n);
-      filled += n;
+  for (const bool graphs : {true, false}) {
+    CudaBackendOptions o;
+    o.max_step_rows = 2048;
+    o.kv_cache_bytes = uint64_t(4) << 30;
+    o.graphs = graphs;
+    std::unique_ptr<Backend> be;
+    double t0 = now_s();
+    st = create_cuda_backend(c, w, o, &be);
+    if (!st.is_ok()) {
+      std::fprintf(stderr, "bench_air: load: %s\n", st.message().c_str());
+      return 1;
     }
-    for (int i = 0; i < 3; ++i) step(*kv, 1);  // warm-up
-    double t = 0;
-    const int n = 20;
-    for (int i = 0; i < n; ++i) t += step(*kv, 1);
-    const double tps = n / t, gbs = decode_bytes(ctx) * tps / 1e9;
-    std::printf("decode at context %lld: %.1f tokens/s, %.1f GB/s of active weights + KV (%.2f GB per token)\n",
-                static_cast<long long>(ctx), tps, gbs, decode_bytes(ctx) / 1e9);
-    json += std::string(json.size() > 1 ? "," : "") + "\"" + key + "\":{\"tokens_per_s\":" + std::to_string(tps) +
-            ",\"gb_per_s\":" + std::to_string(gbs) + "}";
-  };
-  measure_decode(0, "decode_ctx0");
-  measure_decode(4096, "decode_ctx4096");
-  {
-    std::unique_ptr<KvStore> kv;
-    (void)be->create_kv(4096, &kv);
-    step(*kv, 2048);  // warm-up (buffers grow on the first large step)
-    kv->set_length(0);
-    const double t = step(*kv, 2048);
-    std::printf("prefill 2048 tokens: %.1f tokens/s (%.3f s)\n", 2048 / t, t);
-    json += ",\"prefill_2048\":{\"tokens_per_s\":" + std::to_string(2048 / t) + "}";
+    std::printf("== format %s, CUDA graphs %s: load (upload) %.1f s\n", fmt_name.c_str(), graphs ? "on" : "off", now_s() - t0);
+
+    std::vector<float> logits;
+    int32_t greedy_token = -1;
+    // Runs one step of `n` tokens on `kv` at its current length; returns seconds.
+    auto step = [&](KvStore& kv, int64_t n) -> double {
+      StepPlan plan;
+      StepPlan::Sequence s;
+      s.cache = &kv, s.row_begin = 0, s.n_rows = n, s.start_pos = kv.length();
+      plan.sequences.push_back(s);
+      for (int64_t i = 0; i < n; ++i) {
+        plan.tokens.push_back(int32_t((kv.length() + i) * 7919 % c.vocab_size));
+        plan.positions.push_back(int32_t(kv.length() + i));
+      }
+      plan.logit_rows.push_back(n - 1);
+      plan.greedy_tokens = n == 1;  // decode: the token is selected on the device (Model::generate's greedy path)
+      logits.resize(size_t(c.vocab_size));
+      Status r = kv.reserve(kv.length() + n);
+      const double a = now_s();
+      if (r.is_ok()) r = forward_step(*be, c, w, plan, logits.data(), nullptr, nullptr, &greedy_token);
+      const double t = now_s() - a;
+      if (!r.is_ok()) {
+        std::fprintf(stderr, "bench_air: step: %s\n", r.message().c_str());
+        std::exit(1);
+      }
+      kv.set_length(kv.length() + n);
+      return t;
+    };
+    const char* tag = graphs ? "graphs_on" : "graphs_off";
+    auto measure_decode = [&](int64_t ctx, const char* key) {
+      std::unique_ptr<KvStore> kv;
+      (void)be->create_kv(ctx + 64, &kv);
+      for (int64_t filled = 0; filled < ctx;) {
+        const int64_t n = std::min<int64_t>(2048, ctx - filled);
+        step(*kv, n);
+        filled += n;
+      }
+      for (int i = 0; i < 3; ++i) step(*kv, 1);  // warm-up
+      double t = 0;
+      const int n = 20;
+      for (int i = 0; i < n; ++i) t += step(*kv, 1);
+      const double tps = n / t, gbs = decode_bytes(ctx) * tps / 1e9;
+      std::printf("decode at context %lld (graphs %s): %.1f tokens/s, %.1f GB/s of active weights + KV (%.2f GB per token)\n",
+                  static_cast<long long>(ctx), graphs ? "on" : "off", tps, gbs, decode_bytes(ctx) / 1e9);
+      json += std::string(json.size() > 1 ? "," : "") + "\"" + key + "_" + tag + "\":{\"tokens_per_s\":" + std::to_string(tps) +
+              ",\"gb_per_s\":" + std::to_string(gbs) + "}";
+    };
+    measure_decode(0, "decode_ctx0");
+    measure_decode(4096, "decode_ctx4096");
+    if (auto* cb = dynamic_cast<cuda_backend::CudaBackend*>(be.get())) {
+      const auto& gs = cb->graph_stats();
+      std::printf("graphs: %llu captures, %llu replays, %llu eager decode steps, %llu failures %s\n",
+                  (unsigned long long)gs.captures, (unsigned long long)gs.replays, (unsigned long long)gs.eager_decode_steps,
+                  (unsigned long long)gs.capture_failures, gs.last_failure.c_str());
+      json += std::string(",\"") + tag + "_stats\":{\"captures\":" + std::to_string(gs.captures) +
+              ",\"replays\":" + std::to_string(gs.replays) + ",\"failures\":" + std::to_string(gs.capture_failures) + "}";
+    }
+    if (graphs) {
+      std::unique_ptr<KvStore> kv;
+      (void)be->create_kv(4096, &kv);
+      step(*kv, 2048);  // warm-up (buffers grow on the first large step)
+      kv->set_length(0);
+      const double t = step(*kv, 2048);
+      std::printf("prefill 2048 tokens: %.1f tokens/s (%.3f s)\n", 2048 / t, t);
+      json += ",\"prefill_2048\":{\"tokens_per_s\":" + std::to_string(2048 / t) + "}";
+    }
   }
   json += ",\"layers\":" + std::to_string(layers) + ",\"format\":\"" + fmt_name + "\",\"decode_bytes_per_token\":" +
           std::to_string(decode_bytes(0)) + "}";

@@ -26,6 +26,7 @@
 // expert GEMMs and the lm_head, through up to 5 layers: a few 1e-3 expected, 2e-2 leaves headroom for
 // the random synthetic weights' larger activations while still catching any real bug (a wrong head,
 // page, slot or routing is O(1)). Decode rows (m <= 4) use the fp32 GEMV and are much closer.
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -34,8 +35,10 @@
 #include <string>
 #include <vector>
 
+#include "cuda_backend/cuda_backend.h"
 #include "engine/cuda_factory.h"
 #include "engine/model.h"
+#include "engine/sampler.h"
 #if defined(GLM_CUDA_HARNESS)
 #include "harness/harness.h"
 #endif
@@ -62,6 +65,10 @@ struct RunOptions {
   size_t prompt = 40;        // --prompt: tokens of the first prefill
   bool failure_paths = true; // --no-failure-paths: skip the pool / fault / memory checks
   double budget = 0;          // --budget X: replaces the budget chosen by --step-rows (0: that one)
+  bool graphs = false;       // --graphs: also the CUDA-graph checks (check_graphs)
+  bool graphs_only = false;  // --graphs-only: only those
+  int decode_steps = 40;     // --decode-steps: decode steps of the graph checks' first session
+  int generate_tokens = 16;  // --generate: tokens of the graph checks' Model::generate (device greedy)
 };
 RunOptions g_opts;
 
@@ -160,8 +167,173 @@ Scenario run_scenario(glm::Model& m, const std::vector<int32_t>& prompt) {
   return s;
 }
 
+// ---------------------------------------------------------------------------------------------
+// CUDA graphs: the same decode work with graphs on and off must give bit-identical logits and tokens
+// (the graph replays the very launches the eager step makes, with the same arguments: any difference is
+// a replay that read a stale plan, a wrong page table width or a dangling buffer). KV pages of 8
+// positions, so the first session (8 prompt tokens, 40 decode steps) crosses five page boundaries (widths 2 to 6:
+// a recapture each); then three sessions decode together (a new shape), one is reset to a shorter
+// context (another), and Model::generate selects greedy tokens on the device.
+// ---------------------------------------------------------------------------------------------
+struct GraphRun {
+  std::vector<std::vector<float>> logits;  // every evaluated logits row, in order
+  std::vector<int32_t> tokens;             // the first session's tokens, chosen on the host (argmax_token)
+  std::vector<int32_t> generated;          // Model::generate, greedy (selected on the device)
+  glm::Status status;
+  glm::cuda_backend::CudaBackend::GraphStats stats;
+};
+
+// misuse: a short run (prefill and 4 decode steps) whose first capture makes a forbidden call.
+GraphRun run_graph_scenario(glm::Model& m, const std::vector<int32_t>& prompt, bool misuse) {
+  GraphRun g;
+  const int64_t V = m.config().vocab_size;
+  auto* cuda = dynamic_cast<glm::cuda_backend::CudaBackend*>(&m.backend());
+  if (!cuda) {
+    g.status = glm::Status::error(glm::ErrorCode::Internal, "not the CUDA backend");
+    return g;
+  }
+  if (misuse) cuda->inject_capture_misuse();
+  std::unique_ptr<glm::Sequence> a, b, c, d;
+  for (auto* s : {&a, &b, &c, &d}) {
+    if (!(g.status = m.create_sequence(256, s)).is_ok()) return g;
+  }
+  auto eval = [&](std::vector<std::pair<glm::Sequence*, std::vector<int32_t>>> items) {
+    std::vector<glm::EvalRequest> reqs(items.size());
+    std::vector<glm::EvalRequest*> ptrs;
+    for (size_t i = 0; i < items.size(); ++i) {
+      reqs[i].sequence = items[i].first;
+      reqs[i].tokens = items[i].second;
+      ptrs.push_back(&reqs[i]);
+    }
+    glm::Status st = m.evaluate(ptrs, nullptr);
+    for (auto& r : reqs) g.logits.push_back(r.logits);
+    return st;
+  };
+  auto next_of = [&](const std::vector<float>& l) { return glm::argmax_token(l.data(), V); };
+  const std::vector<int32_t> p8(prompt.begin(), prompt.begin() + 8);
+  if (!(g.status = eval({{a.get(), p8}})).is_ok()) return g;
+  {
+    // A decode step cancelled before its first layer (while its graph is being recorded): Aborted, the
+    // session unchanged, and the next steps as if it never happened.
+    std::atomic<bool> cancel{true};
+    glm::EvalRequest r;
+    r.sequence = a.get(), r.tokens = {next_of(g.logits.back())};
+    std::vector<glm::EvalRequest*> one{&r};
+    const glm::Status st = m.evaluate(one, &cancel);
+    if (st.code() != glm::ErrorCode::Aborted || a->length() != 8) {
+      g.status = glm::Status::error(glm::ErrorCode::Internal, "a cancelled decode step: " + st.message());
+      return g;
+    }
+  }
+  for (int i = 0; i < (misuse ? 4 : g_opts.decode_steps); ++i) {
+    g.tokens.push_back(next_of(g.logits.back()));
+    if (!(g.status = eval({{a.get(), {g.tokens.back()}}})).is_ok()) return g;
+  }
+  if (misuse) {
+    g.stats = cuda->graph_stats();
+    return g;
+  }
+  // Three sessions in one decode batch (a new graph shape), then b reset to a shorter context.
+  if (!(g.status = eval({{b.get(), std::vector<int32_t>(prompt.begin() + 3, prompt.begin() + 8)}})).is_ok()) return g;
+  if (!(g.status = eval({{c.get(), std::vector<int32_t>(prompt.begin() + 1, prompt.begin() + 20)}})).is_ok()) return g;
+  for (int i = 0; i < 3; ++i) {
+    const int32_t ta = int32_t((7 * i + 1) % V), tb = int32_t((5 * i + 2) % V), tc = int32_t((3 * i + 3) % V);
+    if (!(g.status = eval({{a.get(), {ta}}, {b.get(), {tb}}, {c.get(), {tc}}})).is_ok()) return g;
+  }
+  b->truncate(2);
+  for (int i = 0; i < 2; ++i) {
+    if (!(g.status = eval({{b.get(), {int32_t(i + 5)}}, {c.get(), {int32_t(i + 9)}}})).is_ok()) return g;
+  }
+  // The third session alone at lengths 25 and 26: the first session's chain captured that shape (one
+  // sequence, 4 pages) before the batch grew the op buffers, which must have dropped the graph
+  // (replaying it would use freed buffers: the harness fails such a replay).
+  for (int i = 0; i < 2; ++i) {
+    if (!(g.status = eval({{c.get(), {int32_t(i + 13)}}})).is_ok()) return g;
+  }
+  // Greedy generation: the engine asks the backend for the argmax token (device greedy).
+  glm::GenerateParams gp;
+  gp.max_tokens = std::min(g_opts.generate_tokens, g_opts.decode_steps);
+  glm::GenerateResult res;
+  if (!(g.status = m.generate(d.get(), p8, gp, nullptr, nullptr, nullptr, &res)).is_ok()) return g;
+  for (const auto& t : res.tokens) g.generated.push_back(t.id);
+  g.stats = cuda->graph_stats();
+  for (auto* s : {&a, &b, &c, &d}) m.release_sequence(*s);
+  return g;
+}
+
+void check_graphs(const std::string& dir, const std::vector<int32_t>& prompt) {
+  const std::string name = dir.substr(dir.find_last_of('/') + 1) + ": graphs";
+  auto load_graphs = [&](bool graphs, std::unique_ptr<glm::Model>* out) {
+    glm::LoadOptions o;
+    o.backend = glm::BackendChoice::Cuda;
+    o.threads = 2;
+    o.prefetch = false;
+    o.max_step_rows = g_opts.step_rows;
+    o.kv_cache_bytes = 16u << 20;
+    o.cuda_graphs = graphs;
+    o.cuda_page_tokens = 8;
+    return glm::Model::load(dir, o, nullptr, nullptr, out);
+  };
+  std::unique_ptr<glm::Model> on, off, bad;
+  glm::Status st = load_graphs(true, &on);
+  if (st.is_ok()) st = load_graphs(false, &off);
+  if (st.is_ok()) st = load_graphs(true, &bad);
+  report(st.is_ok(), name + ": load with 8-position KV pages, graphs on and off " + st.message());
+  if (!st.is_ok()) return;
+  const GraphRun eager = run_graph_scenario(*off, prompt, false);
+  const GraphRun graph = run_graph_scenario(*on, prompt, false);
+  const GraphRun misuse = run_graph_scenario(*bad, prompt, true);
+  for (const GraphRun* r : {&eager, &graph, &misuse}) report(r->status.is_ok(), name + ": scenario runs " + r->status.message());
+  if (!eager.status.is_ok() || !graph.status.is_ok() || !misuse.status.is_ok()) return;
+
+  // (y may be a shorter run: its rows must match x's first ones.)
+  auto identical = [](const GraphRun& x, const GraphRun& y) {
+    if (x.logits.size() < y.logits.size() || x.tokens.size() < y.tokens.size() || x.generated != y.generated) return false;
+    if (!std::equal(y.tokens.begin(), y.tokens.end(), x.tokens.begin())) return false;
+    for (size_t i = 0; i < y.logits.size(); ++i) {
+      if (x.logits[i].size() != y.logits[i].size() ||
+          std::memcmp(x.logits[i].data(), y.logits[i].data(), x.logits[i].size() * sizeof(float)) != 0) {
+        return false;
+      }
+    }
+    return true;
+  };
+  const auto& gs = graph.stats;
+  char line[400];
+  std::snprintf(line, sizeof line,
+                "%s: %zu logits rows and %zu+%zu tokens bit-identical with graphs on and off (on: %llu captures, %llu replays, "
+                "%llu eager decode steps, %llu failures, %llu invalidations)",
+                name.c_str(), graph.logits.size(), graph.tokens.size(), graph.generated.size(), (unsigned long long)gs.captures,
+                (unsigned long long)gs.replays, (unsigned long long)gs.eager_decode_steps, (unsigned long long)gs.capture_failures,
+                (unsigned long long)gs.invalidations);
+  report(identical(eager, graph) && graph.logits.size() == eager.logits.size(), line);
+  // Page-table widths 1..4 of one session, 3 and 2 sessions, greedy variants: several captures, and
+  // most steps replayed; graphs off never captures.
+  // The batch's larger op buffers dropped the graphs made before (invalidations), which were recaptured.
+  report(gs.captures >= 5 && gs.replays >= uint64_t(g_opts.decode_steps) && gs.capture_failures == 0 && gs.invalidations >= 1,
+         name + ": decode steps were captured once per shape and replayed; buffer growth dropped the graphs");
+  report(eager.stats.captures == 0 && eager.stats.replays == 0, name + ": cudaGraphs off never captures");
+  // Device greedy: Model::generate's tokens are the host argmax_token of the same logits (the first
+  // session's chain starts from the same prompt on a fresh session).
+  const bool same_chain = !graph.generated.empty() && graph.generated.size() <= graph.tokens.size() &&
+                          std::equal(graph.generated.begin(), graph.generated.end(), graph.tokens.begin());
+  report(same_chain, name + ": device greedy tokens == host greedy on the same logits (" + std::to_string(graph.generated.size()) + " tokens)");
+  // A synchronous call inside a capture is rejected by the runtime (the harness), the step runs
+  // eagerly, and the results do not change.
+  GraphRun eager_prefix = eager;
+  eager_prefix.generated.clear();  // (the short run does not generate)
+  report(misuse.stats.capture_failures == 1 && misuse.stats.last_failure.find("captur") != std::string::npos &&
+             misuse.stats.captures >= 1 && misuse.stats.replays >= 1 && identical(eager_prefix, misuse),
+         name + ": capture misuse caught and the step ran eagerly: " + misuse.stats.last_failure);
+}
+
 void check_checkpoint(const std::string& dir) {
   const std::string name = dir.substr(dir.find_last_of('/') + 1);
+  if (g_opts.graphs_only) {
+    std::vector<int32_t> prompt(24);
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 37 + 11) % 97);
+    return check_graphs(dir, prompt);
+  }
   std::unique_ptr<glm::Model> cpu, gpu;
   glm::Status st = load(dir, glm::BackendChoice::Cpu, 0, &cpu);
   report(st.is_ok(), name + ": load on the CPU backend " + st.message());
@@ -196,6 +368,7 @@ void check_checkpoint(const std::string& dir) {
     report(c.over_budget <= allowed && c.non_finite == 0 && c.argmax_mismatch == 0, line);
   }
 
+  if (g_opts.graphs) check_graphs(dir, prompt);
   if (!g_opts.failure_paths) return;
   // KV pool exhaustion is a clean InsufficientMemory for the step, and memory comes back on release.
   {
@@ -295,6 +468,10 @@ int main(int argc, char** argv) {
     else if (a == "--budget" && i + 1 < argc) g_opts.budget = std::atof(argv[++i]);
     else if (a == "--failure-paths") g_opts.failure_paths = true;
     else if (a == "--expect-unsupported" && i + 1 < argc) check_unsupported(argv[++i]);
+    else if (a == "--graphs") g_opts.graphs = true;
+    else if (a == "--graphs-only") g_opts.graphs = g_opts.graphs_only = true;
+    else if (a == "--decode-steps" && i + 1 < argc) g_opts.decode_steps = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--generate" && i + 1 < argc) g_opts.generate_tokens = std::max(1, std::atoi(argv[++i]));
     else check_checkpoint(a);
   }
   std::printf("%d passed, %d failed\n", g_passed, g_failed);

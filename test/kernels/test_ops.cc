@@ -253,6 +253,9 @@ TEST(attention_decode_split_gqa_matches_softmax_reference) {
       {16, 1, 128, 7, {33}, {2}},
       // MHA (group 1), head_dim 4.
       {3, 3, 4, 8, {5, 64}, {1, 5}},
+      // Lengths on chunk boundaries (32-position chunks with 4 splits of the 120-position capacity
+      // below): the chunk starting exactly at a sequence's end is empty, as is every later one.
+      {4, 2, 8, 40, {32, 64, 96, 1}, {4}},
   };
   for (const auto& s : shapes) {
     const int64_t B = int64_t(s.lens.size());
@@ -287,8 +290,14 @@ TEST(attention_decode_split_gqa_matches_softmax_reference) {
     }
     DeviceBuffer<float> d_pool(c.pool), d_q(q), d_out(q.size());
     DeviceBuffer<int32_t> d_pt(c.page_table), d_lens(s.lens);
-    for (int64_t splits : s.splits) {
-      glm::cuda::DecodeAttentionArgs a{B, s.n_heads, c.pages_per_seq, max_len, splits, float(scale)};
+    // Each split count with max_len = the longest sequence, then the largest with max_len = the page
+    // table's capacity (the CUDA backend's graph-safe sizing): chunks past a sequence's end are empty
+    // partials the combine must ignore (their part_o stays poisoned: reading it would show as NaN).
+    std::vector<std::pair<int64_t, int64_t>> runs;
+    for (int64_t splits : s.splits) runs.push_back({splits, max_len});
+    runs.push_back({*std::max_element(s.splits.begin(), s.splits.end()), c.pages_per_seq * s.page_tokens});
+    for (auto [splits, len_bound] : runs) {
+      glm::cuda::DecodeAttentionArgs a{B, s.n_heads, c.pages_per_seq, len_bound, splits, float(scale)};
       const int64_t ws = glm::cuda::attention_decode_workspace_floats(c.layout, a);
       DeviceBuffer<float> d_ws(static_cast<size_t>(ws));
       for_each_seed([&](uint64_t) {
