@@ -36,6 +36,9 @@
 # and a second e2e run of the bf16-dense checkpoint (no router: no near-tie for a changed summation order
 # to flip) sets GLM_CUDA_HOPPER_GEMM=1 (the backend's load-time
 # self-test then decides, and says why, on stderr: e2e-hopper.log).
+# Device sampling (issue 5): GLM_SAMPLE_BENCH=1 runs bench_sample_tokens_vocab_151552 (argmax_tokens and
+# sample_tokens at rows 1 and 8, vocab 151552, against copying the logits rows to the host;
+# sample-bench.json). The kernel test sample_tokens_* checks it against the CPU sampler on the device.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu-check-out}"
@@ -67,7 +70,7 @@ t_build=$(( $(date +%s) - t0 ))
 say "build: rc=${build_rc} in ${t_build}s"
 
 gpu_rc=99; harness_rc=99; memcheck_rc=99; racecheck_rc=99; bench_rc=99; linear_bench_rc=99; e2e_rc=99; air_rc=99
-attn_bench_rc=99; e2e_hopper_rc=99
+attn_bench_rc=99; e2e_hopper_rc=99; sample_bench_rc=99
 timeout 120 python3 - "$OUT/bf16-rate.json" >>"$log" 2>&1 <<'PY' || true
 import json, sys
 import torch
@@ -91,6 +94,8 @@ if [ $build_rc -eq 0 ]; then
     >"$OUT/linear-bench.log" 2>&1; linear_bench_rc=$?
   GLM_ATTN_BENCH=1 GLM_ATTN_BENCH_JSON="$OUT/attn-bench.json" timeout 120 ./build-gpu/glm_kernel_tests_gpu bench_attention \
     >"$OUT/attn-bench.log" 2>&1; attn_bench_rc=$?
+  GLM_SAMPLE_BENCH=1 GLM_SAMPLE_BENCH_JSON="$OUT/sample-bench.json" timeout 120 ./build-gpu/glm_kernel_tests_gpu bench_sample \
+    >"$OUT/sample-bench.log" 2>&1; sample_bench_rc=$?
   fixtures="${GLM_E2E_FIXTURES:-}"
   if [ -z "$fixtures" ] && command -v node >/dev/null 2>&1 && [ -f dist/lib/synthetic/checkpoint.js ]; then
     fixtures="$OUT/e2e-fixtures"
@@ -114,10 +119,10 @@ if [ $build_rc -eq 0 ]; then
 fi
 
 python3 - "$OUT" "$rev" "$clean" "$build_rc" "$gpu_rc" "$harness_rc" "$memcheck_rc" "$racecheck_rc" "$t_build" "$bench_rc" "$linear_bench_rc" \
-  "$e2e_rc" "$air_rc" "$attn_bench_rc" "$e2e_hopper_rc" <<'PY' 2>&1 | tee -a "$log"
+  "$e2e_rc" "$air_rc" "$attn_bench_rc" "$e2e_hopper_rc" "$sample_bench_rc" <<'PY' 2>&1 | tee -a "$log"
 import json, os, sys
 out, rev, clean, build_rc, gpu_rc, harness_rc, mem_rc, race_rc, t_build, bench_rc, linear_bench_rc, e2e_rc, air_rc, \
-    attn_bench_rc, e2e_hopper_rc = sys.argv[1:]
+    attn_bench_rc, e2e_hopper_rc, sample_bench_rc = sys.argv[1:]
 def load(name, empty=None):
     try:
         with open(os.path.join(out, name)) as f: return json.load(f)
@@ -135,6 +140,7 @@ result = {
                     "ok": gpu.get("linear_gemm_sm90_twin_matches_when_available", {}).get("ok")}],
     "bf16_rate": load("bf16-rate.json", {}),
     "attn_bench_rc": int(attn_bench_rc), "attn_bench": load("attn-bench.json"),
+    "sample_bench_rc": int(sample_bench_rc), "sample_bench": load("sample-bench.json"),
     "cuda_backend_e2e_hopper_gemm_rc": int(e2e_hopper_rc),
     "quant_bench_rc": int(bench_rc), "quant_bench": load("quant-bench.json"),
     "cuda_backend_e2e_rc": int(e2e_rc), "air_bench_rc": int(air_rc), "air_bench": load("air-bench.json"),
@@ -169,10 +175,15 @@ if result["attn_bench"]:
     print(f"{'case':<16} {'kernel':<22} {'rows':>5} {'ms':>8} {'TFLOPS':>7} {'%bf16':>6} {'relL2':>9}")
     for r in result["attn_bench"]:
         print(f"{r['case']:<16} {r['kernel']:<22} {r['rows']:>5} {r['ms']:>8.3f} {r['tflops']:>7.1f} {pct(r['tflops'])} {r['rel_l2_vs_fp32']:>9.2e}")
+if result["sample_bench"]:
+    print()
+    print(f"{'case':<28} {'rows':>5} {'us':>9}")
+    for r in result["sample_bench"]:
+        print(f"{r['case']:<28} {r['rows']:>5} {r['us']:>9.1f}")
 print(f"revision {rev} (cuda/ clean {clean}); build rc {build_rc} ({t_build}s); gpu tests rc {gpu_rc}; bench rc {bench_rc}; "
       f"linear bench rc {linear_bench_rc}; "
       f"harness rc {harness_rc}; memcheck rc {mem_rc}; racecheck rc {race_rc}; "
-      f"cuda backend e2e rc {e2e_rc} (hopper gemm {e2e_hopper_rc}); air bench rc {air_rc}; attn bench rc {attn_bench_rc} (99 = not run)")
+      f"cuda backend e2e rc {e2e_rc} (hopper gemm {e2e_hopper_rc}); air bench rc {air_rc}; attn bench rc {attn_bench_rc}; sample bench rc {sample_bench_rc} (99 = not run)")
 PY
 [ "$build_rc" -eq 0 ] && [ "$gpu_rc" -eq 0 ] && [ "$harness_rc" -eq 0 ] && \
   { [ "$memcheck_rc" -eq 0 ] || [ "$memcheck_rc" -eq 99 ]; } && { [ "$racecheck_rc" -eq 0 ] || [ "$racecheck_rc" -eq 99 ]; } && \
