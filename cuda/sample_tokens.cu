@@ -25,6 +25,7 @@ namespace {
 constexpr int kThreads = 1024;  // at 512 and 256 ptxas spills (24 / 16 bytes); at 1024 it fits in 53 registers
 constexpr int kWarps = kThreads / 32;
 constexpr int kBins = 256;
+constexpr int kMaxTopLogprobs = 32;
 
 // Monotone in the float order for non-NaN values (the caller maps -0 to +0, which compare equal).
 GLM_DEVICE uint32_t order_key(float v) {
@@ -47,6 +48,9 @@ struct Scratch {
   float max_v;
   int max_i, n_cand;
   double sum;
+  int n_top;
+  uint32_t top_key[kMaxTopLogprobs];
+  int top_id[kMaxTopLogprobs];
 };
 
 struct Found {
@@ -83,12 +87,24 @@ struct Kept {
     return exp((double(v) - m) * inv_t) >= min_p;
   }
 };
-// The kept elements with one key, ordered by id through the key ~id (largest key = lowest id).
-struct KeptById {
-  Kept kept;
+// Every non-NaN raw logit: the support of the log-softmax the logprobs report (-inf included).
+struct Raw {
+  const float* src;
+  GLM_DEVICE bool operator()(int i, uint32_t& key, float& v) const {
+    v = src[i];
+    if (v != v) return false;
+    if (v == 0.0f) v = 0.0f;
+    key = order_key(v);
+    return true;
+  }
+};
+// The admitted elements with one key, ordered by id through the key ~id (largest key = lowest id).
+template <class Elem>
+struct ById {
+  Elem elem;
   uint32_t key;
   GLM_DEVICE bool operator()(int i, uint32_t& k, float& v) const {
-    if (!kept(i, k, v) || k != key) return false;
+    if (!elem(i, k, v) || k != key) return false;
     k = ~uint32_t(i);
     return true;
   }
@@ -153,6 +169,14 @@ GLM_DEVICE Found descend(Scratch& s, int vocab, const Elem& elem, const Kept& ke
   return f;
 }
 
+// The id of the r-th (1-based, by id) admitted element with key `key` (r <= eq_count).
+template <class Elem>
+GLM_DEVICE int nth_id(Scratch& s, int vocab, const Elem& elem, const Kept& kept, uint32_t key, int r, int eq_count,
+                      int eq_id) {
+  if (eq_count == 1) return eq_id;
+  return int(~descend(s, vocab, ById<Elem>{elem, key}, kept, false, double(r), false).key);
+}
+
 // Block sum in a fixed order (warp tree, then warps in order), so the result is the same on every run.
 GLM_DEVICE double block_sum(Scratch& s, double v) {
   for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(dev::kFullMask, v, off);
@@ -169,10 +193,140 @@ GLM_DEVICE double block_sum(Scratch& s, double v) {
   return r;
 }
 
+// The sampled (temperature > 0) choice among n_cand > 0 candidates with a finite maximum max_v.
+GLM_DEVICE int sample_from(Scratch& s, const float* src, int vocab, const SampleParams& P, float max_v, int max_i,
+                           int n_cand) {
+  const int tid = int(threadIdx.x);
+  Kept kept{src, double(max_v), 1.0 / P.temperature, P.min_p, order_key(max_v == 0.0f ? 0.0f : max_v), max_i, 0u,
+            INT_MAX, false};
+  // The r-th (1-based) kept element with key `key`, as an id (r <= eq_count).
+  auto kept_mass = [&s, vocab, tid](const Kept& k) {
+    double acc = 0;
+    for (int i = tid; i < vocab; i += kThreads) {
+      uint32_t key;
+      float v;
+      if (k(i, key, v)) acc += double(k.prob(v));
+    }
+    return block_sum(s, acc);
+  };
+
+  if (P.top_k > 0 && P.top_k < n_cand) {
+    const Found f = descend(s, vocab, kept, kept, false, double(P.top_k), false);
+    const int r = int(P.top_k - int64_t(f.above));
+    const int id = r < f.eq_count ? nth_id(s, vocab, kept, kept, f.key, r, f.eq_count, f.eq_id) : INT_MAX;
+    kept.cut_key = f.key;
+    kept.cut_id = id;
+  }
+  if (P.top_p < 1) {
+    const double target = P.top_p * kept_mass(kept);
+    const Found f = descend(s, vocab, kept, kept, true, target, false);
+    const double p = double(kept.prob(key_value(f.key)));
+    int n = f.eq_count;
+    if (p > 0) n = int(fmin(fmax(ceil((target - f.above) / p), 1.0), double(f.eq_count)));
+    const int id = n < f.eq_count ? nth_id(s, vocab, kept, kept, f.key, n, f.eq_count, f.eq_id)
+                                  : (f.key == kept.cut_key ? kept.cut_id : INT_MAX);
+    kept.cut_key = f.key;
+    kept.cut_id = id;
+  }
+  kept.min_p_on = P.min_p > 0;
+  const double u = P.u * kept_mass(kept);
+  const Found f = descend(s, vocab, kept, kept, true, u, true);
+  const double p = double(kept.prob(key_value(f.key)));
+  int n = f.eq_count;
+  if (p > 0) n = int(fmin(fmax(floor((u - f.above) / p) + 1, 1.0), double(f.eq_count)));
+  return nth_id(s, vocab, kept, kept, f.key, n, f.eq_count, f.eq_id);
+}
+
+// compute_logprobs on device: log_z = max + log(sum exp(l - max)) over the non-NaN raw logits (fp32 expf
+// summed in double), the chosen token's logprob, and the top_n best (value desc, id asc; id -1 and NaN
+// past the non-NaN count).
+GLM_DEVICE void write_logprobs(Scratch& s, const float* raw, int vocab, int token, int top_n, const SampleLogprobs& lp,
+                               int64_t row) {
+  const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  float mx = -INFINITY;
+  int nv = 0;
+  for (int i = tid; i < vocab; i += kThreads) {
+    const float v = raw[i];
+    if (v != v) continue;
+    mx = fmaxf(mx, v);
+    ++nv;
+  }
+  for (int off = 16; off > 0; off >>= 1) {
+    mx = fmaxf(mx, __shfl_xor_sync(dev::kFullMask, mx, off));
+    nv += __shfl_xor_sync(dev::kFullMask, nv, off);
+  }
+  if (lane == 0) {
+    s.wf[warp] = mx;
+    s.wc[warp] = nv;
+  }
+  __syncthreads();
+  if (tid == 0) {
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s.wf[w]);
+    int total = 0;
+    for (int w = 0; w < kWarps; ++w) total += s.wc[w];
+    s.max_v = mx;
+    s.n_cand = total;
+  }
+  __syncthreads();
+  const double m = double(s.max_v);
+  const int n_valid = s.n_cand;
+  double acc = 0;
+  for (int i = tid; i < vocab; i += kThreads) {
+    const float v = raw[i];
+    if (v == v) acc += double(expf(float(double(v) - m)));
+  }
+  const double log_z = m + log(block_sum(s, acc));
+  if (tid == 0) lp.chosen[row] = token >= 0 ? float(double(raw[token]) - log_z) : NAN;
+  if (top_n <= 0) return;
+  const int n = top_n < n_valid ? top_n : n_valid;
+  const Raw all{raw};
+  const Kept none{raw, 0, 0, 0, 0, 0, 0, 0, false};  // descend's prob, unused for counts
+  int cut_id = INT_MAX;
+  uint32_t cut_key = 0;
+  if (n > 0) {
+    const Found f = descend(s, vocab, all, none, false, double(n), false);
+    const int r = n - int(f.above);
+    cut_key = f.key;
+    if (r < f.eq_count) cut_id = nth_id(s, vocab, all, none, f.key, r, f.eq_count, f.eq_id);
+  }
+  if (tid == 0) s.n_top = 0;
+  __syncthreads();
+  for (int i = tid; i < vocab && n > 0; i += kThreads) {
+    uint32_t key;
+    float v;
+    if (!all(i, key, v) || !(key > cut_key || (key == cut_key && i <= cut_id))) continue;
+    const int slot = atomicAdd(&s.n_top, 1);
+    if (slot < kMaxTopLogprobs) {
+      s.top_key[slot] = key;
+      s.top_id[slot] = i;
+    }
+  }
+  __syncthreads();
+  if (tid == 0) {
+    const int got = s.n_top < n ? s.n_top : n;
+    for (int a = 1; a < got; ++a) {  // insertion sort of <= 32 by (key desc, id asc)
+      const uint32_t k = s.top_key[a];
+      const int id = s.top_id[a];
+      int b = a - 1;
+      for (; b >= 0 && (s.top_key[b] < k || (s.top_key[b] == k && s.top_id[b] > id)); --b) {
+        s.top_key[b + 1] = s.top_key[b];
+        s.top_id[b + 1] = s.top_id[b];
+      }
+      s.top_key[b + 1] = k;
+      s.top_id[b + 1] = id;
+    }
+    for (int j = 0; j < top_n; ++j) {
+      lp.top_ids[row * lp.top_stride + j] = j < got ? s.top_id[j] : -1;
+      lp.top_logprobs[row * lp.top_stride + j] = j < got ? float(double(key_value(s.top_key[j])) - log_z) : NAN;
+    }
+  }
+  __syncthreads();
+}
+
 // ptxas: hot sample_tokens_kernel
 GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads)
     sample_tokens_kernel(int32_t* tokens, const float* logits, float* work, int vocab, const SampleParams* params,
-                         const int32_t* history) {
+                         const int32_t* history, SampleLogprobs lp) {
   GLM_SHARED(Scratch, scratch, 1);
   Scratch& s = scratch[0];
   const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
@@ -245,67 +399,34 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads)
   __syncthreads();
   const float max_v = s.max_v;
   const int max_i = s.max_i, n_cand = s.n_cand;
-  if (P.temperature == 0 || n_cand == 0 || max_v == INFINITY) {
-    if (tid == 0) tokens[row] = P.temperature != 0 && n_cand == 0 ? -1 : max_i;
-    return;
+  int token = max_i;  // temperature 0 or a +inf logit: argmax
+  if (P.temperature != 0 && n_cand == 0) token = -1;
+  if (P.temperature != 0 && n_cand > 0 && max_v != INFINITY) token = sample_from(s, src, vocab, P, max_v, max_i, n_cand);
+  if (tid == 0) tokens[row] = token;
+  if (lp.chosen && P.top_logprobs >= 0) {
+    write_logprobs(s, logits + row * vocab, vocab, token, int(fmin(double(P.top_logprobs), double(lp.top_stride))),
+                   lp, row);
   }
-
-  Kept kept{src, double(max_v), 1.0 / P.temperature, P.min_p, order_key(max_v == 0.0f ? 0.0f : max_v), max_i, 0u,
-            INT_MAX, false};
-  // The r-th (1-based) kept element with key `key`, as an id (r <= eq_count).
-  auto nth_id = [&s, vocab](const Kept& k, uint32_t key, int r, int eq_count, int eq_id) -> int {
-    if (eq_count == 1) return eq_id;
-    return int(~descend(s, vocab, KeptById{k, key}, k, false, double(r), false).key);
-  };
-  auto kept_mass = [&s, vocab, tid](const Kept& k) {
-    double acc = 0;
-    for (int i = tid; i < vocab; i += kThreads) {
-      uint32_t key;
-      float v;
-      if (k(i, key, v)) acc += double(k.prob(v));
-    }
-    return block_sum(s, acc);
-  };
-
-  if (P.top_k > 0 && P.top_k < n_cand) {
-    const Found f = descend(s, vocab, kept, kept, false, double(P.top_k), false);
-    const int r = int(P.top_k - int64_t(f.above));
-    const int id = r < f.eq_count ? nth_id(kept, f.key, r, f.eq_count, f.eq_id) : INT_MAX;
-    kept.cut_key = f.key;
-    kept.cut_id = id;
-  }
-  if (P.top_p < 1) {
-    const double target = P.top_p * kept_mass(kept);
-    const Found f = descend(s, vocab, kept, kept, true, target, false);
-    const double p = double(kept.prob(key_value(f.key)));
-    int n = f.eq_count;
-    if (p > 0) n = int(fmin(fmax(ceil((target - f.above) / p), 1.0), double(f.eq_count)));
-    const int id = n < f.eq_count ? nth_id(kept, f.key, n, f.eq_count, f.eq_id)
-                                  : (f.key == kept.cut_key ? kept.cut_id : INT_MAX);
-    kept.cut_key = f.key;
-    kept.cut_id = id;
-  }
-  kept.min_p_on = P.min_p > 0;
-  const double u = P.u * kept_mass(kept);
-  const Found f = descend(s, vocab, kept, kept, true, u, true);
-  const double p = double(kept.prob(key_value(f.key)));
-  int n = f.eq_count;
-  if (p > 0) n = int(fmin(fmax(floor((u - f.above) / p) + 1, 1.0), double(f.eq_count)));
-  const int id = nth_id(kept, f.key, n, f.eq_count, f.eq_id);
-  if (tid == 0) tokens[row] = id;
 }
 
 }  // namespace
 
 Status sample_tokens(Stream stream, int32_t* tokens, const float* logits, int64_t rows, int64_t vocab,
-                     const SampleParams* params, const int32_t* history, float* workspace) {
+                     const SampleParams* params, const int32_t* history, float* workspace,
+                     const SampleLogprobs* logprobs) {
   const char* op = "sample_tokens";
   if (!tokens || !logits || !params || !workspace) return detail::invalid(op, "null pointer");
+  SampleLogprobs lp;
+  if (logprobs) {
+    lp = *logprobs;
+    if (!lp.chosen || (lp.top_stride > 0 && (!lp.top_ids || !lp.top_logprobs))) return detail::invalid(op, "null logprobs pointer");
+    if (lp.top_stride < 0 || lp.top_stride > kMaxTopLogprobs) return detail::invalid(op, "top_stride outside [0, 32]");
+  }
   if (rows < 0 || rows > 0x7fffffff || vocab <= 0 || vocab > 0x7fffffff) return detail::invalid(op, "bad rows / vocab");
   if (rows == 0) return Status::ok();
   return detail::launched(op, GLM_LAUNCH(sample_tokens_kernel, dim3(unsigned(rows)), dim3(kThreads), 0,
                                          detail::to_stream(stream.handle), tokens, logits, workspace, int(vocab),
-                                         params, history));
+                                         params, history, lp));
 }
 
 }  // namespace glm::cuda

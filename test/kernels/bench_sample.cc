@@ -1,7 +1,7 @@
 // Device token selection at GLM's vocab (151552), rows 1 and 8, run on a lent GPU by scripts/gpu-check.sh
 // (GLM_SAMPLE_BENCH=1 glm_kernel_tests_gpu bench_sample); on the harness, and on the GPU without the
 // variable, it does nothing. Times argmax_tokens (greedy), sample_tokens at temperature 0.7 + top-p 0.9
-// with penalties over a 300-token history, temperature 1 + top-k 50, and plain temperature 1 (the whole
+// with penalties over a 300-token history, the same with 20 top logprobs, temperature 1 + top-k 50, and plain temperature 1 (the whole
 // vocab kept), against the copy of the logits rows to the host that device selection replaces. Median of
 // 20 after 3 warm-ups, host clock around a synchronised launch (so it includes the launch latency a
 // decode step pays). Rows go to $GLM_SAMPLE_BENCH_JSON when set. Unverified until a GPU is lent.
@@ -57,21 +57,26 @@ TEST(bench_sample_tokens_vocab_151552) {
              cudaMemcpy(host.data(), d_l.get(), host.size() * sizeof(float), cudaMemcpyDeviceToHost);
            }));
     report("argmax_tokens", time_us([&] { CHECK(glm::cuda::argmax_tokens(Stream{}, d_t.get(), d_l.get(), rows, vocab).is_ok()); }));
-    struct Case { const char* what; double t, p; int64_t k; bool pen; };
-    for (const Case& c : {Case{"T0.7 top_p0.9 penalties", 0.7, 0.9, 0, true}, Case{"T1 top_k50", 1, 1, 50, false},
-                          Case{"T1 full vocab", 1, 1, 0, false}}) {
+    struct Case { const char* what; double t, p; int64_t k; bool pen; int32_t top_lp; };
+    for (const Case& c : {Case{"T0.7 top_p0.9 penalties", 0.7, 0.9, 0, true, -1},
+                          Case{"T0.7 top_p0.9 + 20 logprobs", 0.7, 0.9, 0, false, 20},
+                          Case{"T1 top_k50", 1, 1, 50, false, -1}, Case{"T1 full vocab", 1, 1, 0, false, -1}}) {
       std::vector<glm::cuda::SampleParams> ps(static_cast<size_t>(rows));
       for (auto& p : ps) {
         p.temperature = c.t;
         p.top_p = c.p;
         p.top_k = c.k;
         p.u = 0.5;
+        p.top_logprobs = c.top_lp;
         if (c.pen) p.repetition_penalty = 1.1, p.frequency_penalty = 0.3, p.history_count = 300;
       }
       DeviceBuffer<glm::cuda::SampleParams> d_p(ps);
+      DeviceBuffer<float> d_chosen(static_cast<size_t>(rows)), d_top(static_cast<size_t>(rows * 20));
+      DeviceBuffer<int32_t> d_top_ids(static_cast<size_t>(rows * 20));
+      const glm::cuda::SampleLogprobs lp{d_chosen.get(), d_top_ids.get(), d_top.get(), 20};
       report(c.what, time_us([&] {
                CHECK(glm::cuda::sample_tokens(Stream{}, d_t.get(), d_l.get(), rows, vocab, d_p.get(), d_h.get(),
-                                              d_work.get()).is_ok());
+                                              d_work.get(), &lp).is_ok());
              }));
     }
     CHECK(device_ok("bench_sample"));

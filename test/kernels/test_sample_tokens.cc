@@ -9,6 +9,8 @@
 // 1e-4 relative (fp32 argument rounding of exp near -100 is ~6e-6); any other mismatch fails. Near ties
 // are counted and printed, and must stay under 1% of the rows (random rows hit one with probability
 // ~1e-5, so a handful means a bug, not rounding).
+// Logprobs (compute_logprobs of the device's token): ids exact; values within 1e-6 + 2.4e-7 |ref| (log_z
+// from fp32 expf terms summed in double: ~3e-7 absolute, plus the float rounding of the output, 2^-24 |ref|).
 #include <cstdio>
 #include <limits>
 
@@ -20,6 +22,8 @@ using namespace glm_test;
 using glm::cuda::Stream;
 
 namespace {
+
+double g_max_logprob_err = 0;
 
 struct Row {
   glm::SamplingParams p;
@@ -58,6 +62,7 @@ int run_case(const char* what, const std::vector<float>& logits, int64_t vocab, 
     d.u = row.u;
     d.history_begin = int32_t(hist.size() / 2);
     d.history_count = int32_t(row.history.size());
+    d.top_logprobs = int32_t(row.p.top_logprobs);
     for (const auto& [t, c] : row.history) hist.push_back(t), hist.push_back(c);
   }
   std::vector<int32_t> want(static_cast<size_t>(n));
@@ -68,12 +73,46 @@ int run_case(const char* what, const std::vector<float>& logits, int64_t vocab, 
   DeviceBuffer<float> d_l(logits), d_work(static_cast<size_t>(n * vocab));
   DeviceBuffer<glm::cuda::SampleParams> d_p(dp);
   DeviceBuffer<int32_t> d_h(hist.empty() ? std::vector<int32_t>{0, 0} : hist), d_t(static_cast<size_t>(n));
+  const int64_t stride = 32;
+  DeviceBuffer<float> d_chosen(static_cast<size_t>(n)), d_top(static_cast<size_t>(n * stride));
+  DeviceBuffer<int32_t> d_top_ids(static_cast<size_t>(n * stride));
+  const glm::cuda::SampleLogprobs lp{d_chosen.get(), d_top_ids.get(), d_top.get(), stride};
   int near = 0;
   for_each_seed([&](uint64_t) {
     d_t.poison();
-    CHECK(glm::cuda::sample_tokens(Stream{}, d_t.get(), d_l.get(), n, vocab, d_p.get(), d_h.get(), d_work.get()).is_ok());
+    d_chosen.poison();
+    d_top.poison();
+    d_top_ids.poison();
+    CHECK(glm::cuda::sample_tokens(Stream{}, d_t.get(), d_l.get(), n, vocab, d_p.get(), d_h.get(), d_work.get(), &lp)
+              .is_ok());
     if (!device_ok(what)) return;
     const auto got = d_t.download();
+    const auto chosen = d_chosen.download(), top = d_top.download();
+    const auto top_ids = d_top_ids.download();
+    for (int64_t r = 0; r < n; ++r) {  // logprobs of the device's token, against compute_logprobs
+      const Row& row = rows[size_t(r)];
+      if (row.p.top_logprobs < 0 || got[size_t(r)] < 0) continue;
+      glm::TokenLogprobs ref;
+      glm::compute_logprobs(logits.data() + r * vocab, vocab, got[size_t(r)], row.p.top_logprobs, &ref);
+      auto close = [&](float g, float w) {
+        if (g == w) return true;  // also -inf logits, whose logprob is -inf
+        const double e = std::fabs(double(g) - double(w));
+        g_max_logprob_err = std::max(g_max_logprob_err, e);
+        return e <= 1e-6 + 2.4e-7 * std::fabs(double(w));
+      };
+      CHECK(close(chosen[size_t(r)], ref.chosen)) << what << " row " << r << ": chosen logprob " << chosen[size_t(r)]
+                                                 << " vs " << ref.chosen;
+      for (int64_t j = 0; j < row.p.top_logprobs; ++j) {
+        const size_t at = size_t(r * stride + j);
+        if (size_t(j) < ref.top.size()) {
+          CHECK(top_ids[at] == ref.top[size_t(j)].first && close(top[at], ref.top[size_t(j)].second))
+              << what << " row " << r << " top " << j << ": " << top_ids[at] << " " << top[at] << " vs "
+              << ref.top[size_t(j)].first << " " << ref.top[size_t(j)].second;
+        } else {
+          CHECK(top_ids[at] == -1 && std::isnan(top[at])) << what << " row " << r << " top " << j << " past the end";
+        }
+      }
+    }
     const auto after = d_l.download();  // bitwise: NaN logits compare unequal to themselves
     CHECK(std::memcmp(after.data(), logits.data(), logits.size() * sizeof(float)) == 0) << what << ": the logits changed";
     for (int64_t r = 0; r < n; ++r) {
@@ -123,6 +162,8 @@ Row random_row(std::mt19937& rng, int64_t vocab) {
     for (size_t i = 0; i < h; ++i) r.history.push_back({ids[i], int32_t(rng() % 3)});
     if (rng() % 4 == 0) r.history.push_back({int32_t(vocab + 5), 1});  // out of range: skipped, as on the CPU
   }
+  const int64_t tops[] = {-1, -1, 0, 1, 5, 32};
+  r.p.top_logprobs = tops[rng() % 6];
   glm::Rng g(rng());
   r.u = g.uniform();
   return r;
@@ -157,7 +198,8 @@ TEST(sample_tokens_matches_cpu_sampler_random_rows) {
     near += run_case(what.c_str(), logits, vocab, rs, &hard);
     total += int(rows) * seed_count();
   }
-  std::printf("  sample_tokens random rows: %d rows x seeds, %d near ties, %d hard mismatches\n", total, near, hard);
+  std::printf("  sample_tokens random rows: %d rows x seeds, %d near ties, %d hard mismatches; logprobs max |err| %.2e\n",
+              total, near, hard, g_max_logprob_err);
   CHECK(hard == 0);
   CHECK(near * 100 <= total) << near << " near ties of " << total;
 }
@@ -180,9 +222,11 @@ TEST(sample_tokens_matches_cpu_sampler_vocab_151552) {
   rs[0].u = 0.37;
   rs[1].p.temperature = 1;
   rs[1].u = 0.9990234375;
+  rs[1].p.top_logprobs = 20;
   int hard = 0;
   const int near = run_case("sample_tokens vocab=151552", logits, vocab, rs, &hard);
-  std::printf("  sample_tokens vocab 151552: %d near ties, %d hard mismatches\n", near, hard);
+  std::printf("  sample_tokens vocab 151552: %d near ties, %d hard mismatches; logprobs max |err| %.2e\n", near, hard,
+              g_max_logprob_err);
   CHECK(hard == 0 && near == 0);
 }
 
