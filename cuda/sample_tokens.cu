@@ -13,6 +13,7 @@
 // (double) tempered difference, summed in double; min-p compares in double near its threshold. So a
 // token differs from the CPU's only when top_p * sum or u * total lies within ~1e-6 (relative to the
 // sum) of a cumulative-mass boundary — the fp32 probabilities and the summation order (see the test).
+// Optionally the logprobs of compute_logprobs (log-softmax of the raw logits; up to 32 best).
 #include <climits>
 
 #include "common.cuh"
@@ -22,7 +23,9 @@
 namespace glm::cuda {
 namespace {
 
-constexpr int kThreads = 1024;  // at 512 and 256 ptxas spills (24 / 16 bytes); at 1024 it fits in 53 registers
+// 1024 threads: more loads in flight for a single row; also, at 512 and 256 ptxas spilled (24 / 16 bytes)
+// while at 1024 (<= 64 registers) it fits in ~60.
+constexpr int kThreads = 1024;
 constexpr int kWarps = kThreads / 32;
 constexpr int kBins = 256;
 constexpr int kMaxTopLogprobs = 32;
