@@ -109,6 +109,39 @@ Status attention_prefill_mma(Stream stream, float* out, const float* q, const fl
 // Greedy selection: tokens[r] = argmax of logits[r, :vocab], ties to the lowest id, NaN never wins, -1
 // when every value is NaN (engine/sampler.cc argmax_token).
 Status argmax_tokens(Stream stream, int32_t* tokens, const float* logits, int64_t rows, int64_t vocab);
+// Sampled selection (cuda/sample_tokens.cu): engine/sampler.cc's choose_token after penalize_logit, per row.
+struct SampleParams {
+  double temperature = 0;         // 0 = greedy (argmax_tokens' rule on the penalised logits)
+  double top_p = 1;               // 1 = off
+  double min_p = 0;               // 0 = off
+  double u = 0;                   // uniform in [0, 1) from the host sampler's generator (Sampler::draw_uniform)
+  double repetition_penalty = 1;  // 1 = off
+  double presence_penalty = 0;
+  double frequency_penalty = 0;
+  int64_t top_k = 0;              // 0 = off
+  int32_t history_begin = 0;      // this row's pairs in `history`: [history_begin, history_begin + history_count)
+  int32_t history_count = 0;
+  int32_t top_logprobs = -1;      // -1: no logprobs for this row; n >= 0: the chosen token's + the n best
+};
+// Log-probabilities (engine/sampler.cc compute_logprobs: log-softmax of the raw logits, NaN excluded),
+// written for rows with top_logprobs >= 0: chosen[r], and min(top_logprobs, top_stride) best at
+// top_ids / top_logprobs [r * top_stride + j] (best first, ties to the lower id; id -1 and NaN past the
+// row's non-NaN logits). top_stride <= 32. chosen[r] is NaN where the token is -1.
+struct SampleLogprobs {
+  float* chosen = nullptr;
+  int32_t* top_ids = nullptr;
+  float* top_logprobs = nullptr;
+  int64_t top_stride = 0;
+};
+// tokens[r] = the token the CPU sampler chooses from logits[r, :vocab] with params[r] (device array) and the
+// same u; -1 where it reports Numerical (every logit NaN, or no finite candidate). history: device int32
+// pairs (token id, generated count; 0 = prompt only), each token at most once per row (Sampler::history);
+// may be null when no row has history. workspace: rows * vocab floats (the penalised copy of a row with
+// penalties; the logits are not modified). Agrees with the CPU up to fp32 probabilities and summation
+// order at a boundary (the file header).
+Status sample_tokens(Stream stream, int32_t* tokens, const float* logits, int64_t rows, int64_t vocab,
+                     const SampleParams* params, const int32_t* history, float* workspace,
+                     const SampleLogprobs* logprobs = nullptr);
 // out[i] = silu(gate[i]) * up[i], fp32 (out may alias gate or up).
 Status silu_mul(Stream stream, float* out, const float* gate, const float* up, int64_t n);
 // y[i] += x[i], fp32.

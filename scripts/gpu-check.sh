@@ -47,6 +47,9 @@
 # over 8-position KV pages, batched sessions, a reset, device greedy generation) and a synchronous call
 # inside a capture must be rejected by the real runtime and fall back to eager (e2e-graphs.log). The
 # benchmark prints decode tokens/s with graphs on and off side by side (air-bench.json *_graphs_on/off).
+# Device sampling (issue 5): GLM_SAMPLE_BENCH=1 runs bench_sample_tokens_vocab_151552 (argmax_tokens and
+# sample_tokens at rows 1 and 8, vocab 151552, against copying the logits rows to the host;
+# sample-bench.json). The kernel test sample_tokens_* checks it against the CPU sampler on the device.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu-check-out}"
@@ -78,7 +81,7 @@ t_build=$(( $(date +%s) - t0 ))
 say "build: rc=${build_rc} in ${t_build}s"
 
 gpu_rc=99; harness_rc=99; memcheck_rc=99; racecheck_rc=99; bench_rc=99; linear_bench_rc=99; e2e_rc=99; air_rc=99; graphs_rc=99
-attn_bench_rc=99; e2e_hopper_rc=99
+attn_bench_rc=99; e2e_hopper_rc=99; sample_bench_rc=99
 timeout 120 python3 - "$OUT/bf16-rate.json" >>"$log" 2>&1 <<'PY' || true
 import json, sys
 import torch
@@ -102,6 +105,8 @@ if [ $build_rc -eq 0 ]; then
     >"$OUT/linear-bench.log" 2>&1; linear_bench_rc=$?
   GLM_ATTN_BENCH=1 GLM_ATTN_BENCH_JSON="$OUT/attn-bench.json" timeout 120 ./build-gpu/glm_kernel_tests_gpu bench_attention \
     >"$OUT/attn-bench.log" 2>&1; attn_bench_rc=$?
+  GLM_SAMPLE_BENCH=1 GLM_SAMPLE_BENCH_JSON="$OUT/sample-bench.json" timeout 120 ./build-gpu/glm_kernel_tests_gpu bench_sample \
+    >"$OUT/sample-bench.log" 2>&1; sample_bench_rc=$?
   fixtures="${GLM_E2E_FIXTURES:-}"
   if [ -z "$fixtures" ] && command -v node >/dev/null 2>&1 && [ -f dist/lib/synthetic/checkpoint.js ]; then
     fixtures="$OUT/e2e-fixtures"
@@ -136,10 +141,10 @@ if [ $build_rc -eq 0 ]; then
 fi
 
 python3 - "$OUT" "$rev" "$clean" "$build_rc" "$gpu_rc" "$harness_rc" "$memcheck_rc" "$racecheck_rc" "$t_build" "$bench_rc" "$linear_bench_rc" \
-  "$e2e_rc" "$air_rc" "$attn_bench_rc" "$e2e_hopper_rc" "$graphs_rc" <<'PY' 2>&1 | tee -a "$log"
+  "$e2e_rc" "$air_rc" "$attn_bench_rc" "$e2e_hopper_rc" "$graphs_rc" "$sample_bench_rc" <<'PY' 2>&1 | tee -a "$log"
 import json, os, sys
 out, rev, clean, build_rc, gpu_rc, harness_rc, mem_rc, race_rc, t_build, bench_rc, linear_bench_rc, e2e_rc, air_rc, \
-    attn_bench_rc, e2e_hopper_rc, graphs_rc = sys.argv[1:]
+    attn_bench_rc, e2e_hopper_rc, graphs_rc, sample_bench_rc = sys.argv[1:]
 def load(name, empty=None):
     try:
         with open(os.path.join(out, name)) as f: return json.load(f)
@@ -157,6 +162,7 @@ result = {
                     "ok": gpu.get("linear_gemm_sm90_twin_matches_when_available", {}).get("ok")}],
     "bf16_rate": load("bf16-rate.json", {}),
     "attn_bench_rc": int(attn_bench_rc), "attn_bench": load("attn-bench.json"),
+    "sample_bench_rc": int(sample_bench_rc), "sample_bench": load("sample-bench.json"),
     "cuda_backend_e2e_hopper_gemm_rc": int(e2e_hopper_rc),
     "quant_bench_rc": int(bench_rc), "quant_bench": load("quant-bench.json"),
     "cuda_backend_e2e_rc": int(e2e_rc), "cuda_graphs_rc": int(graphs_rc),
@@ -204,10 +210,15 @@ if any(r for _, r in air):
         pair = lambda k: f"{g(k + '_graphs_on', 'tokens_per_s'):>9.1f} ({g(k + '_graphs_off', 'tokens_per_s'):>6.1f})"
         print(f"{f:<11} {r.get('decode_bytes_per_token', 0) / 1e9:>9.3f} {pair('decode_ctx0'):>19} {pair('decode_ctx4096'):>19} "
               f"{g('decode_ctx0_graphs_on', 'gb_per_s'):>10.0f} {g('prefill_2048', 'tokens_per_s'):>14.0f}")
+if result["sample_bench"]:
+    print()
+    print(f"{'case':<28} {'rows':>5} {'us':>9}")
+    for r in result["sample_bench"]:
+        print(f"{r['case']:<28} {r['rows']:>5} {r['us']:>9.1f}")
 print(f"revision {rev} (cuda/ clean {clean}); build rc {build_rc} ({t_build}s); gpu tests rc {gpu_rc}; bench rc {bench_rc}; "
       f"linear bench rc {linear_bench_rc}; "
       f"harness rc {harness_rc}; memcheck rc {mem_rc}; racecheck rc {race_rc}; "
-      f"cuda backend e2e rc {e2e_rc} (hopper gemm {e2e_hopper_rc}); cuda graphs rc {graphs_rc}; air bench rc {air_rc}; attn bench rc {attn_bench_rc} (99 = not run)")
+      f"cuda backend e2e rc {e2e_rc} (hopper gemm {e2e_hopper_rc}); cuda graphs rc {graphs_rc}; air bench rc {air_rc}; attn bench rc {attn_bench_rc}; sample bench rc {sample_bench_rc} (99 = not run)")
 PY
 [ "$build_rc" -eq 0 ] && [ "$gpu_rc" -eq 0 ] && [ "$harness_rc" -eq 0 ] && \
   { [ "$memcheck_rc" -eq 0 ] || [ "$memcheck_rc" -eq 99 ]; } && { [ "$racecheck_rc" -eq 0 ] || [ "$racecheck_rc" -eq 99 ]; } && \

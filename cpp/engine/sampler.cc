@@ -44,24 +44,36 @@ int32_t argmax_token(const float* logits, int64_t vocab) {
 
 void Sampler::set_context(const std::vector<int32_t>& tokens) { context_.insert(tokens.begin(), tokens.end()); }
 
+float penalize_logit(float l, const SamplingParams& p, int32_t generated) {
+  // CTRL / HF: shrink the logit of every token already in the context towards "less likely".
+  if (p.repetition_penalty != 1) {
+    const float r = float(p.repetition_penalty);
+    l = l > 0 ? l / r : l * r;
+  }
+  if (generated > 0 && (p.presence_penalty != 0 || p.frequency_penalty != 0)) {
+    l -= float(p.presence_penalty + p.frequency_penalty * double(generated));
+  }
+  return l;
+}
+
+std::vector<std::pair<int32_t, int32_t>> Sampler::history() const {
+  std::vector<std::pair<int32_t, int32_t>> h;
+  h.reserve(context_.size());
+  for (int32_t t : context_) {  // counts_ keys are a subset of context_
+    const auto it = counts_.find(t);
+    h.push_back({t, it == counts_.end() ? 0 : it->second});
+  }
+  return h;
+}
+
 const float* Sampler::apply_penalties(const float* logits, int64_t vocab) {
   const bool repetition = params_.repetition_penalty != 1 && !context_.empty();
   const bool additive = (params_.presence_penalty != 0 || params_.frequency_penalty != 0) && !counts_.empty();
   if (!repetition && !additive) return logits;
   work_.assign(logits, logits + vocab);
-  if (repetition) {
-    // CTRL / HF: shrink the logit of every token already in the context towards "less likely".
-    const float r = float(params_.repetition_penalty);
-    for (int32_t t : context_) {
-      if (t < 0 || t >= vocab) continue;
-      work_[size_t(t)] = work_[size_t(t)] > 0 ? work_[size_t(t)] / r : work_[size_t(t)] * r;
-    }
-  }
-  if (additive) {
-    for (const auto& [t, n] : counts_) {
-      if (t < 0 || t >= vocab) continue;
-      work_[size_t(t)] -= float(params_.presence_penalty + params_.frequency_penalty * double(n));
-    }
+  for (const auto& [t, n] : history()) {
+    if (t < 0 || t >= vocab) continue;
+    work_[size_t(t)] = penalize_logit(work_[size_t(t)], params_, n);
   }
   return work_.data();
 }
@@ -91,75 +103,85 @@ void compute_logprobs(const float* logits, int64_t vocab, int32_t token, int64_t
   for (size_t i = 0; i < n; ++i) out->top.push_back({all[i].second, float(double(all[i].first) - log_z)});
 }
 
-Status Sampler::sample(const float* raw_logits, int64_t vocab, int32_t* token, TokenLogprobs* logprobs) {
-  const float* logits = apply_penalties(raw_logits, vocab);
-  Status st = Status::ok();
-  if (params_.temperature == 0) {
+Status choose_token(const float* logits, int64_t vocab, const SamplingParams& params, double uniform, int32_t* token,
+                    std::vector<std::pair<float, int32_t>>* scratch) {
+  if (params.temperature == 0) {
     const int32_t t = argmax_token(logits, vocab);
     if (t < 0) return Status::error(ErrorCode::Numerical, "sampler: every logit is NaN");
     *token = t;
+    return Status::ok();
+  }
+  std::vector<std::pair<float, int32_t>> local;
+  auto& candidates = scratch ? *scratch : local;
+  // Order (as HF's warpers): temperature, then top-k, top-p and min-p on the tempered distribution.
+  candidates.clear();
+  for (int64_t i = 0; i < vocab; ++i) {
+    const float l = logits[i];
+    if (std::isnan(l) || l == -INFINITY) continue;
+    candidates.push_back({l, int32_t(i)});
+  }
+  if (candidates.empty()) return Status::error(ErrorCode::Numerical, "sampler: no finite logit");
+  // Sorted by logit descending, ties to the lower id, so every filter keeps a prefix.
+  auto by_logit = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  };
+  size_t keep = candidates.size();
+  if (params.top_k > 0 && size_t(params.top_k) < keep) {
+    keep = size_t(params.top_k);
+    std::partial_sort(candidates.begin(), candidates.begin() + long(keep), candidates.end(), by_logit);
   } else {
-    // Order (as HF's warpers): temperature, then top-k, top-p and min-p on the tempered distribution.
-    candidates_.clear();
-    for (int64_t i = 0; i < vocab; ++i) {
-      const float l = logits[i];
-      if (std::isnan(l) || l == -INFINITY) continue;
-      candidates_.push_back({l, int32_t(i)});
+    std::sort(candidates.begin(), candidates.end(), by_logit);
+  }
+  if (candidates[0].first == INFINITY) {  // a +inf logit is a certainty
+    *token = candidates[0].second;
+    return Status::ok();
+  }
+  std::vector<double> probs(keep);
+  const double inv_t = 1.0 / params.temperature;
+  const double top = double(candidates[0].first);
+  double sum = 0;
+  for (size_t i = 0; i < keep; ++i) sum += probs[i] = std::exp((double(candidates[i].first) - top) * inv_t);
+  if (params.top_p < 1) {
+    // Smallest prefix whose probability mass reaches top_p (at least one token).
+    double mass = 0;
+    size_t n = 0;
+    while (n < keep) {
+      mass += probs[n] / sum;
+      ++n;
+      if (mass >= params.top_p) break;
     }
-    if (candidates_.empty()) return Status::error(ErrorCode::Numerical, "sampler: no finite logit");
-    // Sorted by logit descending, ties to the lower id, so every filter keeps a prefix.
-    auto by_logit = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
-      return a.first != b.first ? a.first > b.first : a.second < b.second;
-    };
-    size_t keep = candidates_.size();
-    if (params_.top_k > 0 && size_t(params_.top_k) < keep) {
-      keep = size_t(params_.top_k);
-      std::partial_sort(candidates_.begin(), candidates_.begin() + long(keep), candidates_.end(), by_logit);
-    } else {
-      std::sort(candidates_.begin(), candidates_.end(), by_logit);
-    }
-    if (candidates_[0].first == INFINITY) {  // a +inf logit is a certainty
-      *token = candidates_[0].second;
-    } else {
-      std::vector<double> probs(keep);
-      const double inv_t = 1.0 / params_.temperature;
-      const double top = double(candidates_[0].first);
-      double sum = 0;
-      for (size_t i = 0; i < keep; ++i) sum += probs[i] = std::exp((double(candidates_[i].first) - top) * inv_t);
-      if (params_.top_p < 1) {
-        // Smallest prefix whose probability mass reaches top_p (at least one token).
-        double mass = 0;
-        size_t n = 0;
-        while (n < keep) {
-          mass += probs[n] / sum;
-          ++n;
-          if (mass >= params_.top_p) break;
-        }
-        keep = n;
-      }
-      if (params_.min_p > 0) {
-        // Keep tokens whose probability is at least min_p times the most likely one's (probs[0] == 1).
-        size_t n = 1;
-        while (n < keep && probs[n] >= params_.min_p) ++n;
-        keep = n;
-      }
-      double total = 0;
-      for (size_t i = 0; i < keep; ++i) total += probs[i];
-      double u = rng_.uniform() * total;
-      *token = candidates_[keep - 1].second;  // if rounding leaves u at the very top of the range
-      for (size_t i = 0; i < keep; ++i) {
-        u -= probs[i];
-        if (u < 0) {
-          *token = candidates_[i].second;
-          break;
-        }
-      }
+    keep = n;
+  }
+  if (params.min_p > 0) {
+    // Keep tokens whose probability is at least min_p times the most likely one's (probs[0] == 1).
+    size_t n = 1;
+    while (n < keep && probs[n] >= params.min_p) ++n;
+    keep = n;
+  }
+  double total = 0;
+  for (size_t i = 0; i < keep; ++i) total += probs[i];
+  double u = uniform * total;
+  *token = candidates[keep - 1].second;  // if rounding leaves u at the very top of the range
+  for (size_t i = 0; i < keep; ++i) {
+    u -= probs[i];
+    if (u < 0) {
+      *token = candidates[i].second;
+      break;
     }
   }
+  return Status::ok();
+}
+
+Status Sampler::sample(const float* raw_logits, int64_t vocab, int32_t* token, TokenLogprobs* logprobs) {
+  const float* logits = apply_penalties(raw_logits, vocab);
+  // u is drawn before the filters (one draw per step at temperature > 0, whatever the logits), so a
+  // device-side selection can take it from this generator ahead of the step.
+  const double u = draw_uniform();
+  const Status st = choose_token(logits, vocab, params_, u, token, &candidates_);
+  if (!st.is_ok()) return st;
   if (logprobs && params_.top_logprobs >= 0) compute_logprobs(raw_logits, vocab, *token, params_.top_logprobs, logprobs);
-  context_.insert(*token);
-  ++counts_[*token];
-  return st;
+  record(*token);
+  return Status::ok();
 }
 
 }  // namespace glm

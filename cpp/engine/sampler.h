@@ -40,6 +40,18 @@ struct TokenLogprobs {
   std::vector<std::pair<int32_t, float>> top;  // best first, ties to the lower id
 };
 
+// The penalised logit of a token in the history: the repetition penalty (the token is in the context),
+// then presence / frequency for its `generated` occurrences (0: prompt only). fp32 operations in this
+// order, so cuda/sample_tokens.cu reproduces them bit for bit.
+float penalize_logit(float logit, const SamplingParams& p, int32_t generated);
+
+// The selection rule on (penalised) logits [vocab]: greedy at temperature 0; else temperature, top-k,
+// top-p, min-p over the candidates sorted by (logit desc, id asc), and u in [0, 1) picks from the
+// renormalised rest. The one definition of the rule: Sampler::sample uses it and the device sampler's
+// test compares with it. Numerical when every logit is NaN or no candidate is finite.
+Status choose_token(const float* logits, int64_t vocab, const SamplingParams& p, double u, int32_t* token,
+                    std::vector<std::pair<float, int32_t>>* scratch = nullptr);
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& p) : params_(p), rng_(p.seed) {}
@@ -48,6 +60,17 @@ class Sampler {
   // Chooses the next token from logits [vocab] and records it for the penalties. Numerical when
   // every logit is NaN or the filters leave no finite candidate.
   Status sample(const float* logits, int64_t vocab, int32_t* token, TokenLogprobs* logprobs = nullptr);
+
+  // The pieces of sample() for a selection made elsewhere (the device sampler): the history as
+  // distinct (token, generated count) pairs (count 0: prompt only), the step's u (one draw per step at
+  // temperature > 0, none at 0, exactly as sample() draws), and recording the chosen token.
+  std::vector<std::pair<int32_t, int32_t>> history() const;
+  double draw_uniform() { return params_.temperature == 0 ? 0.0 : rng_.uniform(); }
+  void record(int32_t token) {
+    context_.insert(token);
+    ++counts_[token];
+  }
+  const SamplingParams& params() const { return params_; }
 
  private:
   const float* apply_penalties(const float* logits, int64_t vocab);
