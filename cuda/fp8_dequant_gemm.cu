@@ -115,24 +115,12 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) fp8_dequant_gemm_kernel(float* y, co
     if (t + 1 < steps) store_step<kBlock>(st, as + (buf ^ 1) * kBM * kRow, bs + (buf ^ 1) * kBN * kRow, tid);
     __syncthreads();
   }
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const int r = m0 + wm * 32 + dev::warp_tile_row(lane, i, c);
-        const int col = n0 + wn * 32 + dev::warp_tile_col(lane, j, c);
-        if (r < M && col < N) {
-          float v = acc[i][j][c];
-          if (!kBlock) v *= __ldg(scales + col);
-          if (bias) v += __ldg(bias + col);
-          float* out = y + int64_t(r) * N + col;
-          *out = accumulate ? *out + v : v;
-        }
-      }
-    }
-  }
+  dev::warp_tile_store(acc, lane, m0 + wm * 32, n0 + wn * 32, M, N, [&](int r, int col, float v) {
+    if (!kBlock) v *= __ldg(scales + col);
+    if (bias) v += __ldg(bias + col);
+    float* out = y + int64_t(r) * N + col;
+    *out = accumulate ? *out + v : v;
+  });
 }
 
 }  // namespace

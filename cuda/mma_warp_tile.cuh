@@ -61,4 +61,24 @@ GLM_DEVICE void warp_tile_kstep(float (&acc)[2][4][4], const T* a, const T* b, i
 GLM_DEVICE int warp_tile_row(int lane, int i, int c) { return i * 16 + (lane >> 2) + 8 * (c >> 1); }
 GLM_DEVICE int warp_tile_col(int lane, int j, int c) { return j * 8 + 2 * (lane & 3) + (c & 1); }
 
+// The plain epilogue: f(r, col, acc[i][j][c]) for every accumulator of the warp tile whose global
+// position (r0 + row in tile, c0 + column in tile) lies inside M x N, in (i, j, c) order. f is a
+// lambda of the kernel (inlined like the rest); epilogues that pair tiles (moe's gate/up) or hoist
+// per-row work (fp8_gemm's scales) keep their own loops over warp_tile_row / warp_tile_col.
+template <typename F>
+GLM_DEVICE void warp_tile_store(const float (&acc)[2][4][4], int lane, int r0, int c0, int M, int N, F&& f) {
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int r = r0 + warp_tile_row(lane, i, c);
+        const int col = c0 + warp_tile_col(lane, j, c);
+        if (r < M && col < N) f(r, col, acc[i][j][c]);
+      }
+    }
+  }
+}
+
 }  // namespace glm::dev

@@ -104,18 +104,7 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) mxfp4_gemm_kernel(float* y, const fl
     if (t + 1 < steps) store_step(st, as + (buf ^ 1) * kBM * kRow, bs + (buf ^ 1) * kBN * kRow, tid);
     __syncthreads();
   }
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const int r = m0 + wm * 32 + dev::warp_tile_row(lane, i, c);
-        const int col = n0 + wn * 32 + dev::warp_tile_col(lane, j, c);
-        if (r < M && col < N) y[int64_t(r) * N + col] = acc[i][j][c];
-      }
-    }
-  }
+  dev::warp_tile_store(acc, lane, m0 + wm * 32, n0 + wn * 32, M, N, [&](int r, int col, float v) { y[int64_t(r) * N + col] = v; });
 }
 
 }  // namespace
