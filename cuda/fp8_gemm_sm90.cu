@@ -132,15 +132,7 @@ __global__ void __launch_bounds__(kThreads, 1) fp8_gemm_sm90_kernel(float* y, co
 }
 
 bool sm90a_binary() {
-  static const bool yes = [] {
-    int dev = 0, major = 0, minor = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return false;
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-    cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, fp8_gemm_sm90_kernel<false>) != cudaSuccess) return false;
-    return major == 9 && minor == 0 && attr.binaryVersion == 90;  // the sm_90a image was picked
-  }();
+  static const bool yes = detail::sm90a_image_picked(reinterpret_cast<const void*>(fp8_gemm_sm90_kernel<false>));
   return yes;
 }
 #endif  // __CUDACC__

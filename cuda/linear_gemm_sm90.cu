@@ -145,15 +145,7 @@ __global__ void __launch_bounds__(kThreads, 1) linear_gemm_sm90_kernel(float* y,
 }
 
 bool sm90a_binary() {
-  static const bool yes = [] {
-    int dev = 0, major = 0, minor = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return false;
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-    cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, linear_gemm_sm90_kernel) != cudaSuccess) return false;
-    return major == 9 && minor == 0 && attr.binaryVersion == 90;  // the sm_90a image was picked
-  }();
+  static const bool yes = detail::sm90a_image_picked(reinterpret_cast<const void*>(linear_gemm_sm90_kernel));
   return yes;
 }
 #endif  // __CUDACC__

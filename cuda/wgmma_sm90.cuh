@@ -5,7 +5,8 @@
 // only scripts/gpu-check.sh on an H200 does. The wgmma instructions themselves differ (bf16 k16 vs e4m3
 // k32 with a scale-d predicate) and stay in their kernels.
 //
-// Device-only, sm_90a: everything is under GLM_HAS_SM90A (set by common.cuh for sm_90a device passes).
+// Device pieces are sm_90a-only (under GLM_HAS_SM90A, set by common.cuh for sm_90a device passes); the
+// host-side image check below is compiled by nvcc only (the harness never runs a wgmma kernel).
 #pragma once
 #include "common.cuh"
 
@@ -36,4 +37,20 @@ __device__ __forceinline__ void wgmma_commit_group() { asm volatile("wgmma.commi
 __device__ __forceinline__ void wgmma_wait_group_0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
 
 }  // namespace glm::dev::sm90
+#endif
+
+#if defined(__CUDACC__)
+namespace glm::cuda::detail {
+// True when the current device is compute 9.0 and the loader picked the sm_90a image of `kernel` (a
+// wgmma kernel's body is empty in every other image). Both fast paths ask this once, at first use.
+inline bool sm90a_image_picked(const void* kernel) {
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+  cudaFuncAttributes attr{};
+  if (cudaFuncGetAttributes(&attr, kernel) != cudaSuccess) return false;
+  return major == 9 && minor == 0 && attr.binaryVersion == 90;  // the sm_90a image was picked
+}
+}  // namespace glm::cuda::detail
 #endif
