@@ -19,6 +19,7 @@
 // registers before the mma of step t, stored into the other buffer after it (as mxfp4_gemm.cu).
 #include "common.cuh"
 #include "launch_util.h"
+#include "mma_warp_tile.cuh"
 #include "ops.h"
 
 namespace glm::cuda {
@@ -98,62 +99,28 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) fp8_dequant_gemm_kernel(float* y, co
   const int steps = (K + kBK - 1) / kBK;
 
   float acc[2][4][4];
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.0f;
+  dev::warp_tile_zero(acc);
 
   Staged st;
   load_step<kBlock>(st, x, w, scales, M, N, K, m0, n0, 0, tid);
   store_step<kBlock>(st, as, bs, tid);
   __syncthreads();
-  const int lm = lane >> 3, lr = lane & 7;
   for (int t = 0; t < steps; ++t) {
     const int buf = t & 1;
     if (t + 1 < steps) load_step<kBlock>(st, x, w, scales, M, N, K, m0, n0, (t + 1) * kBK, tid);
     const uint16_t* a_tile = as + buf * kBM * kRow + (wm * 32) * kRow;
     const uint16_t* b_tile = bs + buf * kBN * kRow + (wn * 32) * kRow;
 #pragma unroll
-    for (int ks = 0; ks < kBK / 16; ++ks) {
-      uint32_t af[2][4], bfr[2][4];
-#pragma unroll
-      for (int i = 0; i < 2; ++i)
-        dev::ldmatrix<4, false>(af[i], a_tile + (i * 16 + 8 * (lm & 1) + lr) * kRow + ks * 16 + 8 * (lm >> 1));
-#pragma unroll
-      for (int j = 0; j < 2; ++j)
-        dev::ldmatrix<4, false>(bfr[j], b_tile + (j * 16 + 8 * (lm >> 1) + lr) * kRow + ks * 16 + 8 * (lm & 1));
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const uint32_t b2[2] = {bfr[j >> 1][2 * (j & 1)], bfr[j >> 1][2 * (j & 1) + 1]};
-          dev::mma_m16n8k16_bf16(acc[i][j], af[i], b2);
-        }
-      }
-    }
+    for (int ks = 0; ks < kBK / 16; ++ks) dev::warp_tile_kstep<kRow, 16>(acc, a_tile, b_tile, 0, ks * 16, lane);
     if (t + 1 < steps) store_step<kBlock>(st, as + (buf ^ 1) * kBM * kRow, bs + (buf ^ 1) * kBN * kRow, tid);
     __syncthreads();
   }
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const int r = m0 + wm * 32 + i * 16 + (lane >> 2) + 8 * (c >> 1);
-        const int col = n0 + wn * 32 + j * 8 + 2 * (lane & 3) + (c & 1);
-        if (r < M && col < N) {
-          float v = acc[i][j][c];
-          if (!kBlock) v *= __ldg(scales + col);
-          if (bias) v += __ldg(bias + col);
-          float* out = y + int64_t(r) * N + col;
-          *out = accumulate ? *out + v : v;
-        }
-      }
-    }
-  }
+  dev::warp_tile_store(acc, lane, m0 + wm * 32, n0 + wn * 32, M, N, [&](int r, int col, float v) {
+    if (!kBlock) v *= __ldg(scales + col);
+    if (bias) v += __ldg(bias + col);
+    float* out = y + int64_t(r) * N + col;
+    *out = accumulate ? *out + v : v;
+  });
 }
 
 }  // namespace

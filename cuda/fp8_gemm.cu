@@ -14,6 +14,7 @@
 // mode only 128 — the GPU check measures both against the float64 reference.
 #include "common.cuh"
 #include "launch_util.h"
+#include "mma_warp_tile.cuh"
 #include "ops.h"
 
 namespace glm::cuda {
@@ -50,17 +51,11 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) fp8_gemm_kernel(float* y, const uint
   const int g = lane >> 2, tig = lane & 3;
 
   float acc[2][4][4];
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.0f;
+  dev::warp_tile_zero(acc);
 
   issue_tile(as, xq, M, K, m0, 0, tid);
   issue_tile(bs, wq, N, K, n0, 0, tid);
   dev::cp_async_commit();
-  const int lm = lane >> 3, lr = lane & 7;
   for (int t = 0; t < steps; ++t) {
     const int buf = t & 1;
     if (t + 1 < steps) {
@@ -74,32 +69,9 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) fp8_gemm_kernel(float* y, const uint
     const uint8_t* b_tile = bs + buf * kTileBytes + (wn * 32) * kRowBytes;
     float part[2][4][4];
     float (&sum)[2][4][4] = kBlockScaled ? part : acc;
-    if (kBlockScaled) {
+    if (kBlockScaled) dev::warp_tile_zero(part);
 #pragma unroll
-      for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-#pragma unroll
-          for (int c = 0; c < 4; ++c) part[i][j][c] = 0.0f;
-    }
-#pragma unroll
-    for (int ks = 0; ks < kBK / 32; ++ks) {
-      uint32_t af[2][4], bfr[2][4];
-#pragma unroll
-      for (int i = 0; i < 2; ++i)  // A: (rows 0-7 | 8-15) x (k bytes 0-15 | 16-31)
-        dev::ldmatrix<4, false>(af[i], a_tile + (i * 16 + 8 * (lm & 1) + lr) * kRowBytes + ks * 32 + 16 * (lm >> 1));
-#pragma unroll
-      for (int j = 0; j < 2; ++j)  // B: (n 0-7: k 0-15, 16-31), (n 8-15: k 0-15, 16-31)
-        dev::ldmatrix<4, false>(bfr[j], b_tile + (j * 16 + 8 * (lm >> 1) + lr) * kRowBytes + ks * 32 + 16 * (lm & 1));
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const uint32_t b2[2] = {bfr[j >> 1][2 * (j & 1)], bfr[j >> 1][2 * (j & 1) + 1]};
-          dev::mma_m16n8k32_e4m3(sum[i][j], af[i], b2);
-        }
-      }
-    }
+    for (int ks = 0; ks < kBK / 32; ++ks) dev::warp_tile_kstep<kRowBytes, 16>(sum, a_tile, b_tile, 0, ks * 32, lane);
     if (kBlockScaled) {
       // Promotion: this K block's partial times s_x[row, t] * s_w[n-block, t] into the fp32 sum. The
       // 64-wide n tile lies inside one 128-row weight scale block.

@@ -17,6 +17,7 @@
 #include "common.cuh"
 #include "launch_util.h"
 #include "ops.h"
+#include "wgmma_sm90.cuh"
 
 namespace glm::cuda {
 namespace {
@@ -29,9 +30,10 @@ constexpr int kSmem = 2 * kStage;                // 48 KiB (dynamic)
 
 #if defined(__CUDACC__)
 #if defined(GLM_HAS_SM90A)
-constexpr int kCore = 128;  // bytes per 8x16-byte core matrix
-// Byte offset of (row, 16-byte piece p) in a no-swizzle K-major tile with kBK bytes per row.
-__device__ __forceinline__ int core_offset(int row, int p) { return ((row >> 3) * (kBK / 16) + p) * kCore + (row & 7) * 16; }
+using dev::sm90::kCore;
+using dev::sm90::smem_desc;
+// Byte offset of (row, 16-byte piece p) in this kernel's no-swizzle K-major tiles (kBK bytes per row).
+__device__ __forceinline__ int core_offset(int row, int p) { return dev::sm90::core_offset<kBK>(row, p); }
 
 __device__ __forceinline__ void issue(uint8_t* dst, const uint8_t* src, int rows_total, int k, int r0, int k0, int rows,
                                       int tid) {
@@ -42,10 +44,6 @@ __device__ __forceinline__ void issue(uint8_t* dst, const uint8_t* src, int rows
   }
 }
 
-__device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint32_t sbo) {
-  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(p));
-  return uint64_t((a & 0x3ffffu) >> 4) | uint64_t((lbo >> 4) & 0x3fffu) << 16 | uint64_t((sbo >> 4) & 0x3fffu) << 32;  // no swizzle
-}
 // One wgmma.mma_async m64n128k32 e4m3 x e4m3 -> f32 (A and B K-major in shared memory, described by
 // desc_a / desc_b); accumulate = false overwrites d (scale-d = 0), true adds to it.
 __device__ __forceinline__ void wgmma_m64n128k32_e4m3(float (&d)[64], uint64_t desc_a, uint64_t desc_b, bool accumulate) {
@@ -86,9 +84,9 @@ __global__ void __launch_bounds__(kThreads, 1) fp8_gemm_sm90_kernel(float* y, co
     }
     dev::cp_async_commit();
     dev::cp_async_wait<1>();
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // cp.async data -> the wgmma (async proxy)
+    dev::sm90::fence_proxy_async_shared();  // cp.async data -> the wgmma (async proxy)
     __syncthreads();
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+    dev::sm90::wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < kBK / 32; ++ks) {
       const uint64_t da = smem_desc(cur + ks * 2 * kCore, kCore, (kBK / 16) * kCore);
@@ -96,8 +94,8 @@ __global__ void __launch_bounds__(kThreads, 1) fp8_gemm_sm90_kernel(float* y, co
       if (kBlockScaled) wgmma_m64n128k32_e4m3(part, da, db, ks > 0);
       else wgmma_m64n128k32_e4m3(acc, da, db, true);
     }
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    dev::sm90::wgmma_commit_group();
+    dev::sm90::wgmma_wait_group_0();
     if (kBlockScaled) {
       const float sw = __ldg(w_scales + int64_t(n0 / 128) * steps + t);
 #pragma unroll
@@ -134,15 +132,7 @@ __global__ void __launch_bounds__(kThreads, 1) fp8_gemm_sm90_kernel(float* y, co
 }
 
 bool sm90a_binary() {
-  static const bool yes = [] {
-    int dev = 0, major = 0, minor = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return false;
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-    cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, fp8_gemm_sm90_kernel<false>) != cudaSuccess) return false;
-    return major == 9 && minor == 0 && attr.binaryVersion == 90;  // the sm_90a image was picked
-  }();
+  static const bool yes = detail::sm90a_image_picked(reinterpret_cast<const void*>(fp8_gemm_sm90_kernel<false>));
   return yes;
 }
 #endif  // __CUDACC__

@@ -17,6 +17,7 @@
 #include "common.cuh"
 #include "launch_util.h"
 #include "ops.h"
+#include "wgmma_sm90.cuh"
 
 namespace glm::cuda {
 namespace {
@@ -30,9 +31,10 @@ constexpr int kSmem = 2 * kStage;  // 64 KiB (dynamic)
 
 #if defined(__CUDACC__)
 #if defined(GLM_HAS_SM90A)
-constexpr int kCore = 128;  // bytes per 8x16-byte core matrix
-// Byte offset of (row, 16-byte piece p) in a no-swizzle K-major tile with kRowBytes per row.
-__device__ __forceinline__ int core_offset(int row, int p) { return ((row >> 3) * (kRowBytes / 16) + p) * kCore + (row & 7) * 16; }
+using dev::sm90::kCore;
+using dev::sm90::smem_desc;
+// Byte offset of (row, 16-byte piece p) in this kernel's no-swizzle K-major tiles (kRowBytes bytes per row).
+__device__ __forceinline__ int core_offset(int row, int p) { return dev::sm90::core_offset<kRowBytes>(row, p); }
 
 struct StagedX {
   float4 v[8];
@@ -66,10 +68,6 @@ __device__ __forceinline__ void issue_w(uint8_t* b_tile, const uint16_t* w, int 
   }
 }
 
-__device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint32_t sbo) {
-  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(p));
-  return uint64_t((a & 0x3ffffu) >> 4) | uint64_t((lbo >> 4) & 0x3fffu) << 16 | uint64_t((sbo >> 4) & 0x3fffu) << 32;  // no swizzle
-}
 // One wgmma.mma_async m64n128k16 bf16 x bf16 -> f32, A and B K-major (no transpose) in shared memory;
 // always accumulates (d starts at zero).
 __device__ __forceinline__ void wgmma_m64n128k16_bf16(float (&d)[64], uint64_t desc_a, uint64_t desc_b) {
@@ -108,20 +106,20 @@ __global__ void __launch_bounds__(kThreads, 1) linear_gemm_sm90_kernel(float* y,
     }
     dev::cp_async_commit();
     dev::cp_async_wait<1>();
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // st.shared and cp.async data -> wgmma (async proxy)
+    dev::sm90::fence_proxy_async_shared();  // st.shared and cp.async data -> wgmma (async proxy)
     __syncthreads();
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+    dev::sm90::wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < kBK / 16; ++ks) {
       const uint64_t da = smem_desc(cur + wg * (kATile / 2) + ks * 2 * kCore, kCore, (kRowBytes / 16) * kCore);
       const uint64_t db = smem_desc(cur + kATile + ks * 2 * kCore, kCore, (kRowBytes / 16) * kCore);
       wgmma_m64n128k16_bf16(acc, da, db);
     }
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    dev::sm90::wgmma_commit_group();
     // The other stage's x tile was last read by step t-1's wgmma, which every thread waited for before
     // the barrier above: it can be written while this step's wgmma runs.
     if (more) store_x(st, nxt, tid);
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    dev::sm90::wgmma_wait_group_0();
     __syncthreads();  // the next step's copies overwrite the stage just read
   }
   // D fragment of m64nN: warp w%4 owns rows 16(w%4)..+15 of its warpgroup's 64; register 4j+c: row
@@ -147,15 +145,7 @@ __global__ void __launch_bounds__(kThreads, 1) linear_gemm_sm90_kernel(float* y,
 }
 
 bool sm90a_binary() {
-  static const bool yes = [] {
-    int dev = 0, major = 0, minor = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return false;
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-    cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, linear_gemm_sm90_kernel) != cudaSuccess) return false;
-    return major == 9 && minor == 0 && attr.binaryVersion == 90;  // the sm_90a image was picked
-  }();
+  static const bool yes = detail::sm90a_image_picked(reinterpret_cast<const void*>(linear_gemm_sm90_kernel));
   return yes;
 }
 #endif  // __CUDACC__

@@ -28,6 +28,7 @@
 
 #include "common.cuh"
 #include "launch_util.h"
+#include "mma_warp_tile.cuh"
 #include "ops.h"
 
 namespace glm::cuda {
@@ -218,12 +219,7 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) moe_grouped_kernel(GroupedArgs g) {
   const int steps = (K + kBK - 1) / kBK;
 
   float acc[2][4][4];
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.0f;
+  dev::warp_tile_zero(acc);
 
   // FP8 Block128: the scale unit of the accumulators of the first half (gate, or all of down) and of the
   // second (up).
@@ -233,7 +229,6 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) moe_grouped_kernel(GroupedArgs g) {
   load_step<kMode, kFmt>(st, g.x, g.act, w0, w1, row_src, N, K, n0, 0, tid);
   store_step<kMode, kFmt>(st, as, bs, tid);
   __syncthreads();
-  const int lm = lane >> 3, lr = lane & 7;
   for (int t = 0; t < steps; ++t) {
     const int buf = t & 1;
     if (t + 1 < steps) load_step<kMode, kFmt>(st, g.x, g.act, w0, w1, row_src, N, K, n0, (t + 1) * kBK, tid);
@@ -256,27 +251,11 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) moe_grouped_kernel(GroupedArgs g) {
     }
     const uint16_t* a_tile = as + buf * kBM * kRow + (wm * 32) * kRow;
     const uint16_t* b_tile = bs + buf * kBN * kRow;
+    // B row groups: mode 0: gate rows wn*16.. (n8 tiles 0, 1) and the matching up rows 32 + wn*16..
+    // (tiles 2, 3); mode 1: rows wn*32.. and wn*32 + 16..
 #pragma unroll
-    for (int ks = 0; ks < kBK / 16; ++ks) {
-      uint32_t af[2][4], bfr[2][4];
-#pragma unroll
-      for (int i = 0; i < 2; ++i)
-        dev::ldmatrix<4, false>(af[i], a_tile + (i * 16 + 8 * (lm & 1) + lr) * kRow + ks * 16 + 8 * (lm >> 1));
-#pragma unroll
-      for (int jj = 0; jj < 2; ++jj) {
-        // Mode 0: jj = 0 gate rows wn*16.., jj = 1 the matching up rows 32 + wn*16..; mode 1: rows wn*32 + 16*jj.
-        const int rb = kMode == 0 ? jj * 32 + wn * 16 : wn * 32 + jj * 16;
-        dev::ldmatrix<4, false>(bfr[jj], b_tile + (rb + 8 * (lm >> 1) + lr) * kRow + ks * 16 + 8 * (lm & 1));
-      }
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const uint32_t b2[2] = {bfr[j >> 1][2 * (j & 1)], bfr[j >> 1][2 * (j & 1) + 1]};
-          dev::mma_m16n8k16_bf16(acc[i][j], af[i], b2);
-        }
-      }
-    }
+    for (int ks = 0; ks < kBK / 16; ++ks)
+      dev::warp_tile_kstep<kRow, kMode == 0 ? 32 : 16>(acc, a_tile, b_tile, kMode == 0 ? wn * 16 : wn * 32, ks * 16, lane);
     if (t + 1 < steps) store_step<kMode, kFmt>(st, as + (buf ^ 1) * kBM * kRow, bs + (buf ^ 1) * kBN * kRow, tid);
     __syncthreads();
   }
@@ -292,13 +271,13 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) moe_grouped_kernel(GroupedArgs g) {
   for (int i = 0; i < 2; ++i) {
 #pragma unroll
     for (int c = 0; c < 4; ++c) {
-      const int r = wm * 32 + i * 16 + (lane >> 2) + 8 * (c >> 1);
+      const int r = wm * 32 + dev::warp_tile_row(lane, i, c);
       if (slot0 + r >= slot_end) continue;
       const int64_t slot = slot0 + r;
       if constexpr (kMode == 0) {
 #pragma unroll
         for (int j = 0; j < 2; ++j) {  // tiles 0, 1: gate; 2, 3: up of the same columns
-          const int col = n0 + wn * 16 + j * 8 + 2 * (lane & 3) + (c & 1);
+          const int col = n0 + wn * 16 + dev::warp_tile_col(lane, j, c);
           if (col < N) {
             float gv = acc[i][j][c], uv = acc[i][j + 2][c];
             if constexpr (kFmt == kFp8Channel) {  // row scales of gate / up, applied to the fp32 sums
@@ -312,7 +291,7 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) moe_grouped_kernel(GroupedArgs g) {
         const float wgt = row_w[r];
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          const int col = n0 + wn * 32 + j * 8 + 2 * (lane & 3) + (c & 1);
+          const int col = n0 + wn * 32 + dev::warp_tile_col(lane, j, c);
           if (col < N) {
             float v = acc[i][j][c];
             if constexpr (kFmt == kFp8Channel) v *= __ldg(static_cast<const float*>(w0.scales) + col);
