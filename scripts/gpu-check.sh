@@ -45,7 +45,9 @@
 # CUDA graphs (issue 5): glm_cuda_backend_gpu_check --graphs-only on 'graph-tiny' and 'bf16-groups' (needs
 # the fixtures above): decode with graphs on vs off must give bit-identical logits and tokens (40 steps
 # over 8-position KV pages, batched sessions, a reset, device greedy generation) and a synchronous call
-# inside a capture must be rejected by the real runtime and fall back to eager (e2e-graphs.log). The
+# inside a capture must be rejected by the real runtime and fall back to eager (e2e-graphs.log); and
+# sampled Model::generate (temperature, filters, penalties, logprobs) chosen on the device inside the
+# graphs must equal host sampling of the same logits and be bit-identical with graphs off. The
 # benchmark prints decode tokens/s with graphs on and off side by side (air-bench.json *_graphs_on/off).
 # Device sampling (issue 5): GLM_SAMPLE_BENCH=1 runs bench_sample_tokens_vocab_151552 (argmax_tokens and
 # sample_tokens at rows 1 and 8, vocab 151552, against copying the logits rows to the host;

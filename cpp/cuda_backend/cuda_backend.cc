@@ -54,7 +54,7 @@ float cuda_bf16_value(uint16_t h) {
 }
 // Op ids in the graph signatures (CudaBackend::gate).
 enum GraphOp : int { kOpEmbed = 1, kOpRmsnorm, kOpLinear, kOpLinearMany, kOpQkRope, kOpAttention, kOpSwiglu, kOpMoe,
-                     kOpGather, kOpArgmax };
+                     kOpGather, kOpArgmax, kOpSample };
 
 uint64_t matrix_bytes(const Matrix& m) { return uint64_t(m.rows) * uint64_t(m.cols) * uint64_t(dtype_bits(m.dtype) / 8); }
 // Bytes of a quantized matrix's scales as the device holds them (FP8: fp32, MXFP4: E8M0 bytes); 0 unquantized.
@@ -159,6 +159,12 @@ Status CudaBackend::init(const ModelWeights& weights) {
   greedy_pinned_ = static_cast<int32_t*>(p);
   GLM_TRY(device_alloc(uint64_t(opts_.max_step_rows) * 4, &p, "greedy tokens"));
   greedy_dev_ = static_cast<int32_t*>(p);
+  // Device sampling's logprobs (chosen, top ids, top logprobs per row), device and pinned.
+  const uint64_t lp_bytes = uint64_t(opts_.max_step_rows) * (1 + 2 * kTopLogprobs) * 4;
+  GLM_TRY(alloc_pinned(lp_bytes, &p));
+  sample_lp_pinned_ = static_cast<float*>(p);
+  GLM_TRY(device_alloc(lp_bytes, &p, "sampled logprobs"));
+  sample_lp_dev_ = static_cast<float*>(p);
 
   // KV pool: one allocation, layer-major, so layer l's pool is a plain offset.
   GLM_TRY(device_alloc(uint64_t(pages_->n_pages) * pages_->page_bytes_all_layers, &p, "KV cache pool"));
@@ -292,7 +298,11 @@ Status CudaBackend::plan_memory(const ModelWeights& w) {
   longest.batch = 63, longest.n_splits = 32;
   act += 4 * uint64_t(std::max(cuda::attention_decode_workspace_floats(layer_layout(), big),
                                cuda::attention_decode_workspace_floats(layer_layout(), longest)));
-  const uint64_t step_plan = round_up(R * uint64_t(6 + max_pages) * 4) + round_up(R * 4);  // + greedy tokens
+  // + greedy tokens, + device sampling: logprobs, params, a 4096-pair history and one row's workspace
+  // (the history grows with a longer context, the workspace with sampled rows: op buffers).
+  const uint64_t step_plan = round_up(R * uint64_t(6 + max_pages) * 4) + round_up(R * 4) +
+                             round_up(R * (1 + 2 * kTopLogprobs) * 4) + round_up(R * sizeof(cuda::SampleParams)) +
+                             4096 * 8 + round_up(uint64_t(cfg_.vocab_size) * 4);
 
   size_t free_b = 0, total_b = 0;
   GLM_TRY(runtime_status(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo"));
@@ -556,6 +566,14 @@ Status CudaBackend::begin_step(const StepPlan& plan) {
   d_page_table_ = d_seq_lens_ + S;
   d_logit_rows_ = d_page_table_ + S * pps;
   step_rows_ = R, step_seqs_ = S, pages_per_seq_ = pps, max_len_ = max_len;
+  sample_select_ = kSelectLogits;
+  sample_rows_ = 0;
+  if (plan.sample_requests && !plan.greedy_tokens) {
+    // (Before the graph's mode is chosen: a larger history drops the graphs.)
+    const Status ss = stage_samples(*plan.sample_requests);
+    record(ss);
+    if (!ss.is_ok()) return ss;
+  }
   graph_begin_step(plan);
   const Status st = runtime_status(cudaMemcpyAsync(plan_dev_, plan_pinned_, size_t(ints) * 4, cudaMemcpyHostToDevice,
                                                    static_cast<cudaStream_t>(stream_)),
@@ -903,6 +921,129 @@ void CudaBackend::download_greedy(Act logits, float* /*host_logits: not written*
   }
   if (running()) record(runtime_status(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)), "download"));
   for (int64_t r = 0; r < logits.rows; ++r) tokens[r] = running() ? greedy_pinned_[r] : -1;
+}
+
+Status CudaBackend::stage_samples(const std::vector<SampleRequest>& requests) {
+  const int64_t G = int64_t(requests.size());
+  if (!opts_.device_sampling || G > opts_.max_step_rows) return Status::ok();  // host selection (Backend's default)
+  bool logprobs = false;
+  uint64_t pairs = 0;
+  for (const SampleRequest& r : requests) {
+    if (r.params.top_logprobs > kTopLogprobs) return Status::ok();  // more than the kernel keeps: on the host
+    logprobs = logprobs || r.params.top_logprobs >= 0;
+    pairs += r.history.size();
+  }
+  if (pairs > uint64_t(0x7fffffff)) return Status::error(ErrorCode::Internal, "CUDA backend: sampling history too long");
+  // Params at offset 0, history after them; the capacity grows in powers of two (each growth drops the
+  // graphs: their sample_tokens launch holds the addresses).
+  const uint64_t params_bytes = round_up(uint64_t(opts_.max_step_rows) * sizeof(cuda::SampleParams));
+  uint64_t cap = 4096;
+  while (cap < pairs) cap *= 2;
+  const uint64_t bytes = params_bytes + cap * 8;
+  void* dev = nullptr;
+  GLM_TRY(internal(8, bytes, &dev));
+  if (sample_pinned_bytes_ < bytes) {
+    // (internal() drained the stream when it grew; a pinned block is only rewritten between steps.)
+    GLM_TRY(runtime_status(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)), "sampling staging"));
+    if (sample_pinned_) {
+      pinned_.erase(std::find(pinned_.begin(), pinned_.end(), sample_pinned_));
+      (void)cudaFreeHost(sample_pinned_);
+      sample_pinned_ = nullptr, sample_pinned_bytes_ = 0;
+    }
+    GLM_TRY(alloc_pinned(bytes, &sample_pinned_));
+    sample_pinned_bytes_ = bytes;
+  }
+  auto* params = static_cast<cuda::SampleParams*>(sample_pinned_);
+  auto* history = reinterpret_cast<int32_t*>(static_cast<char*>(sample_pinned_) + params_bytes);
+  int64_t at = 0;
+  for (int64_t g = 0; g < G; ++g) {
+    const SampleRequest& r = requests[size_t(g)];
+    cuda::SampleParams q;
+    q.temperature = r.params.temperature;
+    q.top_p = r.params.top_p;
+    q.min_p = r.params.min_p;
+    q.u = r.u;
+    q.repetition_penalty = r.params.repetition_penalty;
+    q.presence_penalty = r.params.presence_penalty;
+    q.frequency_penalty = r.params.frequency_penalty;
+    q.top_k = r.params.top_k;
+    q.history_begin = int32_t(at);
+    q.history_count = int32_t(r.history.size());
+    q.top_logprobs = int32_t(std::max<int64_t>(r.params.top_logprobs, -1));
+    params[g] = q;
+    for (const auto& [t, n] : r.history) history[2 * at] = t, history[2 * at + 1] = n, ++at;
+  }
+  sample_params_dev_ = static_cast<cuda::SampleParams*>(dev);
+  sample_history_dev_ = reinterpret_cast<int32_t*>(static_cast<char*>(dev) + params_bytes);
+  // Params and the used history only, before the graph launch on the same stream (as the plan).
+  GLM_TRY(runtime_status(cudaMemcpyAsync(sample_params_dev_, params, size_t(G) * sizeof(cuda::SampleParams),
+                                         cudaMemcpyHostToDevice, static_cast<cudaStream_t>(stream_)),
+                         "upload of the sampling params"));
+  if (at > 0) {
+    GLM_TRY(runtime_status(cudaMemcpyAsync(sample_history_dev_, history, size_t(at) * 8, cudaMemcpyHostToDevice,
+                                           static_cast<cudaStream_t>(stream_)),
+                           "upload of the sampling history"));
+  }
+  sample_select_ = logprobs ? kSelectSampledLogprobs : kSelectSampled;
+  sample_rows_ = G;
+  return Status::ok();
+}
+
+void CudaBackend::download_sampled(Act logits, float* host_logits, const std::vector<SampleRequest>& requests, int32_t* tokens,
+                                   TokenLogprobs* logprobs) {
+  if (sample_select_ == kSelectLogits) return Backend::download_sampled(logits, host_logits, requests, tokens, logprobs);
+  if (sample_rows_ != logits.rows || int64_t(requests.size()) != logits.rows) {
+    record(Status::error(ErrorCode::Internal, "CUDA backend: sampled rows differ from the step's requests"));
+  }
+  {
+    // Sampled selection on the device (sampler.cc's rule), part of the graph when one is recorded.
+    auto gated = gate(kOpSample, [=] { download_sampled_select(logits); }, logits, sample_select_, sample_params_dev_,
+                      sample_history_dev_);
+    if (!gated.skip) download_sampled_select(logits);
+  }
+  if (mode_ != Mode::Eager) graph_finish_step();
+  const auto s = static_cast<cudaStream_t>(stream_);
+  const size_t G = size_t(logits.rows), R = size_t(opts_.max_step_rows), k = size_t(kTopLogprobs);
+  if (running()) record(runtime_status(cudaMemcpyAsync(greedy_pinned_, greedy_dev_, G * 4, cudaMemcpyDeviceToHost, s),
+                                       "download of the sampled tokens"));
+  const bool lp = sample_select_ == kSelectSampledLogprobs;
+  if (lp && running()) {
+    // chosen [R] | top ids [R, k] | top logprobs [R, k]: the first G rows of each.
+    record(runtime_status(cudaMemcpyAsync(sample_lp_pinned_, sample_lp_dev_, G * 4, cudaMemcpyDeviceToHost, s), "download"));
+    record(runtime_status(cudaMemcpyAsync(sample_lp_pinned_ + R, sample_lp_dev_ + R, G * k * 4, cudaMemcpyDeviceToHost, s),
+                          "download"));
+    record(runtime_status(cudaMemcpyAsync(sample_lp_pinned_ + R + R * k, sample_lp_dev_ + R + R * k, G * k * 4,
+                                          cudaMemcpyDeviceToHost, s),
+                          "download"));
+  }
+  if (running()) record(runtime_status(cudaStreamSynchronize(s), "download"));
+  if (running()) ++graph_stats_.device_sampled_steps;
+  for (size_t r = 0; r < G; ++r) {
+    tokens[r] = running() ? greedy_pinned_[r] : -1;
+    logprobs[r] = TokenLogprobs();
+    const int64_t n = requests[r].params.top_logprobs;
+    if (!lp || n < 0 || !running()) continue;
+    logprobs[r].chosen = sample_lp_pinned_[r];
+    const auto* ids = reinterpret_cast<const int32_t*>(sample_lp_pinned_ + R) + r * k;
+    const float* vals = sample_lp_pinned_ + R + R * k + r * k;
+    for (size_t j = 0; j < size_t(n) && ids[j] >= 0; ++j) logprobs[r].top.push_back({ids[j], vals[j]});
+  }
+}
+
+void CudaBackend::download_sampled_select(Act logits) {
+  if (!running()) return;
+  void* ws = nullptr;
+  const Status st = internal(9, uint64_t(logits.rows) * uint64_t(logits.cols) * 4, &ws);
+  if (!st.is_ok()) return record(st);
+  cuda::SampleLogprobs lp;
+  const int64_t R = opts_.max_step_rows;
+  lp.chosen = sample_lp_dev_;
+  lp.top_ids = reinterpret_cast<int32_t*>(sample_lp_dev_ + R);
+  lp.top_logprobs = sample_lp_dev_ + R + R * kTopLogprobs;
+  lp.top_stride = kTopLogprobs;
+  record(cuda::sample_tokens(stream(), greedy_dev_, logits.data, logits.rows, logits.cols, sample_params_dev_,
+                             sample_history_dev_, static_cast<float*>(ws),
+                             sample_select_ == kSelectSampledLogprobs ? &lp : nullptr));
 }
 
 void CudaBackend::download_greedy_select(Act logits) {

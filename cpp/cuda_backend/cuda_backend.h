@@ -73,11 +73,20 @@ class CudaBackend final : public Backend {
   void gather_rows(Act x, const std::vector<int64_t>& rows, Act out) override;
   void download(Act x, float* host) override;
   void download_greedy(Act logits, float* host_logits, int32_t* tokens) override;
+  // Device sampling (cuda::sample_tokens): the requests' params, u and history are uploaded by
+  // begin_step with the plan; only the tokens (and logprobs) come back.
+  static constexpr int64_t kTopLogprobs = 32;  // the kernel's top_stride limit
+  bool samples_on_device(const SamplingParams& p) const override {
+    return opts_.device_sampling && p.top_logprobs <= kTopLogprobs;
+  }
+  void download_sampled(Act logits, float* host_logits, const std::vector<SampleRequest>& requests, int32_t* tokens,
+                        TokenLogprobs* logprobs) override;
 
   // CUDA graphs of decode steps (cuda_graphs.cc): how steps ran, and the last capture failure (each
   // failure also ran its step eagerly; a failure is reported here and once on stderr, never fatal).
   struct GraphStats {
     uint64_t captures = 0, replays = 0, eager_decode_steps = 0, capture_failures = 0, invalidations = 0;
+    uint64_t device_sampled_steps = 0;  // steps whose tokens cuda::sample_tokens chose (download_sampled)
     std::string last_failure;
   };
   const GraphStats& graph_stats() const { return graph_stats_; }
@@ -124,9 +133,10 @@ class CudaBackend final : public Backend {
   // closure of itself, so when a capture fails (or a replay meets an op out of order) the step's ops so
   // far run eagerly and the rest of the step continues eagerly.
   enum class Mode { Eager, Record, Replay };
-  // Graph key: sequences, page-table width, logit rows, greedy selection included. The scratch and op
-  // buffers' addresses are baked into the graphs, so any reallocation drops them all (drop_graphs).
-  using GraphKey = std::tuple<int64_t, int64_t, int64_t, bool>;
+  // Graph key: sequences, page-table width, logit rows, token selection (kSelect*) included. The scratch
+  // and op buffers' addresses are baked into the graphs, so any reallocation drops them all (drop_graphs).
+  enum Select : int { kSelectLogits = 0, kSelectGreedy, kSelectSampled, kSelectSampledLogprobs };
+  using GraphKey = std::tuple<int64_t, int64_t, int64_t, int>;
   struct StepGraph {
     void* exec = nullptr;        // cudaGraphExec_t
     std::vector<uint64_t> sigs;  // the top-level ops' signatures, in capture order
@@ -165,6 +175,11 @@ class CudaBackend final : public Backend {
   void discard_graph_step();                    // an abandoned step: end its capture, run nothing
   void drop_graphs();
   void download_greedy_select(Act logits);  // argmax_tokens into greedy_dev_
+  void download_sampled_select(Act logits);  // sample_tokens into greedy_dev_ (+ logprobs)
+  // begin_step's part for plan.sample_requests: stages params and history (pinned) and uploads them to
+  // sample_params_dev_ / sample_history_dev_ (fixed addresses; a larger history regrows them and
+  // drops the graphs).
+  Status stage_samples(const std::vector<SampleRequest>& requests);
   Status alloc_pinned(uint64_t bytes, void** out);
   Status init(const ModelWeights& weights);
   // Opt-in (GLM_CUDA_HOPPER_GEMM=1) until scripts/gpu-check.sh has verified linear_gemm_sm90 on an H200:
@@ -245,6 +260,18 @@ class CudaBackend final : public Backend {
   int32_t* greedy_dev_ = nullptr;
   int32_t* greedy_pinned_ = nullptr;
   std::vector<void*> pinned_;            // cudaMallocHost blocks, freed at destruction
+  // Device sampling of this step: on (sample_select_ != kSelectLogits) when every request fits the kernel
+  // and opts_.device_sampling; params [max_step_rows] then history pairs in one op buffer (internal 8),
+  // its pinned staging twin, logprobs out chosen [R] | top ids [R, 32] | top logprobs [R, 32] (device
+  // internal 10, pinned twin).
+  int sample_select_ = kSelectLogits;
+  int64_t sample_rows_ = 0;
+  cuda::SampleParams* sample_params_dev_ = nullptr;
+  int32_t* sample_history_dev_ = nullptr;
+  void* sample_pinned_ = nullptr;
+  uint64_t sample_pinned_bytes_ = 0;
+  float* sample_lp_dev_ = nullptr;
+  float* sample_lp_pinned_ = nullptr;
   bool step_open_ = false;               // begin_step ran and end_step has not yet
   Mode mode_ = Mode::Eager;
   int op_depth_ = 0;                     // > 0 inside a Backend op (nested ops are not gated)

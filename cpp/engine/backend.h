@@ -28,6 +28,9 @@ struct StepPlan {
   std::vector<int32_t> positions;   // [rows]
   std::vector<int64_t> logit_rows;  // rows whose next-token logits the caller wants, in output order
   bool greedy_tokens = false;    // only each logit row's argmax token is wanted (Backend::download_greedy)
+  // Non-null: each logit row's token is chosen by its request (Backend::download_sampled), one per
+  // logit row; valid until the step's end. Never together with greedy_tokens.
+  const std::vector<SampleRequest>* sample_requests = nullptr;
   bool activation_hook = false;  // a hook reads intermediates this step (a device backend then runs it eagerly)
 
   int64_t rows() const { return int64_t(tokens.size()); }
@@ -105,6 +108,22 @@ class Backend {
   virtual void download_greedy(Act logits, float* host_logits, int32_t* tokens) {
     download(logits, host_logits);
     for (int64_t r = 0; r < logits.rows; ++r) tokens[r] = argmax_token(host_logits + r * logits.cols, logits.cols);
+  }
+  // Whether download_sampled selects on the device for these params (Model::generate then routes its
+  // sampled steps through it); false: the host Sampler on downloaded logits, as always.
+  virtual bool samples_on_device(const SamplingParams& /*p*/) const { return false; }
+  // Sampled selection: tokens[r] (and logprobs[r] where requests[r].params.top_logprobs >= 0) as
+  // sample_request() chooses from logits row r (the Sampler's rule, with the request's u and history);
+  // -1 where it fails (every logit NaN, no finite candidate). This default downloads the rows into
+  // host_logits and selects there; a device backend may select on the device and leave them untouched.
+  virtual void download_sampled(Act logits, float* host_logits, const std::vector<SampleRequest>& requests, int32_t* tokens,
+                                TokenLogprobs* logprobs) {
+    download(logits, host_logits);
+    for (int64_t r = 0; r < logits.rows; ++r) {
+      if (!sample_request(host_logits + r * logits.cols, logits.cols, requests[size_t(r)], &tokens[r], &logprobs[r]).is_ok()) {
+        tokens[r] = -1;
+      }
+    }
   }
 };
 

@@ -19,6 +19,7 @@ struct CudaBackendOptions {
   const std::atomic<bool>* cancel = nullptr;  // checked between weight uploads
   bool graphs = true;              // capture decode steps as CUDA graphs and replay them (off: every step eager)
   int64_t page_tokens = 0;         // positions per KV page (0: KvStore::kPageTokens); tests make it small
+  bool device_sampling = true;     // sampled decode steps choose their token on the device (off: logits downloaded)
 };
 
 // Ok when a CUDA device of compute capability >= 8.0 is usable here; otherwise BackendUnavailable

@@ -12,7 +12,8 @@ enum Slot : int { kX, kNormed, kQ, kK, kV, kAttn, kLastRows, kLogits, kSlotCount
 }  // namespace
 
 Status forward_step(Backend& be, const ModelConfig& cfg, const ModelWeights& w, const StepPlan& plan, float* logits,
-                    const std::atomic<bool>* cancel, const ActivationHook* hook, int32_t* greedy_tokens) {
+                    const std::atomic<bool>* cancel, const ActivationHook* hook, int32_t* greedy_tokens,
+                    TokenLogprobs* sampled_logprobs) {
   const int64_t T = plan.rows();
   const int64_t H = cfg.hidden_size;
   const float eps = float(cfg.rms_norm_eps);
@@ -81,6 +82,8 @@ Status forward_step(Backend& be, const ModelConfig& cfg, const ModelWeights& w, 
   be.linear(last, w.lm_head, nullptr, out, false);  // lm_head
   if (plan.greedy_tokens && greedy_tokens) {
     be.download_greedy(out, logits, greedy_tokens);  // only the argmax tokens (plan.greedy_tokens)
+  } else if (plan.sample_requests && greedy_tokens && sampled_logprobs) {
+    be.download_sampled(out, logits, *plan.sample_requests, greedy_tokens, sampled_logprobs);  // chosen tokens (+ logprobs)
   } else {
     be.download(out, logits);
   }

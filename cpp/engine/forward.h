@@ -18,9 +18,10 @@ using ActivationHook = std::function<void(const char* name, int64_t layer, const
 // `logits` ([logit_rows.size(), vocab]). The caches in the plan must already hold room for the new
 // positions (KvCache::reserve); their lengths are advanced by the caller after success. Checks
 // `cancel` between layers (ErrorCode::Aborted). With plan.greedy_tokens and `greedy_tokens`, only the
-// argmax token of each logit row is written there (Backend::download_greedy; `logits` may stay unwritten).
+// argmax token of each logit row is written there (Backend::download_greedy; `logits` may stay unwritten);
+// with plan.sample_requests, the chosen tokens and `sampled_logprobs` [logit rows] (download_sampled).
 Status forward_step(Backend& backend, const ModelConfig& cfg, const ModelWeights& weights, const StepPlan& plan,
                     float* logits, const std::atomic<bool>* cancel, const ActivationHook* hook,
-                    int32_t* greedy_tokens = nullptr);
+                    int32_t* greedy_tokens = nullptr, TokenLogprobs* sampled_logprobs = nullptr);
 
 }  // namespace glm

@@ -78,6 +78,7 @@ Status Model::create_backend(const std::atomic<bool>* cancel) {
     co.cancel = cancel;
     co.graphs = opts_.cuda_graphs;
     co.page_tokens = opts_.cuda_page_tokens;
+    co.device_sampling = opts_.cuda_device_sampling;
     Status st = cuda_backend_available();
     if (st.is_ok()) st = create_cuda_backend(cfg_, weights_, co, &backend_);
     if (st.is_ok()) {
@@ -166,9 +167,10 @@ Status Model::run_steps(std::vector<EvalRequest*>& requests, const std::atomic<b
     const uint64_t had = s.cache->allocated_bytes();
     GLM_TRY(s.cache->reserve(s.length() + int64_t(r->tokens.size())));
     kv_bytes_ += s.cache->allocated_bytes() - had;
-    const bool greedy = r->greedy_only && !r->all_logits;
-    r->logits.assign(greedy ? 0 : size_t(r->all_logits ? r->tokens.size() : 1) * size_t(V), 0.0f);
+    const bool token_only = (r->greedy_only || r->sample) && !r->all_logits;
+    r->logits.assign(token_only ? 0 : size_t(r->all_logits ? r->tokens.size() : 1) * size_t(V), 0.0f);
     r->greedy_token = -1;
+    r->sample_logprobs = TokenLogprobs();
   }
   // Steps fill up to max_step_rows rows, taking each request's remaining tokens in order, so one step
   // can mix a long prefill chunk of one session with short decodes of others.
@@ -205,11 +207,34 @@ Status Model::run_steps(std::vector<EvalRequest*>& requests, const std::atomic<b
       const EvalRequest& r = *requests[lo.first];
       plan.greedy_tokens = plan.greedy_tokens && r.greedy_only && !r.all_logits;
     }
+    // Sampled selection on the backend when every logit row of the step has a sample request.
+    bool sampled = !plan.greedy_tokens && !logit_owner.empty();
+    for (const auto& lo : logit_owner) {
+      const EvalRequest& r = *requests[lo.first];
+      sampled = sampled && r.sample && !r.all_logits;
+    }
+    step_samples_.clear();
+    if (sampled) {
+      for (const auto& lo : logit_owner) step_samples_.push_back(*requests[lo.first]->sample);
+      plan.sample_requests = &step_samples_;
+    }
     step_logits_.resize(plan.logit_rows.size() * size_t(V));
     step_tokens_.assign(plan.logit_rows.size(), -1);
-    GLM_TRY(forward_step(*backend_, cfg_, weights_, plan, step_logits_.data(), cancel, hook, step_tokens_.data()));
+    step_logprobs_.assign(plan.logit_rows.size(), TokenLogprobs());
+    GLM_TRY(forward_step(*backend_, cfg_, weights_, plan, step_logits_.data(), cancel, hook, step_tokens_.data(),
+                         step_logprobs_.data()));
     for (size_t o = 0; o < logit_owner.size(); ++o) {
       EvalRequest& r = *requests[logit_owner[o].first];
+      if (r.sample && !r.all_logits) {
+        // (A mixed step downloaded the logits: the same selection on the host.)
+        if (sampled) {
+          r.greedy_token = step_tokens_[o];
+          r.sample_logprobs = std::move(step_logprobs_[o]);
+        } else if (!sample_request(step_logits_.data() + o * size_t(V), V, *r.sample, &r.greedy_token, &r.sample_logprobs).is_ok()) {
+          r.greedy_token = -1;
+        }
+        continue;
+      }
       if (r.greedy_only && !r.all_logits) {
         // (A mixed step downloaded the logits: the same rule on the host.)
         r.greedy_token = plan.greedy_tokens ? step_tokens_[o] : argmax_token(step_logits_.data() + o * size_t(V), V);
@@ -270,7 +295,23 @@ Status Model::generate(Sequence* seq, const std::vector<int32_t>& prompt, const 
   const SamplingParams& sp = params.sampling;
   req.greedy_only = sp.temperature == 0 && sp.top_logprobs < 0 && sp.repetition_penalty == 1 && sp.presence_penalty == 0 &&
                     sp.frequency_penalty == 0;
+  // Otherwise, where the backend selects on the device (CUDA), each step carries the Sampler's u and
+  // history (drawn before the step, in the same order sample() draws them) and only the token (plus
+  // logprobs) comes back; the Sampler then records it, so the penalties and the RNG stream are the ones
+  // the host path has.
+  SampleRequest sreq;
+  if (!req.greedy_only && backend_->samples_on_device(sp)) {
+    sreq.params = sp;
+    req.sample = &sreq;
+  }
+  const bool penalties = sp.repetition_penalty != 1 || sp.presence_penalty != 0 || sp.frequency_penalty != 0;
+  auto prepare = [&] {
+    if (!req.sample) return;
+    sreq.u = sampler.draw_uniform();
+    if (penalties) sreq.history = sampler.history();
+  };
   std::vector<EvalRequest*> batch{&req};
+  prepare();
   GLM_TRY(evaluate(batch, cancel));
   result->prefill_ms = ms_since(t0);
 
@@ -286,6 +327,11 @@ Status Model::generate(Sequence* seq, const std::vector<int32_t>& prompt, const 
       // Sampler::sample's greedy branch without the logits (no penalties or logprobs to apply).
       if (req.greedy_token < 0) return Status::error(ErrorCode::Numerical, "sampler: every logit is NaN");
       tok.id = req.greedy_token;
+    } else if (req.sample) {
+      if (req.greedy_token < 0) return Status::error(ErrorCode::Numerical, "sampler: every logit is NaN or none is finite");
+      tok.id = req.greedy_token;
+      if (sp.top_logprobs >= 0) tok.logprobs = req.sample_logprobs;
+      sampler.record(tok.id);
     } else {
       GLM_TRY(sampler.sample(req.logits.data(), V, &tok.id, &tok.logprobs));
     }
@@ -299,6 +345,7 @@ Status Model::generate(Sequence* seq, const std::vector<int32_t>& prompt, const 
     if (n + 1 == params.max_tokens) break;
     if (seq->length() + 1 > seq->cache->capacity()) break;
     req.tokens.assign(1, tok.id);
+    prepare();
     GLM_TRY(evaluate(batch, cancel));
   }
   result->decode_ms = ms_since(t1);

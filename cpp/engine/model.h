@@ -29,6 +29,7 @@ struct LoadOptions {
   bool prefetch = true;     // read every weight page at load (progress-reported) instead of on first use
   int64_t max_step_rows = 512;  // rows per forward step; longer prompts are split (bounds scratch memory)
   bool cuda_graphs = true;      // CUDA: replay decode steps as CUDA graphs (false: every step eager, to compare)
+  bool cuda_device_sampling = true;  // CUDA: sampled generation chooses tokens on the device (false: on the host, to compare)
   int64_t cuda_page_tokens = 0; // CUDA: positions per KV page (0: 256); tests shrink it to cross pages cheaply
 };
 
@@ -55,8 +56,13 @@ struct EvalRequest {
   // Only the greedy token (argmax, sampler.cc's rule) after the last token is wanted, not the logits:
   // the backend may select it on the device and skip the logits download (logits then stay empty).
   bool greedy_only = false;
-  std::vector<float> logits;   // out: [n or 1, vocab]
-  int32_t greedy_token = -1;   // out with greedy_only: the argmax token; -1 when every logit is NaN
+  // Or the token is chosen by this request (temperature, filters, penalties, logprobs; not with
+  // all_logits): the backend may choose it on the device (Backend::download_sampled).
+  const SampleRequest* sample = nullptr;
+  std::vector<float> logits;   // out: [n or 1, vocab] (empty with greedy_only or sample)
+  int32_t greedy_token = -1;   // out with greedy_only / sample: the chosen token; -1 when every logit is NaN
+                               // (sample: or no candidate is finite)
+  TokenLogprobs sample_logprobs;  // out with sample and params.top_logprobs >= 0
 };
 
 struct GenerateParams {
@@ -137,6 +143,8 @@ class Model {
   std::atomic<uint64_t> kv_bytes_{0};
   std::vector<float> step_logits_;
   std::vector<int32_t> step_tokens_;
+  std::vector<TokenLogprobs> step_logprobs_;  // (sampled steps)
+  std::vector<SampleRequest> step_samples_;
 };
 
 }  // namespace glm

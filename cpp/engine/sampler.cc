@@ -184,4 +184,25 @@ Status Sampler::sample(const float* raw_logits, int64_t vocab, int32_t* token, T
   return Status::ok();
 }
 
+Status sample_request(const float* raw_logits, int64_t vocab, const SampleRequest& r, int32_t* token, TokenLogprobs* logprobs,
+                      std::vector<float>* work) {
+  const SamplingParams& p = r.params;
+  const float* logits = raw_logits;
+  const bool penalties = p.repetition_penalty != 1 || p.presence_penalty != 0 || p.frequency_penalty != 0;
+  std::vector<float> local;
+  if (penalties && !r.history.empty()) {
+    // As Sampler::apply_penalties: penalize_logit over the history pairs (identity where off).
+    auto& w = work ? *work : local;
+    w.assign(raw_logits, raw_logits + vocab);
+    for (const auto& [t, n] : r.history) {
+      if (t < 0 || t >= vocab) continue;
+      w[size_t(t)] = penalize_logit(w[size_t(t)], p, n);
+    }
+    logits = w.data();
+  }
+  GLM_TRY(choose_token(logits, vocab, p, r.u, token));
+  if (logprobs && p.top_logprobs >= 0) compute_logprobs(raw_logits, vocab, *token, p.top_logprobs, logprobs);
+  return Status::ok();
+}
+
 }  // namespace glm

@@ -82,6 +82,20 @@ class Sampler {
   std::vector<std::pair<float, int32_t>> candidates_;
 };
 
+// One logit row's selection handed to a backend (Backend::download_sampled) instead of its logits: the
+// generation's params, the step's u (Sampler::draw_uniform, drawn before the step) and the penalties'
+// history (Sampler::history; may be empty when no penalty is on).
+struct SampleRequest {
+  SamplingParams params;
+  double u = 0;
+  std::vector<std::pair<int32_t, int32_t>> history;
+};
+// Sampler::sample's selection from a request (penalties from the history, choose_token with u, logprobs
+// of the raw logits when params.top_logprobs >= 0), without the Sampler: the host side of
+// Backend::download_sampled. `work` holds the penalised copy.
+Status sample_request(const float* logits, int64_t vocab, const SampleRequest& r, int32_t* token, TokenLogprobs* logprobs,
+                      std::vector<float>* work = nullptr);
+
 // argmax with ties to the lowest index; NaN never wins; -1 when every value is NaN.
 int32_t argmax_token(const float* logits, int64_t vocab);
 

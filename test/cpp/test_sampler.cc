@@ -174,3 +174,38 @@ TEST(sampler_logprobs_are_log_softmax_of_raw_logits) {
   CHECK(lp.top[0].first == 1 && lp.top[1].first == 3 && lp.top[2].first == 2) << "ties to the lower id";
   CHECK(std::abs(lp.top[2].second - (2.0 - std::log(z))) < 1e-6);
 }
+
+// The device-sampling protocol on the host (Model::generate with a backend that samples on the device,
+// and Backend::download_sampled's default): u and history taken from the Sampler before the step,
+// sample_request on the logits, then record(). Must give exactly Sampler::sample's tokens and logprobs
+// (the same RNG stream and penalties), with every filter and penalty on.
+TEST(sampler_request_protocol_matches_sample) {
+  SamplingParams p;
+  p.temperature = 0.9, p.top_k = 12, p.top_p = 0.85, p.min_p = 0.01;
+  p.repetition_penalty = 1.4, p.presence_penalty = 0.3, p.frequency_penalty = 0.2, p.top_logprobs = 4, p.seed = 99;
+  for (double t : {0.9, 0.0}) {
+    p.temperature = t;
+    Sampler host(p), split(p);
+    const std::vector<int32_t> context = {3, 5, 5, 17};
+    host.set_context(context);
+    split.set_context(context);
+    uint32_t r = 7u;
+    std::vector<float> l(40);
+    for (int step = 0; step < 60; ++step) {
+      for (auto& v : l) {
+        r = r * 1664525u + 1013904223u;
+        v = float(int32_t(r >> 8) - (1 << 23)) / float(1 << 22);
+      }
+      glm::SampleRequest req;
+      req.params = p;
+      req.u = split.draw_uniform();
+      req.history = split.history();
+      int32_t a = -1, b = -1;
+      glm::TokenLogprobs la, lb;
+      CHECK(host.sample(l.data(), int64_t(l.size()), &a, &la).is_ok());
+      CHECK(glm::sample_request(l.data(), int64_t(l.size()), req, &b, &lb).is_ok());
+      split.record(b);
+      CHECK(a == b && la.chosen == lb.chosen && la.top == lb.top) << "t " << t << " step " << step << ": " << a << " vs " << b;
+    }
+  }
+}

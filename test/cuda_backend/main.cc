@@ -327,12 +327,126 @@ void check_graphs(const std::string& dir, const std::vector<int32_t>& prompt) {
          name + ": capture misuse caught and the step ran eagerly: " + misuse.stats.last_failure);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Device sampling: Model::generate with temperature, top-k/top-p/min-p, penalties, logprobs and a seed
+// chooses each token on the device (cuda::sample_tokens inside the decode graph) from the Sampler's u
+// and history. Compared on the same CUDA model, not with the CPU backend (whose logits differ by ~1e-6,
+// enough to move a sampled token at a boundary): (a) device sampling vs host sampling of the same
+// logits (LoadOptions::cuda_device_sampling off): identical tokens and top ids, logprobs within 1e-6
+// (sample_tokens' own budget vs compute_logprobs: fp32 exp terms vs the CPU's double exp, another
+// summation order; 3e-8 measured here at logprobs of magnitude < 10; a wrong token or id is O(1));
+// (b) graphs on vs off: bit-identical tokens and logprobs (the graph replays the same launches).
+// ---------------------------------------------------------------------------------------------
+struct SampledRun {
+  std::vector<std::vector<glm::GeneratedToken>> runs;  // one per parameter set
+  glm::Status status;
+  glm::cuda_backend::CudaBackend::GraphStats stats;
+};
+
+SampledRun run_sampled(glm::Model& m, const std::vector<int32_t>& prompt, int tokens) {
+  SampledRun out;
+  std::vector<glm::SamplingParams> sets(4);
+  sets[0].temperature = 0.8, sets[0].top_k = 40, sets[0].top_p = 0.9, sets[0].min_p = 0.02, sets[0].top_logprobs = 3;
+  sets[0].seed = 7;
+  sets[1].temperature = 1.3, sets[1].repetition_penalty = 1.3, sets[1].presence_penalty = 0.4;
+  sets[1].frequency_penalty = 0.3, sets[1].seed = 11;
+  sets[2].frequency_penalty = 0.5, sets[2].top_logprobs = 5;  // greedy with a penalty: the sampled path at temperature 0
+  sets[3].temperature = 2.0, sets[3].top_p = 0.5, sets[3].top_logprobs = 0, sets[3].seed = 3;
+  for (const auto& sp : sets) {
+    std::unique_ptr<glm::Sequence> s;
+    if (!(out.status = m.create_sequence(64, &s)).is_ok()) return out;
+    glm::GenerateParams gp;
+    gp.max_tokens = tokens;
+    gp.sampling = sp;
+    glm::GenerateResult res;
+    out.status = m.generate(s.get(), prompt, gp, nullptr, nullptr, nullptr, &res);
+    m.release_sequence(s);
+    if (!out.status.is_ok()) return out;
+    out.runs.push_back(res.tokens);
+  }
+  if (auto* cuda = dynamic_cast<glm::cuda_backend::CudaBackend*>(&m.backend())) out.stats = cuda->graph_stats();
+  return out;
+}
+
+void check_device_sampling(const std::string& dir, const std::vector<int32_t>& prompt) {
+  const std::string name = dir.substr(dir.find_last_of('/') + 1) + ": device sampling";
+  auto load_with = [&](bool graphs, bool device, std::unique_ptr<glm::Model>* out) {
+    glm::LoadOptions o;
+    o.backend = glm::BackendChoice::Cuda;
+    o.threads = 2;
+    o.prefetch = false;
+    o.max_step_rows = g_opts.step_rows;
+    o.kv_cache_bytes = 16u << 20;
+    o.cuda_graphs = graphs;
+    o.cuda_device_sampling = device;
+    o.cuda_page_tokens = 8;
+    return glm::Model::load(dir, o, nullptr, nullptr, out);
+  };
+  std::unique_ptr<glm::Model> dev_graph, dev_eager, host_graph;
+  glm::Status st = load_with(true, true, &dev_graph);
+  if (st.is_ok()) st = load_with(false, true, &dev_eager);
+  if (st.is_ok()) st = load_with(true, false, &host_graph);
+  report(st.is_ok(), name + ": load (graphs on/off, device sampling on/off) " + st.message());
+  if (!st.is_ok()) return;
+  const std::vector<int32_t> p8(prompt.begin(), prompt.begin() + 8);
+  const int n = g_opts.generate_tokens + 4;
+  const SampledRun a = run_sampled(*dev_graph, p8, n), b = run_sampled(*dev_eager, p8, n), h = run_sampled(*host_graph, p8, n);
+  for (const SampledRun* r : {&a, &b, &h}) report(r->status.is_ok(), name + ": generate runs " + r->status.message());
+  if (!a.status.is_ok() || !b.status.is_ok() || !h.status.is_ok()) return;
+
+  // (a) device vs host selection of the same logits.
+  bool same_tokens = a.runs.size() == h.runs.size();
+  double worst_lp = 0;
+  size_t compared = 0, distinct = 0;
+  for (size_t i = 0; same_tokens && i < a.runs.size(); ++i) {
+    same_tokens = a.runs[i].size() == h.runs[i].size() && a.runs[i].size() == size_t(n);
+    for (size_t j = 0; same_tokens && j < a.runs[i].size(); ++j) {
+      const auto &x = a.runs[i][j], &y = h.runs[i][j];
+      same_tokens = x.id == y.id && x.logprobs.top.size() == y.logprobs.top.size();
+      if (j == 0 || x.id != a.runs[i][j - 1].id) ++distinct;
+      worst_lp = std::max(worst_lp, std::fabs(double(x.logprobs.chosen) - double(y.logprobs.chosen)));
+      for (size_t k = 0; same_tokens && k < x.logprobs.top.size(); ++k) {
+        same_tokens = x.logprobs.top[k].first == y.logprobs.top[k].first;
+        worst_lp = std::max(worst_lp, std::fabs(double(x.logprobs.top[k].second) - double(y.logprobs.top[k].second)));
+        ++compared;
+      }
+    }
+  }
+  char line[400];
+  std::snprintf(line, sizeof line,
+                "%s: %zu runs x %d tokens: device == host sampling of the same logits (tokens, top ids); %zu top logprobs, "
+                "worst |diff| %.2e (budget 1e-6); %zu token changes",
+                name.c_str(), a.runs.size(), n, compared, worst_lp, distinct);
+  report(same_tokens && worst_lp <= 1e-6 && compared > 0 && !std::isnan(worst_lp), line);
+  // (b) graphs on vs off: the same launches, bit for bit.
+  bool identical = a.runs.size() == b.runs.size();
+  for (size_t i = 0; identical && i < a.runs.size(); ++i) {
+    identical = a.runs[i].size() == b.runs[i].size();
+    for (size_t j = 0; identical && j < a.runs[i].size(); ++j) {
+      const auto &x = a.runs[i][j].logprobs, &y = b.runs[i][j].logprobs;
+      identical = a.runs[i][j].id == b.runs[i][j].id && std::memcmp(&x.chosen, &y.chosen, 4) == 0 && x.top == y.top;
+    }
+  }
+  report(identical, name + ": tokens and logprobs bit-identical with graphs on and off");
+  // The sampled decode steps ran on the device inside replayed graphs; host sampling never did.
+  std::snprintf(line, sizeof line,
+                "%s: %llu device-sampled steps (graphs on: %llu captures, %llu replays, %llu failures; off: %llu); host: %llu",
+                name.c_str(), (unsigned long long)a.stats.device_sampled_steps, (unsigned long long)a.stats.captures,
+                (unsigned long long)a.stats.replays, (unsigned long long)a.stats.capture_failures,
+                (unsigned long long)b.stats.device_sampled_steps, (unsigned long long)h.stats.device_sampled_steps);
+  report(a.stats.device_sampled_steps == 4u * unsigned(n) && b.stats.device_sampled_steps == a.stats.device_sampled_steps &&
+             h.stats.device_sampled_steps == 0 && a.stats.captures >= 1 && a.stats.replays >= 4u * unsigned(n - 8) &&
+             a.stats.capture_failures == 0,
+         line);
+}
+
 void check_checkpoint(const std::string& dir) {
   const std::string name = dir.substr(dir.find_last_of('/') + 1);
   if (g_opts.graphs_only) {
     std::vector<int32_t> prompt(24);
     for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 37 + 11) % 97);
-    return check_graphs(dir, prompt);
+    check_graphs(dir, prompt);
+    return check_device_sampling(dir, prompt);
   }
   std::unique_ptr<glm::Model> cpu, gpu;
   glm::Status st = load(dir, glm::BackendChoice::Cpu, 0, &cpu);
