@@ -285,6 +285,29 @@ float e4m3_value(uint8_t v) {
   return (v & 0x80) ? -mag : mag;
 }
 
+// The C/D side shared by mma.m16n8k16 and m16n8k32 (PTX ISA: c[i], i = 0..3, at row = group + 8 * (i >> 1),
+// col = tig * 2 + (i & 1), in registers frag[6..9] / out_frag[0..3]): D = C + A * B for the A [16][K] and
+// B [K][8] the caller unpacked from its input type. Products of bf16 or e4m3 values are exact in fp32;
+// the tensor core's sum order (and, on Hopper, the width of its fp8 accumulation) is not modelled: the
+// tests budget for fp32 reassociation.
+template <int K>
+void mma_m16n8_accumulate(Slot* const (&s)[32], const float (&A)[16][K], const float (&B)[K][8]) {
+  float C[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const int g = l >> 2, t = l & 3;
+    for (int i = 0; i < 4; ++i) C[g + 8 * (i >> 1)][t * 2 + (i & 1)] = __uint_as_float(s[l]->frag[6 + i]);
+  }
+  for (int l = 0; l < 32; ++l) {
+    const int g = l >> 2, t = l & 3;
+    for (int i = 0; i < 4; ++i) {
+      const int r = g + 8 * (i >> 1), c = t * 2 + (i & 1);
+      float acc = C[r][c];
+      for (int k = 0; k < K; ++k) acc += A[r][k] * B[k][c];
+      s[l]->out_frag[i] = bits_of(acc);
+    }
+  }
+}
+
 // Every lane in `mask` has arrived at the same collective: compute each lane's result.
 void complete_collective(int warp, unsigned mask) {
   Launch& L = *g_launch;
@@ -349,7 +372,7 @@ void complete_collective(int warp, unsigned mask) {
       //   B 16x8:  b[i] (i = 0..3): row (k) = tig * 2 + (i & 1) + 8 * (i >> 1), col (n) = group
       //   C/D 16x8: c[i] (i = 0..3): row = group + 8 * (i >> 1), col = tig * 2 + (i & 1)
       if (mask != 0xffffffffu) { fail("mma.sync.aligned needs all 32 lanes"); return; }
-      float A[16][16], B[16][8], C[16][8];
+      float A[16][16], B[16][8];
       for (int l = 0; l < 32; ++l) {
         const int g = l >> 2, t = l & 3;
         for (int i = 0; i < 8; ++i) {
@@ -360,19 +383,8 @@ void complete_collective(int warp, unsigned mask) {
           const uint16_t h = uint16_t(s[l]->frag[4 + (i >> 1)] >> (16 * (i & 1)));
           B[t * 2 + (i & 1) + 8 * (i >> 1)][g] = bf16_bits_to_float(h);
         }
-        for (int i = 0; i < 4; ++i) C[g + 8 * (i >> 1)][t * 2 + (i & 1)] = __uint_as_float(s[l]->frag[6 + i]);
       }
-      for (int l = 0; l < 32; ++l) {
-        const int g = l >> 2, t = l & 3;
-        for (int i = 0; i < 4; ++i) {
-          const int r = g + 8 * (i >> 1), c = t * 2 + (i & 1);
-          // Products of bf16 values are exact in fp32; the sum order of the tensor core is unspecified,
-          // so the tests budget for fp32 reassociation.
-          float acc = C[r][c];
-          for (int k = 0; k < 16; ++k) acc += A[r][k] * B[k][c];
-          s[l]->out_frag[i] = bits_of(acc);
-        }
-      }
+      mma_m16n8_accumulate(s, A, B);
       break;
     }
     case Collective::Mma16832E4m3: {
@@ -382,7 +394,7 @@ void complete_collective(int warp, unsigned mask) {
       //   B 32x8:  b[i] (i = 0..7):  row (k) = tig * 4 + (i & 3) + 16 * (i >> 2), col (n) = group
       //   C/D: as m16n8k16.
       if (mask != 0xffffffffu) { fail("mma.sync.aligned needs all 32 lanes"); return; }
-      float A[16][32], B[32][8], C[16][8];
+      float A[16][32], B[32][8];
       for (int l = 0; l < 32; ++l) {
         const int g = l >> 2, t = l & 3;
         for (int i = 0; i < 16; ++i) {
@@ -393,19 +405,8 @@ void complete_collective(int warp, unsigned mask) {
           const uint8_t v = uint8_t(s[l]->frag[4 + (i >> 2)] >> (8 * (i & 3)));
           B[t * 4 + (i & 3) + 16 * (i >> 2)][g] = e4m3_value(v);
         }
-        for (int i = 0; i < 4; ++i) C[g + 8 * (i >> 1)][t * 2 + (i & 1)] = __uint_as_float(s[l]->frag[6 + i]);
       }
-      for (int l = 0; l < 32; ++l) {
-        const int g = l >> 2, t = l & 3;
-        for (int i = 0; i < 4; ++i) {
-          const int r = g + 8 * (i >> 1), c = t * 2 + (i & 1);
-          // e4m3 products are exact in fp32; the hardware's sum order (and, on Hopper, the width of its
-          // fp8 accumulation) is not modelled: the tests budget for it.
-          float acc = C[r][c];
-          for (int k = 0; k < 32; ++k) acc += A[r][k] * B[k][c];
-          s[l]->out_frag[i] = bits_of(acc);
-        }
-      }
+      mma_m16n8_accumulate(s, A, B);
       break;
     }
     case Collective::LdMatrix: {
