@@ -10,6 +10,7 @@
 // fused multiply-add. Only the fp32 summation order differs from the CPU. The E4M3 NaN codes read as
 // +-480 (fp8x4_to_float); real checkpoints have none.
 #include "common.cuh"
+#include "gemv_rows.cuh"
 #include "launch_util.h"
 #include "ops.h"
 
@@ -30,7 +31,7 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) fp8_gemv_kernel(float* y, const floa
   constexpr int M = kCode & 7;
   constexpr bool kBlock = (kCode & 8) != 0;
   GLM_SHARED(float, red, kWarps * kRows * M);
-  const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  const int tid = int(threadIdx.x);
   const int row0 = int(blockIdx.x) * kRows;
   const int chunks = k / 16;  // 16 bytes = 16 elements
   const int kb = (k + 127) / 128;
@@ -76,27 +77,12 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) fp8_gemv_kernel(float* y, const floa
       }
     }
   }
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-#pragma unroll
-    for (int m = 0; m < M; ++m) {
-      const float v = dev::warp_sum(acc[r][m]);
-      if (lane == 0) red[(warp * kRows + r) * M + m] = v;
-    }
-  }
-  __syncthreads();
-  if (tid < kRows * M) {
-    const int r = tid / M, m = tid - r * M, row = row0 + r;
-    if (row < n) {
-      float v = 0.0f;
-#pragma unroll
-      for (int wi = 0; wi < kWarps; ++wi) v += red[(wi * kRows + r) * M + m];
-      if (!kBlock) v *= scales[row];
-      if (bias) v += bias[row];
-      float* out = y + int64_t(m) * n + row;
-      *out = accumulate ? *out + v : v;
-    }
-  }
+  dev::gemv_rows_reduce<kRows, M, kWarps>(acc, red, tid, row0, n, [&](int row, int m, float v) {
+    if (!kBlock) v *= scales[row];
+    if (bias) v += bias[row];
+    float* out = y + int64_t(m) * n + row;
+    *out = accumulate ? *out + v : v;
+  });
 }
 
 template <int kCode>

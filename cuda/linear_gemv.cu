@@ -13,6 +13,7 @@
 // every block re-reads the same x, so it stays hot in L1/L2; per weight byte it is 2 (bf16) or 1 (f32)
 // bytes of cache traffic per token, served from L1.
 #include "common.cuh"
+#include "gemv_rows.cuh"
 #include "launch_util.h"
 #include "ops.h"
 
@@ -52,7 +53,7 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) linear_gemv_kernel(float* y, const f
   constexpr WeightType T = WeightType(kCode >> 3);
   constexpr int E = T == WeightType::F32 ? 4 : 8;  // elements per 16-byte chunk
   GLM_SHARED(float, red, kWarps * kRows * M);
-  const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  const int tid = int(threadIdx.x);
   const int row0 = int(blockIdx.x) * kRows;
   const int chunks = k / E;
   const int64_t row_chunks = chunks;  // a row is k * sizeof(T) bytes = chunks * 16
@@ -93,26 +94,11 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) linear_gemv_kernel(float* y, const f
       }
     }
   }
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-#pragma unroll
-    for (int m = 0; m < M; ++m) {
-      const float s = dev::warp_sum(acc[r][m]);
-      if (lane == 0) red[(warp * kRows + r) * M + m] = s;
-    }
-  }
-  __syncthreads();
-  if (tid < kRows * M) {
-    const int r = tid / M, m = tid - r * M, row = row0 + r;
-    if (row < n) {
-      float s = 0.0f;
-#pragma unroll
-      for (int wi = 0; wi < kWarps; ++wi) s += red[(wi * kRows + r) * M + m];
-      if (bias) s += bias[row];
-      float* out = y + int64_t(m) * n + row;
-      *out = accumulate ? *out + s : s;
-    }
-  }
+  dev::gemv_rows_reduce<kRows, M, kWarps>(acc, red, tid, row0, n, [&](int row, int m, float v) {
+    if (bias) v += bias[row];
+    float* out = y + int64_t(m) * n + row;
+    *out = accumulate ? *out + v : v;
+  });
 }
 
 template <int kCode>
