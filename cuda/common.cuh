@@ -93,6 +93,23 @@ GLM_DEVICE float warp_max(float v) {
   return v;
 }
 
+#if !defined(__CUDACC__)
+// The harness side of both mma.sync m16n8 wrappers: A in frag[0..3], B in frag[4..5], C in frag[6..9];
+// the collective (harness.cc) computes D for the whole warp from every lane's registers.
+inline void harness_mma_m16n8(::glm::harness::Collective op, float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  ::glm::harness::Slot s{};
+  s.op = op;
+  s.mask = kFullMask;
+  s.line = __LINE__;
+  for (int i = 0; i < 4; ++i) s.frag[i] = a[i];
+  s.frag[4] = b[0];
+  s.frag[5] = b[1];
+  for (int i = 0; i < 4; ++i) s.frag[6 + i] = __float_as_uint(d[i]);
+  ::glm::harness::warp_collective(s);
+  for (int i = 0; i < 4; ++i) d[i] = __uint_as_float(s.out_frag[i]);
+}
+#endif
+
 // D(16x8, f32) += A(16x16, bf16, row) * B(16x8, bf16, col): mma.sync.aligned.m16n8k16.row.col.
 // Fragment layouts are the PTX ISA's (see the harness's implementation for the formulas).
 GLM_DEVICE void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
@@ -104,16 +121,7 @@ GLM_DEVICE void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], const u
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 #endif
 #else
-  ::glm::harness::Slot s{};
-  s.op = ::glm::harness::Collective::Mma16816Bf16;
-  s.mask = kFullMask;
-  s.line = __LINE__;
-  for (int i = 0; i < 4; ++i) s.frag[i] = a[i];
-  s.frag[4] = b[0];
-  s.frag[5] = b[1];
-  for (int i = 0; i < 4; ++i) s.frag[6 + i] = __float_as_uint(d[i]);
-  ::glm::harness::warp_collective(s);
-  for (int i = 0; i < 4; ++i) d[i] = __uint_as_float(s.out_frag[i]);
+  harness_mma_m16n8(::glm::harness::Collective::Mma16816Bf16, d, a, b);
 #endif
 }
 
@@ -245,16 +253,7 @@ GLM_DEVICE void mma_m16n8k32_e4m3(float (&d)[4], const uint32_t (&a)[4], const u
   mma_m16n8k32_e4m3_via_bf16(d, a, b);
 #endif
 #else
-  ::glm::harness::Slot s{};
-  s.op = ::glm::harness::Collective::Mma16832E4m3;
-  s.mask = kFullMask;
-  s.line = __LINE__;
-  for (int i = 0; i < 4; ++i) s.frag[i] = a[i];
-  s.frag[4] = b[0];
-  s.frag[5] = b[1];
-  for (int i = 0; i < 4; ++i) s.frag[6 + i] = __float_as_uint(d[i]);
-  ::glm::harness::warp_collective(s);
-  for (int i = 0; i < 4; ++i) d[i] = __uint_as_float(s.out_frag[i]);
+  harness_mma_m16n8(::glm::harness::Collective::Mma16832E4m3, d, a, b);
 #endif
 }
 
