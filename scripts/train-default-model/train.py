@@ -36,7 +36,8 @@ MODEL_SHAPE = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, 
                    intermediate_size=768, moe_intermediate_size=192, n_routed_experts=8, num_experts_per_tok=2,
                    n_shared_experts=1, routed_scaling_factor=2.5, first_k_dense_replace=1, max_position_embeddings=2048)
 MTP_WEIGHT = 0.3          # DeepSeek-V3's lambda for the next-next-token loss
-BIAS_UPDATE = 1e-3        # loss-free balancing step for the score-correction bias (DeepSeek-V3's gamma)
+BIAS_UPDATE = 3e-3        # loss-free balancing step for the score-correction bias: DeepSeek-V3 uses
+                          # 1e-3 over ~10^5 steps; our run has ~700, and 1e-3 had not balanced by step 150
 
 
 def load_corpus(d):
@@ -46,62 +47,68 @@ def load_corpus(d):
     return tokens, loss, starts
 
 
-def make_batches(starts, tokens_per_batch, max_len, seed):
-    """Shuffles the documents and cuts them into batches of about tokens_per_batch tokens, each batch
-    holding documents of similar length (sorted within windows of 64 batches), so padding stays small
-    and attention never spans unrelated documents. Returns a list of batches of document indices, in
-    random order. Deterministic in seed."""
+def make_batches(starts, tokens_per_batch, row_len, seed):
+    """Shuffles the documents and packs them greedily into rows of row_len tokens, rows_per_batch =
+    tokens_per_batch / row_len rows per batch. Random packing mixes task families in every batch
+    (batches sorted by length would each hold one family, which made training oscillate). Returns a
+    list of batches, each a list of rows of document indices. Deterministic in seed."""
     rng = np.random.default_rng(seed)
     lengths = np.diff(starts)
-    order = [int(i) for i in rng.permutation(len(lengths)) if lengths[i] <= max_len]
-    window = max(1, int(64 * tokens_per_batch / max(1, lengths.mean())))
-    batches = []
-    for w in range(0, len(order), window):
-        chunk = sorted(order[w:w + window], key=lambda i: int(lengths[i]))
-        cur = []
-        for i in chunk:
-            if cur and (len(cur) + 1) * int(lengths[i]) > tokens_per_batch:
-                batches.append(cur)
-                cur = []
-            cur.append(i)
-        if cur:
-            batches.append(cur)
-    return [batches[i] for i in rng.permutation(len(batches))]
+    rows, cur, used = [], [], 0
+    for i in rng.permutation(len(lengths)):
+        n = int(lengths[i])
+        if n > row_len:
+            continue
+        if used + n > row_len:
+            rows.append(cur)
+            cur, used = [], 0
+        cur.append(int(i))
+        used += n
+    if cur:
+        rows.append(cur)
+    per = max(1, tokens_per_batch // row_len)
+    return [rows[k:k + per] for k in range(0, len(rows) - per + 1, per)]
 
 
-def make_batch(docs, tokens, loss, starts, pad_id):
-    """ids/positions/loss flags/valid [B, L] for documents padded to the longest one (L)."""
-    B = len(docs)
-    L = int(max(starts[i + 1] - starts[i] for i in docs))
-    ids = np.full((B, L), pad_id, dtype=np.int64)
-    valid = np.zeros((B, L), dtype=bool)
-    lm = np.zeros((B, L), dtype=np.float32)
-    for b, i in enumerate(docs):
-        s, e = int(starts[i]), int(starts[i + 1])
-        ids[b, :e - s] = tokens[s:e]
-        lm[b, :e - s] = loss[s:e]
-        valid[b, :e - s] = True
-    pos = np.broadcast_to(np.arange(L), (B, L)).copy()
-    return torch.from_numpy(ids), torch.from_numpy(pos), torch.from_numpy(valid), torch.from_numpy(lm)
+def make_batch(rows, tokens, loss, starts, row_len, pad_id):
+    """ids/positions/document ids/loss flags [B, row_len] for packed rows; padding has document id -1.
+    Positions restart at 0 in every document."""
+    B = len(rows)
+    ids = np.full((B, row_len), pad_id, dtype=np.int64)
+    pos = np.zeros((B, row_len), dtype=np.int64)
+    doc = np.full((B, row_len), -1, dtype=np.int64)
+    lm = np.zeros((B, row_len), dtype=np.float32)
+    for b, row in enumerate(rows):
+        o = 0
+        for j, i in enumerate(row):
+            s, e = int(starts[i]), int(starts[i + 1])
+            n = e - s
+            ids[b, o:o + n] = tokens[s:e]
+            lm[b, o:o + n] = loss[s:e]
+            pos[b, o:o + n] = np.arange(n)
+            doc[b, o:o + n] = j
+            o += n
+    return torch.from_numpy(ids), torch.from_numpy(pos), torch.from_numpy(doc), torch.from_numpy(lm)
 
 
-def attention_mask(valid):
-    """[B, 1, L, L] causal mask. Padding sits after each document, so rows of real tokens never see it
-    (padding rows are never counted in the loss)."""
-    L = valid.shape[1]
-    return torch.ones(L, L, dtype=torch.bool).tril().expand(valid.shape[0], 1, L, L)
+def attention_mask(doc):
+    """[B, 1, T, T]: causal within a document; a padding position sees only itself (no empty rows)."""
+    T = doc.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    same = (doc[:, :, None] == doc[:, None, :]) & (doc[:, :, None] >= 0)
+    return ((same & causal) | torch.eye(T, dtype=torch.bool))[:, None]
 
 
-def losses(model, ids, pos, valid, lm):
+def losses(model, ids, pos, doc, lm):
     """Masked next-token and next-next-token (MTP) cross-entropies, as (main, mtp, counts)."""
-    mask = attention_mask(valid)
+    mask = attention_mask(doc)
     logits, mtp_logits = model(ids, pos, mask)
     V = logits.shape[-1]
-    # Trunk row t predicts t+1; counted when t+1 is a trained token (lm is 0 on padding).
-    w1 = lm[:, 1:]
+    # Trunk row t predicts t+1; counted when t+1 is a trained token of the same document.
+    w1 = lm[:, 1:] * (doc[:, 1:] == doc[:, :-1]).float()
     l1 = F.cross_entropy(logits[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1), reduction='none')
-    # MTP row t predicts t+2 (row t reads token t+1); counted when t+2 is trained.
-    w2 = lm[:, 2:]
+    # MTP row t predicts t+2 (row t reads token t+1); counted when t+2 is trained and in t's document.
+    w2 = lm[:, 2:] * (doc[:, 2:] == doc[:, :-2]).float()
     l2 = F.cross_entropy(mtp_logits[:, :-1].reshape(-1, V), ids[:, 2:].reshape(-1), reduction='none')
     n1, n2 = w1.sum(), w2.sum()
     main = (l1 * w1.reshape(-1)).sum() / n1.clamp(min=1)
@@ -140,8 +147,8 @@ def main():
     ap.add_argument('run')
     ap.add_argument('--steps', type=int, default=1200)
     ap.add_argument('--batch-tokens', type=int, default=6144, help='tokens per step, padding included')
-    ap.add_argument('--max-len', type=int, default=1024)
-    ap.add_argument('--lr', type=float, default=2e-3)
+    ap.add_argument('--row-len', type=int, default=512)
+    ap.add_argument('--lr', type=float, default=1.5e-3)
     ap.add_argument('--warmup', type=int, default=60)
     ap.add_argument('--seed', type=int, default=1)
     ap.add_argument('--save-every', type=int, default=50)
@@ -155,7 +162,7 @@ def main():
     vocab_size = max(t['id'] for t in tok_cfg['added_tokens']) + 1
     pad_id = next(t['id'] for t in tok_cfg['added_tokens'] if t['content'] == '<|endoftext|>')
     tokens, loss, starts = load_corpus(args.corpus)
-    batches = make_batches(starts, args.batch_tokens, args.max_len, args.seed)
+    batches = make_batches(starts, args.batch_tokens, args.row_len, args.seed)
     steps_per_epoch = len(batches)
 
     torch.manual_seed(args.seed)
@@ -180,8 +187,8 @@ def main():
     while step < args.steps:
         epoch, k = divmod(step, steps_per_epoch)
         if epoch > 0 and k == 0:
-            batches = make_batches(starts, args.batch_tokens, args.max_len, args.seed + epoch)
-        batch = make_batch(batches[k], tokens, loss, starts, pad_id)
+            batches = make_batches(starts, args.batch_tokens, args.row_len, args.seed + epoch)
+        batch = make_batch(batches[k], tokens, loss, starts, args.row_len, pad_id)
         for g in opt.param_groups:
             g['lr'] = lr_at(step, args.steps, args.lr, args.warmup)
         t0, c0 = time.time(), time.process_time()
@@ -198,12 +205,12 @@ def main():
         step += 1
         dt = time.time() - t0
         cpu_seconds += time.process_time() - c0
-        tokens_seen += int(batch[2].sum())
+        tokens_seen += int((batch[2] >= 0).sum())
         if step % 10 == 0 or step == 1:
             frac = loads / loads.sum(-1, keepdim=True)
             rec = {'step': step, 'loss': round(main_loss.item(), 4), 'mtp_loss': round(mtp_loss.item(), 4),
                    'lr': opt.param_groups[0]['lr'], 'grad_norm': round(float(gnorm), 3),
-                   'tok_per_s': round(int(batch[2].sum()) / dt), 'tokens_seen': tokens_seen, 'minutes': round((time.time() - t_start) / 60, 2), 'cpu_minutes': round(cpu_seconds / 60, 2),
+                   'tok_per_s': round(int((batch[2] >= 0).sum()) / dt), 'tokens_seen': tokens_seen, 'minutes': round((time.time() - t_start) / 60, 2), 'cpu_minutes': round(cpu_seconds / 60, 2),
                    'max_expert_share': round(float(frac.max()), 3), 'min_expert_share': round(float(frac.min()), 3)}
             log.write(json.dumps(rec) + '\n')
             log.flush()
