@@ -8,7 +8,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { renderPrompt, toDocuments, withMode } from './render.mjs';
+import { toDocuments, withMode } from './render.mjs';
 import { Rng } from './rng.mjs';
 import {
   arithmeticConversation, chatConversation, factsConversation, HELD_OUT_TOOL_NAMES, maybeSystem, stringConversation,
@@ -24,11 +24,11 @@ const GENERATORS = {
   arithmetic: arithmeticConversation, tool: toolConversation, facts: factsConversation, string: stringConversation, chat: chatConversation,
 };
 
-export function trainingConversations(seed, count) {
+export function trainingConversations(seed, count, mixture = MIXTURE) {
   const rng = new Rng(seed);
   const out = [];
   for (let i = 0; i < count; i++) {
-    const family = rng.weighted(MIXTURE);
+    const family = rng.weighted(mixture);
     const conv = maybeSystem(rng, GENERATORS[family](rng, 'train'));
     out.push({ conv, mode: rng.weighted(MODES) });
   }
@@ -72,14 +72,22 @@ function pickFamily(rng, gen, family) {
 async function main() {
   const { positionals, values } = parseArgs({
     allowPositionals: true,
-    options: { conversations: { type: 'string', default: '60000' }, seed: { type: 'string', default: '1' }, 'eval-seed': { type: 'string', default: '1001' }, 'eval-per-cell': { type: 'string', default: '50' } },
+    options: {
+      conversations: { type: 'string', default: '30000' }, seed: { type: 'string', default: '1' },
+      // e.g. --mixture arithmetic=45,tool=25,facts=10,string=12,chat=8 (default: MIXTURE)
+      mixture: { type: 'string' },
+      'eval-seed': { type: 'string', default: '1001' }, 'eval-per-cell': { type: 'string', default: '50' },
+    },
   });
   const out = positionals[0];
   if (!out) throw new Error('usage: corpus.mjs <out-dir> [--conversations N] [--seed S]');
   mkdirSync(out, { recursive: true });
   const lines = [];
   const counts = {};
-  for (const { conv, mode } of trainingConversations(Number(values.seed), Number(values.conversations))) {
+  const mixture = values.mixture
+    ? Object.fromEntries(values.mixture.split(',').map((kv) => { const [k, v] = kv.split('='); if (!(k in GENERATORS)) throw new Error(`unknown family ${k}`); return [k, Number(v)]; }))
+    : MIXTURE;
+  for (const { conv, mode } of trainingConversations(Number(values.seed), Number(values.conversations), mixture)) {
     counts[conv.family] = (counts[conv.family] ?? 0) + 1;
     for (const doc of toDocuments(conv, mode)) lines.push(JSON.stringify(doc));
   }
@@ -91,8 +99,6 @@ async function main() {
   writeFileSync(path.join(out, 'eval.jsonl'), evalLines.join('\n') + '\n');
   console.log(`${lines.length} training documents from ${values.conversations} conversations`, counts);
   console.log(`${evalLines.length} held-out conversations`);
-  // One rendered example per family, for a human to look at.
-  void renderPrompt;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await main();

@@ -29,11 +29,6 @@ export function renderOptions(conv, mode) {
   return { ...(conv.tools ? { tools: conv.tools } : {}), ...(mode === 'off' ? { enableThinking: false } : {}) };
 }
 
-/** The prompt text for the model's turn after `messages` (what the engine renders). */
-export function renderPrompt(conv, mode, messages) {
-  return renderChat(GLM45_CHAT_TEMPLATE, messages, { ...renderOptions(conv, mode), addGenerationPrompt: true });
-}
-
 export function toDocuments(conv, mode) {
   const c = withMode(conv, mode);
   const opts = renderOptions(conv, mode);

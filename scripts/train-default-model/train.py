@@ -154,6 +154,8 @@ def main():
     ap.add_argument('--save-every', type=int, default=50)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--max-minutes', type=float, default=0, help='stop (after saving) once this much time has run')
+    ap.add_argument('--init-from', help="a previous phase's ckpt.pt: start from its weights and balancing biases "
+                                        '(fresh optimizer and schedule); its time and tokens count towards the totals')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.run, exist_ok=True)
@@ -170,12 +172,21 @@ def main():
     model = Glm4MoeForCausalLM(cfg)
     opt = torch.optim.AdamW(param_groups(model, 0.1), lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
     step, elapsed, cpu_seconds, tokens_seen = 0, 0.0, 0.0, 0
+    prior = {'steps': 0, 'minutes': 0.0, 'cpu_minutes': 0.0, 'tokens_seen': 0}
     ckpt_path = os.path.join(args.run, 'ckpt.pt')
+    if args.init_from:
+        ck = torch.load(args.init_from)
+        model.load_state_dict(ck['model'])
+        p = ck.get('prior', {'steps': 0, 'minutes': 0.0, 'cpu_minutes': 0.0, 'tokens_seen': 0})
+        prior = {'steps': p['steps'] + ck['step'], 'minutes': p['minutes'] + ck['elapsed'] / 60,
+                 'cpu_minutes': p['cpu_minutes'] + ck['cpu_seconds'] / 60, 'tokens_seen': p['tokens_seen'] + ck['tokens_seen']}
+        print(f'starting from {args.init_from} (step {ck["step"]})', flush=True)
     if os.path.exists(ckpt_path):
         ck = torch.load(ckpt_path)
         model.load_state_dict(ck['model'])
         opt.load_state_dict(ck['opt'])
         step, elapsed, cpu_seconds, tokens_seen = ck['step'], ck['elapsed'], ck['cpu_seconds'], ck['tokens_seen']
+        prior = ck.get('prior', prior)
         print(f'resumed at step {step} ({elapsed / 60:.1f} min trained)', flush=True)
     n_params = sum(p.numel() for p in model.parameters())
     print(f'{n_params / 1e6:.2f} M parameters; {len(starts) - 1} documents; {steps_per_epoch} steps per epoch; '
@@ -220,14 +231,17 @@ def main():
         if step % args.save_every == 0 or done or out_of_time:
             tmp = ckpt_path + '.tmp'
             torch.save({'model': model.state_dict(), 'opt': opt.state_dict(), 'step': step,
-                        'elapsed': time.time() - t_start, 'cpu_seconds': cpu_seconds, 'tokens_seen': tokens_seen, 'config': cfg.to_dict(), 'args': vars(args)}, tmp)
+                        'elapsed': time.time() - t_start, 'cpu_seconds': cpu_seconds, 'tokens_seen': tokens_seen, 'prior': prior, 'config': cfg.to_dict(), 'args': vars(args)}, tmp)
             os.replace(tmp, ckpt_path)
         if out_of_time:
             print('stopping: --max-minutes reached (rerun to resume)', flush=True)
             return
     share = (load_acc / load_acc.sum(-1, keepdim=True)).tolist()
     summary = {'steps': step, 'minutes': round((time.time() - t_start) / 60, 1), 'cpu_minutes': round(cpu_seconds / 60, 1),
-               'tokens_seen': tokens_seen, 'parameters': n_params,
+               'tokens_seen': tokens_seen, 'parameters': n_params, 'earlier_phases': prior,
+               'total_minutes': round(prior['minutes'] + (time.time() - t_start) / 60, 1),
+               'total_cpu_minutes': round(prior['cpu_minutes'] + cpu_seconds / 60, 1),
+               'total_tokens_seen': prior['tokens_seen'] + tokens_seen,
                'final_loss': round(main_loss.item(), 4), 'final_mtp_loss': round(mtp_loss.item(), 4),
                'expert_share_per_moe_layer': [[round(x, 4) for x in l] for l in share],
                'correction_bias': [[round(float(x), 4) for x in m.gate.e_score_correction_bias] for m in model.moe_layers],
