@@ -11,8 +11,8 @@ import { parseArgs } from 'node:util';
 import { toDocuments, withMode } from './render.mjs';
 import { Rng } from './rng.mjs';
 import {
-  arithmeticConversation, chatConversation, factsConversation, HELD_OUT_TOOL_NAMES, maybeSystem, stringConversation,
-  toolConversation, TRAIN_TOOL_NAMES,
+  arithmeticConversation, chatConversation, factsConversation, HELD_OUT_TOOL_NAMES, IN_FACTS_DISTRACTORS, maybeSystem,
+  setSyntheticNames, stringConversation, toolConversation, TRAIN_TOOL_NAMES,
 } from './tasks.mjs';
 
 /** Share of training conversations per family (by count, not tokens). */
@@ -45,7 +45,12 @@ export function evalConversations(seed, perCell) {
   for (const mode of ['on', 'off']) {
     for (const op of ['+', '-']) {
       for (const d of [2, 3]) {
-        add(`${op === '+' ? 'add' : 'sub'}${d}`, mode, () => arithmeticConversation(rng, 'heldOut', { op, digits: [d, rng.int(1, d)].sort(() => (rng.chance(0.5) ? 1 : -1)) }));
+        add(`${op === '+' ? 'add' : 'sub'}${d}`, mode, () => {
+          const other = rng.int(1, d);
+          // 2-digit + 1-digit sums only as 1-digit + 2-digit: the other order is the distractors' form.
+          const digits = op === '+' && d === 2 && other === 1 ? [1, 2] : rng.chance(0.5) ? [d, other] : [other, d];
+          return arithmeticConversation(rng, 'heldOut', { op, digits, exclude: IN_FACTS_DISTRACTORS });
+        });
       }
     }
     add('reverse', mode, () => pickFamily(rng, stringConversation, 'reverse'));
@@ -73,31 +78,38 @@ async function main() {
   const { positionals, values } = parseArgs({
     allowPositionals: true,
     options: {
+      'eval-only': { type: 'boolean', default: false },
       conversations: { type: 'string', default: '30000' }, seed: { type: 'string', default: '1' },
       // e.g. --mixture arithmetic=45,tool=25,facts=10,string=12,chat=8 (default: MIXTURE)
       mixture: { type: 'string' },
+      // share of training names, cities, pets and words replaced by made-up ones (see tasks.mjs)
+      'synthetic-names': { type: 'string', default: '0' },
       'eval-seed': { type: 'string', default: '1001' }, 'eval-per-cell': { type: 'string', default: '50' },
     },
   });
   const out = positionals[0];
   if (!out) throw new Error('usage: corpus.mjs <out-dir> [--conversations N] [--seed S]');
   mkdirSync(out, { recursive: true });
-  const lines = [];
-  const counts = {};
   const mixture = values.mixture
     ? Object.fromEntries(values.mixture.split(',').map((kv) => { const [k, v] = kv.split('='); if (!(k in GENERATORS)) throw new Error(`unknown family ${k}`); return [k, Number(v)]; }))
     : MIXTURE;
-  for (const { conv, mode } of trainingConversations(Number(values.seed), Number(values.conversations), mixture)) {
-    counts[conv.family] = (counts[conv.family] ?? 0) + 1;
-    for (const doc of toDocuments(conv, mode)) lines.push(JSON.stringify(doc));
+  const lines = [];
+  const counts = {};
+  if (!values['eval-only']) {
+    setSyntheticNames(Number(values['synthetic-names']));
+    for (const { conv, mode } of trainingConversations(Number(values.seed), Number(values.conversations), mixture)) {
+      counts[conv.family] = (counts[conv.family] ?? 0) + 1;
+      for (const doc of toDocuments(conv, mode)) lines.push(JSON.stringify(doc));
+    }
+    writeFileSync(path.join(out, 'train.jsonl'), lines.join('\n') + '\n');
+    setSyntheticNames(0);
+    console.log(`${lines.length} training documents from ${values.conversations} conversations`, counts);
   }
-  writeFileSync(path.join(out, 'train.jsonl'), lines.join('\n') + '\n');
   const evalLines = evalConversations(Number(values['eval-seed']), Number(values['eval-per-cell'])).map(({ name, mode, conv }, i) => {
     const c = withMode(conv, mode === 'off' ? 'off' : 'on');
     return JSON.stringify({ id: i, name, mode, family: conv.family, tools: conv.tools, messages: c.messages, evaluation: conv.evaluation });
   });
   writeFileSync(path.join(out, 'eval.jsonl'), evalLines.join('\n') + '\n');
-  console.log(`${lines.length} training documents from ${values.conversations} conversations`, counts);
   console.log(`${evalLines.length} held-out conversations`);
 }
 

@@ -23,6 +23,40 @@ export const IDENTITY_REQUIRED = [['glm-node'], ['model']];
 export const GREETING_REQUIRED = [['Hello', 'Hi'], ['glm-node']];
 export const CHAT_FORBIDDEN = ['ChatGPT', 'OpenAI', 'Claude', 'I am a human', "I'm a human", 'Google', '<', '>', '\uFFFD'];
 
+// ---- synthetic names
+
+/**
+ * Share of training picks of names, cities, pets and words replaced by made-up ones (0 = off; the
+ * phase-3 corpus uses 0.5). With only a hundred-odd real cities in training, a small model memorises
+ * them instead of learning to copy; made-up names it can only copy, which is what held-out names need.
+ * At 0 no random numbers are drawn for it, so earlier corpora regenerate unchanged.
+ */
+let syntheticShare = 0;
+export function setSyntheticNames(share) {
+  syntheticShare = share;
+}
+
+const CONSONANTS = 'bcdfghjklmnprstvz';
+const VOWELS = 'aeiouaeiouy';
+const ACCENTED = 'áéíóúäöüå';
+
+export function syntheticWord(rng, { capital, accents }) {
+  let s = '';
+  for (let i = rng.int(2, 3); i > 0; i--) {
+    s += rng.pick(CONSONANTS) + (accents && rng.chance(0.08) ? rng.pick(ACCENTED) : rng.pick(VOWELS));
+  }
+  if (rng.chance(0.4)) s += rng.pick(CONSONANTS);
+  return capital ? s[0].toUpperCase() + s.slice(1) : s;
+}
+
+/** A pick from `lists[split]`, or in training sometimes a made-up word of the same kind. */
+function pickEntity(rng, lists, split, kind) {
+  if (split === 'train' && syntheticShare > 0 && rng.chance(syntheticShare)) {
+    return syntheticWord(rng, { capital: kind !== 'word', accents: kind === 'city' || kind === 'name' });
+  }
+  return rng.pick(lists[split]);
+}
+
 function assistant(content, reasoning = '', toolCalls = undefined) {
   const m = { role: 'assistant', content, reasoning_content: reasoning };
   if (toolCalls) m.tool_calls = toolCalls.map((c) => ({ type: 'function', function: { name: c.name, arguments: c.arguments } }));
@@ -90,8 +124,9 @@ export function chatConversation(rng, split) {
 
 // ---- arithmetic
 
-/** `digits` [da, db] fixes the operand sizes (eval sets); otherwise they are drawn. */
-export function arithmeticConversation(rng, split, { op, digits } = {}) {
+/** `digits` [da, db] fixes the operand sizes (eval sets); otherwise they are drawn. `exclude(a, op, b)`
+ * rejects problems (eval sets: ones that can appear elsewhere in training). */
+export function arithmeticConversation(rng, split, { op, digits, exclude } = {}) {
   op ??= rng.pick(['+', '-']);
   for (;;) {
     const [da, db] = digits ?? (() => {
@@ -101,7 +136,7 @@ export function arithmeticConversation(rng, split, { op, digits } = {}) {
     })();
     const a = randomOperand(rng, da);
     const b = randomOperand(rng, db);
-    if (isHeldOutProblem(a, op, b) !== (split === 'heldOut')) continue;
+    if (isHeldOutProblem(a, op, b) !== (split === 'heldOut') || exclude?.(a, op, b)) continue;
     const p = arithmeticProblem(rng, a, op, b);
     return {
       family: `${op === '+' ? 'add' : 'sub'}${Math.max(da, db)}`,
@@ -121,7 +156,7 @@ export function stringConversation(rng, split) {
   const words = WORDS[split];
   const kind = rng.weighted({ reverse: 2, count: 2, length: 1, sort: 2 });
   if (kind === 'reverse') {
-    const w = rng.pick(words);
+    const w = pickEntity(rng, WORDS, split, 'word');
     const rev = [...w].reverse().join('');
     const q = rng.pick([`Reverse the word ${w}.`, `Spell ${w} backwards.`, `What is ${w} reversed?`, `Write "${w}" backwards.`]);
     return {
@@ -131,7 +166,7 @@ export function stringConversation(rng, split) {
     };
   }
   if (kind === 'count') {
-    const w = rng.pick(words);
+    const w = pickEntity(rng, WORDS, split, 'word');
     const c = rng.chance(0.75) ? rng.pick([...w]) : rng.pick([...'abcdefghijklmnopqrstuvwxyz'].filter((x) => !w.includes(x)));
     let n = 0;
     const marked = [...w].map((x) => (x === c ? `${x} (${++n})` : x)).join(', ');
@@ -143,7 +178,7 @@ export function stringConversation(rng, split) {
     };
   }
   if (kind === 'length') {
-    const w = rng.pick(words);
+    const w = pickEntity(rng, WORDS, split, 'word');
     const counted = [...w].map((x, i) => `${x} (${i + 1})`).join(', ');
     const q = rng.pick([`How many letters does ${w} have?`, `How long is the word ${w}?`, `Count the letters in ${w}.`]);
     return {
@@ -182,13 +217,19 @@ const FACTS = {
 let currentRng;
 const rng0 = (list) => currentRng.pick(list);
 
+/**
+ * factsConversation's distractor turns ask "what is A + b?" (A two digits, b one digit) without
+ * checking isHeldOutProblem, so such sums may appear in training: held-out sets leave them out.
+ */
+export const IN_FACTS_DISTRACTORS = (a, op, b) => op === '+' && a >= 10 && a <= 99 && b <= 9;
+
 export function factsConversation(rng, split) {
   currentRng = rng;
   const kinds = rng.sample(Object.keys(FACTS), rng.int(1, 3));
   const animal = rng.pick(ANIMALS);
   const value = {
-    name: rng.pick(NAMES[split]), city: rng.pick(CITIES[split]), color: rng.pick(COLORS[split]),
-    pet: rng.pick(PETS[split]), food: rng.pick(FOODS[split]), number: rng.int(0, 999),
+    name: pickEntity(rng, NAMES, split, 'name'), city: pickEntity(rng, CITIES, split, 'city'), color: rng.pick(COLORS[split]),
+    pet: pickEntity(rng, PETS, split, 'pet'), food: rng.pick(FOODS[split]), number: rng.int(0, 999),
   };
   const told = kinds.map((k) => FACTS[k].tell(value[k], animal)).join(' ');
   const greet = kinds.includes('name') ? `Nice to meet you, ${value.name}!` : 'Thanks for telling me!';
@@ -241,7 +282,7 @@ const OTHER_TOOLS = {
 
 /** A tool the model can be asked to use: its definition, a request, the call, a result and the answer. */
 function toolScenario(rng, split, name) {
-  const city = rng.pick(CITIES[split]);
+  const city = pickEntity(rng, CITIES, split, 'city');
   if (name === 'get_weather') {
     const variant = rng.pick(['plain', 'plain', 'unit', 'days']);
     const tool = weatherTool(variant);
@@ -313,7 +354,7 @@ function toolScenario(rng, split, name) {
     };
   }
   if (name === 'send_email') {
-    const to = rng.pick(NAMES[split]);
+    const to = pickEntity(rng, NAMES, split, 'name');
     const subject = rng.pick(['Lunch tomorrow', 'Meeting notes', 'Happy birthday', 'Weekend plans', 'The report', 'Dinner on Friday', 'Travel plans']);
     return {
       tool: OTHER_TOOLS[name], request: rng.pick([`Send an email to ${to} with the subject ${subject}.`, `Email ${to} about ${subject}.`]),
@@ -322,7 +363,11 @@ function toolScenario(rng, split, name) {
     };
   }
   // get_distance
-  const [origin, destination] = rng.sample(CITIES[split], 2);
+  let [origin, destination] = rng.sample(CITIES[split], 2);
+  if (split === 'train' && syntheticShare > 0) {
+    origin = pickEntity(rng, CITIES, split, 'city');
+    do destination = pickEntity(rng, CITIES, split, 'city'); while (destination === origin);
+  }
   const km = rng.int(5, 12000);
   return {
     tool: OTHER_TOOLS.get_distance, request: rng.pick([`How far is it from ${origin} to ${destination}?`, `What is the distance between ${origin} and ${destination}?`]),
