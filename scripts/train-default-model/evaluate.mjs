@@ -57,6 +57,32 @@ export async function scoreItem(model, item) {
   return { ok: argsOk && usesResult, wellFormed, argsOk, usesResult, output: `${r.toolCalls.map((c) => c.raw).join(' | ')} => ${r2.text}` };
 }
 
+const LABELS = {
+  add2: 'add, 2 digits', add3: 'add, 3 digits', sub2: 'subtract, 2 digits', sub3: 'subtract, 3 digits',
+  reverse: 'reverse a word', count: 'count a letter', length: 'word length', sort: 'sort words',
+  facts: 'recall a fact from earlier turns', identity: 'who are you (word list)', greeting: 'greeting (word list)',
+  tool_seen: 'tool call, tools seen in training', tool_unseen: 'tool call, unseen tools', tool_none: 'tools offered, none needed: no call',
+};
+
+/** One row per task, thinking on / off side by side; tool rows give well-formed / correct args / uses result. */
+export function markdownTable(rows) {
+  const pct = (a, n) => `${((100 * a) / n).toFixed(0)}%`;
+  const cell = (c) => {
+    if (!c) return '';
+    if (c.name === 'tool_seen' || c.name === 'tool_unseen') return `${pct(c.wellFormed, c.n)} / ${pct(c.argsOk, c.n)} / ${pct(c.usesResult, c.n)}`;
+    return pct(c.ok, c.n);
+  };
+  const lines = ['| held-out task (n per cell) | thinking on | thinking off |', '|---|---|---|'];
+  for (const name of Object.keys(LABELS)) {
+    const on = rows.find((r) => r.name === name && r.mode === 'on');
+    const off = rows.find((r) => r.name === name && r.mode === 'off');
+    if (!on && !off) continue;
+    const note = name.startsWith('tool_') && name !== 'tool_none' ? ': well-formed / correct arguments / answer uses result' : '';
+    lines.push(`| ${LABELS[name]}${note} (${(on ?? off).n}) | ${cell(on)} | ${cell(off)} |`);
+  }
+  return lines.join('\n');
+}
+
 async function main() {
   const { positionals, values } = parseArgs({ allowPositionals: true, options: { 'per-cell': { type: 'string' }, json: { type: 'string' }, threads: { type: 'string', default: '2' } } });
   const [modelDir, evalFile] = positionals;
@@ -81,13 +107,7 @@ async function main() {
   }
   await model.dispose();
   const rows = Object.values(cells);
-  console.log(`| task | thinking | n | accuracy | tool calls well-formed | correct arguments | answer uses result |`);
-  console.log(`|---|---|---|---|---|---|---|`);
-  const pct = (a, n) => `${((100 * a) / n).toFixed(1)}%`;
-  for (const c of rows) {
-    const tool = c.name.startsWith('tool_') && c.name !== 'tool_none';
-    console.log(`| ${c.name} | ${c.mode} | ${c.n} | ${pct(c.ok, c.n)} | ${tool ? pct(c.wellFormed, c.n) : ''} | ${tool ? pct(c.argsOk, c.n) : ''} | ${tool ? pct(c.usesResult, c.n) : ''} |`);
-  }
+  console.log(markdownTable(rows));
   console.error(`evaluated ${chosen.length} conversations in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   for (const c of rows) for (const f of c.failures) console.error(`FAIL ${c.name}/${c.mode}: ${JSON.stringify(f.question)} -> ${JSON.stringify(f.output).slice(0, 300)}`);
   if (values.json) writeFileSync(values.json, JSON.stringify({ model: modelDir, evalFile, cells: rows }, null, 1) + '\n');

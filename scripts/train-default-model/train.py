@@ -154,6 +154,7 @@ def main():
     ap.add_argument('--save-every', type=int, default=50)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--max-minutes', type=float, default=0, help='stop (after saving) once this much time has run')
+    ap.add_argument('--stop-after', type=int, default=0, help='end this phase after this many steps of the --steps schedule')
     ap.add_argument('--init-from', help="a previous phase's ckpt.pt: start from its weights and balancing biases "
                                         '(fresh optimizer and schedule); its time and tokens count towards the totals')
     args = ap.parse_args()
@@ -195,7 +196,8 @@ def main():
     log = open(os.path.join(args.run, 'log.jsonl'), 'a')
     load_acc = torch.zeros(len(model.moe_layers), cfg.n_routed_experts)
     t_start = time.time() - elapsed
-    while step < args.steps:
+    last = min(args.steps, args.stop_after) if args.stop_after else args.steps
+    while step < last:
         epoch, k = divmod(step, steps_per_epoch)
         if epoch > 0 and k == 0:
             batches = make_batches(starts, args.batch_tokens, args.row_len, args.seed + epoch)
@@ -226,7 +228,7 @@ def main():
             log.write(json.dumps(rec) + '\n')
             log.flush()
             print(json.dumps(rec), flush=True)
-        done = step >= args.steps
+        done = step >= last
         out_of_time = args.max_minutes and (time.time() - t_start) / 60 >= args.max_minutes
         if step % args.save_every == 0 or done or out_of_time:
             tmp = ckpt_path + '.tmp'
