@@ -72,34 +72,23 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// R weight rows × C tokens, one 8-lane accumulator each (R*C + R + 1 registers of 16). Small blocks
-// unroll K by U so there are at least four independent FMA chains.
+// R weight rows × C tokens, one 8-lane accumulator each (R*C + R + 1 registers of 16). Every output is
+// one FMA chain over K in the same order whatever R and C are (batch invariance; see the AVX-512 twin),
+// so small blocks do not unroll K into extra chains.
 template <DType WT, int R, int C>
 void block(const float* X, int64_t ldx, const void* W, int64_t K, float* out) {
   constexpr int64_t es = WT == DType::F32 ? 4 : WT == DType::F8_E4M3 ? 1 : 2;
-  constexpr int U = R * C >= 4 ? 1 : R * C >= 2 ? 2 : 4;
   const char* wbase = static_cast<const char*>(W);
-  __m256 acc[U][R][C];
-  for (int u = 0; u < U; ++u)
-    for (int r = 0; r < R; ++r)
-      for (int c = 0; c < C; ++c) acc[u][r][c] = _mm256_setzero_ps();
+  __m256 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
   int64_t k = 0;
-  for (; k + 8 * U <= K; k += 8 * U) {
-    for (int u = 0; u < U; ++u) {
-      __m256 w[R];
-      for (int r = 0; r < R; ++r) w[r] = load_w<WT>(wbase + r * K * es, k + 8 * u);
-      for (int c = 0; c < C; ++c) {
-        const __m256 x = _mm256_loadu_ps(X + c * ldx + k + 8 * u);
-        for (int r = 0; r < R; ++r) acc[u][r][c] = _mm256_fmadd_ps(w[r], x, acc[u][r][c]);
-      }
-    }
-  }
   for (; k + 8 <= K; k += 8) {
     __m256 w[R];
     for (int r = 0; r < R; ++r) w[r] = load_w<WT>(wbase + r * K * es, k);
     for (int c = 0; c < C; ++c) {
       const __m256 x = _mm256_loadu_ps(X + c * ldx + k);
-      for (int r = 0; r < R; ++r) acc[0][r][c] = _mm256_fmadd_ps(w[r], x, acc[0][r][c]);
+      for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(w[r], x, acc[r][c]);
     }
   }
   if (k < K) {
@@ -109,15 +98,11 @@ void block(const float* X, int64_t ldx, const void* W, int64_t K, float* out) {
     for (int r = 0; r < R; ++r) w[r] = load_w_partial<WT>(wbase + r * K * es, k, n);
     for (int c = 0; c < C; ++c) {
       const __m256 x = _mm256_maskload_ps(X + c * ldx + k, m);
-      for (int r = 0; r < R; ++r) acc[0][r][c] = _mm256_fmadd_ps(w[r], x, acc[0][r][c]);
+      for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(w[r], x, acc[r][c]);
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) {
-      __m256 s = acc[0][r][c];
-      for (int u = 1; u < U; ++u) s = _mm256_add_ps(s, acc[u][r][c]);
-      out[r * C + c] = hsum(s);
-    }
+    for (int c = 0; c < C; ++c) out[r * C + c] = hsum(acc[r][c]);
 }
 
 // Group-scaled formats (kernels.h QBlockFn), 8 lanes at a time; see the AVX-512 twin for the scheme.

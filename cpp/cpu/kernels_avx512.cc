@@ -63,43 +63,39 @@ inline __m512 load_w_masked(const void* w, int64_t k, __mmask16 m) {
 }
 
 // R weight rows × C tokens, one 16-lane accumulator each (R*C + R + 1 registers of 32). Per 16-wide
-// step: R weight loads and C activation loads feed R*C FMAs. Small blocks unroll K by U so there are
-// at least four independent FMA chains (FMA latency 4, so fewer chains would stall the loop).
+// step: R weight loads and C activation loads feed R*C FMAs.
+// Every output is one FMA chain over K in the same order whatever R and C are, so a row's result does
+// not depend on how many other rows share its block or step (batch invariance: a request's tokens are
+// the same alone and batched). Small blocks therefore do not unroll K into extra chains; a one-row GEMV
+// is latency-bound at 16 FMA lanes per 4 cycles (~8 bytes of BF16 weights per cycle), still above a
+// core's share of DRAM bandwidth.
 template <DType WT, int R, int C>
 void block(const float* X, int64_t ldx, const void* W, int64_t K, float* out) {
   constexpr int64_t es = WT == DType::F32 ? 4 : WT == DType::F8_E4M3 ? 1 : 2;
-  constexpr int U = R * C >= 4 ? 1 : R * C >= 2 ? 2 : 4;
   const char* wbase = static_cast<const char*>(W);
-  __m512 acc[U][R][C];
-  for (int u = 0; u < U; ++u)
-    for (int r = 0; r < R; ++r)
-      for (int c = 0; c < C; ++c) acc[u][r][c] = _mm512_setzero_ps();
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
   int64_t k = 0;
-  for (; k + 16 * U <= K; k += 16 * U) {
-    for (int u = 0; u < U; ++u) {
-      __m512 w[R];
-      for (int r = 0; r < R; ++r) w[r] = load_w<WT>(wbase + r * K * es, k + 16 * u);
-      for (int c = 0; c < C; ++c) {
-        const __m512 x = _mm512_loadu_ps(X + c * ldx + k + 16 * u);
-        for (int r = 0; r < R; ++r) acc[u][r][c] = _mm512_fmadd_ps(w[r], x, acc[u][r][c]);
-      }
+  for (; k + 16 <= K; k += 16) {
+    __m512 w[R];
+    for (int r = 0; r < R; ++r) w[r] = load_w<WT>(wbase + r * K * es, k);
+    for (int c = 0; c < C; ++c) {
+      const __m512 x = _mm512_loadu_ps(X + c * ldx + k);
+      for (int r = 0; r < R; ++r) acc[r][c] = _mm512_fmadd_ps(w[r], x, acc[r][c]);
     }
   }
-  for (; k < K; k += 16) {  // at most U steps left, the last one masked
-    const __mmask16 m = K - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (K - k)) - 1u);
+  if (k < K) {  // the masked tail
+    const __mmask16 m = __mmask16((1u << (K - k)) - 1u);
     __m512 w[R];
     for (int r = 0; r < R; ++r) w[r] = load_w_masked<WT>(wbase + r * K * es, k, m);
     for (int c = 0; c < C; ++c) {
       const __m512 x = _mm512_maskz_loadu_ps(m, X + c * ldx + k);
-      for (int r = 0; r < R; ++r) acc[0][r][c] = _mm512_fmadd_ps(w[r], x, acc[0][r][c]);
+      for (int r = 0; r < R; ++r) acc[r][c] = _mm512_fmadd_ps(w[r], x, acc[r][c]);
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) {
-      __m512 s = acc[0][r][c];
-      for (int u = 1; u < U; ++u) s = _mm512_add_ps(s, acc[u][r][c]);
-      out[r * C + c] = _mm512_reduce_add_ps(s);
-    }
+    for (int c = 0; c < C; ++c) out[r * C + c] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
 // Group-scaled formats (kernels.h QBlockFn). Per group and row the weights are decoded straight into

@@ -12,8 +12,15 @@
 #include "check.h"
 #include "cpu/kernels.h"
 #include "cpu/thread_pool.h"
+#include "engine/kv_format.h"
+#include "engine/matrix.h"
 
 using glm::DType;
+using glm::Matrix;
+using glm::Quant;
+using glm::f32_to_bf16;
+using glm::f32_to_e4m3;
+using glm::dtype_name;
 using namespace glm::cpu;
 
 namespace {
@@ -354,6 +361,59 @@ TEST(kernels_dot_rows_and_weighted_row_sum) {
           CHECK(std::fabs(out[size_t(i)] - ref) <= 1e-5 * scale + 1e-7) << isa_name(isa) << " d=" << d << " n=" << n << " i=" << i;
         }
         CHECK(out[size_t(d)] == out0[size_t(d)]) << "weighted_row_sum wrote past d";
+      }
+    }
+  }
+}
+
+TEST(kernels_matmul_rows_do_not_depend_on_the_batch) {
+  // Batch invariance (a request's tokens must not depend on what else is in its step): each output
+  // of matmul is bit-identical whether its row is computed alone (GEMV), in any block position of a
+  // GEMM, or among any number of other rows, for every weight format and ISA. Shapes cross the
+  // GEMV single-row limit (K 4096) and the block sizes of every ISA.
+  IsaGuard guard;
+  std::mt19937 rng(29);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (Isa isa : supported_isas()) {
+    set_isa_for_testing(isa);
+    ThreadPool pool(2);
+    for (DType wt : {DType::BF16, DType::F32, DType::F16, DType::F8_E4M3}) {
+      for (int64_t K : {int64_t(20), int64_t(300), int64_t(4100)}) {
+        const int64_t N = 37, T = 19;
+        const int64_t es = wt == DType::F32 ? 4 : wt == DType::F8_E4M3 ? 1 : 2;
+        std::vector<uint8_t> w(size_t(N * K * es));
+        for (int64_t i = 0; i < N * K; ++i) {
+          const float v = dist(rng);
+          if (wt == DType::F32) std::memcpy(&w[size_t(i * 4)], &v, 4);
+          else if (wt == DType::BF16) { const uint16_t h = f32_to_bf16(v); std::memcpy(&w[size_t(i * 2)], &h, 2); }
+          else if (wt == DType::F16) { const uint16_t h = uint16_t(0x3c00 | (uint32_t(i * 2654435761u) & 0x83ff)); std::memcpy(&w[size_t(i * 2)], &h, 2); }
+          else w[size_t(i)] = f32_to_e4m3(v * 100);
+        }
+        Matrix m;
+        m.data = w.data();
+        m.dtype = wt;
+        m.rows = N;
+        m.cols = K;
+        if (wt == DType::F8_E4M3) m.quant = Quant::Fp8Channel;
+        std::vector<float> scales(size_t(N), 0.01f);
+        if (wt == DType::F8_E4M3) m.scales = scales.data();
+        std::vector<float> x(size_t(T * K));
+        for (auto& v : x) v = dist(rng);
+        std::vector<float> all(size_t(T * N));
+        matmul(pool, x.data(), T, K, m, nullptr, all.data(), N);
+        for (int64_t t = 0; t < T; ++t) {
+          std::vector<float> one(static_cast<size_t>(N));
+          matmul(pool, x.data() + t * K, 1, K, m, nullptr, one.data(), N);
+          for (int64_t n = 0; n < N; ++n) {
+            CHECK(std::memcmp(&one[size_t(n)], &all[size_t(t * N + n)], 4) == 0)
+                << isa_name(isa) << " " << dtype_name(wt) << " K=" << K << " row " << t << " out " << n << ": alone "
+                << one[size_t(n)] << " vs batched " << all[size_t(t * N + n)];
+          }
+        }
+        // The same rows in another batch (a suffix: every row lands in another block position).
+        std::vector<float> tail(size_t((T - 5) * N));
+        matmul(pool, x.data() + 5 * K, T - 5, K, m, nullptr, tail.data(), N);
+        CHECK(std::memcmp(tail.data(), all.data() + 5 * N, tail.size() * 4) == 0) << isa_name(isa) << " " << dtype_name(wt) << " K=" << K;
       }
     }
   }
