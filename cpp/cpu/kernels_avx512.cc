@@ -269,13 +269,44 @@ void convert_avx512(const void* src, DType t, float* dst, int64_t n) {
   }
 }
 
-void dot_rows_avx512(const float* q, const float* rows, int64_t stride, int64_t n, int64_t d, float* out) {
-  for (int64_t j = 0; j < n; ++j) out[j] = dot_avx512(q, rows + j * stride, d);
+// dot_avx512's order of operations over a row of any cached element type (widened in registers).
+template <DType RT>
+float dot_typed(const float* a, const void* b, int64_t n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), load_w<RT>(b, i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), load_w<RT>(b, i + 16), s1);
+    s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), load_w<RT>(b, i + 32), s2);
+    s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), load_w<RT>(b, i + 48), s3);
+  }
+  for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), load_w<RT>(b, i), s0);
+  if (i < n) {
+    const __mmask16 m = __mmask16((1u << (n - i)) - 1u);
+    s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), load_w_masked<RT>(b, i, m), s1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+template <DType RT>
+void dot_rows_t(const float* q, const void* const* rows, int64_t n, int64_t d, float* out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = RT == DType::F32 ? dot_avx512(q, static_cast<const float*>(rows[j]), d) : dot_typed<RT>(q, rows[j], d);
+}
+
+void dot_rows_avx512(const float* q, const void* const* rows, DType rt, int64_t n, int64_t d, float* out) {
+  switch (rt) {
+    case DType::F32: return dot_rows_t<DType::F32>(q, rows, n, d, out);
+    case DType::BF16: return dot_rows_t<DType::BF16>(q, rows, n, d, out);
+    case DType::F8_E4M3: return dot_rows_t<DType::F8_E4M3>(q, rows, n, d, out);
+    default: return;
+  }
 }
 
 // Keeps up to 128 output lanes in 8 registers while streaming the rows, so each row is read once and
 // the output is stored once per chunk instead of once per row.
-void weighted_row_sum_avx512(const float* w, const float* rows, int64_t stride, int64_t n, int64_t d, float* out) {
+template <DType RT>
+void weighted_row_sum_t(const float* w, const void* const* rows, int64_t n, int64_t d, float* out) {
+  constexpr int64_t es = RT == DType::F32 ? 4 : RT == DType::F8_E4M3 ? 1 : 2;
   for (int64_t c = 0; c < d; c += 128) {
     const int64_t width = d - c < 128 ? d - c : 128;
     const int full = int(width / 16);
@@ -284,15 +315,24 @@ void weighted_row_sum_avx512(const float* w, const float* rows, int64_t stride, 
     for (int v = 0; v < 8; ++v) acc[v] = _mm512_setzero_ps();
     for (int64_t j = 0; j < n; ++j) {
       const __m512 wj = _mm512_set1_ps(w[j]);
-      const float* r = rows + j * stride + c;
-      for (int v = 0; v < full; ++v) acc[v] = _mm512_fmadd_ps(wj, _mm512_loadu_ps(r + 16 * v), acc[v]);
-      if (tail) acc[full] = _mm512_fmadd_ps(wj, _mm512_maskz_loadu_ps(tail, r + 16 * full), acc[full]);
+      const char* r = static_cast<const char*>(rows[j]) + c * es;
+      for (int v = 0; v < full; ++v) acc[v] = _mm512_fmadd_ps(wj, load_w<RT>(r, 16 * v), acc[v]);
+      if (tail) acc[full] = _mm512_fmadd_ps(wj, load_w_masked<RT>(r, 16 * full, tail), acc[full]);
     }
     float* o = out + c;
     for (int v = 0; v < full; ++v) _mm512_storeu_ps(o + 16 * v, _mm512_add_ps(_mm512_loadu_ps(o + 16 * v), acc[v]));
     if (tail) {
       _mm512_mask_storeu_ps(o + 16 * full, tail, _mm512_add_ps(_mm512_maskz_loadu_ps(tail, o + 16 * full), acc[full]));
     }
+  }
+}
+
+void weighted_row_sum_avx512(const float* w, const void* const* rows, DType rt, int64_t n, int64_t d, float* out) {
+  switch (rt) {
+    case DType::F32: return weighted_row_sum_t<DType::F32>(w, rows, n, d, out);
+    case DType::BF16: return weighted_row_sum_t<DType::BF16>(w, rows, n, d, out);
+    case DType::F8_E4M3: return weighted_row_sum_t<DType::F8_E4M3>(w, rows, n, d, out);
+    default: return;
   }
 }
 

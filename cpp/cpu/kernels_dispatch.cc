@@ -180,12 +180,12 @@ void axpy(float a, const float* x, float* y, int64_t n) {
   if (n > 0) kernels().axpy(a, x, y, n);
 }
 
-void dot_rows(const float* q, const float* rows, int64_t stride, int64_t n, int64_t d, float* out) {
-  if (n > 0) kernels().dot_rows(q, rows, stride, n, d, out);
+void dot_rows(const float* q, const void* const* rows, DType rt, int64_t n, int64_t d, float* out) {
+  if (n > 0) kernels().dot_rows(q, rows, rt, n, d, out);
 }
 
-void weighted_row_sum(const float* w, const float* rows, int64_t stride, int64_t n, int64_t d, float* out) {
-  if (n > 0 && d > 0) kernels().weighted_row_sum(w, rows, stride, n, d, out);
+void weighted_row_sum(const float* w, const void* const* rows, DType rt, int64_t n, int64_t d, float* out) {
+  if (n > 0 && d > 0) kernels().weighted_row_sum(w, rows, rt, n, d, out);
 }
 
 void convert_to_f32(const void* src, DType t, float* dst, int64_t n) {

@@ -76,27 +76,6 @@ int64_t attention_splits(int64_t rows, int64_t max_len) {
 // ---------------------------------------------------------------------------------------------
 // KV pages
 // ---------------------------------------------------------------------------------------------
-DeviceKvStore::~DeviceKvStore() {
-  pool_->free_ids.insert(pool_->free_ids.end(), pages_.begin(), pages_.end());
-}
-
-Status DeviceKvStore::reserve(int64_t new_length) {
-  GLM_TRY(check_capacity(new_length));
-  const size_t need = size_t((new_length + pool_->page_tokens - 1) / pool_->page_tokens);
-  if (need <= pages_.size()) return Status::ok();
-  if (need - pages_.size() > pool_->free_ids.size()) {
-    return Status::error(ErrorCode::InsufficientMemory,
-                         "CUDA KV cache: " + std::to_string(need - pages_.size()) + " more pages needed, " +
-                             std::to_string(pool_->free_ids.size()) + " of " + std::to_string(pool_->n_pages) +
-                             " free in the device pool (" + bytes_str(pool_->page_bytes_all_layers) +
-                             " each); shorten or dispose sessions, or load with a larger KV budget");
-  }
-  while (pages_.size() < need) {
-    pages_.push_back(pool_->free_ids.back());
-    pool_->free_ids.pop_back();
-  }
-  return Status::ok();
-}
 
 // ---------------------------------------------------------------------------------------------
 // Load: probe, plan, upload
@@ -124,10 +103,14 @@ Status CudaBackend::init(const ModelWeights& weights) {
   if (cfg_.num_attention_heads / cfg_.num_key_value_heads > 16) {
     return Status::error(ErrorCode::UnsupportedFormat, "CUDA backend: more than 16 query heads per KV head");
   }
-  if (opts_.page_tokens < 0 || opts_.page_tokens > KvStore::kPageTokens) {
-    return Status::error(ErrorCode::InvalidParam, "CUDA backend: page_tokens must be in [1, 256]");
+  if (opts_.kv.page_tokens < 1 || opts_.kv.page_tokens > 256) {
+    return Status::error(ErrorCode::InvalidParam, "CUDA backend: KV pages must hold 1 to 256 positions");
   }
-  if (opts_.page_tokens > 0) page_tokens_ = opts_.page_tokens;
+  if (opts_.kv.type != KvType::F32) {
+    return Status::error(ErrorCode::UnsupportedFormat, std::string("CUDA backend: kvCacheType '") + kv_type_name(opts_.kv.type) +
+                                                           "' is not implemented on the device yet (use 'f32')");
+  }
+  page_tokens_ = opts_.kv.page_tokens;
   // Non-blocking: no implicit ordering with the legacy default stream, so another model's synchronous
   // uploads (legacy stream) in another thread neither wait on this stream nor break its graph capture.
   cudaStream_t s = nullptr;
@@ -167,7 +150,7 @@ Status CudaBackend::init(const ModelWeights& weights) {
   sample_lp_dev_ = static_cast<float*>(p);
 
   // KV pool: one allocation, layer-major, so layer l's pool is a plain offset.
-  GLM_TRY(device_alloc(uint64_t(pages_->n_pages) * pages_->page_bytes_all_layers, &p, "KV cache pool"));
+  GLM_TRY(device_alloc(kv_spec_.pool_bytes(), &p, "KV cache pool"));
   kv_pool_ = static_cast<float*>(p);
   // The uploads went through cudaMemcpy on the legacy stream, which the non-blocking stream does not
   // wait for (a pageable copy may return before its DMA lands): finish them before the first step.
@@ -306,12 +289,12 @@ Status CudaBackend::plan_memory(const ModelWeights& w) {
 
   size_t free_b = 0, total_b = 0;
   GLM_TRY(runtime_status(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo"));
-  pages_ = std::make_shared<PagePool>();
-  pages_->page_tokens = page_tokens_;
-  pages_->page_bytes_all_layers = uint64_t(cfg_.num_hidden_layers) * uint64_t(layer_layout().page_floats()) * 4;
+  kv_spec_.type = opts_.kv.type;
+  kv_spec_.page_tokens = page_tokens_;
+  kv_spec_.page_bytes = uint64_t(cfg_.num_hidden_layers) * uint64_t(layer_layout().page_floats()) * 4;
   const uint64_t fixed = weights + act + step_plan + kHeadroomBytes;
-  const uint64_t min_kv = pages_->page_bytes_all_layers;  // one page: a 256-token context
-  const uint64_t want_kv = opts_.kv_cache_bytes;
+  const uint64_t min_kv = kv_spec_.page_bytes;  // one page
+  const uint64_t want_kv = opts_.kv.bytes;
   const uint64_t need = fixed + std::max(min_kv, want_kv);
   if (need > free_b) {
     return Status::error(ErrorCode::InsufficientMemory,
@@ -322,10 +305,8 @@ Status CudaBackend::plan_memory(const ModelWeights& w) {
   }
   const uint64_t kv = want_kv ? std::max(want_kv, min_kv) : free_b - fixed;
   // kv_append addresses slots as int32 (page_id * 256 + pos): the pool may not exceed 2^31 positions.
-  pages_->n_pages = std::min<int64_t>(int64_t(kv / pages_->page_bytes_all_layers), 0x7fffffff / page_tokens_);
-  pages_->free_ids.resize(size_t(pages_->n_pages));
-  for (int64_t i = 0; i < pages_->n_pages; ++i) pages_->free_ids[size_t(i)] = int32_t(pages_->n_pages - 1 - i);
-  plan_bytes_ = {weights, act, uint64_t(pages_->n_pages) * pages_->page_bytes_all_layers, step_plan, free_b, total_b};
+  kv_spec_.n_pages = std::min<int64_t>(int64_t(kv / kv_spec_.page_bytes), 0x7fffffff / page_tokens_);
+  plan_bytes_ = {weights, act, kv_spec_.pool_bytes(), step_plan, free_b, total_b};
   return Status::ok();
 }
 
@@ -478,8 +459,27 @@ Status CudaBackend::upload_weights(const ModelWeights& w) {
 // ---------------------------------------------------------------------------------------------
 // Sequences and steps
 // ---------------------------------------------------------------------------------------------
-Status CudaBackend::create_kv(int64_t capacity, std::unique_ptr<KvStore>* out) {
-  *out = std::make_unique<DeviceKvStore>(pages_, capacity);
+Status CudaBackend::copy_kv_page(PageId src, PageId dst, int64_t n) {
+  GLM_TRY(health());
+  // Between steps, on the step stream (ordered after the step that wrote src, before the next that
+  // writes dst). Per layer, K and V: one copy per head (positions of a head are contiguous in a page).
+  const cuda::KvLayout L = layer_layout();
+  const int64_t head_floats = L.page_tokens * L.head_dim;
+  for (int64_t layer = 0; layer < cfg_.num_hidden_layers; ++layer) {
+    float* pool = layer_pool(layer);
+    for (int64_t which = 0; which < 2; ++which) {
+      for (int64_t h = 0; h < L.n_kv_heads; ++h) {
+        const int64_t off = (which * L.n_kv_heads + h) * head_floats;
+        const cudaError_t err = cudaMemcpyAsync(pool + int64_t(dst) * L.page_floats() + off, pool + int64_t(src) * L.page_floats() + off,
+                                                size_t(n * L.head_dim) * 4, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(stream_));
+        if (err != cudaSuccess) {
+          const Status st = runtime_status(err, "KV page copy");
+          record(st);
+          return st;
+        }
+      }
+    }
+  }
   return Status::ok();
 }
 
@@ -539,15 +539,13 @@ Status CudaBackend::begin_step(const StepPlan& plan) {
   int64_t max_len = 1;
   for (int64_t si = 0; si < S; ++si) {
     const auto& s = plan.sequences[size_t(si)];
-    const auto* store = dynamic_cast<const DeviceKvStore*>(s.cache);
-    if (!store) return Status::error(ErrorCode::Internal, "CUDA backend: a sequence's KV store was made by another backend");
-    const auto& pages = store->pages();
-    if (int64_t(pages.size()) * page_tokens_ < s.start_pos + s.n_rows) {
-      return Status::error(ErrorCode::Internal, "CUDA backend: KV store not reserved for the step");
+    const PageId* pages = s.pages;
+    if (s.n_pages * page_tokens_ < s.start_pos + s.n_rows) {
+      return Status::error(ErrorCode::Internal, "CUDA backend: the page table does not cover the step");
     }
     len[si] = int32_t(s.start_pos + s.n_rows);
     max_len = std::max<int64_t>(max_len, len[si]);
-    std::copy(pages.begin(), pages.begin() + (s.start_pos + s.n_rows + page_tokens_ - 1) / page_tokens_, table + si * pps);
+    std::copy(pages, pages + (s.start_pos + s.n_rows + page_tokens_ - 1) / page_tokens_, table + si * pps);
     for (int64_t i = 0; i < s.n_rows; ++i) {
       const int64_t r = s.row_begin + i, p = s.start_pos + i;
       tok[r] = plan.tokens[size_t(r)];
@@ -678,7 +676,7 @@ cuda::KvLayout CudaBackend::layer_layout() const {
   L.n_kv_heads = cfg_.num_key_value_heads;
   L.head_dim = cfg_.head_dim;
   L.page_tokens = page_tokens_;
-  L.n_pages = pages_ ? pages_->n_pages : 1;
+  L.n_pages = kv_spec_.n_pages > 0 ? kv_spec_.n_pages : 1;
   return L;
 }
 

@@ -25,29 +25,6 @@
 
 namespace glm::cuda_backend {
 
-// Free list of the device KV pool's page ids, shared by the backend and the stores it made (a store
-// may be released after the backend: it then only touches this host-side list).
-struct PagePool {
-  int64_t n_pages = 0;
-  int64_t page_tokens = KvStore::kPageTokens;  // positions per page
-  uint64_t page_bytes_all_layers = 0;  // one page id holds this many bytes (one page per layer)
-  std::vector<int32_t> free_ids;
-};
-
-// A sequence's KV storage: its page ids (the same id in every layer's pool), in position order.
-class DeviceKvStore final : public KvStore {
- public:
-  DeviceKvStore(std::shared_ptr<PagePool> pool, int64_t capacity) : KvStore(capacity), pool_(std::move(pool)) {}
-  ~DeviceKvStore() override;
-  Status reserve(int64_t new_length) override;
-  uint64_t allocated_bytes() const override { return pages_.size() * pool_->page_bytes_all_layers; }
-  const std::vector<int32_t>& pages() const { return pages_; }
-
- private:
-  std::shared_ptr<PagePool> pool_;
-  std::vector<int32_t> pages_;
-};
-
 class CudaBackend final : public Backend {
  public:
   static Status create(const ModelConfig& cfg, const ModelWeights& weights, const CudaBackendOptions& opts,
@@ -55,7 +32,8 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override;
 
   const char* name() const override { return "cuda"; }
-  Status create_kv(int64_t capacity, std::unique_ptr<KvStore>* out) override;
+  const KvPoolSpec& kv_pool() const override { return kv_spec_; }
+  Status copy_kv_page(PageId src, PageId dst, int64_t n) override;
   Status begin_step(const StepPlan& plan) override;
   Status end_step() override;
   Status health() const override;
@@ -222,7 +200,7 @@ class CudaBackend final : public Backend {
 
   ModelConfig cfg_;
   CudaBackendOptions opts_;
-  int64_t page_tokens_ = KvStore::kPageTokens;  // positions per KV page (opts_.page_tokens or the default)
+  int64_t page_tokens_ = 16;  // positions per KV page (opts_.kv.page_tokens)
   void* stream_ = nullptr;                  // cudaStream_t: this model's stream (one per model/session executor)
   std::vector<void*> allocations_;          // every cudaMalloc of the backend, freed at destruction
   std::unordered_map<const void*, DeviceMatrix> matrices_;  // host Matrix::data -> device copy
@@ -232,7 +210,7 @@ class CudaBackend final : public Backend {
   cuda::TableType embed_type_ = cuda::TableType::BF16;
   const double* inv_freq_ = nullptr;       // RoPE inverse frequencies [rotary_dim / 2], double
   float* kv_pool_ = nullptr;               // [layer][page][K|V][kv_head][pos in page][head_dim]
-  std::shared_ptr<PagePool> pages_;
+  KvPoolSpec kv_spec_;                     // the pool's page count and sizes (the engine hands out the ids)
   // Step plan on the device (begin_step): tokens, positions, slots, row_seq [rows]; seq_lens [seqs];
   // page_table [seqs, pages_per_seq]; logit rows.
   int32_t* plan_dev_ = nullptr;

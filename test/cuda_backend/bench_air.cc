@@ -179,7 +179,9 @@ int main(int argc, char** argv) {
   for (const bool graphs : {true, false}) {
     CudaBackendOptions o;
     o.max_step_rows = 2048;
-    o.kv_cache_bytes = uint64_t(4) << 30;
+    o.kv.type = KvType::F32;
+    o.kv.page_tokens = 256;
+    o.kv.bytes = uint64_t(4) << 30;
     o.graphs = graphs;
     std::unique_ptr<Backend> be;
     double t0 = now_s();
@@ -192,20 +194,28 @@ int main(int argc, char** argv) {
 
     std::vector<float> logits;
     int32_t greedy_token = -1;
+    // One sequence's pages: ids handed out in order from the pool (nothing else runs here).
+    struct Kv {
+      std::vector<PageId> pages;
+      int64_t length = 0;
+    };
+    const int64_t page_tokens = be->kv_pool().page_tokens;
     // Runs one step of `n` tokens on `kv` at its current length; returns seconds.
-    auto step = [&](KvStore& kv, int64_t n) -> double {
+    auto step = [&](Kv& kv, int64_t n) -> double {
+      while (int64_t(kv.pages.size()) * page_tokens < kv.length + n) kv.pages.push_back(PageId(kv.pages.size()));
       StepPlan plan;
       StepPlan::Sequence s;
-      s.cache = &kv, s.row_begin = 0, s.n_rows = n, s.start_pos = kv.length();
+      s.pages = kv.pages.data(), s.n_pages = int64_t(kv.pages.size());
+      s.row_begin = 0, s.n_rows = n, s.start_pos = kv.length;
       plan.sequences.push_back(s);
       for (int64_t i = 0; i < n; ++i) {
-        plan.tokens.push_back(int32_t((kv.length() + i) * 7919 % c.vocab_size));
-        plan.positions.push_back(int32_t(kv.length() + i));
+        plan.tokens.push_back(int32_t((kv.length + i) * 7919 % c.vocab_size));
+        plan.positions.push_back(int32_t(kv.length + i));
       }
       plan.logit_rows.push_back(n - 1);
       plan.greedy_tokens = n == 1;  // decode: the token is selected on the device (Model::generate's greedy path)
       logits.resize(size_t(c.vocab_size));
-      Status r = kv.reserve(kv.length() + n);
+      Status r;
       const double a = now_s();
       if (r.is_ok()) r = forward_step(*be, c, w, plan, logits.data(), nullptr, nullptr, &greedy_token);
       const double t = now_s() - a;
@@ -213,22 +223,21 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "bench_air: step: %s\n", r.message().c_str());
         std::exit(1);
       }
-      kv.set_length(kv.length() + n);
+      kv.length += n;
       return t;
     };
     const char* tag = graphs ? "graphs_on" : "graphs_off";
     auto measure_decode = [&](int64_t ctx, const char* key) {
-      std::unique_ptr<KvStore> kv;
-      (void)be->create_kv(ctx + 64, &kv);
+      Kv kv;
       for (int64_t filled = 0; filled < ctx;) {
         const int64_t n = std::min<int64_t>(2048, ctx - filled);
-        step(*kv, n);
+        step(kv, n);
         filled += n;
       }
-      for (int i = 0; i < 3; ++i) step(*kv, 1);  // warm-up
+      for (int i = 0; i < 3; ++i) step(kv, 1);  // warm-up
       double t = 0;
       const int n = 20;
-      for (int i = 0; i < n; ++i) t += step(*kv, 1);
+      for (int i = 0; i < n; ++i) t += step(kv, 1);
       const double tps = n / t, gbs = decode_bytes(ctx) * tps / 1e9;
       std::printf("decode at context %lld (graphs %s): %.1f tokens/s, %.1f GB/s of active weights + KV (%.2f GB per token)\n",
                   static_cast<long long>(ctx), graphs ? "on" : "off", tps, gbs, decode_bytes(ctx) / 1e9);
@@ -246,11 +255,10 @@ int main(int argc, char** argv) {
               ",\"replays\":" + std::to_string(gs.replays) + ",\"failures\":" + std::to_string(gs.capture_failures) + "}";
     }
     if (graphs) {
-      std::unique_ptr<KvStore> kv;
-      (void)be->create_kv(4096, &kv);
-      step(*kv, 2048);  // warm-up (buffers grow on the first large step)
-      kv->set_length(0);
-      const double t = step(*kv, 2048);
+      Kv kv;
+      step(kv, 2048);  // warm-up (buffers grow on the first large step)
+      kv.length = 0;
+      const double t = step(kv, 2048);
       std::printf("prefill 2048 tokens: %.1f tokens/s (%.3f s)\n", 2048 / t, t);
       json += ",\"prefill_2048\":{\"tokens_per_s\":" + std::to_string(2048 / t) + "}";
     }

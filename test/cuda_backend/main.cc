@@ -113,6 +113,7 @@ int64_t argmax(const std::vector<float>& logits, int64_t vocab) {
 
 glm::Status load(const std::string& dir, glm::BackendChoice backend, uint64_t kv_bytes, std::unique_ptr<glm::Model>* out) {
   glm::LoadOptions o;
+    o.kv_type = glm::KvType::F32;  // the CUDA backend stores fp32 pages; the CPU reference matches
   o.backend = backend;
   o.threads = 2;
   o.prefetch = false;
@@ -240,7 +241,7 @@ GraphRun run_graph_scenario(glm::Model& m, const std::vector<int32_t>& prompt, b
     const int32_t ta = int32_t((7 * i + 1) % V), tb = int32_t((5 * i + 2) % V), tc = int32_t((3 * i + 3) % V);
     if (!(g.status = eval({{a.get(), {ta}}, {b.get(), {tb}}, {c.get(), {tc}}})).is_ok()) return g;
   }
-  b->truncate(2);
+  m.truncate_sequence(b.get(), 2);
   for (int i = 0; i < 2; ++i) {
     if (!(g.status = eval({{b.get(), {int32_t(i + 5)}}, {c.get(), {int32_t(i + 9)}}})).is_ok()) return g;
   }
@@ -265,13 +266,14 @@ void check_graphs(const std::string& dir, const std::vector<int32_t>& prompt) {
   const std::string name = dir.substr(dir.find_last_of('/') + 1) + ": graphs";
   auto load_graphs = [&](bool graphs, std::unique_ptr<glm::Model>* out) {
     glm::LoadOptions o;
+    o.kv_type = glm::KvType::F32;  // the CUDA backend stores fp32 pages; the CPU reference matches
     o.backend = glm::BackendChoice::Cuda;
     o.threads = 2;
     o.prefetch = false;
     o.max_step_rows = g_opts.step_rows;
     o.kv_cache_bytes = 16u << 20;
     o.cuda_graphs = graphs;
-    o.cuda_page_tokens = 8;
+    o.kv_page_tokens = 8;
     return glm::Model::load(dir, o, nullptr, nullptr, out);
   };
   std::unique_ptr<glm::Model> on, off, bad;
@@ -372,6 +374,7 @@ void check_device_sampling(const std::string& dir, const std::vector<int32_t>& p
   const std::string name = dir.substr(dir.find_last_of('/') + 1) + ": device sampling";
   auto load_with = [&](bool graphs, bool device, std::unique_ptr<glm::Model>* out) {
     glm::LoadOptions o;
+    o.kv_type = glm::KvType::F32;  // the CUDA backend stores fp32 pages; the CPU reference matches
     o.backend = glm::BackendChoice::Cuda;
     o.threads = 2;
     o.prefetch = false;
@@ -379,7 +382,7 @@ void check_device_sampling(const std::string& dir, const std::vector<int32_t>& p
     o.kv_cache_bytes = 16u << 20;
     o.cuda_graphs = graphs;
     o.cuda_device_sampling = device;
-    o.cuda_page_tokens = 8;
+    o.kv_page_tokens = 8;
     return glm::Model::load(dir, o, nullptr, nullptr, out);
   };
   std::unique_ptr<glm::Model> dev_graph, dev_eager, host_graph;
@@ -484,7 +487,9 @@ void check_checkpoint(const std::string& dir) {
 
   if (g_opts.graphs) check_graphs(dir, prompt);
   if (!g_opts.failure_paths) return;
-  // KV pool exhaustion is a clean InsufficientMemory for the step, and memory comes back on release.
+  // A one-page pool: a second sequence takes the idle first one's page (the scheduler reclaims idle
+  // sessions' pages before anything else), and the first recomputes its tokens on its next turn, with
+  // the same logits as a sequence that never lost its page.
   {
     std::unique_ptr<glm::Model> small;
     glm::CudaBackendOptions dummy;
@@ -500,12 +505,23 @@ void check_checkpoint(const std::string& dir) {
       r2.sequence = s2.get(), r2.tokens = {4, 5};
       std::vector<glm::EvalRequest*> one{&r1}, two{&r2};
       const glm::Status ok1 = small->evaluate(one, nullptr);
-      const glm::Status full = small->evaluate(two, nullptr);
-      report(ok1.is_ok() && full.code() == glm::ErrorCode::InsufficientMemory,
-             name + ": a second sequence finds the pool full: " + full.message());
+      const glm::Status ok2 = small->evaluate(two, nullptr);
+      report(ok1.is_ok() && ok2.is_ok() && s1->computed == 0 && s1->length() == 3,
+             name + ": a second sequence takes the idle first one's page " + ok1.message() + ok2.message());
+      small->release_sequence(s2);
+      glm::EvalRequest r3;
+      r3.sequence = s1.get(), r3.tokens = {7};
+      std::vector<glm::EvalRequest*> three{&r3};
+      const glm::Status again = small->evaluate(three, nullptr);
+      std::unique_ptr<glm::Sequence> s4;
+      (void)small->create_sequence(1024, &s4);
+      glm::EvalRequest r4;
+      r4.sequence = s4.get(), r4.tokens = {1, 2, 3, 7};
+      std::vector<glm::EvalRequest*> four{&r4};
       small->release_sequence(s1);
-      const glm::Status again = small->evaluate(two, nullptr);
-      report(again.is_ok(), name + ": after release the pages are reused " + again.message());
+      const glm::Status fresh = small->evaluate(four, nullptr);
+      report(again.is_ok() && fresh.is_ok() && r3.logits == r4.logits,
+             name + ": the first recomputes on its next turn, bit-identical " + again.message() + fresh.message());
     }
   }
 
