@@ -170,6 +170,7 @@ export class Generation implements AsyncIterable<StreamChunk> {
           maxTokens: opts.maxTokens, temperature: opts.temperature, topK: opts.topK, topP: opts.topP, minP: opts.minP,
           repetitionPenalty: opts.repetitionPenalty, presencePenalty: opts.presencePenalty,
           frequencyPenalty: opts.frequencyPenalty, topLogprobs: opts.topLogprobs, seed: opts.seed, stopTokens, reusePrefix,
+          cacheNamespace: opts.cacheNamespace,
         }, flag, (start: number, batch: NativeTokenBatch) => take(start, batch.ids));
       } catch (error) {
         throw callbackError ?? toGlmError(error);

@@ -2,6 +2,7 @@ export { Model } from './model.js';
 export type { Backend, LoadOptions, LoadProgress, ModelInfo, GenerateOptions, GenerateResult, BatchItem } from './model.js';
 export { Session } from './session.js';
 export type { EvaluateOptions } from './session.js';
+export type { KvCacheType, ServingOptions, ServingStats, LatencyPercentiles } from './serving-options.js';
 export * from './errors.js';
 export type { TokenInput } from './options.js';
 export { Tokenizer, MAX_ENCODE_BYTES } from './tokenizer.js';
