@@ -117,7 +117,17 @@ interface GenerateFlags {
 /** The prompt used when none is given: a short chat turn (token ids for a model without a tokenizer). */
 export const DEFAULT_CHAT_PROMPT = 'Hello! Who are you?';
 
+/** The generate flags that shape a text prompt or its text output: meaningless with --tokens. */
+const TEXT_ONLY_FLAGS = [['raw', '--raw'], ['system', '--system'], ['stop', '--stop']] as const;
+
 async function generateAction(prompt: string | undefined, flags: GenerateFlags): Promise<void> {
+  // Flags the token-id mode would silently ignore are refused before the model loads.
+  const textFlags = [...TEXT_ONLY_FLAGS.filter(([k]) => flags[k] !== undefined).map(([, f]) => f),
+    ...(flags.thinking === false ? ['--no-thinking'] : [])];
+  if (flags.tokens !== undefined) {
+    if (prompt !== undefined) throw new InvalidParamError('give either a text prompt or --tokens, not both');
+    if (textFlags.length > 0) throw new InvalidParamError(`--tokens cannot be combined with ${textFlags.join(', ')} (options of a text prompt)`);
+  }
   const signal = interruptSignal();
   const model = await loadModel(flags.model, flags.threads, signal);
   try {
@@ -126,9 +136,9 @@ async function generateAction(prompt: string | undefined, flags: GenerateFlags):
       maxTokens: flags.maxTokens, temperature: flags.temperature, topK: flags.topK, topP: flags.topP,
       minP: flags.minP, seed: flags.seed, signal,
     };
-    if (flags.tokens !== undefined || (prompt === undefined && !model.tokenizer)) {
-      // Token ids in, token ids out.
-      if (prompt !== undefined) throw new InvalidParamError('give either a text prompt or --tokens, not both');
+    // Token ids in, token ids out: asked for, or the only thing a checkpoint without a tokenizer can do
+    // when no text was given (text flags then go the text way and fail saying there is no tokenizer).
+    if (flags.tokens !== undefined || (prompt === undefined && !model.tokenizer && textFlags.length === 0)) {
       const result = await model.generate({ tokens: flags.tokens ?? defaultPrompt(info.eosTokenIds, info.vocabSize), ...sampling });
       process.stdout.write(flags.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.tokens.join(',')}\n`);
       return;
@@ -207,26 +217,33 @@ export function buildProgram(): Command {
     .description('Run GLM-4.5-family MoE models from the command line');
 
   program.command('generate')
-    .description('generate token ids after a prompt of token ids (default model: the embedded tiny model)')
-    .option('--model <dir>', 'checkpoint folder (default: the embedded tiny model)')
+    .summary('stream a reply to a text prompt; --tokens: token ids in and out')
+    .description(
+      'Generate a reply to a text prompt and stream it to stdout as it is produced. The prompt is sent as a ' +
+      "user turn through the model's chat template (--raw: completed as plain text); the model's reasoning " +
+      '(<think>) streams to stderr, so stdout is the answer. With --tokens the command works on token ids ' +
+      'instead: a comma-separated prompt of ids in, the generated ids out. Default model: the embedded tiny ' +
+      'model (random weights: its text is noise).')
     .argument('[prompt]', `text prompt, sent as a user message (default: "${DEFAULT_CHAT_PROMPT}")`)
+    .option('--model <dir>', 'checkpoint folder (default: the embedded tiny model)')
     .option('--raw', 'complete the prompt as raw text instead of a chat turn')
-    .option('--system <text>', 'system message for the chat turn')
-    .option('--no-thinking', "turn GLM's thinking mode off")
-    .option('--stop <s>', 'stop string (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
-    .option('--tokens <ids>', 'prompt token ids, comma-separated (token ids in and out)', parseTokenList)
-    .option('--max-tokens <n>', 'tokens to generate at most (default 512, or what fits)', parseNonNegativeInt)
-    .option('--temperature <t>', 'sampling temperature, 0 = greedy (default 0)', parseFiniteNumber)
-    .option('--top-k <k>', 'keep the k most likely tokens, 0 = off', parseNonNegativeInt)
-    .option('--top-p <p>', 'nucleus mass in (0, 1], 1 = off', parseFiniteNumber)
-    .option('--min-p <p>', 'drop tokens below p × the top probability, 0 = off', parseFiniteNumber)
-    .option('--seed <s>', 'sampler seed (default 0)', parseNonNegativeInt)
+    .option('--system <text>', 'system message before the user turn')
+    .option('--no-thinking', "turn GLM's thinking mode off (no <think> reasoning)")
+    .option('--stop <s>', 'stop string, never printed (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--tokens <ids>', 'token-id mode: comma-separated prompt token ids instead of a text prompt; prints the generated ids', parseTokenList)
+    .option('--max-tokens <n>', 'tokens to generate at most (default: 512 or what fits; 256 with --tokens)', parseNonNegativeInt)
+    .option('--temperature <t>', 'sampling temperature, 0 = greedy (default: 0.6; 0 with --tokens)', parseFiniteNumber)
+    .option('--top-k <k>', 'keep the k most likely tokens, 0 = off (default)', parseNonNegativeInt)
+    .option('--top-p <p>', 'nucleus mass in (0, 1], 1 = off (default)', parseFiniteNumber)
+    .option('--min-p <p>', 'drop tokens below p × the top probability, 0 = off (default)', parseFiniteNumber)
+    .option('--seed <s>', 'sampler seed: the same seed and prompt give the same reply (default 0)', parseNonNegativeInt)
     .option('--threads <n>', 'CPU threads (default: available parallelism)', parseNonNegativeInt)
-    .option('--json', 'print the full result (tokens, finishReason, usage, timings) as JSON')
+    .option('--json', 'print the whole result as JSON when done instead of streaming (text, reasoning, toolCalls, ' +
+      'tokens, finishReason, usage, timings; with --tokens: tokens, finishReason, usage, timings)')
     .action(generateAction);
 
   program.command('info')
-    .description('print model.info as JSON')
+    .description("load a checkpoint (headers only, no weight prefetch) and print model.info as JSON: architecture, sizes, dtype, backend, memory")
     .option('--model <dir>', 'checkpoint folder (default: the embedded tiny model)')
     .option('--threads <n>', 'CPU threads (default: available parallelism)', parseNonNegativeInt)
     .action(infoAction);
