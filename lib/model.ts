@@ -1,8 +1,8 @@
 // The public entry point: load a GLM-4.5-family checkpoint folder and run it.
 import { binding, type NativeModel, type NativeModelInfo } from './binding.js';
-import { withAbort } from './abort.js';
+import { abortErrorFor, withAbort } from './abort.js';
 import {
-  AbortError, ContextOverflowError, DisposedError, InvalidParamError, ModelFormatError, toGlmError,
+  ContextOverflowError, DisposedError, InvalidParamError, ModelFormatError, toGlmError,
 } from './errors.js';
 import {
   checkInteger, checkKnownKeys, checkNumber, checkObject, checkSignal, describe, toTokenArray, type TokenInput,
@@ -138,6 +138,7 @@ export class Model implements SessionOwner {
           }
         }
       : undefined;
+    if (signal?.aborted) throw abortErrorFor(signal);
     // The tokenizer is read first: a broken tokenizer.json fails the load before the weights are mapped.
     const tokenizer = existsSync(path.join(dir, 'tokenizer.json')) ? await Tokenizer.fromDir(dir) : undefined;
     const native = await withAbort(signal, (flag) =>
@@ -147,7 +148,7 @@ export class Model implements SessionOwner {
     if (progressError !== undefined || signal?.aborted) {
       await native.dispose();
       if (progressError !== undefined) throw progressError;
-      throw new AbortError('model load aborted');
+      throw abortErrorFor(signal!, 'model load aborted');
     }
     const model = new Model(native, dir, tokenizer);
     if (tokenizer && tokenizer.vocabSize > model.vocabSize) {
