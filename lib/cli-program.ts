@@ -243,7 +243,7 @@ export function buildProgram(): Command {
     .action(generateAction);
 
   program.command('info')
-    .description("load a checkpoint (headers only, no weight prefetch) and print model.info as JSON: architecture, sizes, dtype, backend, memory")
+    .description("load a checkpoint (headers only, no weight prefetch) and print model.info as JSON: architecture, sizes, dtype, backend, memory, tokenizer files")
     .option('--model <dir>', 'checkpoint folder (default: the embedded tiny model)')
     .option('--threads <n>', 'CPU threads (default: available parallelism)', parseNonNegativeInt)
     .action(infoAction);

@@ -10,10 +10,8 @@ import {
 import { Session, type SessionOwner } from './session.js';
 import type { TextGenerateOptions } from './generate-options.js';
 import type { TextGenerateResult } from './generation.js';
-import { Tokenizer } from './tokenizer.js';
+import { Tokenizer, type ChatTemplateSource } from './tokenizer.js';
 import type { GenerateInput } from './prompt.js';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { availableParallelism } from 'node:os';
 
 export type Backend = 'auto' | 'cpu' | 'cuda';
@@ -50,6 +48,21 @@ export interface LoadOptions {
 export interface ModelInfo extends NativeModelInfo {
   /** The folder the model was loaded from. */
   path: string;
+  /** What the checkpoint's tokenizer files provide (README "Tokenizer and template"). */
+  tokenizer: TokenizerInfo;
+}
+
+export interface TokenizerInfo {
+  /** 'tokenizer.json' when text input works; null when the checkpoint has none (token ids only). */
+  source: 'tokenizer.json' | null;
+  /**
+   * Whether tokenizer_config.json was read (false also when there is no tokenizer.json). A checkpoint
+   * may lack it: the tokenizer is then tokenizer.json alone (text encodes the same) and only a chat
+   * template can be missing.
+   */
+  config: boolean;
+  /** Where the chat template came from; null: chat-message input is refused with UnsupportedFormatError. */
+  chatTemplate: ChatTemplateSource | null;
 }
 
 export interface GenerateOptions {
@@ -139,8 +152,10 @@ export class Model implements SessionOwner {
         }
       : undefined;
     if (signal?.aborted) throw abortErrorFor(signal);
-    // The tokenizer is read first: a broken tokenizer.json fails the load before the weights are mapped.
-    const tokenizer = existsSync(path.join(dir, 'tokenizer.json')) ? await Tokenizer.fromDir(dir) : undefined;
+    // The tokenizer is read first: a broken tokenizer.json or tokenizer_config.json fails the load
+    // before the weights are mapped. A missing tokenizer.json leaves token-id input only; a missing
+    // tokenizer_config.json only a missing chat template (Tokenizer.fromDir).
+    const tokenizer = await Tokenizer.fromDirIfPresent(dir);
     const native = await withAbort(signal, (flag) =>
       binding().loadModel(dir, { backend, threads, prefetch: opts.prefetch !== false, cudaGraphs: opts.cudaGraphs !== false }, report, flag));
     // Progress reports arrive before the completion, so an abort or a throw from onProgress is known
@@ -161,7 +176,12 @@ export class Model implements SessionOwner {
   /** Architecture, sizes, dtype, backend and current memory use. */
   get info(): ModelInfo {
     this.assertUsable();
-    return { ...this.native.info(), path: this.path };
+    const t = this.tokenizer;
+    return {
+      ...this.native.info(),
+      path: this.path,
+      tokenizer: { source: t ? 'tokenizer.json' : null, config: t?.hasConfig ?? false, chatTemplate: t?.chatTemplateSource ?? null },
+    };
   }
 
   get vocabSize(): number {
