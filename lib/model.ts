@@ -173,7 +173,7 @@ export class Model implements SessionOwner {
     return model;
   }
 
-  /** Architecture, sizes, dtype, backend and current memory use. */
+  /** Architecture, sizes, dtype, backend, current memory use and what the tokenizer files provide. */
   get info(): ModelInfo {
     this.assertUsable();
     const t = this.tokenizer;
