@@ -31,7 +31,8 @@ export interface TextGenerateResult {
   /** What ended the generation when finishReason is 'stop'. */
   stop?: { token: number } | { string: string };
   usage: { promptTokens: number; cachedTokens: number; completionTokens: number; totalTokens: number };
-  timings: { prefillMs: number; decodeMs: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number };
+  /** queueMs: waiting for the model's scheduler (other requests); prefillMs: admission to the first token. */
+  timings: { queueMs: number; prefillMs: number; decodeMs: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number };
   logprobs?: TokenLogprob[];
 }
 
@@ -213,6 +214,7 @@ export class Generation implements AsyncIterable<StreamChunk> {
           totalTokens: native.promptTokens + completion,
         },
         timings: {
+          queueMs: native.queueMs,
           prefillMs: native.prefillMs,
           decodeMs: native.decodeMs,
           prefillTokensPerSecond: native.prefillMs > 0 ? ((native.promptTokens - native.cachedTokens) / native.prefillMs) * 1000 : 0,

@@ -95,7 +95,8 @@ export interface GenerateResult {
   finishReason: 'stop' | 'length';
   /** cachedTokens: prompt tokens whose KV came from the prefix cache. */
   usage: { promptTokens: number; cachedTokens: number; completionTokens: number; totalTokens: number };
-  timings: { prefillMs: number; decodeMs: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number };
+  /** queueMs: waiting for the scheduler; prefillMs: admission to the first token; decodeMs: the rest. */
+  timings: { queueMs: number; prefillMs: number; decodeMs: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number };
 }
 
 export interface BatchItem {
@@ -329,6 +330,7 @@ export class Model implements SessionOwner {
         finishReason: r.finishReason === 'stop' ? 'stop' : 'length',
         usage: { promptTokens: r.promptTokens, cachedTokens: r.cachedTokens, completionTokens: completion, totalTokens: r.promptTokens + completion },
         timings: {
+          queueMs: r.queueMs,
           prefillMs: r.prefillMs,
           decodeMs: r.decodeMs,
           prefillTokensPerSecond: r.prefillMs > 0 ? ((r.promptTokens - r.cachedTokens) / r.prefillMs) * 1000 : 0,
