@@ -1,8 +1,8 @@
 // The public entry point: load a GLM-4.5-family checkpoint folder and run it.
 import { binding, type NativeModel, type NativeModelInfo } from './binding.js';
-import { withAbort } from './abort.js';
+import { abortErrorFor, withAbort } from './abort.js';
 import {
-  AbortError, ContextOverflowError, DisposedError, InvalidParamError, ModelFormatError, toGlmError,
+  ContextOverflowError, DisposedError, InvalidParamError, ModelFormatError, toGlmError,
 } from './errors.js';
 import {
   checkInteger, checkKnownKeys, checkNumber, checkObject, checkSignal, describe, toTokenArray, type TokenInput,
@@ -10,11 +10,9 @@ import {
 import { Session, type SessionOwner } from './session.js';
 import { checkCacheNamespace, type TextGenerateOptions } from './generate-options.js';
 import type { TextGenerateResult } from './generation.js';
-import { Tokenizer } from './tokenizer.js';
+import { Tokenizer, type ChatTemplateSource } from './tokenizer.js';
 import { resolveServingOptions, SERVING_KEYS, type ServingOptions, type ServingStats } from './serving-options.js';
 import type { GenerateInput } from './prompt.js';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { availableParallelism } from 'node:os';
 
 export type Backend = 'auto' | 'cpu' | 'cuda';
@@ -51,6 +49,21 @@ export interface LoadOptions extends ServingOptions {
 export interface ModelInfo extends NativeModelInfo {
   /** The folder the model was loaded from. */
   path: string;
+  /** What the checkpoint's tokenizer files provide (README "Tokenizer and template"). */
+  tokenizer: TokenizerInfo;
+}
+
+export interface TokenizerInfo {
+  /** 'tokenizer.json' when text input works; null when the checkpoint has none (token ids only). */
+  source: 'tokenizer.json' | null;
+  /**
+   * Whether tokenizer_config.json was read (false also when there is no tokenizer.json). A checkpoint
+   * may lack it: the tokenizer is then tokenizer.json alone (text encodes the same) and only a chat
+   * template can be missing.
+   */
+  config: boolean;
+  /** Where the chat template came from; null: chat-message input is refused with UnsupportedFormatError. */
+  chatTemplate: ChatTemplateSource | null;
 }
 
 export interface GenerateOptions {
@@ -82,7 +95,8 @@ export interface GenerateResult {
   finishReason: 'stop' | 'length';
   /** cachedTokens: prompt tokens whose KV came from the prefix cache. */
   usage: { promptTokens: number; cachedTokens: number; completionTokens: number; totalTokens: number };
-  timings: { prefillMs: number; decodeMs: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number };
+  /** queueMs: waiting for the scheduler; prefillMs: admission to the first token; decodeMs: the rest. */
+  timings: { queueMs: number; prefillMs: number; decodeMs: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number };
 }
 
 export interface BatchItem {
@@ -144,8 +158,11 @@ export class Model implements SessionOwner {
           }
         }
       : undefined;
-    // The tokenizer is read first: a broken tokenizer.json fails the load before the weights are mapped.
-    const tokenizer = existsSync(path.join(dir, 'tokenizer.json')) ? await Tokenizer.fromDir(dir) : undefined;
+    if (signal?.aborted) throw abortErrorFor(signal);
+    // The tokenizer is read first: a broken tokenizer.json or tokenizer_config.json fails the load
+    // before the weights are mapped. A missing tokenizer.json leaves token-id input only; a missing
+    // tokenizer_config.json only a missing chat template (Tokenizer.fromDir).
+    const tokenizer = await Tokenizer.fromDirIfPresent(dir);
     const native = await withAbort(signal, (flag) =>
       binding().loadModel(dir, { backend, threads, prefetch: opts.prefetch !== false, cudaGraphs: opts.cudaGraphs !== false, ...serving }, report, flag));
     // Progress reports arrive before the completion, so an abort or a throw from onProgress is known
@@ -153,7 +170,7 @@ export class Model implements SessionOwner {
     if (progressError !== undefined || signal?.aborted) {
       await native.dispose();
       if (progressError !== undefined) throw progressError;
-      throw new AbortError('model load aborted');
+      throw abortErrorFor(signal!, 'model load aborted');
     }
     const model = new Model(native, dir, tokenizer);
     if (tokenizer && tokenizer.vocabSize > model.vocabSize) {
@@ -163,10 +180,15 @@ export class Model implements SessionOwner {
     return model;
   }
 
-  /** Architecture, sizes, dtype, backend and current memory use. */
+  /** Architecture, sizes, dtype, backend, current memory use and what the tokenizer files provide. */
   get info(): ModelInfo {
     this.assertUsable();
-    return { ...this.native.info(), path: this.path };
+    const t = this.tokenizer;
+    return {
+      ...this.native.info(),
+      path: this.path,
+      tokenizer: { source: t ? 'tokenizer.json' : null, config: t?.hasConfig ?? false, chatTemplate: t?.chatTemplateSource ?? null },
+    };
   }
 
   get vocabSize(): number {
@@ -308,6 +330,7 @@ export class Model implements SessionOwner {
         finishReason: r.finishReason === 'stop' ? 'stop' : 'length',
         usage: { promptTokens: r.promptTokens, cachedTokens: r.cachedTokens, completionTokens: completion, totalTokens: r.promptTokens + completion },
         timings: {
+          queueMs: r.queueMs,
           prefillMs: r.prefillMs,
           decodeMs: r.decodeMs,
           prefillTokensPerSecond: r.prefillMs > 0 ? ((r.promptTokens - r.cachedTokens) / r.prefillMs) * 1000 : 0,

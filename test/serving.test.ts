@@ -298,22 +298,41 @@ describe('prefix cache', () => {
 
 describe('queue limits and options', () => {
   it('requests beyond maxQueuedRequests reject with QueueFullError and the model keeps serving', async () => {
+    const until = async (m: Model, running: number) => {
+      for (let i = 0; i < 500 && m.stats().running < running; i++) await new Promise((r) => setTimeout(r, 2));
+      expect(m.stats().running).toBe(running);
+    };
     const m = await Model.load(dir, { threads: 2, maxConcurrentRequests: 2, maxQueuedRequests: 3 });
     try {
-      const runs = Array.from({ length: 8 }, (_, i) => greedy(m, { prompt: promptTokens(1500 + i, 30, vocab), maxTokens: 30 })
+      // Two long requests take both running slots; then three may wait and the next three are refused.
+      const long = [0, 1].map((i) => greedy(m, { prompt: promptTokens(1500 + i, 30, vocab), maxTokens: 300 }));
+      await until(m, 2);
+      const more = Array.from({ length: 6 }, (_, i) => greedy(m, { prompt: promptTokens(1510 + i, 30, vocab), maxTokens: 5 })
         .then(() => 'ok', (e: unknown) => e));
-      const results = await Promise.all(runs);
-      // All eight arrive before the first step: three wait, five are refused at once.
-      const full = results.filter((r) => r instanceof QueueFullError);
-      expect(full.length).toBeGreaterThanOrEqual(1);
-      expect(results.filter((r) => r === 'ok').length).toBeGreaterThanOrEqual(3);
-      expect(full.length + results.filter((r) => r === 'ok').length).toBe(8);
-      expect((full[0] as QueueFullError).code).toBe('QUEUE_FULL');
+      const results = await Promise.all(more);
+      expect(results.slice(0, 3)).toEqual(['ok', 'ok', 'ok']);
+      for (const r of results.slice(3)) {
+        expect(r).toBeInstanceOf(QueueFullError);
+        expect((r as QueueFullError).code).toBe('QUEUE_FULL');
+      }
+      await Promise.all(long);
       expect((await greedy(m, { prompt: [1, 2, 3], maxTokens: 2 })).tokens).toHaveLength(2);
     } finally {
       await m.dispose();
     }
+    // maxQueuedRequests 0: no queue beyond the free running slots, but requests still run.
+    const noQueue = await Model.load(dir, { threads: 1, maxConcurrentRequests: 1, maxQueuedRequests: 0 });
+    try {
+      const first = greedy(noQueue, { prompt: [1], maxTokens: 300 });
+      await until(noQueue, 1);
+      await expect(greedy(noQueue, { prompt: [2], maxTokens: 1 })).rejects.toBeInstanceOf(QueueFullError);
+      expect((await first).tokens).toHaveLength(300);
+      expect((await greedy(noQueue, { prompt: [2], maxTokens: 1 })).tokens).toHaveLength(1);
+    } finally {
+      await noQueue.dispose();
+    }
   });
+
 
   it('rejects invalid pool sizes, page sizes, limits and KV types with InvalidParamError', async () => {
     const bad: Record<string, unknown>[] = [

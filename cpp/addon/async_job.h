@@ -53,19 +53,21 @@ Napi::Promise submit_request(Napi::Env env, std::shared_ptr<ModelHost> host, std
     host->untrack(token);
     host->refresh_memory();
     tsfn.BlockingCall([host, to_js, ctx](Napi::Env env, Napi::Function) {
-      // Native memory is reported to V8 so GC pressure reflects KV pages and scratch buffers.
-      const int64_t now = int64_t(host->kv_bytes + host->scratch_bytes);
-      Napi::MemoryManagement::AdjustExternalMemory(env, now - host->reported_external_bytes);
-      host->reported_external_bytes = now;
-      if (ctx->status.is_ok()) {
-        try {
-          ctx->deferred.Resolve(to_js(env, *ctx->req));
-        } catch (const Napi::Error& e) {
-          ctx->deferred.Reject(e.Value());
+      guarded_js([&] {
+        // Native memory is reported to V8 so GC pressure reflects KV pages and scratch buffers.
+        const int64_t now = int64_t(host->kv_bytes + host->scratch_bytes);
+        Napi::MemoryManagement::AdjustExternalMemory(env, now - host->reported_external_bytes);
+        host->reported_external_bytes = now;
+        if (ctx->status.is_ok()) {
+          try {
+            ctx->deferred.Resolve(to_js(env, *ctx->req));
+          } catch (const Napi::Error& e) {
+            ctx->deferred.Reject(e.Value());
+          }
+        } else {
+          ctx->deferred.Reject(status_error(env, ctx->status).Value());
         }
-      } else {
-        ctx->deferred.Reject(status_error(env, ctx->status).Value());
-      }
+      });
       delete ctx;
     });
     tsfn.Release();

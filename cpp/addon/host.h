@@ -97,6 +97,18 @@ struct AddonData {
   Napi::FunctionReference abort_ctor;
 };
 
+// Runs the body of a thread-safe function's callback. Such a callback can run while its environment is
+// shutting down (a worker being terminated): N-API calls then fail and node-addon-api throws, and an
+// exception escaping into Node's event loop aborts the whole process. Nothing can reach a dying
+// environment anyway, so the failure is dropped.
+template <class F>
+void guarded_js(F&& body) noexcept {
+  try {
+    body();
+  } catch (...) {
+  }
+}
+
 // A JS Error with the stable code of a Status (mapped to a GlmError subclass in lib/errors.ts).
 inline Napi::Error status_error(Napi::Env env, const Status& s) {
   Napi::Error e = Napi::Error::New(env, s.message());

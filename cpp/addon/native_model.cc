@@ -114,7 +114,7 @@ class NativeSession : public Napi::ObjectWrap<NativeSession> {
       state->sequence.reset();
       state->publish_length();
       tsfn.BlockingCall([d](Napi::Env, Napi::Function) {
-        d->Resolve(d->Env().Undefined());
+        guarded_js([&] { d->Resolve(d->Env().Undefined()); });
         delete d;
       });
       tsfn.Release();
@@ -373,11 +373,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
             stream->scheduled = false;
           }
           if (batch.empty()) return;
-          try {
-            fn.Call({Napi::Number::New(env, double(start)), tokens_to_js(env, batch, want_logprobs, top_n)});
-          } catch (const Napi::Error&) {
-            // lib/'s handler never throws; a stray exception must not cross into the engine.
-          }
+          // (lib/'s handler never throws; a stray exception must not cross into the engine either.)
+          guarded_js([&] { fn.Call({Napi::Number::New(env, double(start)), tokens_to_js(env, batch, want_logprobs, top_n)}); });
         });
       };
       // The stream's function is released with the request (after its last token).
@@ -416,9 +413,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       host->kv_bytes = 0;
       host->scratch_bytes = 0;
       tsfn.BlockingCall([host, d](Napi::Env env, Napi::Function) {
-        Napi::MemoryManagement::AdjustExternalMemory(env, -host->reported_external_bytes);
-        host->reported_external_bytes = 0;
-        d->Resolve(env.Undefined());
+        guarded_js([&] {
+          Napi::MemoryManagement::AdjustExternalMemory(env, -host->reported_external_bytes);
+          host->reported_external_bytes = 0;
+          d->Resolve(env.Undefined());
+        });
         delete d;
       });
       tsfn.Release();
@@ -494,11 +493,10 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
         auto* r = new Report{stage, double(d), double(t)};
         napi_status s = channel.NonBlockingCall(r, [ctx](Napi::Env env, Napi::Function, Report* r) {
           // A throwing user callback must not take the load down: lib/ catches and reports it.
-          try {
+          guarded_js([&] {
             ctx->on_progress.Call({Napi::String::New(env, r->stage), Napi::Number::New(env, r->done),
                                    Napi::Number::New(env, r->total)});
-          } catch (const Napi::Error&) {
-          }
+          });
           delete r;
         });
         if (s != napi_ok) delete r;
@@ -506,19 +504,21 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
     }
     ctx->status = Model::load(dir, lo, on_progress, token.get(), &ctx->model);
     channel.BlockingCall([ctx](Napi::Env env, Napi::Function) {
-      if (!ctx->status.is_ok()) {
-        ctx->deferred.Reject(status_error(env, ctx->status).Value());
-      } else {
-        auto host = std::make_shared<ModelHost>();
-        host->model = std::move(ctx->model);
-        host->refresh_memory();
-        AddonData* data = env.GetInstanceData<AddonData>();
-        try {
-          ctx->deferred.Resolve(data->model_ctor.New({Napi::External<std::shared_ptr<ModelHost>>::New(env, &host)}));
-        } catch (const Napi::Error& e) {
-          ctx->deferred.Reject(e.Value());
+      guarded_js([&] {
+        if (!ctx->status.is_ok()) {
+          ctx->deferred.Reject(status_error(env, ctx->status).Value());
+        } else {
+          auto host = std::make_shared<ModelHost>();
+          host->model = std::move(ctx->model);
+          host->refresh_memory();
+          AddonData* data = env.GetInstanceData<AddonData>();
+          try {
+            ctx->deferred.Resolve(data->model_ctor.New({Napi::External<std::shared_ptr<ModelHost>>::New(env, &host)}));
+          } catch (const Napi::Error& e) {
+            ctx->deferred.Reject(e.Value());
+          }
         }
-      }
+      });
       delete ctx;
     });
     channel.Release();

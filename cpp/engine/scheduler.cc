@@ -55,9 +55,13 @@ void Scheduler::submit(std::shared_ptr<Request> r) {
       if (item.tokens.empty()) return reject(Status::error(ErrorCode::InvalidParam, "evaluate needs at least one token"));
     }
   }
-  if (queued_ >= opts_.max_queued) {
+  // The queue bound applies beyond the free running slots: a request that can start at the next step
+  // is not waiting (so maxQueuedRequests 0 means "no queue", not "no requests").
+  const int64_t free_slots = std::max<int64_t>(0, opts_.max_running - int64_t(running_.size()));
+  if (queued_ >= opts_.max_queued + free_slots) {
     return reject(Status::error(ErrorCode::QueueFull, "the model's request queue is full (" + str(opts_.max_queued) +
-                                                          " requests waiting; maxQueuedRequests)"));
+                                                          " requests waiting beyond " + str(opts_.max_running) +
+                                                          " running; maxQueuedRequests)"));
   }
   for (Sequence* s : seqs) {
     sequences_.insert(s);
