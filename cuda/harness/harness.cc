@@ -475,7 +475,8 @@ void warp_collective(Slot& slot) {
     if (o.state == State::Done) {
       fail("warp collective at line " + std::to_string(slot.line) + ": lane " + std::to_string(l) + " named in the mask has exited");
     }
-    if (o.state != State::AtWarp) { all = false; continue; }
+    // A lane still to come checks the lanes after it when it arrives; the last one checks them all.
+    if (o.state != State::AtWarp) { all = false; break; }
     if (o.slot->op != slot.op || o.slot->mask != slot.mask) {
       fail("lanes " + std::to_string(f->lane) + " and " + std::to_string(l) + " are in different warp collectives (lines " +
            std::to_string(slot.line) + " and " + std::to_string(o.slot->line) + ") with overlapping masks");
