@@ -12,6 +12,9 @@
 // 128x128 block scales); mxfp4 (routed experts MXFP4, the rest BF16, as lib/quantize.ts writes). Random
 // codes (FP8 exponents kept small, no NaN codes; any E2M1 nibble) with scales near the BF16 values' size.
 //
+// GLM_BENCH_KV picks the KV cache type: f32 (default, the numbers before issue 18), bf16 or fp8; the KV
+// bytes a decode token reads are counted in that type (FP8: + 4 bytes of scale per row).
+//
 // Reports (stdout, and JSON to argv[1] when given): decode tokens/s at context 0 and 4096 with CUDA
 // graphs on and off side by side (greedy token selected on the device, as generation does; the graph
 // counters show the steps were replayed), prefill tokens/s for a 2048-token prompt, and the bytes a
@@ -85,6 +88,11 @@ int main(int argc, char** argv) {
   const std::string fmt_name = std::getenv("GLM_BENCH_FORMAT") ? std::getenv("GLM_BENCH_FORMAT") : "bf16";
   const Format fmt = fmt_name == "fp8" ? Format::Fp8 : fmt_name == "fp8-block" ? Format::Fp8Block
                    : fmt_name == "mxfp4" ? Format::Mxfp4 : Format::Bf16;
+  KvType kv_type = KvType::F32;
+  if (const char* e = std::getenv("GLM_BENCH_KV"); e && !parse_kv_type(e, &kv_type)) {
+    std::fprintf(stderr, "bench_air: GLM_BENCH_KV must be f32, bf16 or fp8\n");
+    return 1;
+  }
   const Format dense_fmt = fmt == Format::Mxfp4 ? Format::Bf16 : fmt;  // MXFP4 covers routed experts only
   ModelConfig c;
   c.hidden_size = 4096, c.num_hidden_layers = layers, c.num_attention_heads = 96, c.num_key_value_heads = 8;
@@ -160,7 +168,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   // Bytes a decode token reads: every dense weight once, top-8 routed + the shared expert per MoE layer,
-  // the router, embeddings row, lm_head, and the KV of `ctx` positions (fp32 K and V); weights counted
+  // the router, embeddings row, lm_head, and the KV of `ctx` positions (K and V in the KV type); weights counted
   // in their stored format (data + scales, Matrix::bytes).
   auto decode_bytes = [&](int64_t ctx) {
     const double H = double(c.hidden_size);
@@ -171,7 +179,8 @@ int main(int argc, char** argv) {
       auto mlp = [](const MlpWeights& m) { return double(m.gate.bytes() + m.up.bytes() + m.down.bytes()); };
       if (L.is_moe) b += double(c.num_experts_per_tok) * mlp(L.moe.experts[0]) + mlp(L.moe.shared) + double(L.moe.router.bytes());
       else b += mlp(L.dense);
-      b += double(ctx) * 2 * double(c.kv_width()) * 4;
+      b += double(ctx) * 2 * double(c.num_key_value_heads) *
+           double(c.head_dim * kv_type_bytes(kv_type) + (kv_type == KvType::FP8 ? 4 : 0));
     }
     return b;
   };
@@ -179,7 +188,7 @@ int main(int argc, char** argv) {
   for (const bool graphs : {true, false}) {
     CudaBackendOptions o;
     o.max_step_rows = 2048;
-    o.kv.type = KvType::F32;
+    o.kv.type = kv_type;
     o.kv.page_tokens = 256;
     o.kv.bytes = uint64_t(4) << 30;
     o.graphs = graphs;
@@ -190,7 +199,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "bench_air: load: %s\n", st.message().c_str());
       return 1;
     }
-    std::printf("== format %s, CUDA graphs %s: load (upload) %.1f s\n", fmt_name.c_str(), graphs ? "on" : "off", now_s() - t0);
+    std::printf("== format %s, KV %s, CUDA graphs %s: load (upload) %.1f s\n", fmt_name.c_str(), kv_type_name(kv_type),
+                graphs ? "on" : "off", now_s() - t0);
 
     std::vector<float> logits;
     int32_t greedy_token = -1;
@@ -263,7 +273,7 @@ int main(int argc, char** argv) {
       json += ",\"prefill_2048\":{\"tokens_per_s\":" + std::to_string(2048 / t) + "}";
     }
   }
-  json += ",\"layers\":" + std::to_string(layers) + ",\"format\":\"" + fmt_name + "\",\"decode_bytes_per_token\":" +
+  json += ",\"layers\":" + std::to_string(layers) + ",\"format\":\"" + fmt_name + "\",\"kv\":\"" + kv_type_name(kv_type) + "\",\"decode_bytes_per_token\":" +
           std::to_string(decode_bytes(0)) + "}";
   if (argc > 1) {
     if (FILE* f = std::fopen(argv[1], "w")) {
