@@ -18,8 +18,8 @@ import { BENCH_SPEC, planTensors, writeSyntheticCheckpoint, type SyntheticModelS
 
 const GENERATE_ARG = '__generate-bench-checkpoint';
 const BYTES: Record<string, number> = { F32: 4, BF16: 2, F16: 2 };
-/** The engine keeps K and V in fp32 (cpp/engine/kv_cache.h). */
-const KV_BYTES_PER_ELEMENT = 4;
+/** The engine's default KV cache stores K and V in bf16 (load option kvCacheType). */
+const KV_BYTES_PER_ELEMENT = 2;
 const BANDWIDTH_BUFFER_BYTES = 512 * 1024 * 1024;
 
 export interface BenchOptions {
@@ -73,7 +73,7 @@ export function benchCheckpointDir(spec: SyntheticModelSpec = BENCH_SPEC): strin
  * this process's peak RSS, and into a temporary folder renamed at the end so an interrupted run or a
  * concurrent one never leaves a half-written cache behind.
  */
-async function ensureCheckpoint(dir: string): Promise<void> {
+export async function ensureCheckpoint(dir: string): Promise<void> {
   if (existsSync(path.join(dir, 'config.json'))) return;
   const partial = `${dir}.partial-${process.pid}`;
   process.stderr.write(`generating the benchmark checkpoint (~1.2 GB, once) in ${dir} ...\n`);
@@ -144,9 +144,9 @@ async function measureReadBandwidth(threads: number): Promise<{ bytesPerSecond: 
 // ---------------------------------------------------------------------------------------------
 
 /** Deterministic ordinary-token prompt (below the special ids at the top of the vocab). */
-function benchPrompt(length: number, vocab: number): number[] {
+export function benchPrompt(length: number, vocab: number, seed = 0x2545f491): number[] {
   const ordinary = vocab - 32;
-  let x = 0x2545f491;
+  let x = seed >>> 0;
   return Array.from({ length }, () => {
     x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
     return x % ordinary;
@@ -231,7 +231,7 @@ function printTable(r: BenchResult): void {
     [`prefill (${r.promptTokens} tokens)`, `${f(r.prefillTokensPerSecond)} tok/s  (${f(r.prefillMs)} ms)`],
     ['prefill achieved', `${f(r.prefillGflops)} GFLOP/s (2 × matmul params per token; lm_head once; attention scores not counted)`],
     [`decode (${r.decodeTokens} tokens, greedy)`, `${f(r.decodeTokensPerSecond, 2)} tok/s  (${f(r.decodeMs)} ms)`],
-    ['decode bytes per token', `${f(r.decodeBytesPerToken / 1e6)} MB = weights ${f(r.decodeWeightBytesPerToken / 1e6)} MB + KV ${f(r.decodeKvBytesPerToken / 1e6, 2)} MB (fp32, mean context)`],
+    ['decode bytes per token', `${f(r.decodeBytesPerToken / 1e6)} MB = weights ${f(r.decodeWeightBytesPerToken / 1e6)} MB + KV ${f(r.decodeKvBytesPerToken / 1e6, 2)} MB (bf16, mean context)`],
     ['decode achieved', `${f(r.decodeAchievedGBps, 2)} GB/s`],
     ['read bandwidth', `${f(r.measuredReadBandwidthGBps, 2)} GB/s`],
     ['decode roofline fraction', `${f(r.rooflineFraction * 100)} % of the read bandwidth above`],

@@ -11,7 +11,13 @@
 // exp(m_c - M) * l_c, which reproduces the single-pass softmax exactly (up to fp32 rounding).
 // The lengths are read on the device; max_len only sizes the chunks, so a caller may pass the page
 // table's capacity (the CUDA backend does, for graph capture): chunks past a sequence's end exit at once.
+//
+// KV element types (kv_rows.cuh): F32 tiles are copied straight into the fp32 K/V tiles; BF16 and FP8
+// tiles land raw in a staging area (plus FP8's row scales) and are decoded into the same fp32 tiles, so
+// the scores, softmax and weighted sum are the F32 code on the decoded values. The F32 instantiation is
+// the kernel as it was before the narrow types, instruction for instruction.
 #include "common.cuh"
+#include "kv_rows.cuh"
 #include "launch_util.h"
 #include "ops.h"
 
@@ -27,9 +33,11 @@ constexpr int kMaxHeadDim = 256;
 static_assert(kTile == 32, "the softmax step maps one lane to one position");
 
 struct SmemLayout {
-  int q, k, v, p, o, m, l, alpha, total;  // float offsets
+  int q, k, v, p, o, m, l, alpha, raw, sc, total;  // float offsets
 };
-GLM_HOST_DEVICE SmemLayout smem_layout(int group, int head_dim) {
+// raw_row_bytes: 0 for F32 pools; else one raw row's bytes (the K and V staging: kTile rows each, then
+// FP8's 2 x kTile scales). Offsets stay multiples of 4 floats (16-byte cp.async destinations).
+GLM_HOST_DEVICE SmemLayout smem_layout(int group, int head_dim, int raw_row_bytes = 0, bool scales = false) {
   SmemLayout s;
   s.q = 0;
   s.k = s.q + group * head_dim;
@@ -39,19 +47,25 @@ GLM_HOST_DEVICE SmemLayout smem_layout(int group, int head_dim) {
   s.m = s.o + group * head_dim;
   s.l = s.m + kMaxGroup;
   s.alpha = s.l + kMaxGroup;
-  s.total = s.alpha + kMaxGroup;
+  s.raw = s.alpha + kMaxGroup;
+  s.sc = s.raw + 2 * kTile * raw_row_bytes / 4;
+  s.total = s.sc + (scales ? 2 * kTile : 0);
   return s;
 }
 
 // ptxas: hot attention_split_kernel
-GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_split_kernel(
-    float* part_o, float* part_ml, const float* q, const float* pool, const int32_t* page_table,
+template <class K>  // kv::Tiles<type, cp.async piece>
+GLM_KERNEL void GLM_LAUNCH_BOUNDS_MIN(kThreads, K::kMinBlocks) attention_split_kernel(
+    float* part_o, float* part_ml, const float* q, const void* pool_v, const float* scales, const int32_t* page_table,
     const int32_t* seq_lens, int n_heads, int n_kv_heads, int head_dim, int page_tokens, int pages_per_seq,
     int n_splits, int chunk, float scale) {
   GLM_DYNAMIC_SHARED(float, smem);
   const int split = int(blockIdx.x), kvh = int(blockIdx.y), b = int(blockIdx.z);
   const int group = n_heads / n_kv_heads;
-  const SmemLayout L = smem_layout(group, head_dim);
+  constexpr KvElem T = K::T;
+  constexpr bool kRaw = T != KvElem::F32;
+  const int row_bytes = head_dim * kv::Elem<T>::kBytes;
+  const SmemLayout L = smem_layout(group, head_dim, kRaw ? row_bytes : 0, T == KvElem::FP8);
   float* q_s = smem + L.q;
   float* k_s = smem + L.k;
   float* v_s = smem + L.v;
@@ -90,25 +104,37 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_split_kernel(
   const int64_t head_floats = int64_t(page_tokens) * head_dim;
   const int64_t page_floats = 2 * int64_t(n_kv_heads) * head_floats;
   const int32_t* pages = page_table + int64_t(b) * pages_per_seq;
+  const float* pool = static_cast<const float*>(pool_v);
+  uint8_t* raw = reinterpret_cast<uint8_t*>(smem + L.raw);  // narrow types: [K|V][kTile][row_bytes]
+  float* sc = smem + L.sc;                                  // FP8: [K|V][kTile] row scales
   for (int t0 = begin; t0 < end; t0 += kTile) {
     // Issue the tile's K (group 1) and V (group 2) copies; rows past `end` are zero-filled, so V rows
     // that get probability 0 hold 0 rather than stale data (0 * NaN would poison the sum).
     for (int which = 0; which < 2; ++which) {
-      for (int i = tid; i < kTile * row16; i += kThreads) {
-        const int j = i / row16, c = (i % row16) * 4, pos = t0 + j;
-        const bool valid = pos < end;
-        const float* src = pool;
-        if (valid) {
-          src = pool + int64_t(pages[pos / page_tokens]) * page_floats + which * int64_t(n_kv_heads) * head_floats +
-                kvh * head_floats + int64_t(pos % page_tokens) * head_dim + c;
+      if constexpr (kRaw) {
+        kv::issue_raw_rows<T, K::kPiece>(raw + which * kTile * row_bytes, sc + which * kTile, static_cast<const uint8_t*>(pool_v), scales,
+                              pages, which, kvh, t0, end - 1, kTile, n_kv_heads, page_tokens, row_bytes, tid, kThreads);
+      } else {
+        for (int i = tid; i < kTile * row16; i += kThreads) {
+          const int j = i / row16, c = (i % row16) * 4, pos = t0 + j;
+          const bool valid = pos < end;
+          const float* src = pool;
+          if (valid) {
+            src = pool + int64_t(pages[pos / page_tokens]) * page_floats + which * int64_t(n_kv_heads) * head_floats +
+                  kvh * head_floats + int64_t(pos % page_tokens) * head_dim + c;
+          }
+          float* dst = which == 0 ? k_s + j * (head_dim + kPad) + c : v_s + j * head_dim + c;
+          dev::cp_async_16(dst, src, valid ? 16 : 0);
         }
-        float* dst = which == 0 ? k_s + j * (head_dim + kPad) + c : v_s + j * head_dim + c;
-        dev::cp_async_16(dst, src, valid ? 16 : 0);
       }
       dev::cp_async_commit();
     }
     dev::cp_async_wait<1>();  // this thread's K pieces have landed
     __syncthreads();          // ... and everyone's
+    if constexpr (kRaw) {
+      kv::decode_rows<T>(k_s, head_dim + kPad, raw, sc, kTile, head_dim, row_bytes, tid, kThreads);
+      __syncthreads();
+    }
 
     for (int i = tid; i < group * kTile; i += kThreads) {
       const int g = i / kTile, j = i % kTile;
@@ -139,6 +165,10 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_split_kernel(
     }
     dev::cp_async_wait<0>();
     __syncthreads();
+    if constexpr (kRaw) {
+      kv::decode_rows<T>(v_s, head_dim, raw + kTile * row_bytes, sc + kTile, kTile, head_dim, row_bytes, tid, kThreads);
+      __syncthreads();
+    }
 
     for (int i = tid; i < group * head_dim; i += kThreads) {
       const int g = i / head_dim, c = i % head_dim;
@@ -189,17 +219,32 @@ int64_t chunk_for(const DecodeAttentionArgs& a) {
   return (per + kTile - 1) / kTile * kTile;
 }
 
+template <class K>
+cudaError_t launch_split(const dim3& grid, size_t smem, cudaStream_t s, float* part_o, float* part_ml, const float* q,
+                         const void* pool, const float* scales, const int32_t* page_table, const int32_t* seq_lens,
+                         const DecodeAttentionArgs& a, const KvLayout& L, int chunk) {
+  if (smem > 48 * 1024) {
+    // Above 48 KiB a block must opt in (sm_80: up to 163 KiB, sm_90: 227 KiB); idempotent and cheap.
+    const cudaError_t e = cudaFuncSetAttribute(attention_split_kernel<K>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (e != cudaSuccess) return e;
+  }
+  return GLM_LAUNCH(attention_split_kernel<K>, grid, dim3(kThreads), smem, s, part_o, part_ml, q, pool, scales, page_table,
+                    seq_lens, int(a.n_heads), int(L.n_kv_heads), int(L.head_dim), int(L.page_tokens), int(a.pages_per_seq),
+                    int(a.n_splits), chunk, a.scale);
+}
+
 }  // namespace
 
 int64_t attention_decode_workspace_floats(const KvLayout& layout, const DecodeAttentionArgs& a) {
   return a.batch * a.n_heads * a.n_splits * (layout.head_dim + 2);
 }
 
-Status attention_decode(Stream stream, float* out, const float* q, const float* pool, const KvLayout& L,
+Status attention_decode(Stream stream, float* out, const float* q, const void* pool, const float* scales, const KvLayout& L,
                         const int32_t* page_table, const int32_t* seq_lens, const DecodeAttentionArgs& a,
                         float* workspace, int64_t workspace_floats) {
   constexpr const char* op = "attention_decode";
   if (!out || !q || !pool || !page_table || !seq_lens || !workspace) return detail::invalid(op, "null pointer");
+  if (L.type == KvElem::FP8 && !scales) return detail::invalid(op, "an FP8 pool needs its scales");
   if (a.batch <= 0 || a.n_heads <= 0 || L.n_kv_heads <= 0 || a.n_heads % L.n_kv_heads) return detail::invalid(op, "n_heads must be a positive multiple of n_kv_heads");
   if (a.n_heads / L.n_kv_heads > kMaxGroup) return detail::invalid(op, "more than 16 query heads per kv head");
   if (L.head_dim <= 0 || L.head_dim % 4 || L.head_dim > kMaxHeadDim) return detail::invalid(op, "head_dim must be a multiple of 4 and <= 256");
@@ -211,19 +256,28 @@ Status attention_decode(Stream stream, float* out, const float* q, const float* 
   if (workspace_floats < attention_decode_workspace_floats(L, a)) return detail::invalid(op, "workspace too small");
 
   const int group = int(a.n_heads / L.n_kv_heads);
-  const size_t smem = size_t(smem_layout(group, int(L.head_dim)).total) * sizeof(float);
+  const bool raw = L.type != KvElem::F32;
+  const size_t smem =
+      size_t(smem_layout(group, int(L.head_dim), raw ? int(L.row_bytes()) : 0, L.type == KvElem::FP8).total) * sizeof(float);
   const cudaStream_t s = detail::to_stream(stream.handle);
-  if (smem > 48 * 1024) {
-    // Above 48 KiB a block must opt in (sm_80: up to 163 KiB, sm_90: 227 KiB); idempotent and cheap.
-    const cudaError_t e = cudaFuncSetAttribute(attention_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    if (e != cudaSuccess) return detail::launched(op, e);
-  }
   float* part_o = workspace;
   float* part_ml = workspace + a.batch * a.n_heads * a.n_splits * L.head_dim;
   const dim3 grid(unsigned(a.n_splits), unsigned(L.n_kv_heads), unsigned(a.batch));
-  cudaError_t err = GLM_LAUNCH(attention_split_kernel, grid, dim3(kThreads), smem, s, part_o, part_ml, q, pool, page_table,
-                               seq_lens, int(a.n_heads), int(L.n_kv_heads), int(L.head_dim), int(L.page_tokens),
-                               int(a.pages_per_seq), int(a.n_splits), int(chunk_for(a)), a.scale);
+  const int chunk = int(chunk_for(a));
+  cudaError_t err = cudaSuccess;
+  // Narrow rows whose width is a multiple of 16 bytes take 16-byte copies, others 4-byte ones.
+  const bool wide = L.row_bytes() % 16 == 0;
+  switch (L.type) {
+    case KvElem::F32: err = launch_split<kv::Tiles<KvElem::F32, 16>>(grid, smem, s, part_o, part_ml, q, pool, scales, page_table, seq_lens, a, L, chunk); break;
+    case KvElem::BF16:
+      err = wide ? launch_split<kv::Tiles<KvElem::BF16, 16>>(grid, smem, s, part_o, part_ml, q, pool, scales, page_table, seq_lens, a, L, chunk)
+                 : launch_split<kv::Tiles<KvElem::BF16, 4>>(grid, smem, s, part_o, part_ml, q, pool, scales, page_table, seq_lens, a, L, chunk);
+      break;
+    case KvElem::FP8:
+      err = wide ? launch_split<kv::Tiles<KvElem::FP8, 16>>(grid, smem, s, part_o, part_ml, q, pool, scales, page_table, seq_lens, a, L, chunk)
+                 : launch_split<kv::Tiles<KvElem::FP8, 4>>(grid, smem, s, part_o, part_ml, q, pool, scales, page_table, seq_lens, a, L, chunk);
+      break;
+  }
   if (err != cudaSuccess) return detail::launched(op, err);
   err = GLM_LAUNCH(attention_combine_kernel, dim3(unsigned(a.n_heads), unsigned(a.batch)), dim3(kThreads), 0, s, out,
                    part_o, part_ml, int(a.n_heads), int(L.head_dim), int(a.n_splits));

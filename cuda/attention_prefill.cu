@@ -15,9 +15,13 @@
 // fp32 throughout on CUDA cores — the reference-grade version; a tensor-core (mma / wgmma) flash
 // kernel is the fast path still to come. Rows are best sorted by sequence (the engine's plan is), but
 // any order is correct: an interleaved order only shortens the segments.
+//
+// KV element types as in attention_decode (kv_rows.cuh): BF16 / FP8 tiles are staged raw and decoded
+// into the fp32 K/V tiles; the F32 instantiation is the kernel as before.
 #include <algorithm>
 
 #include "common.cuh"
+#include "kv_rows.cuh"
 #include "launch_util.h"
 #include "ops.h"
 
@@ -33,9 +37,10 @@ constexpr int kMaxGroup = 16;
 constexpr int kMaxHeadDim = 256;
 
 struct SmemLayout {
-  int q, o, k, v, p, m, l, alpha, total;  // float offsets
+  int q, o, k, v, p, m, l, alpha, raw, sc, total;  // float offsets
 };
-GLM_HOST_DEVICE SmemLayout smem_layout(int nq, int head_dim) {
+// raw_row_bytes / scales: the narrow types' staging, as in attention_decode.
+GLM_HOST_DEVICE SmemLayout smem_layout(int nq, int head_dim, int raw_row_bytes = 0, bool scales = false) {
   SmemLayout s;
   s.q = 0;
   s.o = s.q + nq * head_dim;
@@ -45,20 +50,26 @@ GLM_HOST_DEVICE SmemLayout smem_layout(int nq, int head_dim) {
   s.m = s.p + nq * kTile;
   s.l = s.m + kMaxQueries;
   s.alpha = s.l + kMaxQueries;
-  s.total = s.alpha + kMaxQueries;
+  s.raw = s.alpha + kMaxQueries;
+  s.sc = s.raw + 2 * kTile * raw_row_bytes / 4;
+  s.total = s.sc + (scales ? 2 * kTile : 0);
   return s;
 }
 
 // ptxas: hot attention_prefill_kernel
-GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_kernel(
-    float* out, const float* q, const float* pool, const int32_t* page_table, const int32_t* row_seq,
+template <class K>  // kv::Tiles<type, cp.async piece>
+GLM_KERNEL void GLM_LAUNCH_BOUNDS_MIN(kThreads, K::kMinBlocks) attention_prefill_kernel(
+    float* out, const float* q, const void* pool_v, const float* scales, const int32_t* page_table, const int32_t* row_seq,
     const int32_t* row_pos, int rows, int rows_per_block, int n_heads, int n_kv_heads, int head_dim, int page_tokens,
     int pages_per_seq, float scale) {
   GLM_DYNAMIC_SHARED(float, smem);
   GLM_SHARED(int, seg, 2);  // the current segment's end row and largest position
   const int kvh = int(blockIdx.y);
   const int group = n_heads / n_kv_heads;
-  const SmemLayout L = smem_layout(rows_per_block * group, head_dim);
+  constexpr KvElem T = K::T;
+  constexpr bool kRaw = T != KvElem::F32;
+  const int row_bytes = head_dim * kv::Elem<T>::kBytes;
+  const SmemLayout L = smem_layout(rows_per_block * group, head_dim, kRaw ? row_bytes : 0, T == KvElem::FP8);
   float* q_s = smem + L.q;
   float* o_s = smem + L.o;
   float* k_s = smem + L.k;
@@ -73,6 +84,9 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_kernel(
   const int64_t head_floats = int64_t(page_tokens) * head_dim;
   const int64_t page_floats = 2 * int64_t(n_kv_heads) * head_floats;
   const int capacity = pages_per_seq * page_tokens;
+  const float* pool = static_cast<const float*>(pool_v);
+  uint8_t* raw = reinterpret_cast<uint8_t*>(smem + L.raw);  // narrow types: [K|V][kTile][row_bytes]
+  float* sc = smem + L.sc;                                  // FP8: [K|V][kTile] row scales
 
   for (int s_begin = r0; s_begin < r_end;) {  // block-uniform: every thread reads the same rows
     // Thread 0 finds the segment (rows of this sequence) and its last key; shared, so the scan's
@@ -105,21 +119,30 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_kernel(
     for (int t0 = 0; t0 <= max_pos; t0 += kTile) {
       // K (group 1) and V (group 2); positions past max_pos are zero-filled (0 * NaN would poison o).
       for (int which = 0; which < 2; ++which) {
-        for (int i = tid; i < kTile * row16; i += kThreads) {
-          const int j = i / row16, c = (i % row16) * 4, pos = t0 + j;
-          const bool valid = pos <= max_pos;
-          const float* src = pool;
-          if (valid) {
-            src = pool + int64_t(pages[pos / page_tokens]) * page_floats + which * int64_t(n_kv_heads) * head_floats +
-                  kvh * head_floats + int64_t(pos % page_tokens) * head_dim + c;
+        if constexpr (kRaw) {
+          kv::issue_raw_rows<T, K::kPiece>(raw + which * kTile * row_bytes, sc + which * kTile, static_cast<const uint8_t*>(pool_v),
+                                scales, pages, which, kvh, t0, max_pos, kTile, n_kv_heads, page_tokens, row_bytes, tid, kThreads);
+        } else {
+          for (int i = tid; i < kTile * row16; i += kThreads) {
+            const int j = i / row16, c = (i % row16) * 4, pos = t0 + j;
+            const bool valid = pos <= max_pos;
+            const float* src = pool;
+            if (valid) {
+              src = pool + int64_t(pages[pos / page_tokens]) * page_floats + which * int64_t(n_kv_heads) * head_floats +
+                    kvh * head_floats + int64_t(pos % page_tokens) * head_dim + c;
+            }
+            float* dst = which == 0 ? k_s + j * (head_dim + kPad) + c : v_s + j * head_dim + c;
+            dev::cp_async_16(dst, src, valid ? 16 : 0);
           }
-          float* dst = which == 0 ? k_s + j * (head_dim + kPad) + c : v_s + j * head_dim + c;
-          dev::cp_async_16(dst, src, valid ? 16 : 0);
         }
         dev::cp_async_commit();
       }
       dev::cp_async_wait<1>();
       __syncthreads();
+      if constexpr (kRaw) {
+        kv::decode_rows<T>(k_s, head_dim + kPad, raw, sc, kTile, head_dim, row_bytes, tid, kThreads);
+        __syncthreads();
+      }
 
       for (int i = tid; i < nq * kTile; i += kThreads) {
         const int qi = i / kTile, j = i - qi * kTile;
@@ -150,6 +173,10 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_kernel(
       }
       dev::cp_async_wait<0>();
       __syncthreads();
+      if constexpr (kRaw) {
+        kv::decode_rows<T>(v_s, head_dim, raw + kTile * row_bytes, sc + kTile, kTile, head_dim, row_bytes, tid, kThreads);
+        __syncthreads();
+      }
 
       for (int i = tid; i < nq * head_dim; i += kThreads) {
         const int qi = i / head_dim, c = i - qi * head_dim;
@@ -175,13 +202,27 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_kernel(
   }
 }
 
+template <class K>
+cudaError_t launch(const dim3& grid, size_t smem, cudaStream_t s, float* out, const float* q, const void* pool,
+                   const float* scales, const int32_t* page_table, const int32_t* row_seq, const int32_t* row_pos,
+                   const PrefillAttentionArgs& a, const KvLayout& L, int rows_per_block) {
+  if (smem > 48 * 1024) {  // opt in above 48 KiB (64 queries at head_dim 128: 105 KiB, + 16 KiB of BF16 staging)
+    const cudaError_t e = cudaFuncSetAttribute(attention_prefill_kernel<K>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (e != cudaSuccess) return e;
+  }
+  return GLM_LAUNCH(attention_prefill_kernel<K>, grid, dim3(kThreads), smem, s, out, q, pool, scales, page_table, row_seq,
+                    row_pos, int(a.rows), rows_per_block, int(a.n_heads), int(L.n_kv_heads), int(L.head_dim),
+                    int(L.page_tokens), int(a.pages_per_seq), a.scale);
+}
+
 }  // namespace
 
-Status attention_prefill(Stream stream, float* out, const float* q, const float* pool, const KvLayout& L,
+Status attention_prefill(Stream stream, float* out, const float* q, const void* pool, const float* scales, const KvLayout& L,
                          const int32_t* page_table, const int32_t* row_seq, const int32_t* row_pos,
                          const PrefillAttentionArgs& a) {
   constexpr const char* op = "attention_prefill";
   if (!out || !q || !pool || !page_table || !row_seq || !row_pos) return detail::invalid(op, "null pointer");
+  if (L.type == KvElem::FP8 && !scales) return detail::invalid(op, "an FP8 pool needs its scales");
   if (a.rows < 0) return detail::invalid(op, "negative rows");
   if (a.n_heads <= 0 || L.n_kv_heads <= 0 || a.n_heads % L.n_kv_heads) return detail::invalid(op, "n_heads must be a positive multiple of n_kv_heads");
   const int64_t group = a.n_heads / L.n_kv_heads;
@@ -193,16 +234,27 @@ Status attention_prefill(Stream stream, float* out, const float* q, const float*
   if (!detail::aligned(pool, 16)) return detail::invalid(op, "pool must be 16-byte aligned");
   if (a.rows == 0) return Status::ok();
   const int rows_per_block = int(std::max<int64_t>(1, std::min<int64_t>(16, kMaxQueries / group)));
-  const size_t smem = size_t(smem_layout(rows_per_block * int(group), int(L.head_dim)).total) * sizeof(float);
+  const bool raw = L.type != KvElem::F32;
+  const size_t smem = size_t(smem_layout(rows_per_block * int(group), int(L.head_dim), raw ? int(L.row_bytes()) : 0,
+                                         L.type == KvElem::FP8).total) *
+                      sizeof(float);
   const cudaStream_t s = detail::to_stream(stream.handle);
-  if (smem > 48 * 1024) {  // opt in above 48 KiB (at most ~138 KiB: 64 queries x 256 dims)
-    const cudaError_t e = cudaFuncSetAttribute(attention_prefill_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    if (e != cudaSuccess) return detail::launched(op, e);
-  }
   const dim3 grid(unsigned((a.rows + rows_per_block - 1) / rows_per_block), unsigned(L.n_kv_heads));
-  return detail::launched(op, GLM_LAUNCH(attention_prefill_kernel, grid, dim3(kThreads), smem, s, out, q, pool, page_table, row_seq,
-                                         row_pos, int(a.rows), rows_per_block, int(a.n_heads), int(L.n_kv_heads),
-                                         int(L.head_dim), int(L.page_tokens), int(a.pages_per_seq), a.scale));
+  cudaError_t e = cudaSuccess;
+  // Narrow rows whose width is a multiple of 16 bytes take 16-byte copies, others 4-byte ones.
+  const bool wide = L.row_bytes() % 16 == 0;
+  switch (L.type) {
+    case KvElem::F32: e = launch<kv::Tiles<KvElem::F32, 16>>(grid, smem, s, out, q, pool, scales, page_table, row_seq, row_pos, a, L, rows_per_block); break;
+    case KvElem::BF16:
+      e = wide ? launch<kv::Tiles<KvElem::BF16, 16>>(grid, smem, s, out, q, pool, scales, page_table, row_seq, row_pos, a, L, rows_per_block)
+               : launch<kv::Tiles<KvElem::BF16, 4>>(grid, smem, s, out, q, pool, scales, page_table, row_seq, row_pos, a, L, rows_per_block);
+      break;
+    case KvElem::FP8:
+      e = wide ? launch<kv::Tiles<KvElem::FP8, 16>>(grid, smem, s, out, q, pool, scales, page_table, row_seq, row_pos, a, L, rows_per_block)
+               : launch<kv::Tiles<KvElem::FP8, 4>>(grid, smem, s, out, q, pool, scales, page_table, row_seq, row_pos, a, L, rows_per_block);
+      break;
+  }
+  return detail::launched(op, e);
 }
 
 }  // namespace glm::cuda

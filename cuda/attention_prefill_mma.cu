@@ -1,5 +1,5 @@
 // Causal attention for a step's rows on tensor cores (flash attention, FA2-style): the contract of
-// attention_prefill (row_seq / row_pos over the paged fp32 KV pool, any mix of sequences, padding rows
+// attention_prefill (row_seq / row_pos over the paged KV pool, any mix of sequences, padding rows
 // with row_pos < 0 get zeros), with the products on mma.sync m16n8k16 bf16 and fp32 accumulation.
 //
 // Work split. The queries of one kv head are flattened as qi = row * group + (head % group): a block
@@ -9,8 +9,9 @@
 // — every query head of the GQA group, several rows — use each tile. Warp w owns queries 16w..16w+15 of
 // the segment (an m16 tile) and skips tiles wholly past its rows' positions (causal skipping).
 //
-// Per tile: K/V fp32 rows are fetched with cp.async into a staging buffer (the next tile's fetch runs
-// under this tile's math), converted to bf16 tiles in shared memory, then per warp
+// Per tile: K/V rows are fetched with cp.async into a staging buffer as stored (fp32, or BF16 / FP8 with
+// FP8's row scales: kv_rows.cuh; the next tile's fetch runs under this tile's math), decoded to fp32
+// values (FP8: code * scale) and converted to bf16 tiles in shared memory, then per warp
 //   S = Q K^T (Q and K fragments through ldmatrix);
 //   s *= scale * log2(e); masked (-inf) past the row's position;
 //   m' = max(m, rowmax s); p = exp2(s - m') rounded to bf16; l = l * 2^(m - m') + sum p; O = O * 2^(m-m') + P V
@@ -29,6 +30,7 @@
 #include <algorithm>
 
 #include "common.cuh"
+#include "kv_rows.cuh"
 #include "launch_util.h"
 #include "ops.h"
 
@@ -42,14 +44,19 @@ constexpr int kTile = 32;              // key positions per K/V tile
 constexpr int kMaxGroup = 16;
 constexpr float kLog2e = 1.4426950408889634f;
 
-template <int kD>
-struct Smem {
+// One instantiation per head_dim and KV element type (a single template argument: GLM_LAUNCH takes one).
+template <int kHeadDim, KvElem kType>
+struct Cfg {
+  static constexpr int kD = kHeadDim;
+  static constexpr KvElem T = kType;
+  static constexpr int kRowBytes = kD * kv::Elem<T>::kBytes;  // a stored K/V row: a multiple of 16 bytes for kD >= 16
   static constexpr int kRow = kD + 8;  // bf16 per row: 16-byte rows, ldmatrix phases spread over banks
   static constexpr int q = 0;                                   // bf16 [hi|lo][kQueries][kRow]
   static constexpr int k = q + 2 * kQueries * kRow * 2;         // bf16 [hi|lo][kTile][kRow]
   static constexpr int v = k + 2 * kTile * kRow * 2;            // bf16 [kTile][kRow]
-  static constexpr int stage = v + kTile * kRow * 2;            // fp32 [2][kTile][kD] (K then V)
-  static constexpr int bytes = stage + 2 * kTile * kD * 4;
+  static constexpr int stage = v + kTile * kRow * 2;            // as stored: [2][kTile][kRowBytes] (K then V)
+  static constexpr int sc = stage + 2 * kTile * kRowBytes;      // FP8: fp32 [2][kTile] row scales
+  static constexpr int bytes = sc + (T == KvElem::FP8 ? 2 * kTile * 4 : 0);
 };
 
 GLM_DEVICE uint32_t pack_bf16x2(float lo, float hi) {
@@ -64,11 +71,12 @@ GLM_DEVICE void split_bf16x4(const float4& x, uint2& hi, uint2& lo) {
 }
 
 // ptxas: hot attention_prefill_mma_kernel
-template <int kD>
+template <class S>
 GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_mma_kernel(
-    float* out, const float* q, const float* pool, const int32_t* page_table, const int32_t* row_seq,
+    float* out, const float* q, const void* pool_v, const float* scales, const int32_t* page_table, const int32_t* row_seq,
     const int32_t* row_pos, int rows, int n_heads, int n_kv_heads, int page_tokens, int pages_per_seq, float scale_log2) {
-  using S = Smem<kD>;
+  constexpr int kD = S::kD;
+  constexpr KvElem T = S::T;
   constexpr int kRow = S::kRow;
   constexpr int kDSteps = kD / 16;  // k steps of S = QK^T; also pairs of d-tiles in O
   GLM_DYNAMIC_SHARED(unsigned char, smem);
@@ -76,7 +84,10 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_mma_kernel(
   uint16_t* q_s = reinterpret_cast<uint16_t*>(smem + S::q);
   uint16_t* k_s = reinterpret_cast<uint16_t*>(smem + S::k);
   uint16_t* v_s = reinterpret_cast<uint16_t*>(smem + S::v);
-  float* stage = reinterpret_cast<float*>(smem + S::stage);
+  float* stage = reinterpret_cast<float*>(smem + S::stage);  // F32 pools
+  uint8_t* stage_raw = smem + S::stage;                        // BF16 / FP8 pools
+  float* stage_sc = reinterpret_cast<float*>(smem + S::sc);    // FP8 row scales
+  const float* pool = static_cast<const float*>(pool_v);
 
   const int kvh = int(blockIdx.y);
   const int group = n_heads / n_kv_heads;
@@ -109,6 +120,24 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_mma_kernel(
 
     // The first tile's fetch goes out before the Q tile is built.
     auto fetch = [&](int t0) {
+      if constexpr (T != KvElem::F32) {
+        // K and V rows as stored (16-byte pieces: kD >= 16) and, with a row's first piece, FP8's scale;
+        // one group. (Zero-filled past max_pos: a zero code times a zero scale.)
+        constexpr int kPieces = S::kRowBytes / 16;
+        for (int i = tid; i < 2 * kTile * kPieces; i += kThreads) {
+          const int which = i / (kTile * kPieces), rem = i - which * (kTile * kPieces);
+          const int j = rem / kPieces, c = (rem % kPieces) * 16, pos = t0 + j;
+          const bool valid = pos <= max_pos;
+          const int64_t row = valid ? kv::row_index(pages[pos / page_tokens], which, kvh, pos % page_tokens, n_kv_heads, page_tokens) : 0;
+          dev::cp_async_16(stage_raw + (which * kTile + j) * S::kRowBytes + c,
+                           static_cast<const uint8_t*>(pool_v) + row * S::kRowBytes + (valid ? c : 0), valid ? 16 : 0);
+          if constexpr (T == KvElem::FP8) {
+            if (c == 0) dev::cp_async_4(stage_sc + which * kTile + j, scales + row, valid ? 4 : 0);
+          }
+        }
+        dev::cp_async_commit();
+        return;
+      }
       for (int i = tid; i < 2 * kTile * (kD / 4); i += kThreads) {
         const int which = i / (kTile * (kD / 4)), rem = i - which * (kTile * (kD / 4));
         const int j = rem / (kD / 4), c = (rem % (kD / 4)) * 4, pos = t0 + j;
@@ -158,10 +187,9 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_mma_kernel(
     for (int t0 = 0; t0 <= max_pos; t0 += kTile) {
       dev::cp_async_wait<0>();
       __syncthreads();  // the tile is in stage, and every warp is done with the previous k_s / v_s
-      for (int i = tid; i < 2 * kTile * (kD / 4); i += kThreads) {
-        const int which = i / (kTile * (kD / 4)), rem = i - which * (kTile * (kD / 4));
-        const int j = rem / (kD / 4), c = (rem % (kD / 4)) * 4;
-        const float4 x = *reinterpret_cast<const float4*>(stage + (which * kTile + j) * kD + c);
+      // Stage -> bf16 tiles: K split into hi + lo, V rounded. (One element group's store, shared by the
+      // F32 loop and the decoding loop of the narrow types.)
+      auto store_bf16 = [&](int which, int j, int c, const float4& x) {
         if (which) {
           *reinterpret_cast<uint2*>(v_s + j * kRow + c) = uint2{pack_bf16x2(x.x, x.y), pack_bf16x2(x.z, x.w)};
         } else {
@@ -169,6 +197,20 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_mma_kernel(
           split_bf16x4(x, hi, lo);
           *reinterpret_cast<uint2*>(k_s + j * kRow + c) = hi;
           *reinterpret_cast<uint2*>(k_s + (kTile + j) * kRow + c) = lo;
+        }
+      };
+      if constexpr (T == KvElem::F32) {
+        for (int i = tid; i < 2 * kTile * (kD / 4); i += kThreads) {
+          const int which = i / (kTile * (kD / 4)), rem = i - which * (kTile * (kD / 4));
+          const int j = rem / (kD / 4), c = (rem % (kD / 4)) * 4;
+          store_bf16(which, j, c, *reinterpret_cast<const float4*>(stage + (which * kTile + j) * kD + c));
+        }
+      } else {
+        for (int i = tid; i < 2 * kTile * (kD / 4); i += kThreads) {
+          const int which = i / (kTile * (kD / 4)), rem = i - which * (kTile * (kD / 4));
+          const int j = rem / (kD / 4), c = (rem % (kD / 4)) * 4;
+          const float sc = T == KvElem::FP8 ? stage_sc[which * kTile + j] : 1.0f;
+          store_bf16(which, j, c, kv::decode4<T>(stage_raw + (which * kTile + j) * S::kRowBytes, c, sc));
         }
       }
       __syncthreads();  // bf16 tiles ready; stage is free for the next fetch
@@ -290,28 +332,42 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_mma_kernel(
   }
 }
 
-template <int kD>
-cudaError_t launch(const dim3& grid, cudaStream_t s, float* out, const float* q, const float* pool, const int32_t* page_table,
-                   const int32_t* row_seq, const int32_t* row_pos, int rows, int n_heads, int n_kv_heads, int page_tokens,
-                   int pages_per_seq, float scale_log2) {
-  constexpr int smem = Smem<kD>::bytes;
+template <int kD, KvElem T>
+cudaError_t launch(const dim3& grid, cudaStream_t s, float* out, const float* q, const void* pool, const float* scales,
+                   const int32_t* page_table, const int32_t* row_seq, const int32_t* row_pos, int rows, int n_heads,
+                   int n_kv_heads, int page_tokens, int pages_per_seq, float scale_log2) {
+  using S = Cfg<kD, T>;
+  constexpr int smem = S::bytes;
   if (smem > 48 * 1024) {
-    const cudaError_t e = cudaFuncSetAttribute(attention_prefill_mma_kernel<kD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    const cudaError_t e = cudaFuncSetAttribute(attention_prefill_mma_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
   }
-  return GLM_LAUNCH(attention_prefill_mma_kernel<kD>, grid, dim3(kThreads), size_t(smem), s, out, q, pool, page_table, row_seq,
-                    row_pos, rows, n_heads, n_kv_heads, page_tokens, pages_per_seq, scale_log2);
+  return GLM_LAUNCH(attention_prefill_mma_kernel<S>, grid, dim3(kThreads), size_t(smem), s, out, q, pool, scales, page_table,
+                    row_seq, row_pos, rows, n_heads, n_kv_heads, page_tokens, pages_per_seq, scale_log2);
+}
+
+template <KvElem T>
+cudaError_t launch_type(int64_t head_dim, const dim3& grid, cudaStream_t s, float* out, const float* q, const void* pool,
+                        const float* scales, const int32_t* page_table, const int32_t* row_seq, const int32_t* row_pos,
+                        int rows, int n_heads, int n_kv_heads, int page_tokens, int pages_per_seq, float scale_log2) {
+  switch (head_dim) {
+    case 16: return launch<16, T>(grid, s, out, q, pool, scales, page_table, row_seq, row_pos, rows, n_heads, n_kv_heads, page_tokens, pages_per_seq, scale_log2);
+    case 32: return launch<32, T>(grid, s, out, q, pool, scales, page_table, row_seq, row_pos, rows, n_heads, n_kv_heads, page_tokens, pages_per_seq, scale_log2);
+    case 64: return launch<64, T>(grid, s, out, q, pool, scales, page_table, row_seq, row_pos, rows, n_heads, n_kv_heads, page_tokens, pages_per_seq, scale_log2);
+    default: return launch<128, T>(grid, s, out, q, pool, scales, page_table, row_seq, row_pos, rows, n_heads, n_kv_heads, page_tokens, pages_per_seq, scale_log2);
+  }
 }
 
 }  // namespace
 
 bool attention_prefill_mma_supports(int64_t head_dim) { return head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128; }
 
-Status attention_prefill_mma(Stream stream, float* out, const float* q, const float* pool, const KvLayout& L,
-                             const int32_t* page_table, const int32_t* row_seq, const int32_t* row_pos,
+Status attention_prefill_mma(Stream stream, float* out, const float* q, const void* pool, const float* scales,
+                             const KvLayout& L, const int32_t* page_table, const int32_t* row_seq, const int32_t* row_pos,
                              const PrefillAttentionArgs& a) {
   constexpr const char* op = "attention_prefill_mma";
   if (!out || !q || !pool || !page_table || !row_seq || !row_pos) return detail::invalid(op, "null pointer");
+  if (L.type == KvElem::FP8 && !scales) return detail::invalid(op, "an FP8 pool needs its scales");
   if (a.rows < 0) return detail::invalid(op, "negative rows");
   if (a.n_heads <= 0 || L.n_kv_heads <= 0 || a.n_heads % L.n_kv_heads) return detail::invalid(op, "n_heads must be a positive multiple of n_kv_heads");
   if (a.n_heads / L.n_kv_heads > kMaxGroup) return detail::invalid(op, "more than 16 query heads per kv head");
@@ -331,11 +387,10 @@ Status attention_prefill_mma(Stream stream, float* out, const float* q, const fl
   const float sl = a.scale * kLog2e;
   const int rows = int(a.rows), nh = int(a.n_heads), nkv = int(L.n_kv_heads), pt = int(L.page_tokens), pps = int(a.pages_per_seq);
   cudaError_t e = cudaSuccess;
-  switch (L.head_dim) {
-    case 16: e = launch<16>(grid, s, out, q, pool, page_table, row_seq, row_pos, rows, nh, nkv, pt, pps, sl); break;
-    case 32: e = launch<32>(grid, s, out, q, pool, page_table, row_seq, row_pos, rows, nh, nkv, pt, pps, sl); break;
-    case 64: e = launch<64>(grid, s, out, q, pool, page_table, row_seq, row_pos, rows, nh, nkv, pt, pps, sl); break;
-    default: e = launch<128>(grid, s, out, q, pool, page_table, row_seq, row_pos, rows, nh, nkv, pt, pps, sl); break;
+  switch (L.type) {
+    case KvElem::F32: e = launch_type<KvElem::F32>(L.head_dim, grid, s, out, q, pool, scales, page_table, row_seq, row_pos, rows, nh, nkv, pt, pps, sl); break;
+    case KvElem::BF16: e = launch_type<KvElem::BF16>(L.head_dim, grid, s, out, q, pool, scales, page_table, row_seq, row_pos, rows, nh, nkv, pt, pps, sl); break;
+    case KvElem::FP8: e = launch_type<KvElem::FP8>(L.head_dim, grid, s, out, q, pool, scales, page_table, row_seq, row_pos, rows, nh, nkv, pt, pps, sl); break;
   }
   return detail::launched(op, e);
 }

@@ -20,6 +20,7 @@
 #define GLM_HOST_DEVICE __host__ __device__ __forceinline__
 #define GLM_KERNEL __global__
 #define GLM_LAUNCH_BOUNDS(threads) __launch_bounds__(threads)
+#define GLM_LAUNCH_BOUNDS_MIN(threads, min_blocks) __launch_bounds__(threads, min_blocks)
 #define GLM_SHARED(T, name, count) __shared__ __align__(16) T name[count]
 #define GLM_DYNAMIC_SHARED(T, name)                                  \
   extern __shared__ __align__(16) unsigned char glm_dynamic_smem_[]; \
@@ -35,6 +36,7 @@
 #define GLM_HOST_DEVICE inline
 #define GLM_KERNEL
 #define GLM_LAUNCH_BOUNDS(threads)
+#define GLM_LAUNCH_BOUNDS_MIN(threads, min_blocks)
 #define GLM_SHARED(T, name, count) \
   T* name = static_cast<T*>(::glm::harness::static_shared(sizeof(T) * size_t(count), alignof(T), #name))
 #define GLM_DYNAMIC_SHARED(T, name) T* name = static_cast<T*>(::glm::harness::dynamic_shared())
@@ -299,6 +301,18 @@ GLM_DEVICE void cp_async_16(void* dst_shared, const void* src_global, int src_by
 #endif
 #else
   ::glm::harness::cp_async(dst_shared, src_global, 16, src_bytes);
+#endif
+}
+// cp.async.ca.shared.global, 4 bytes: the same contract for rows whose width is a multiple of 4 bytes
+// but not of 16 (narrow KV rows: an FP8 row of head_dim 36 is 36 bytes). Both addresses 4-byte aligned.
+GLM_DEVICE void cp_async_4(void* dst_shared, const void* src_global, int src_bytes) {
+#if defined(__CUDACC__)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst_shared));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src_global), "r"(src_bytes) : "memory");
+#endif
+#else
+  ::glm::harness::cp_async(dst_shared, src_global, 4, src_bytes);
 #endif
 }
 GLM_DEVICE void cp_async_commit() {

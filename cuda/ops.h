@@ -45,22 +45,46 @@ struct QkRopeDims {
 Status qk_norm_rope(Stream stream, float* q, float* k, const float* q_norm_w, const float* k_norm_w,
                     const int32_t* positions, const double* inv_freq, QkRopeDims dims, float eps);
 
-// Device KV cache of one layer: a pool of pages, each [K|V][kv_head][position in page][head_dim] fp32 —
-// the head-major page layout of engine/kv_cache.h, so one head's keys stream linearly. Pages are
-// addressed through per-sequence page tables (int32 page ids) and appended to through slots:
-// slot = page_id * page_tokens + position % page_tokens.
+// Device KV cache of one layer: a pool of pages, each [K|V][kv_head][position in page][head_dim] elements
+// of the pool's type — the head-major page layout of the CPU's KvStorage (cpu/kv_storage.h), so one
+// head's keys stream linearly. FP8 pages also have one fp32 scale per (K|V, kv head, position) row in a
+// separate array laid out [page][K|V][kv_head][position in page] (kept apart so every element row stays
+// as aligned as its byte width allows). Pages are addressed through per-sequence page tables (int32
+// page ids) and appended to through slots: slot = page_id * page_tokens + position % page_tokens.
+//
+// Element types (engine/kv_format.h, the CPU backend's rules exactly):
+//   F32   the forward pass's values.
+//   BF16  round to nearest even (NaN kept quiet).
+//   FP8   OCP E4M3 codes with one fp32 scale per row: scale = max|row| / 448, code = e4m3_rn(x / scale)
+//         (x times the fp32 reciprocal, as the CPU), value = float(code) * scale. A zero row stores scale
+//         0; a row with an infinity stores the unscaled codes (saturated) and scale 1; NaN -> code 0x7f.
+// Every reader decodes a row to fp32 value = float(code) * scale (bf16: exact widening), so each kernel
+// computes what it computes for an F32 pool holding the decoded values.
+enum class KvElem { F32, BF16, FP8 };
 struct KvLayout {
   int64_t n_kv_heads = 0;
-  int64_t head_dim = 0;     // multiple of 4 (16-byte rows for cp.async)
-  int64_t page_tokens = 0;  // positions per page (KvCache::kPageTokens = 256 in the engine)
+  int64_t head_dim = 0;     // multiple of 4: element rows are 4-byte multiples for every type
+  int64_t page_tokens = 0;  // positions per page (the engine's kvPageTokens, 1..256)
   int64_t n_pages = 0;      // pages in the pool
-  int64_t page_floats() const { return 2 * n_kv_heads * page_tokens * head_dim; }
+  KvElem type = KvElem::F32;
+  int64_t elem_bytes() const { return type == KvElem::F32 ? 4 : type == KvElem::BF16 ? 2 : 1; }
+  int64_t row_bytes() const { return head_dim * elem_bytes(); }
+  int64_t page_bytes() const { return 2 * n_kv_heads * page_tokens * row_bytes(); }  // elements of one page
+  int64_t page_scales() const { return type == KvElem::FP8 ? 2 * n_kv_heads * page_tokens : 0; }  // fp32 scales of one page
+  int64_t page_floats() const { return 2 * n_kv_heads * page_tokens * head_dim; }  // (F32 pools)
 };
 
-// Writes k[r], v[r] ([rows, n_kv_heads * head_dim]) at slots[r] of the pool; a negative slot skips the
-// row (padding), as does a slot past the pool (the host plan owns slot validity).
-Status kv_append(Stream stream, float* pool, const KvLayout& layout, const float* k, const float* v,
+// Writes k[r], v[r] ([rows, n_kv_heads * head_dim] fp32) at slots[r] of the pool, converted to its type
+// (scales: the FP8 scale array, null for F32 / BF16); a negative slot skips the row (padding), as does a
+// slot past the pool (the host plan owns slot validity). FP8 and BF16 bit-identical to KvStorage::write.
+Status kv_append(Stream stream, void* pool, float* scales, const KvLayout& layout, const float* k, const float* v,
                  const int32_t* slots, int64_t rows);
+
+// Copies positions [0, n) of page src to page dst in each of n_layers consecutive layer pools (elements
+// and FP8 scales; layer l's pool starts l * n_pages pages after `pool`, its scales likewise) — the
+// copy-on-write of a shared prefix page, one launch instead of a copy per layer, K|V and head.
+Status kv_copy_page(Stream stream, void* pool, float* scales, const KvLayout& layout, int64_t n_layers, int32_t src,
+                    int32_t dst, int64_t n);
 
 struct DecodeAttentionArgs {
   int64_t batch = 0;          // sequences, one query token each
@@ -76,8 +100,9 @@ struct DecodeAttentionArgs {
 // cached positions of sequence b (its new token already appended). q and out: [batch, n_heads*head_dim].
 // Each block handles one (sequence, kv head, chunk) and all the query heads sharing that kv head, so
 // each K/V row is loaded once per group; a second kernel merges the chunks' partial softmaxes exactly.
-Status attention_decode(Stream stream, float* out, const float* q, const float* pool, const KvLayout& layout,
-                        const int32_t* page_table, const int32_t* seq_lens, const DecodeAttentionArgs& args,
+// pool / scales: the layer's pages and (FP8) their scales, in layout.type.
+Status attention_decode(Stream stream, float* out, const float* q, const void* pool, const float* scales,
+                        const KvLayout& layout, const int32_t* page_table, const int32_t* seq_lens, const DecodeAttentionArgs& args,
                         float* workspace, int64_t workspace_floats);
 // Floats of workspace attention_decode needs.
 int64_t attention_decode_workspace_floats(const KvLayout& layout, const DecodeAttentionArgs& args);
@@ -93,8 +118,8 @@ struct PrefillAttentionArgs {
 // row_pos < pages_per_seq * page_tokens; a negative row_pos is a padding row and gets zeros). q, out:
 // [rows, n_heads * head_dim]. The same math as attention_decode (a decode token is a row at its
 // position), tiled over the rows of a sequence and the query heads of a kv head so K/V tiles are shared.
-Status attention_prefill(Stream stream, float* out, const float* q, const float* pool, const KvLayout& layout,
-                         const int32_t* page_table, const int32_t* row_seq, const int32_t* row_pos,
+Status attention_prefill(Stream stream, float* out, const float* q, const void* pool, const float* scales,
+                         const KvLayout& layout, const int32_t* page_table, const int32_t* row_seq, const int32_t* row_pos,
                          const PrefillAttentionArgs& args);
 
 // The same contract on tensor cores (flash attention): Q, K, V and the softmax probabilities rounded to
@@ -102,8 +127,8 @@ Status attention_prefill(Stream stream, float* out, const float* q, const float*
 // group and several rows sharing each K/V tile. head_dim 16, 32, 64 or 128 (attention_prefill_mma_supports);
 // q 16-byte aligned. Numerics: ~1e-3 relative vs the fp32 kernel (test_attention_prefill_mma.cc).
 bool attention_prefill_mma_supports(int64_t head_dim);
-Status attention_prefill_mma(Stream stream, float* out, const float* q, const float* pool, const KvLayout& layout,
-                             const int32_t* page_table, const int32_t* row_seq, const int32_t* row_pos,
+Status attention_prefill_mma(Stream stream, float* out, const float* q, const void* pool, const float* scales,
+                             const KvLayout& layout, const int32_t* page_table, const int32_t* row_seq, const int32_t* row_pos,
                              const PrefillAttentionArgs& args);
 
 // Greedy selection: tokens[r] = argmax of logits[r, :vocab], ties to the lowest id, NaN never wins, -1

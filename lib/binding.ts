@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { KvCacheType, NativeServingOptions, ServingStats } from './serving-options.js';
 
 export interface NativeAbortFlag {
   abort(): void;
@@ -44,7 +45,15 @@ export interface NativeModelInfo {
   backendReason: string;
   threads: number;
   cpuIsa: string;
-  memory: { weightsMappedBytes: number; weightsOwnedBytes: number; kvCacheBytes: number; scratchBytes: number };
+  /**
+   * kvCacheBytes: KV pages in use (held by sessions or cached prefixes); kvPoolBytes: the pool's size
+   * (reserved; on the CPU committed as pages are first written).
+   */
+  memory: { weightsMappedBytes: number; weightsOwnedBytes: number; kvCacheBytes: number; kvPoolBytes: number; scratchBytes: number };
+  /** The KV page pool: element type, positions per page, pages, bytes per page (all layers), prefix sharing. */
+  kvCache: { type: KvCacheType; pageTokens: number; pages: number; pageBytes: number; prefixCache: boolean };
+  /** The scheduler's limits (load options or their defaults). */
+  scheduler: { maxBatchTokens: number; maxConcurrentRequests: number; maxQueuedRequests: number };
   /**
    * CUDA backend: decode steps captured as CUDA graphs, replayed, and captures that failed (each such
    * step ran eagerly; the reason is printed once on stderr). Zeros on the CPU or with cudaGraphs: false.
@@ -67,6 +76,8 @@ export interface NativeGenerateParams {
   stopTokens: Int32Array;
   /** The prompt is the whole context: keep the common prefix of the session's cache. */
   reusePrefix: boolean;
+  /** Prefix-cache namespace (sessions share cached prompt pages only within one). */
+  cacheNamespace?: string;
 }
 
 /** Tokens as the engine chose them; top arrays are flattened [count × topN], padded with -1 / -Infinity. */
@@ -82,6 +93,8 @@ export interface NativeGenerateResult {
   finishReason: 'stop' | 'length' | 'stop_requested';
   promptTokens: number;
   cachedTokens: number;
+  /** Submission to admission by the scheduler. */
+  queueMs: number;
   prefillMs: number;
   decodeMs: number;
 }
@@ -89,11 +102,12 @@ export interface NativeGenerateResult {
 export interface NativeModel {
   info(): NativeModelInfo;
   createSession(contextLength: number): NativeSession;
-  evaluate(sessions: NativeSession[], tokens: Int32Array[], allLogits: boolean[], abort?: NativeAbortFlag): Promise<Float32Array[]>;
+  evaluate(sessions: NativeSession[], tokens: Int32Array[], allLogits: boolean[], abort?: NativeAbortFlag, cacheNamespace?: string): Promise<Float32Array[]>;
   generate(
     session: NativeSession, tokens: Int32Array, params: NativeGenerateParams, abort?: NativeAbortFlag,
     onTokens?: (start: number, batch: NativeTokenBatch) => void,
   ): Promise<NativeGenerateResult>;
+  stats(): ServingStats;
   dispose(): Promise<void>;
 }
 
@@ -101,7 +115,7 @@ export interface NativeBinding {
   AbortFlag: new () => NativeAbortFlag;
   loadModel(
     dir: string,
-    options: { backend: 'auto' | 'cpu' | 'cuda'; threads: number; prefetch: boolean; cudaGraphs: boolean },
+    options: { backend: 'auto' | 'cpu' | 'cuda'; threads: number; prefetch: boolean; cudaGraphs: boolean } & NativeServingOptions,
     onProgress: ((stage: string, done: number, total: number) => void) | undefined,
     abort: NativeAbortFlag | undefined,
   ): Promise<NativeModel>;

@@ -16,6 +16,7 @@ export type GlmErrorCode =
   | 'NUMERICAL'
   | 'BACKEND_UNAVAILABLE'
   | 'TEMPLATE'
+  | 'QUEUE_FULL'
   | 'INTERNAL';
 
 export class GlmError extends Error {
@@ -86,6 +87,10 @@ export class BackendUnavailableError extends GlmError {
 export class TemplateError extends GlmError {
   constructor(message: string, options?: { cause?: unknown }) { super('TEMPLATE', message, options); }
 }
+/** The model's request queue is at maxQueuedRequests: retry later (HTTP 429). The model keeps serving. */
+export class QueueFullError extends GlmError {
+  constructor(message: string, options?: { cause?: unknown }) { super('QUEUE_FULL', message, options); }
+}
 /** A broken invariant inside glm-node: please report it. */
 export class InternalError extends GlmError {
   constructor(message: string, options?: { cause?: unknown }) { super('INTERNAL', message, options); }
@@ -105,6 +110,7 @@ const byCode: Record<GlmErrorCode, (message: string, cause: unknown) => GlmError
   NUMERICAL: (m, cause) => new NumericalError(m, { cause }),
   BACKEND_UNAVAILABLE: (m, cause) => new BackendUnavailableError(m, { cause }),
   TEMPLATE: (m, cause) => new TemplateError(m, { cause }),
+  QUEUE_FULL: (m, cause) => new QueueFullError(m, { cause }),
   INTERNAL: (m, cause) => new InternalError(m, { cause }),
 };
 

@@ -33,6 +33,11 @@ export interface TextGenerateOptions {
   onChunk?: (chunk: StreamChunk) => void | Promise<void>;
   /** Keep going past the model's end-of-sequence tokens (benchmarks, tests; as vLLM's ignore_eos). */
   ignoreEos?: boolean;
+  /**
+   * Prefix-cache namespace (a tenant id, up to 256 characters): requests share cached prompt pages only
+   * with requests of the same namespace. Default '' (shared by every request of the model).
+   */
+  cacheNamespace?: string;
 }
 
 export interface ResolvedGenerateOptions {
@@ -53,10 +58,11 @@ export interface ResolvedGenerateOptions {
   topLogprobs: number;  // -1 = off
   onChunk: TextGenerateOptions['onChunk'];
   ignoreEos: boolean;
+  cacheNamespace: string;
 }
 
 const KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'presencePenalty',
-  'frequencyPenalty', 'seed', 'stop', 'signal', 'thinking', 'tools', 'logprobs', 'onChunk', 'ignoreEos'] as const;
+  'frequencyPenalty', 'seed', 'stop', 'signal', 'thinking', 'tools', 'logprobs', 'onChunk', 'ignoreEos', 'cacheNamespace'] as const;
 
 export const MAX_STOP_STRINGS = 16;
 export const MAX_STOP_STRING_LENGTH = 256;
@@ -123,7 +129,19 @@ export function resolveGenerateOptions(options: unknown, limits: { vocabSize: nu
     topLogprobs,
     onChunk: o.onChunk as TextGenerateOptions['onChunk'],
     ignoreEos: o.ignoreEos === true,
+    cacheNamespace: checkCacheNamespace(o.cacheNamespace),
   };
+}
+
+export const MAX_CACHE_NAMESPACE_LENGTH = 256;
+
+/** A prefix-cache namespace option: a string of at most 256 characters ('' when absent). */
+export function checkCacheNamespace(value: unknown): string {
+  if (value === undefined) return '';
+  if (typeof value !== 'string' || value.length > MAX_CACHE_NAMESPACE_LENGTH) {
+    throw new InvalidParamError(`cacheNamespace must be a string of at most ${MAX_CACHE_NAMESPACE_LENGTH} characters, got ${describe(value)}`);
+  }
+  return value;
 }
 
 function checkTools(tools: unknown): ToolDefinition[] {

@@ -3,7 +3,8 @@
 // them into valid UTF-8 text, applies stop strings, parses thinking and tool calls, and assembles the
 // final result. The async iterator and the optional onChunk callback see the same chunks in order.
 import type { NativeAbortFlag, NativeGenerateResult, NativeModel, NativeSession, NativeTokenBatch } from './binding.js';
-import { AbortError, GlmError, toGlmError } from './errors.js';
+import { GlmError, toGlmError } from './errors.js';
+import { abortErrorFor, abortReasonOf } from './abort.js';
 import type { ResolvedGenerateOptions } from './generate-options.js';
 import { binding } from './binding.js';
 import { GlmOutputParser, type OutputEvent, type TokenText } from './text/output-parser.js';
@@ -30,7 +31,8 @@ export interface TextGenerateResult {
   /** What ended the generation when finishReason is 'stop'. */
   stop?: { token: number } | { string: string };
   usage: { promptTokens: number; cachedTokens: number; completionTokens: number; totalTokens: number };
-  timings: { prefillMs: number; decodeMs: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number };
+  /** queueMs: waiting for the model's scheduler (other requests); prefillMs: admission to the first token. */
+  timings: { queueMs: number; prefillMs: number; decodeMs: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number };
   logprobs?: TokenLogprob[];
 }
 
@@ -161,7 +163,7 @@ export class Generation implements AsyncIterable<StreamChunk> {
     const signal = opts.signal;
     const onAbort = () => flag.abort();
     try {
-      if (signal?.aborted) throw new AbortError('the operation was aborted');
+      if (signal?.aborted) throw abortErrorFor(signal);
       signal?.addEventListener('abort', onAbort, { once: true });
       const stopTokens = Int32Array.from(new Set([...(opts.ignoreEos ? [] : target.eosTokenIds), ...opts.stopTokens]));
       let native: NativeGenerateResult;
@@ -170,9 +172,10 @@ export class Generation implements AsyncIterable<StreamChunk> {
           maxTokens: opts.maxTokens, temperature: opts.temperature, topK: opts.topK, topP: opts.topP, minP: opts.minP,
           repetitionPenalty: opts.repetitionPenalty, presencePenalty: opts.presencePenalty,
           frequencyPenalty: opts.frequencyPenalty, topLogprobs: opts.topLogprobs, seed: opts.seed, stopTokens, reusePrefix,
+          cacheNamespace: opts.cacheNamespace,
         }, flag, (start: number, batch: NativeTokenBatch) => take(start, batch.ids));
       } catch (error) {
-        throw callbackError ?? toGlmError(error);
+        throw callbackError ?? abortReasonOf(toGlmError(error), signal);
       }
       // Tokens whose stream callback had not arrived yet come from the result (it holds them all).
       take(0, native.tokens.ids);
@@ -211,6 +214,7 @@ export class Generation implements AsyncIterable<StreamChunk> {
           totalTokens: native.promptTokens + completion,
         },
         timings: {
+          queueMs: native.queueMs,
           prefillMs: native.prefillMs,
           decodeMs: native.decodeMs,
           prefillTokensPerSecond: native.prefillMs > 0 ? ((native.promptTokens - native.cachedTokens) / native.prefillMs) * 1000 : 0,

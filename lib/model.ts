@@ -1,19 +1,18 @@
 // The public entry point: load a GLM-4.5-family checkpoint folder and run it.
 import { binding, type NativeModel, type NativeModelInfo } from './binding.js';
-import { withAbort } from './abort.js';
+import { abortErrorFor, withAbort } from './abort.js';
 import {
-  AbortError, ContextOverflowError, DisposedError, InvalidParamError, ModelFormatError, toGlmError,
+  ContextOverflowError, DisposedError, InvalidParamError, ModelFormatError, toGlmError,
 } from './errors.js';
 import {
   checkInteger, checkKnownKeys, checkNumber, checkObject, checkSignal, describe, toTokenArray, type TokenInput,
 } from './options.js';
 import { Session, type SessionOwner } from './session.js';
-import type { TextGenerateOptions } from './generate-options.js';
+import { checkCacheNamespace, type TextGenerateOptions } from './generate-options.js';
 import type { TextGenerateResult } from './generation.js';
-import { Tokenizer } from './tokenizer.js';
+import { Tokenizer, type ChatTemplateSource } from './tokenizer.js';
+import { resolveServingOptions, SERVING_KEYS, type ServingOptions, type ServingStats } from './serving-options.js';
 import type { GenerateInput } from './prompt.js';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { availableParallelism } from 'node:os';
 
 export type Backend = 'auto' | 'cpu' | 'cuda';
@@ -27,7 +26,7 @@ export interface LoadProgress {
   fraction: number;
 }
 
-export interface LoadOptions {
+export interface LoadOptions extends ServingOptions {
   /**
    * 'cuda': the GPU (a device of compute capability >= 8.0 and a build with CUDA), else a
    * BackendUnavailableError saying why. 'auto' (default): CUDA when usable, otherwise the CPU, with the
@@ -50,6 +49,21 @@ export interface LoadOptions {
 export interface ModelInfo extends NativeModelInfo {
   /** The folder the model was loaded from. */
   path: string;
+  /** What the checkpoint's tokenizer files provide (README "Tokenizer and template"). */
+  tokenizer: TokenizerInfo;
+}
+
+export interface TokenizerInfo {
+  /** 'tokenizer.json' when text input works; null when the checkpoint has none (token ids only). */
+  source: 'tokenizer.json' | null;
+  /**
+   * Whether tokenizer_config.json was read (false also when there is no tokenizer.json). A checkpoint
+   * may lack it: the tokenizer is then tokenizer.json alone (text encodes the same) and only a chat
+   * template can be missing.
+   */
+  config: boolean;
+  /** Where the chat template came from; null: chat-message input is refused with UnsupportedFormatError. */
+  chatTemplate: ChatTemplateSource | null;
 }
 
 export interface GenerateOptions {
@@ -72,13 +86,17 @@ export interface GenerateOptions {
   /** KV capacity of the temporary session (default prompt + maxTokens). */
   contextLength?: number;
   signal?: AbortSignal;
+  /** Prefix-cache namespace (see TextGenerateOptions.cacheNamespace). */
+  cacheNamespace?: string;
 }
 
 export interface GenerateResult {
   tokens: number[];
   finishReason: 'stop' | 'length';
-  usage: { promptTokens: number; completionTokens: number; totalTokens: number };
-  timings: { prefillMs: number; decodeMs: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number };
+  /** cachedTokens: prompt tokens whose KV came from the prefix cache. */
+  usage: { promptTokens: number; cachedTokens: number; completionTokens: number; totalTokens: number };
+  /** queueMs: waiting for the scheduler; prefillMs: admission to the first token; decodeMs: the rest. */
+  timings: { queueMs: number; prefillMs: number; decodeMs: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number };
 }
 
 export interface BatchItem {
@@ -87,7 +105,8 @@ export interface BatchItem {
   allLogits?: boolean;
 }
 
-const GENERATE_KEYS = ['tokens', 'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'seed', 'stopTokens', 'contextLength', 'signal'] as const;
+const GENERATE_KEYS = ['tokens', 'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'seed', 'stopTokens', 'contextLength', 'signal',
+  'cacheNamespace'] as const;
 
 export class Model implements SessionOwner {
   /** @internal */
@@ -110,7 +129,7 @@ export class Model implements SessionOwner {
   static async load(dir: string, options?: LoadOptions): Promise<Model> {
     if (typeof dir !== 'string' || dir.length === 0) throw new InvalidParamError(`dir must be a non-empty string, got ${describe(dir)}`);
     const opts = checkObject('load options', options);
-    checkKnownKeys('load options', opts, ['backend', 'threads', 'signal', 'onProgress', 'prefetch', 'cudaGraphs']);
+    checkKnownKeys('load options', opts, ['backend', 'threads', 'signal', 'onProgress', 'prefetch', 'cudaGraphs', ...SERVING_KEYS]);
     const backend = opts.backend ?? 'auto';
     if (backend !== 'auto' && backend !== 'cpu' && backend !== 'cuda') {
       throw new InvalidParamError(`backend must be 'auto', 'cpu' or 'cuda', got ${describe(backend)}`);
@@ -126,6 +145,7 @@ export class Model implements SessionOwner {
     if (opts.cudaGraphs !== undefined && typeof opts.cudaGraphs !== 'boolean') {
       throw new InvalidParamError(`cudaGraphs must be a boolean, got ${describe(opts.cudaGraphs)}`);
     }
+    const serving = resolveServingOptions(opts);
     const onProgress = opts.onProgress as LoadOptions['onProgress'];
     let progressError: unknown;
     const report = onProgress
@@ -138,16 +158,19 @@ export class Model implements SessionOwner {
           }
         }
       : undefined;
-    // The tokenizer is read first: a broken tokenizer.json fails the load before the weights are mapped.
-    const tokenizer = existsSync(path.join(dir, 'tokenizer.json')) ? await Tokenizer.fromDir(dir) : undefined;
+    if (signal?.aborted) throw abortErrorFor(signal);
+    // The tokenizer is read first: a broken tokenizer.json or tokenizer_config.json fails the load
+    // before the weights are mapped. A missing tokenizer.json leaves token-id input only; a missing
+    // tokenizer_config.json only a missing chat template (Tokenizer.fromDir).
+    const tokenizer = await Tokenizer.fromDirIfPresent(dir);
     const native = await withAbort(signal, (flag) =>
-      binding().loadModel(dir, { backend, threads, prefetch: opts.prefetch !== false, cudaGraphs: opts.cudaGraphs !== false }, report, flag));
+      binding().loadModel(dir, { backend, threads, prefetch: opts.prefetch !== false, cudaGraphs: opts.cudaGraphs !== false, ...serving }, report, flag));
     // Progress reports arrive before the completion, so an abort or a throw from onProgress is known
     // here even when the native load finished before it could notice.
     if (progressError !== undefined || signal?.aborted) {
       await native.dispose();
       if (progressError !== undefined) throw progressError;
-      throw new AbortError('model load aborted');
+      throw abortErrorFor(signal!, 'model load aborted');
     }
     const model = new Model(native, dir, tokenizer);
     if (tokenizer && tokenizer.vocabSize > model.vocabSize) {
@@ -157,10 +180,15 @@ export class Model implements SessionOwner {
     return model;
   }
 
-  /** Architecture, sizes, dtype, backend and current memory use. */
+  /** Architecture, sizes, dtype, backend, current memory use and what the tokenizer files provide. */
   get info(): ModelInfo {
     this.assertUsable();
-    return { ...this.native.info(), path: this.path };
+    const t = this.tokenizer;
+    return {
+      ...this.native.info(),
+      path: this.path,
+      tokenizer: { source: t ? 'tokenizer.json' : null, config: t?.hasConfig ?? false, chatTemplate: t?.chatTemplateSource ?? null },
+    };
   }
 
   get vocabSize(): number {
@@ -174,6 +202,19 @@ export class Model implements SessionOwner {
 
   get disposed(): boolean {
     return this.#disposed;
+  }
+
+  /**
+   * The scheduler's state, counters and latency percentiles (running and waiting requests, KV pages,
+   * prefix-cache hits, preemptions, tokens/s, time to first token, inter-token latency).
+   */
+  stats(): ServingStats {
+    this.assertUsable();
+    try {
+      return this.native.stats();
+    } catch (error) {
+      throw toGlmError(error);
+    }
   }
 
   /** A new conversation state with its own KV cache of `contextLength` tokens (default: the model's maximum). */
@@ -199,12 +240,13 @@ export class Model implements SessionOwner {
    * Evaluates several sessions' tokens in shared forward steps (prefill chunks and single decode tokens
    * mixed). Resolves with each item's logits, as session.evaluate would. All or nothing.
    */
-  async evaluateBatch(items: readonly BatchItem[], options?: { signal?: AbortSignal }): Promise<Float32Array[]> {
+  async evaluateBatch(items: readonly BatchItem[], options?: { signal?: AbortSignal; cacheNamespace?: string }): Promise<Float32Array[]> {
     this.assertUsable();
     if (!Array.isArray(items) || items.length === 0) throw new InvalidParamError('evaluateBatch needs a non-empty array of items');
     const opts = checkObject('evaluateBatch options', options);
-    checkKnownKeys('evaluateBatch options', opts, ['signal']);
+    checkKnownKeys('evaluateBatch options', opts, ['signal', 'cacheNamespace']);
     const signal = checkSignal('signal', opts.signal);
+    const cacheNamespace = checkCacheNamespace(opts.cacheNamespace);
     const seen = new Set<Session>();
     const ids = items.map((item, i) => {
       if (!(item?.session instanceof Session) || !this.#sessions.has(item.session)) {
@@ -219,7 +261,7 @@ export class Model implements SessionOwner {
     items.forEach((item, i) => item.session.addPending(ids[i]!.length));
     try {
       const logits = await withAbort(signal, (flag) => this.native.evaluate(
-        items.map((item) => item.session.native), ids, items.map((item) => item.allLogits === true), flag));
+        items.map((item) => item.session.native), ids, items.map((item) => item.allLogits === true), flag, cacheNamespace));
       return logits;
     } finally {
       items.forEach((item, i) => {
@@ -265,6 +307,7 @@ export class Model implements SessionOwner {
       ? Int32Array.from(this.#info.eosTokenIds)
       : toTokenArray('stopTokens', opts.stopTokens, this.vocabSize, { allowEmpty: true });
     const signal = checkSignal('signal', opts.signal);
+    const cacheNamespace = checkCacheNamespace(opts.cacheNamespace);
     const needed = tokens.length + maxTokens;
     const contextLength = opts.contextLength === undefined
       ? Math.min(needed, this.#info.maxPositionEmbeddings)
@@ -279,17 +322,18 @@ export class Model implements SessionOwner {
     try {
       const r = await withAbort(signal, (flag) => this.native.generate(session.native, tokens, {
         maxTokens, temperature, topK, topP, minP, seed, stopTokens,
-        repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, topLogprobs: -1, reusePrefix: false,
+        repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, topLogprobs: -1, reusePrefix: false, cacheNamespace,
       }, flag));
       const completion = r.tokens.ids.length;
       return {
         tokens: Array.from(r.tokens.ids),
         finishReason: r.finishReason === 'stop' ? 'stop' : 'length',
-        usage: { promptTokens: r.promptTokens, completionTokens: completion, totalTokens: r.promptTokens + completion },
+        usage: { promptTokens: r.promptTokens, cachedTokens: r.cachedTokens, completionTokens: completion, totalTokens: r.promptTokens + completion },
         timings: {
+          queueMs: r.queueMs,
           prefillMs: r.prefillMs,
           decodeMs: r.decodeMs,
-          prefillTokensPerSecond: r.prefillMs > 0 ? (r.promptTokens / r.prefillMs) * 1000 : 0,
+          prefillTokensPerSecond: r.prefillMs > 0 ? ((r.promptTokens - r.cachedTokens) / r.prefillMs) * 1000 : 0,
           // The first generated token comes from the prefill's logits; each later one costs a decode step.
           decodeTokensPerSecond: r.decodeMs > 0 && completion > 1 ? ((completion - 1) / r.decodeMs) * 1000 : 0,
         },

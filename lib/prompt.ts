@@ -36,7 +36,10 @@ export function buildPrompt(source: PromptSource, input: unknown, opts: { tools:
     if (input.length === 0) throw new InvalidParamError('messages must not be empty');
     const tokenizer = requireTokenizer(source);
     const template = tokenizer.chatTemplate;
-    if (!template) throw new UnsupportedFormatError('this checkpoint has no chat template (tokenizer_config.json chat_template); pass a string or token ids');
+    if (!template) {
+      throw new UnsupportedFormatError('this checkpoint has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja): ' +
+        'chat messages need one; pass a prompt string or token ids, or add the model\'s template as chat_template.jinja');
+    }
     const { tokens } = renderChatTokens(tokenizer, template, input as ChatMessage[], {
       ...(opts.tools.length > 0 ? { tools: opts.tools } : {}),
       addGenerationPrompt: true,

@@ -2,7 +2,7 @@
 import type { NativeModel, NativeSession } from './binding.js';
 import { withAbort } from './abort.js';
 import { ContextOverflowError, DisposedError, toGlmError } from './errors.js';
-import { resolveGenerateOptions, type TextGenerateOptions } from './generate-options.js';
+import { checkCacheNamespace, resolveGenerateOptions, type TextGenerateOptions } from './generate-options.js';
 import { Generation, type StreamChunk, type TextGenerateResult } from './generation.js';
 import { checkKnownKeys, checkObject, checkSignal, toTokenArray, type TokenInput } from './options.js';
 import { buildPrompt, requireTokenizer, type GenerateInput } from './prompt.js';
@@ -12,6 +12,8 @@ export interface EvaluateOptions {
   signal?: AbortSignal;
   /** Return the logits after every token ([tokens.length × vocab], row-major) instead of only the last. */
   allLogits?: boolean;
+  /** Prefix-cache namespace (see TextGenerateOptions.cacheNamespace). */
+  cacheNamespace?: string;
 }
 
 /** What a Session needs from its Model (kept narrow so the two files stay independent). */
@@ -43,10 +45,13 @@ export class Session {
     this.contextLength = contextLength;
   }
 
-  /** Tokens currently held in the KV cache. */
+  /**
+   * Tokens in the session's context after its last settled call (the engine publishes it before the
+   * call's promise settles, so it is final in any handler of that call).
+   */
   get length(): number {
     this.#assertUsable();
-    return this.#length;
+    return this.native.length;
   }
 
   get disposed(): boolean {
@@ -62,14 +67,15 @@ export class Session {
   async evaluate(tokens: TokenInput, options?: EvaluateOptions): Promise<Float32Array> {
     this.#assertUsable();
     const opts = checkObject('evaluate options', options);
-    checkKnownKeys('evaluate options', opts, ['signal', 'allLogits']);
+    checkKnownKeys('evaluate options', opts, ['signal', 'allLogits', 'cacheNamespace']);
     const signal = checkSignal('signal', opts.signal);
+    const cacheNamespace = checkCacheNamespace(opts.cacheNamespace);
     const ids = toTokenArray('tokens', tokens, this.#owner.vocabSize);
     this.checkFits(ids.length);
     this.#pending += ids.length;
     try {
       const [logits] = await withAbort(signal, (flag) =>
-        this.#owner.native.evaluate([this.native], [ids], [opts.allLogits === true], flag));
+        this.#owner.native.evaluate([this.native], [ids], [opts.allLogits === true], flag, cacheNamespace));
       return logits!;
     } finally {
       this.#pending -= ids.length;

@@ -15,7 +15,7 @@
 //    and applies clean_up_tokenization_spaces by default).
 // test/tokenizer.test.ts checks that encode (special: true) and decode agree with the library's own.
 
-import { readFile, stat } from 'node:fs/promises';
+import { lstat, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import * as hfTokenizers from '@huggingface/tokenizers';
 import { CHAR_TO_BYTE } from './byte-level.js';
@@ -176,7 +176,12 @@ interface TokenizerParts {
   added: AddedToken[];
   addedByContent: Map<string, AddedToken>;
   chatTemplate: string | undefined;
+  chatTemplateSource: ChatTemplateSource | undefined;
+  hasConfig: boolean;
 }
+
+/** Where a checkpoint's chat template was read from. */
+export type ChatTemplateSource = 'tokenizer_config.json' | 'chat_template.jinja';
 
 export class Tokenizer {
   readonly #hf: HfTokenizer;
@@ -199,6 +204,14 @@ export class Tokenizer {
   readonly #vocabSize: number;
   /** The chat template from tokenizer_config.json (or chat_template.jinja beside it), if any. */
   readonly chatTemplate: string | undefined;
+  /** The file `chatTemplate` came from; undefined when there is none (chat input is then refused). */
+  readonly chatTemplateSource: ChatTemplateSource | undefined;
+  /**
+   * Whether tokenizer_config.json was found. Without it the tokenizer is tokenizer.json alone: encoding
+   * and decoding are the same (glm-node reads nothing else from the config), only its chat template is
+   * missing.
+   */
+  readonly hasConfig: boolean;
 
   private constructor(p: TokenizerParts) {
     this.#hf = p.hf;
@@ -213,13 +226,19 @@ export class Tokenizer {
     this.#added = p.added;
     this.#addedByContent = p.addedByContent;
     this.#vocabSize = p.tokens.length;
-    this.chatTemplate = p.chatTemplate;
+    // An empty template renders nothing: it counts as none (chat input is refused).
+    this.chatTemplate = p.chatTemplate || undefined;
+    this.chatTemplateSource = this.chatTemplate === undefined ? undefined : p.chatTemplateSource;
+    this.hasConfig = p.hasConfig;
   }
 
   // Builds the tables from parsed JSON, yielding every few thousand entries so that fromDir can hand
   // the event loop back between slices (a GLM tokenizer has ~151k tokens and ~318k merges: about a
   // second of work that must not block the host's JS thread in one piece).
-  static *#buildParts(tokenizerJson: Record<string, unknown>, config: Record<string, unknown>, chatTemplate: string | undefined, source: string): Generator<void, TokenizerParts> {
+  static *#buildParts(
+    tokenizerJson: Record<string, unknown>, config: Record<string, unknown>, chatTemplate: string | undefined,
+    chatTemplateSource: ChatTemplateSource | undefined, hasConfig: boolean, source: string,
+  ): Generator<void, TokenizerParts> {
     const bad = (msg: string) => new ModelFormatError(`${source}: ${msg}`);
     const model = tokenizerJson['model'];
     if (!isObject(model)) throw bad('"model" must be an object');
@@ -333,28 +352,40 @@ export class Tokenizer {
     const alternatives = [...added].sort((a, b) => b.content.length - a.content.length || (a.content < b.content ? -1 : 1))
       .map((a) => escapeRegExp(a.content));
     const addedSplit = alternatives.length > 0 ? new RegExp(alternatives.join('|'), 'gu') : undefined;
-    return { hf, addedSplit, tokens, bytes, ids, special, charId, ranks, mergedId, added, addedByContent, chatTemplate };
+    return { hf, addedSplit, tokens, bytes, ids, special, charId, ranks, mergedId, added, addedByContent, chatTemplate, chatTemplateSource, hasConfig };
   }
 
   /**
-   * Reads `tokenizer.json` and `tokenizer_config.json` from a checkpoint folder (the chat template comes
-   * from tokenizer_config.json's `chat_template`, or from `chat_template.jinja` when the config has none).
-   * Missing or unreadable files → ModelLoadError; malformed ones → ModelFormatError; other tokenizer
-   * kinds (WordPiece, SentencePiece-style BPE) → UnsupportedFormatError.
+   * Reads `tokenizer.json` and, when present, `tokenizer_config.json` from a checkpoint folder. The chat
+   * template comes from tokenizer_config.json's `chat_template`, or from `chat_template.jinja` when the
+   * config has none. A checkpoint may lack tokenizer_config.json (conversions often drop it): the
+   * tokenizer is then tokenizer.json alone, which defines every token, special flag and split rule, so
+   * text encodes exactly as with the config; only the chat template can be missing, and glm-node does
+   * not guess one (later releases and fine-tunes may ship their own; a wrong template degrades answers
+   * silently).
+   * Missing tokenizer.json or an unreadable file → ModelLoadError; a malformed one (either file) →
+   * ModelFormatError; other tokenizer kinds (WordPiece, SentencePiece-style BPE) → UnsupportedFormatError.
    */
   static async fromDir(dir: string): Promise<Tokenizer> {
-    const readJson = async (name: string, maxBytes: number): Promise<Record<string, unknown>> => {
+    // Optional files may be absent; one that is there but unreadable, or a dangling link (an HF cache
+    // snapshot copied without its blobs), is a broken checkpoint and an error.
+    const readText = async (name: string, maxBytes: number, optional: boolean): Promise<string | undefined> => {
       const file = path.join(dir, name);
-      let text: string;
       try {
         const st = await stat(file);
         if (!st.isFile()) throw new ModelLoadError(`${file} is not a regular file`);
         if (st.size > maxBytes) throw new ModelFormatError(`${file} is ${st.size} bytes, over the ${maxBytes}-byte limit`);
-        text = await readFile(file, 'utf8');
+        return await readFile(file, 'utf8');
       } catch (e) {
         if (e instanceof ModelLoadError || e instanceof ModelFormatError) throw e;
+        if (optional && (e as NodeJS.ErrnoException).code === 'ENOENT' && !(await lstat(file).then(() => true, () => false))) return undefined;
         throw new ModelLoadError(`cannot read ${file}: ${(e as Error).message}`, { cause: e });
       }
+    };
+    const readJson = async (name: string, maxBytes: number, optional: boolean): Promise<Record<string, unknown> | undefined> => {
+      const text = await readText(name, maxBytes, optional);
+      if (text === undefined) return undefined;
+      const file = path.join(dir, name);
       let value: unknown;
       try { value = JSON.parse(text); } catch (e) {
         throw new ModelFormatError(`${file} is not valid JSON: ${(e as Error).message}`, { cause: e });
@@ -362,24 +393,38 @@ export class Tokenizer {
       if (!isObject(value)) throw new ModelFormatError(`${file} must hold a JSON object`);
       return value;
     };
-    const tokenizerJson = await readJson('tokenizer.json', MAX_TOKENIZER_JSON_BYTES);
-    const config = await readJson('tokenizer_config.json', MAX_CONFIG_BYTES);
-    let template = templateFromConfig(config, path.join(dir, 'tokenizer_config.json'));
+    const tokenizerJson = (await readJson('tokenizer.json', MAX_TOKENIZER_JSON_BYTES, false))!;
+    const config = await readJson('tokenizer_config.json', MAX_CONFIG_BYTES, true);
+    let template = config && templateFromConfig(config, path.join(dir, 'tokenizer_config.json'));
+    let templateSource: ChatTemplateSource | undefined = 'tokenizer_config.json';
     if (template === undefined) {
-      try { template = await readFile(path.join(dir, 'chat_template.jinja'), 'utf8'); } catch { /* optional */ }
+      template = await readText('chat_template.jinja', MAX_CONFIG_BYTES, true);
+      templateSource = 'chat_template.jinja';
     }
-    const build = Tokenizer.#buildParts(tokenizerJson, config, template, path.join(dir, 'tokenizer.json'));
+    const build = Tokenizer.#buildParts(tokenizerJson, config ?? {}, template, templateSource, config !== undefined, path.join(dir, 'tokenizer.json'));
     for (let r = build.next(); ; r = build.next()) {
       if (r.done) return new Tokenizer(r.value);
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
 
-  /** Builds a tokenizer from already-parsed JSON (same validation as fromDir). */
-  static fromJson(tokenizerJson: unknown, tokenizerConfig: unknown = {}): Tokenizer {
+  /**
+   * fromDir, or undefined when the folder has no tokenizer.json at all (a checkpoint may ship without
+   * one: it then takes token ids only). A tokenizer.json that is there but broken — unreadable, a
+   * dangling link, malformed — is an error, not an absence.
+   */
+  static async fromDirIfPresent(dir: string): Promise<Tokenizer | undefined> {
+    const present = await lstat(path.join(dir, 'tokenizer.json')).then(() => true, () => false);
+    return present ? Tokenizer.fromDir(dir) : undefined;
+  }
+
+  /** Builds a tokenizer from already-parsed JSON (same validation as fromDir; the config is optional there too). */
+  static fromJson(tokenizerJson: unknown, tokenizerConfig?: unknown): Tokenizer {
     if (!isObject(tokenizerJson)) throw new ModelFormatError('tokenizer.json must hold a JSON object');
-    if (!isObject(tokenizerConfig)) throw new ModelFormatError('tokenizer_config.json must hold a JSON object');
-    const build = Tokenizer.#buildParts(tokenizerJson, tokenizerConfig, templateFromConfig(tokenizerConfig, 'tokenizer_config.json'), 'tokenizer.json');
+    const config = tokenizerConfig === undefined ? {} : tokenizerConfig;
+    if (!isObject(config)) throw new ModelFormatError('tokenizer_config.json must hold a JSON object');
+    const template = templateFromConfig(config, 'tokenizer_config.json');
+    const build = Tokenizer.#buildParts(tokenizerJson, config, template, 'tokenizer_config.json', tokenizerConfig !== undefined, 'tokenizer.json');
     for (let r = build.next(); ; r = build.next()) if (r.done) return new Tokenizer(r.value);
   }
 

@@ -49,6 +49,15 @@
 # sampled Model::generate (temperature, filters, penalties, logprobs) chosen on the device inside the
 # graphs must equal host sampling of the same logits and be bit-identical with graphs off. The
 # benchmark prints decode tokens/s with graphs on and off side by side (air-bench.json *_graphs_on/off).
+# KV cache types and graph buckets (issue 18): the kernel tests include test_kv_types.cc (kv_append
+# bit-identical to the CPU's KvStorage::write for BF16 / FP8, kv_copy_page, and the three attention
+# kernels over BF16 / FP8 pages equal to their F32 twins over the decoded values); e2e-kv.log runs the
+# CUDA backend with --kv bf16 and --kv fp8 against the CPU backend with the same KV type (the fp32 path on
+# bf16-groups, 4-row steps; the flash-attention path on bf16-dense, 16-row steps), the graph checks with
+# an FP8 cache (bucketed decode graphs: padding rows on the scratch page, bit-identical on vs off, a
+# growing and shrinking batch) and the batch-invariance check (a request alone vs among 15 others: MoE
+# models on 4-row fp32 steps, budget 1e-4, and the dense model on 64-row BF16 steps, 2e-2) with a BF16 cache; glm_cuda_bench_air runs BF16 weights once more with GLM_BENCH_KV=bf16 and
+# fp8 (air-bench-kv-<type>.json: decode tok/s at context 4096 per KV type). Unverified until a GPU is lent.
 # Device sampling (issue 5): GLM_SAMPLE_BENCH=1 runs bench_sample_tokens_vocab_151552 (argmax_tokens and
 # sample_tokens at rows 1 and 8, vocab 151552, against copying the logits rows to the host;
 # sample-bench.json). The kernel test sample_tokens_* checks it against the CPU sampler on the device.
@@ -83,6 +92,7 @@ t_build=$(( $(date +%s) - t0 ))
 say "build: rc=${build_rc} in ${t_build}s"
 
 gpu_rc=99; harness_rc=99; memcheck_rc=99; racecheck_rc=99; bench_rc=99; linear_bench_rc=99; e2e_rc=99; air_rc=99; graphs_rc=99
+kv_rc=99
 attn_bench_rc=99; e2e_hopper_rc=99; sample_bench_rc=99
 timeout 120 python3 - "$OUT/bf16-rate.json" >>"$log" 2>&1 <<'PY' || true
 import json, sys
@@ -127,6 +137,12 @@ if [ $build_rc -eq 0 ]; then
     if [ -d "$fixtures/graph-tiny" ]; then
       timeout 120 ./build-gpu/glm_cuda_backend_gpu_check --step-rows 4 --graphs-only "$fixtures/graph-tiny" \
         --step-rows 16 --graphs-only "$fixtures/bf16-groups" 2>&1 | tee "$OUT/e2e-graphs.log"; graphs_rc=${PIPESTATUS[0]}
+      timeout 300 ./build-gpu/glm_cuda_backend_gpu_check --step-rows 4 --prompt 300 --no-failure-paths --kv bf16 "$fixtures/bf16-groups" \
+        --kv fp8 "$fixtures/bf16-groups" --step-rows 16 --kv bf16 "$fixtures/bf16-dense" \
+        --step-rows 4 --graphs-only --kv fp8 "$fixtures/graph-tiny" \
+        --step-rows 4 --budget 1e-4 --batch-invariance --kv bf16 "$fixtures/graph-tiny" "$fixtures/bf16-groups" \
+        --step-rows 64 --budget 2e-2 --batch-invariance "$fixtures/bf16-dense" 2>&1 \
+        | tee "$OUT/e2e-kv.log"; kv_rc=${PIPESTATUS[0]}
     fi
   else
     say "e2e: no checkpoints (no node + dist/, and GLM_E2E_FIXTURES unset): skipped"
@@ -136,6 +152,10 @@ if [ $build_rc -eq 0 ]; then
     GLM_BENCH_FORMAT=$f timeout 300 ./build-gpu/glm_cuda_bench_air "$OUT/air-bench-$f.json" 2>&1 | tee -a "$OUT/air-bench.log"
     rc=${PIPESTATUS[0]}; [ "$rc" -ne 0 ] && air_rc=$rc
   done
+  for kv in bf16 fp8; do
+    GLM_BENCH_KV=$kv timeout 300 ./build-gpu/glm_cuda_bench_air "$OUT/air-bench-kv-$kv.json" 2>&1 | tee -a "$OUT/air-bench.log"
+    rc=${PIPESTATUS[0]}; [ "$rc" -ne 0 ] && air_rc=$rc
+  done
   if command -v compute-sanitizer >/dev/null 2>&1; then
     timeout 240 compute-sanitizer --tool memcheck --error-exitcode 3 ./build-gpu/glm_kernel_tests_gpu >"$OUT/memcheck.log" 2>&1; memcheck_rc=$?
     timeout 240 compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 3 ./build-gpu/glm_kernel_tests_gpu >"$OUT/racecheck.log" 2>&1; racecheck_rc=$?
@@ -143,10 +163,10 @@ if [ $build_rc -eq 0 ]; then
 fi
 
 python3 - "$OUT" "$rev" "$clean" "$build_rc" "$gpu_rc" "$harness_rc" "$memcheck_rc" "$racecheck_rc" "$t_build" "$bench_rc" "$linear_bench_rc" \
-  "$e2e_rc" "$air_rc" "$attn_bench_rc" "$e2e_hopper_rc" "$graphs_rc" "$sample_bench_rc" <<'PY' 2>&1 | tee -a "$log"
+  "$e2e_rc" "$air_rc" "$attn_bench_rc" "$e2e_hopper_rc" "$graphs_rc" "$sample_bench_rc" "$kv_rc" <<'PY' 2>&1 | tee -a "$log"
 import json, os, sys
 out, rev, clean, build_rc, gpu_rc, harness_rc, mem_rc, race_rc, t_build, bench_rc, linear_bench_rc, e2e_rc, air_rc, \
-    attn_bench_rc, e2e_hopper_rc, graphs_rc, sample_bench_rc = sys.argv[1:]
+    attn_bench_rc, e2e_hopper_rc, graphs_rc, sample_bench_rc, kv_rc = sys.argv[1:]
 def load(name, empty=None):
     try:
         with open(os.path.join(out, name)) as f: return json.load(f)
@@ -167,9 +187,10 @@ result = {
     "sample_bench_rc": int(sample_bench_rc), "sample_bench": load("sample-bench.json"),
     "cuda_backend_e2e_hopper_gemm_rc": int(e2e_hopper_rc),
     "quant_bench_rc": int(bench_rc), "quant_bench": load("quant-bench.json"),
-    "cuda_backend_e2e_rc": int(e2e_rc), "cuda_graphs_rc": int(graphs_rc),
+    "cuda_backend_e2e_rc": int(e2e_rc), "cuda_graphs_rc": int(graphs_rc), "kv_types_e2e_rc": int(kv_rc),
     "air_bench_rc": int(air_rc), "air_bench": load("air-bench.json"),
     "air_bench_formats": {f: load(f"air-bench-{f}.json") for f in ("fp8", "fp8-block", "mxfp4")},
+    "air_bench_kv": {kv: load(f"air-bench-kv-{kv}.json") for kv in ("bf16", "fp8")},
     "linear_bench_rc": int(linear_bench_rc), "linear_bench": load("linear-bench.json"),
     "tests": [{"test": t, "gpu_ok": gpu.get(t, {}).get("ok"), "gpu_ms": gpu.get(t, {}).get("ms"),
                "harness_ok": har.get(t, {}).get("ok"), "harness_ms": har.get(t, {}).get("ms")}
@@ -201,7 +222,8 @@ if result["attn_bench"]:
     print(f"{'case':<16} {'kernel':<22} {'rows':>5} {'ms':>8} {'TFLOPS':>7} {'%bf16':>6} {'relL2':>9}")
     for r in result["attn_bench"]:
         print(f"{r['case']:<16} {r['kernel']:<22} {r['rows']:>5} {r['ms']:>8.3f} {r['tflops']:>7.1f} {pct(r['tflops'])} {r['rel_l2_vs_fp32']:>9.2e}")
-air = [("bf16", result["air_bench"])] + list(result["air_bench_formats"].items())
+air = [("bf16", result["air_bench"])] + list(result["air_bench_formats"].items()) + \
+    [(f"bf16 kv {kv}", r) for kv, r in result["air_bench_kv"].items()]
 if any(r for _, r in air):
     print()
     # decode with CUDA graphs (and, in brackets, eager) at context 0 and 4096
@@ -220,9 +242,9 @@ if result["sample_bench"]:
 print(f"revision {rev} (cuda/ clean {clean}); build rc {build_rc} ({t_build}s); gpu tests rc {gpu_rc}; bench rc {bench_rc}; "
       f"linear bench rc {linear_bench_rc}; "
       f"harness rc {harness_rc}; memcheck rc {mem_rc}; racecheck rc {race_rc}; "
-      f"cuda backend e2e rc {e2e_rc} (hopper gemm {e2e_hopper_rc}); cuda graphs rc {graphs_rc}; air bench rc {air_rc}; attn bench rc {attn_bench_rc}; sample bench rc {sample_bench_rc} (99 = not run)")
+      f"cuda backend e2e rc {e2e_rc} (hopper gemm {e2e_hopper_rc}); cuda graphs rc {graphs_rc}; kv types e2e rc {kv_rc}; air bench rc {air_rc}; attn bench rc {attn_bench_rc}; sample bench rc {sample_bench_rc} (99 = not run)")
 PY
 [ "$build_rc" -eq 0 ] && [ "$gpu_rc" -eq 0 ] && [ "$harness_rc" -eq 0 ] && \
   { [ "$memcheck_rc" -eq 0 ] || [ "$memcheck_rc" -eq 99 ]; } && { [ "$racecheck_rc" -eq 0 ] || [ "$racecheck_rc" -eq 99 ]; } && \
   { [ "$e2e_rc" -eq 0 ] || [ "$e2e_rc" -eq 99 ]; } && { [ "$e2e_hopper_rc" -eq 0 ] || [ "$e2e_hopper_rc" -eq 99 ]; } && \
-  { [ "$graphs_rc" -eq 0 ] || [ "$graphs_rc" -eq 99 ]; }
+  { [ "$graphs_rc" -eq 0 ] || [ "$graphs_rc" -eq 99 ]; } && { [ "$kv_rc" -eq 0 ] || [ "$kv_rc" -eq 99 ]; }

@@ -89,8 +89,17 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
       run(['--step-rows', '16', '--prompt', '24', '--no-failure-paths', dirs[2], dirs[3], dirs[4]]),
       run(['--step-rows', '16', '--prompt', '40', '--no-failure-paths', dirs[6]]),
       // CUDA graphs on vs off (bit-identical logits and tokens over 40 decode steps crossing 8-position
-      // KV pages, batched sessions, a reset, device greedy generation) and a capture misuse caught.
-      run(['--step-rows', '4', '--graphs-only', dirs[7]]),
+      // KV pages, batched sessions, a reset, a batch growing 1..4 and back through the decode buckets'
+      // padding rows, device greedy generation) and a capture misuse caught; with an FP8 KV cache, whose
+      // row scales the padding rows write too.
+      run(['--step-rows', '4', '--graphs-only', '--kv', 'fp8', dirs[7]]),
+      // BF16 and FP8 KV caches against the CPU backend storing the same type: the fp32 path (budgets 1e-3
+      // and 1e-2) and, with BF16 pages, the flash-attention path (2e-2).
+      run(['--step-rows', '4', '--prompt', '8', '--no-failure-paths', '--kv', 'bf16', dirs[1], '--kv', 'fp8', dirs[4]]),
+      run(['--step-rows', '16', '--prompt', '40', '--no-failure-paths', '--kv', 'bf16', dirs[6]]),
+      // Batch invariance: a request alone vs among 15 others joining, finishing and disposed around it;
+      // a MoE model on 4-row steps (fp32 paths, 1e-4) and the dense model on 16-row steps (BF16, 2e-2).
+      run(['--step-rows', '4', '--budget', '1e-4', '--batch-invariance', dirs[7], '--step-rows', '16', '--budget', '2e-2', '--batch-invariance', dirs[6]]),
     ]);
     for (const r of results) {
       if (r.code !== 0) console.error(r.out);
@@ -99,5 +108,8 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
       expect(r.code).toBe(0);
     }
     expect(results[5].out).toMatch(/bit-identical with graphs on and off/);
+    expect(results[6].out).toMatch(/\[kv bf16\].*worst rel L2/);
+    expect(results[6].out).toMatch(/\[kv fp8\].*worst rel L2/);
+    expect(results[8].out.match(/^ok .*batch invariance: 11 steps alone vs in batches of up to 16 requests/gm)).toHaveLength(2);
   }, 600_000);
 });

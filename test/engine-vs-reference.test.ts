@@ -31,7 +31,8 @@ describe.each(VARIANT_NAMES)('engine vs float64 reference: %s', (name: VariantNa
 
   beforeAll(async () => {
     const dir = await ensureFixture(name);
-    model = await Model.load(dir, { backend: 'cpu', threads: 2 });  // the CPU engine's fp32 numerics (CUDA: test/cuda-backend.test.ts)
+    // f32 KV: the CPU engine's fp32 numerics end to end (bf16 / fp8 KV: test/kv-types.test.ts; CUDA: test/cuda-backend.test.ts)
+    model = await Model.load(dir, { backend: 'cpu', threads: 2, kvCacheType: 'f32' });
     ref = await ReferenceModel.load(dir);
     vocab = model.info.vocabSize;
     prompt = promptTokens(17, PROMPT, vocab);

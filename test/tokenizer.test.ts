@@ -304,11 +304,22 @@ describe('loading', () => {
     return dir;
   };
 
-  test('missing folder or files → ModelLoadError', async () => {
-    const { tj, tc } = files();
+  test('missing folder or tokenizer.json → ModelLoadError', async () => {
+    const { tc } = files();
     await expect(Tokenizer.fromDir(path.join(tmp, 'nope'))).rejects.toThrow(ModelLoadError);
     await expect(Tokenizer.fromDir(writeDir(undefined, tc))).rejects.toThrow(ModelLoadError);
-    await expect(Tokenizer.fromDir(writeDir(tj, undefined))).rejects.toThrow(ModelLoadError);
+  });
+
+  test('missing tokenizer_config.json: tokenizer.json alone, same encoding, no chat template', async () => {
+    const { tj } = files();
+    const bare = await Tokenizer.fromDir(writeDir(tj, undefined));
+    expect([bare.hasConfig, bare.chatTemplate, bare.chatTemplateSource]).toEqual([false, undefined, undefined]);
+    expect([tok.hasConfig, tok.chatTemplateSource]).toEqual([true, 'tokenizer_config.json']);
+    for (const s of TRICKY) expect(bare.encode(s), s).toEqual(tok.encode(s));
+    expect(bare.encode('<|user|>hi', { special: true })).toEqual(tok.encode('<|user|>hi', { special: true }));
+    expect(bare.addedTokens).toEqual(tok.addedTokens);
+    const fromJson = Tokenizer.fromJson(tj);
+    expect([fromJson.hasConfig, fromJson.chatTemplateSource]).toEqual([false, undefined]);
   });
 
   test('malformed files → ModelFormatError naming the problem', async () => {
@@ -340,7 +351,8 @@ describe('loading', () => {
     const { tj, tc } = files();
     delete tc.chat_template;
     expect((await Tokenizer.fromDir(writeDir(tj, tc))).chatTemplate).toBeUndefined();
-    expect((await Tokenizer.fromDir(writeDir(tj, tc, { 'chat_template.jinja': '{{ x }}' }))).chatTemplate).toBe('{{ x }}');
+    const fromJinja = await Tokenizer.fromDir(writeDir(tj, tc, { 'chat_template.jinja': '{{ x }}' }));
+    expect([fromJinja.chatTemplate, fromJinja.chatTemplateSource, fromJinja.hasConfig]).toEqual(['{{ x }}', 'chat_template.jinja', true]);
   });
 
   test('the real-GLM regex spelling with (?i:...) loads and splits the same way', () => {

@@ -39,16 +39,18 @@ Napi::Value measure_read_bandwidth(const Napi::CallbackInfo& info) {
       ok = false;
     }
     tsfn.BlockingCall([deferred, r, ok](Napi::Env env, Napi::Function) {
-      if (!ok) {
-        deferred.Reject(glm::addon::status_error(env, glm::Status::error(glm::ErrorCode::InsufficientMemory,
-                                                                           "cannot allocate the bandwidth buffer")).Value());
-        return;
-      }
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("bytesPerSecond", r.bytes_per_second);
-      o.Set("passes", r.passes);
-      o.Set("bufferBytes", double(r.buffer_bytes));
-      deferred.Resolve(o);
+      glm::addon::guarded_js([&] {
+        if (!ok) {
+          deferred.Reject(glm::addon::status_error(env, glm::Status::error(glm::ErrorCode::InsufficientMemory,
+                                                                             "cannot allocate the bandwidth buffer")).Value());
+          return;
+        }
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("bytesPerSecond", r.bytes_per_second);
+        o.Set("passes", r.passes);
+        o.Set("bufferBytes", double(r.buffer_bytes));
+        deferred.Resolve(o);
+      });
     });
     tsfn.Release();
   }).detach();

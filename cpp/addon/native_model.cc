@@ -85,47 +85,60 @@ class NativeSession : public Napi::ObjectWrap<NativeSession> {
   const std::shared_ptr<ModelHost>& host() const { return host_; }
   const std::shared_ptr<SessionState>& state() const { return state_; }
 
+  // Empties the session after the calls made on it before (its queue order).
   Napi::Value Reset(const Napi::CallbackInfo& info) {
-    struct Empty {};
-    auto state = state_;
-    return run_job<Empty>(info.Env(), host_, state_, abort_token_from(info.Env().Undefined()), std::make_shared<Empty>(),
-        [state](ModelHost&, Empty&, const std::atomic<bool>*) {
-          state->sequence->truncate(0);
-          return Status::ok();
-        },
-        [](Napi::Env env, Empty&) { return env.Undefined(); });
+    auto req = std::make_shared<ResetRequest>(state_->sequence.get());
+    return submit_request<ResetRequest>(info.Env(), host_, {state_}, abort_token_from(info.Env().Undefined()), req,
+                                        [](Napi::Env env, ResetRequest&) { return env.Undefined(); });
   }
 
-  // Aborts this session's in-flight jobs, then frees its KV cache after them (jobs run in order).
+  // Ends this session's requests (they reject with DISPOSED; a batch it is in rolls back everywhere)
+  // and frees its pages, between two engine steps: settles within one step.
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    auto deferred = Napi::Promise::Deferred::New(info.Env());
+    Napi::Env env = info.Env();
+    auto deferred = Napi::Promise::Deferred::New(env);
     if (state_->disposed.exchange(true)) {
-      deferred.Resolve(info.Env().Undefined());
+      deferred.Resolve(env.Undefined());
       return deferred.Promise();
     }
     host_->abort_jobs(state_.get());
-    struct Empty {};
+    auto tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function(), "glm-node session dispose", 0, 1);
+    auto* d = new Napi::Promise::Deferred(deferred);
     auto state = state_;
     auto host = host_;
-    // run_job refuses disposed owners, so the release is queued as a model-level job.
-    Napi::Promise p = run_job<Empty>(info.Env(), host_, nullptr, abort_token_from(info.Env().Undefined()), std::make_shared<Empty>(),
-        [state](ModelHost& h, Empty&, const std::atomic<bool>*) {
-          h.model->release_sequence(state->sequence);
-          return Status::ok();
-        },
-        [](Napi::Env env, Empty&) { return env.Undefined(); });
-    return p;
+    const bool posted = host_->executor.post([host, state, tsfn, d]() mutable {
+      if (host->model) {
+        host->model->dispose_sequence(state->sequence.get());
+        host->refresh_memory();
+      }
+      state->sequence.reset();
+      state->publish_length();
+      tsfn.BlockingCall([d](Napi::Env, Napi::Function) {
+        guarded_js([&] { d->Resolve(d->Env().Undefined()); });
+        delete d;
+      });
+      tsfn.Release();
+      pump(host);
+    });
+    if (!posted) {  // the model went first: nothing left to free
+      tsfn.Release();
+      delete d;
+      deferred.Resolve(env.Undefined());
+    }
+    return deferred.Promise();
   }
 
  private:
   void release() {
-    // GC of an undisposed session: free the cache on the executor without waiting.
+    // GC of an undisposed session: free it on the engine thread without waiting.
     if (!state_ || state_->disposed.exchange(true)) return;
     host_->abort_jobs(state_.get());
     auto state = state_;
     auto host = host_;
     host_->executor.post([host, state] {
-      if (host->model) host->model->release_sequence(state->sequence);
+      if (host->model) host->model->dispose_sequence(state->sequence.get());
+      state->sequence.reset();
+      pump(host);
     });
   }
   std::shared_ptr<ModelHost> host_;
@@ -149,7 +162,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     if (host_ && !host_->disposed.exchange(true)) {
       host_->abort_jobs(nullptr);
       auto host = host_;
-      host_->executor.post([host] { host->model.reset(); });
+      host_->executor.post([host] {
+        if (host->model) host->model->shutdown();
+        host->model.reset();
+      });
     }
   }
 
@@ -190,6 +206,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     mem.Set("weightsMappedBytes", Napi::Number::New(env, double(m.mapped_weight_bytes())));
     mem.Set("weightsOwnedBytes", Napi::Number::New(env, double(m.owned_weight_bytes())));
     mem.Set("kvCacheBytes", Napi::Number::New(env, double(host_->kv_bytes.load())));
+    mem.Set("kvPoolBytes", Napi::Number::New(env, double(m.kv_pool().pool_bytes())));
     mem.Set("scratchBytes", Napi::Number::New(env, double(host_->scratch_bytes.load())));
     o.Set("memory", mem);
     Napi::Object graphs = Napi::Object::New(env);
@@ -197,6 +214,61 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     graphs.Set("replays", Napi::Number::New(env, double(host_->graph_replays.load())));
     graphs.Set("failures", Napi::Number::New(env, double(host_->graph_failures.load())));
     o.Set("cudaGraphs", graphs);
+    Napi::Object kv = Napi::Object::New(env);
+    kv.Set("type", kv_type_name(m.kv_pool().type));
+    kv.Set("pageTokens", Napi::Number::New(env, double(m.kv_pool().page_tokens)));
+    kv.Set("pages", Napi::Number::New(env, double(m.kv_pool().n_pages)));
+    kv.Set("pageBytes", Napi::Number::New(env, double(m.kv_pool().page_bytes)));
+    kv.Set("prefixCache", Napi::Boolean::New(env, m.kv_prefix_cache()));
+    o.Set("kvCache", kv);
+    Napi::Object sched = Napi::Object::New(env);
+    sched.Set("maxBatchTokens", Napi::Number::New(env, double(m.scheduler_options().max_step_tokens)));
+    sched.Set("maxConcurrentRequests", Napi::Number::New(env, double(m.scheduler_options().max_running)));
+    sched.Set("maxQueuedRequests", Napi::Number::New(env, double(m.scheduler_options().max_queued)));
+    o.Set("scheduler", sched);
+    return o;
+  }
+
+  // The scheduler's counters and latency percentiles (engine/serving_stats.h), read without waiting
+  // for the engine thread.
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (host_->disposed || !host_->model) throw status_error(env, Status::error(ErrorCode::Disposed, "model is disposed"));
+    const ServingStats st = host_->model->stats();
+    Napi::Object o = Napi::Object::New(env);
+    auto num = [&](Napi::Object& obj, const char* k, double v) { obj.Set(k, Napi::Number::New(env, v)); };
+    num(o, "running", double(st.running));
+    num(o, "waiting", double(st.waiting));
+    Napi::Object kv = Napi::Object::New(env);
+    num(kv, "pagesTotal", double(st.kv_pages_total));
+    num(kv, "pagesUsed", double(st.kv_pages_used));
+    num(kv, "pagesCached", double(st.kv_pages_cached));
+    num(kv, "pageTokens", double(st.kv_page_tokens));
+    num(kv, "evictions", double(st.evictions));
+    o.Set("kvCache", kv);
+    Napi::Object pc = Napi::Object::New(env);
+    num(pc, "queryTokens", double(st.prefix_cache_queries));
+    num(pc, "hitTokens", double(st.prefix_cache_hits));
+    num(pc, "hitRate", st.prefix_cache_queries > 0 ? double(st.prefix_cache_hits) / double(st.prefix_cache_queries) : 0);
+    o.Set("prefixCache", pc);
+    num(o, "preemptions", double(st.preemptions));
+    num(o, "promptTokens", double(st.prompt_tokens));
+    num(o, "generationTokens", double(st.generation_tokens));
+    num(o, "requestsFinished", double(st.requests_finished));
+    num(o, "requestsFailed", double(st.requests_failed));
+    num(o, "steps", double(st.steps));
+    num(o, "promptTokensPerSecond", st.prompt_tokens_per_second);
+    num(o, "generationTokensPerSecond", st.generation_tokens_per_second);
+    auto pct = [&](const Percentiles& p) {
+      Napi::Object x = Napi::Object::New(env);
+      num(x, "p50", p.p50);
+      num(x, "p90", p.p90);
+      num(x, "p99", p.p99);
+      num(x, "count", double(p.count));
+      return x;
+    };
+    o.Set("timeToFirstTokenMs", pct(st.time_to_first_token_ms));
+    o.Set("interTokenLatencyMs", pct(st.inter_token_latency_ms));
     return o;
   }
 
@@ -213,56 +285,44 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     return data->session_ctor.New({Napi::External<decltype(pair)>::New(env, &pair)});
   }
 
-  // evaluate(sessions[], tokenArrays[], allLogits[], abortFlag) -> Promise<Float32Array[]>
+  // evaluate(sessions[], tokenArrays[], allLogits[], abortFlag, cacheNamespace) -> Promise<Float32Array[]>
+  // All or nothing across the sessions.
   Napi::Value Evaluate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Array sessions = info[0].As<Napi::Array>();
     Napi::Array tokens = info[1].As<Napi::Array>();
     Napi::Array all = info[2].As<Napi::Array>();
-    struct Baton {
-      std::vector<std::shared_ptr<SessionState>> states;
-      std::vector<EvalRequest> requests;
-    };
-    auto baton = std::make_shared<Baton>();
-    baton->requests.resize(sessions.Length());
+    auto req = std::make_shared<EvaluateRequest>();
+    std::vector<std::shared_ptr<SessionState>> states;
+    req->items.resize(sessions.Length());
     for (uint32_t i = 0; i < sessions.Length(); ++i) {
       NativeSession* s = NativeSession::Unwrap(sessions.Get(i).As<Napi::Object>());
       if (s->host() != host_) throw Napi::TypeError::New(env, "session belongs to another model");
       if (s->state()->disposed) throw status_error(env, Status::error(ErrorCode::Disposed, "session is disposed"));
-      baton->states.push_back(s->state());
-      baton->requests[i].tokens = tokens_from(tokens.Get(i));
-      baton->requests[i].all_logits = all.Get(i).ToBoolean();
+      states.push_back(s->state());
+      req->items[i].sequence = s->state()->sequence.get();
+      req->items[i].tokens = tokens_from(tokens.Get(i));
+      req->items[i].all_logits = all.Get(i).ToBoolean();
     }
-    // A single-session call is owned by that session so session.dispose() aborts it.
-    std::shared_ptr<SessionState> owner = baton->states.size() == 1 ? baton->states[0] : nullptr;
-    return run_job<Baton>(env, host_, owner, abort_token_from(info[3]), baton,
-        [](ModelHost& h, Baton& b, const std::atomic<bool>* cancel) {
-          std::vector<EvalRequest*> reqs;
-          for (size_t i = 0; i < b.requests.size(); ++i) {
-            if (b.states[i]->disposed) return Status::error(ErrorCode::Disposed, "session is disposed");
-            b.requests[i].sequence = b.states[i]->sequence.get();
-            reqs.push_back(&b.requests[i]);
-          }
-          Status st = h.model->evaluate(reqs, cancel);
-          for (auto& state : b.states) state->publish_length();
-          return st;
-        },
-        [](Napi::Env env, Baton& b) -> Napi::Value {
-          Napi::Array out = Napi::Array::New(env, b.requests.size());
-          for (size_t i = 0; i < b.requests.size(); ++i) out.Set(uint32_t(i), to_float32(env, b.requests[i].logits));
+    if (info.Length() > 4 && info[4].IsString()) req->cache_namespace = info[4].As<Napi::String>().Utf8Value();
+    return submit_request<EvaluateRequest>(env, host_, states, abort_token_from(info[3]), req,
+        [](Napi::Env env, EvaluateRequest& r) -> Napi::Value {
+          Napi::Array out = Napi::Array::New(env, r.items.size());
+          for (size_t i = 0; i < r.items.size(); ++i) out.Set(uint32_t(i), to_float32(env, r.items[i].logits));
           return out;
         });
   }
 
   // generate(session, tokens, params, flag, onTokens?) -> Promise<result>
   // params: {maxTokens, temperature, topK, topP, minP, repetitionPenalty, presencePenalty,
-  //          frequencyPenalty, topLogprobs (-1 = off), seed, stopTokens, reusePrefix}
+  //          frequencyPenalty, topLogprobs (-1 = off), seed, stopTokens, reusePrefix, cacheNamespace?}
   // onTokens(start, batch) streams tokens as they are chosen; the result holds them all as well, so
   // lib/ can finish from the result whatever order the two channels arrive in.
   Napi::Value Generate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     NativeSession* s = NativeSession::Unwrap(info[0].As<Napi::Object>());
     if (s->host() != host_) throw Napi::TypeError::New(env, "session belongs to another model");
+    if (s->state()->disposed) throw status_error(env, Status::error(ErrorCode::Disposed, "session is disposed"));
     Napi::Object o = info[2].As<Napi::Object>();
     struct Stream {
       std::mutex mu;
@@ -272,18 +332,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       bool scheduled = false;
       Napi::ThreadSafeFunction tsfn;
     };
-    struct Baton {
-      std::shared_ptr<SessionState> state;
-      std::vector<int32_t> prompt;
-      GenerateParams params;
-      GenerateResult result;
-      AbortToken stop;
-      std::shared_ptr<Stream> stream;  // null without onTokens
-    };
-    auto baton = std::make_shared<Baton>();
-    baton->state = s->state();
-    baton->prompt = tokens_from(info[1]);
-    GenerateParams& p = baton->params;
+    auto req = std::make_shared<GenerateRequest>();
+    req->sequence = s->state()->sequence.get();
+    req->prompt = tokens_from(info[1]);
+    GenerateParams& p = req->params;
     p.max_tokens = int64_t(number_field(o, "maxTokens"));
     p.sampling.temperature = number_field(o, "temperature");
     p.sampling.top_k = int64_t(number_field(o, "topK"));
@@ -296,56 +348,50 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     p.sampling.seed = uint64_t(number_field(o, "seed"));
     p.stop_tokens = tokens_from(o.Get("stopTokens"));
     p.reuse_prefix = o.Get("reusePrefix").ToBoolean();
-    baton->stop = stop_token_from(info[3]);
+    if (o.Has("cacheNamespace") && o.Get("cacheNamespace").IsString()) req->cache_namespace = o.Get("cacheNamespace").As<Napi::String>().Utf8Value();
+    req->stop = stop_token_from(info[3]);
     const int64_t top_n = std::max<int64_t>(p.sampling.top_logprobs, 0);
     const bool want_logprobs = p.sampling.top_logprobs >= 0;
     if (info.Length() > 4 && info[4].IsFunction()) {
-      baton->stream = std::make_shared<Stream>();
-      baton->stream->tsfn = Napi::ThreadSafeFunction::New(env, info[4].As<Napi::Function>(), "glm-node tokens", 0, 1);
-    }
-    return run_job<Baton>(env, host_, baton->state, abort_token_from(info[3]), baton,
-        [top_n, want_logprobs](ModelHost& h, Baton& b, const std::atomic<bool>* cancel) {
-          TokenSink sink;
-          std::shared_ptr<Stream> stream = b.stream;
-          if (stream) {
-            sink = [stream, top_n, want_logprobs](const GeneratedToken& t) {
-              std::lock_guard<std::mutex> lock(stream->mu);
-              if (stream->pending.empty()) stream->pending_start = stream->produced;
-              stream->pending.push_back(t);
-              ++stream->produced;
-              if (stream->scheduled) return;  // a drain is already queued: it will take this token too
-              stream->scheduled = true;
-              stream->tsfn.NonBlockingCall([stream, top_n, want_logprobs](Napi::Env env, Napi::Function fn) {
-                std::vector<GeneratedToken> batch;
-                size_t start;
-                {
-                  std::lock_guard<std::mutex> lock(stream->mu);
-                  batch.swap(stream->pending);
-                  start = stream->pending_start;
-                  stream->scheduled = false;
-                }
-                if (batch.empty()) return;
-                try {
-                  fn.Call({Napi::Number::New(env, double(start)), tokens_to_js(env, batch, want_logprobs, top_n)});
-                } catch (const Napi::Error&) {
-                  // lib/'s handler never throws; a stray exception must not cross into the engine.
-                }
-              });
-            };
+      auto stream = std::make_shared<Stream>();
+      stream->tsfn = Napi::ThreadSafeFunction::New(env, info[4].As<Napi::Function>(), "glm-node tokens", 0, 1);
+      // Tokens are batched: one JS call drains everything chosen since the previous call.
+      req->sink = [stream, top_n, want_logprobs](const GeneratedToken& t) {
+        std::lock_guard<std::mutex> lock(stream->mu);
+        if (stream->pending.empty()) stream->pending_start = stream->produced;
+        stream->pending.push_back(t);
+        ++stream->produced;
+        if (stream->scheduled) return;  // a drain is already queued: it will take this token too
+        stream->scheduled = true;
+        stream->tsfn.NonBlockingCall([stream, top_n, want_logprobs](Napi::Env env, Napi::Function fn) {
+          std::vector<GeneratedToken> batch;
+          size_t start;
+          {
+            std::lock_guard<std::mutex> lock(stream->mu);
+            batch.swap(stream->pending);
+            start = stream->pending_start;
+            stream->scheduled = false;
           }
-          Status st = h.model->generate(b.state->sequence.get(), b.prompt, b.params, cancel, b.stop.get(), sink, &b.result);
-          if (stream) stream->tsfn.Release();
-          return st;
-        },
-        [want_logprobs, top_n](Napi::Env env, Baton& b) -> Napi::Value {
-          Napi::Object r = Napi::Object::New(env);
-          r.Set("tokens", tokens_to_js(env, b.result.tokens, want_logprobs, top_n));
-          r.Set("finishReason", b.result.finish_reason);
-          r.Set("promptTokens", Napi::Number::New(env, double(b.result.prompt_tokens)));
-          r.Set("cachedTokens", Napi::Number::New(env, double(b.result.cached_tokens)));
-          r.Set("prefillMs", Napi::Number::New(env, b.result.prefill_ms));
-          r.Set("decodeMs", Napi::Number::New(env, b.result.decode_ms));
-          return r;
+          if (batch.empty()) return;
+          // (lib/'s handler never throws; a stray exception must not cross into the engine either.)
+          guarded_js([&] { fn.Call({Napi::Number::New(env, double(start)), tokens_to_js(env, batch, want_logprobs, top_n)}); });
+        });
+      };
+      // The stream's function is released with the request (after its last token).
+      auto done_stream = stream;
+      req->release_hook = [done_stream] { done_stream->tsfn.Release(); };
+    }
+    return submit_request<GenerateRequest>(env, host_, {s->state()}, abort_token_from(info[3]), req,
+        [want_logprobs, top_n](Napi::Env env, GenerateRequest& r) -> Napi::Value {
+          Napi::Object out = Napi::Object::New(env);
+          out.Set("tokens", tokens_to_js(env, r.result.tokens, want_logprobs, top_n));
+          out.Set("finishReason", r.result.finish_reason);
+          out.Set("promptTokens", Napi::Number::New(env, double(r.result.prompt_tokens)));
+          out.Set("cachedTokens", Napi::Number::New(env, double(r.result.cached_tokens)));
+          out.Set("queueMs", Napi::Number::New(env, r.result.queue_ms));
+          out.Set("prefillMs", Napi::Number::New(env, r.result.prefill_ms));
+          out.Set("decodeMs", Napi::Number::New(env, r.result.decode_ms));
+          return out;
         });
   }
 
@@ -362,13 +408,16 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     auto host = host_;
     auto* d = new Napi::Promise::Deferred(deferred);
     host_->executor.post([host, tsfn, d]() mutable {
+      if (host->model) host->model->shutdown();  // every request rejects with DISPOSED first
       host->model.reset();
       host->kv_bytes = 0;
       host->scratch_bytes = 0;
       tsfn.BlockingCall([host, d](Napi::Env env, Napi::Function) {
-        Napi::MemoryManagement::AdjustExternalMemory(env, -host->reported_external_bytes);
-        host->reported_external_bytes = 0;
-        d->Resolve(env.Undefined());
+        guarded_js([&] {
+          Napi::MemoryManagement::AdjustExternalMemory(env, -host->reported_external_bytes);
+          host->reported_external_bytes = 0;
+          d->Resolve(env.Undefined());
+        });
         delete d;
       });
       tsfn.Release();
@@ -386,6 +435,7 @@ Napi::Function define_model(Napi::Env env) {
                                    NativeModel::InstanceMethod("createSession", &NativeModel::CreateSession),
                                    NativeModel::InstanceMethod("evaluate", &NativeModel::Evaluate),
                                    NativeModel::InstanceMethod("generate", &NativeModel::Generate),
+                                   NativeModel::InstanceMethod("stats", &NativeModel::Stats),
                                    NativeModel::InstanceMethod("dispose", &NativeModel::Dispose)});
 }
 
@@ -399,6 +449,23 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
   lo.threads = int(number_field(opts, "threads"));
   lo.prefetch = opts.Get("prefetch").ToBoolean();
   lo.cuda_graphs = !opts.Has("cudaGraphs") || opts.Get("cudaGraphs").ToBoolean();
+  // The serving options (lib/ validated them; absent ones keep the engine's defaults).
+  auto opt_number = [&](const char* key, double fallback) {
+    return opts.Has(key) && opts.Get(key).IsNumber() ? opts.Get(key).As<Napi::Number>().DoubleValue() : fallback;
+  };
+  lo.kv_cache_bytes = uint64_t(opt_number("kvCacheBytes", 0));
+  lo.kv_cache_tokens = int64_t(opt_number("kvCacheTokens", 0));
+  lo.kv_page_tokens = int64_t(opt_number("kvPageTokens", double(lo.kv_page_tokens)));
+  lo.max_step_rows = int64_t(opt_number("maxBatchTokens", 0));
+  lo.max_running = int64_t(opt_number("maxConcurrentRequests", double(lo.max_running)));
+  lo.max_queued = int64_t(opt_number("maxQueuedRequests", double(lo.max_queued)));
+  lo.prefix_hash_bits = int(opt_number("prefixHashBits", 64));
+  if (opts.Has("prefixCache")) lo.prefix_cache = opts.Get("prefixCache").ToBoolean();
+  if (opts.Has("kvCacheType") && opts.Get("kvCacheType").IsString()) {
+    if (!parse_kv_type(opts.Get("kvCacheType").As<Napi::String>().Utf8Value(), &lo.kv_type)) {
+      throw Napi::TypeError::New(env, "loadModel: kvCacheType must be 'f32', 'bf16' or 'fp8'");
+    }
+  }
   // 'cpu' | 'cuda' | 'auto' (lib/ validated it); 'auto' falls back to the CPU with a reason in info().
   const std::string backend = opts.Has("backend") && opts.Get("backend").IsString() ? opts.Get("backend").As<Napi::String>().Utf8Value() : "cpu";
   lo.backend = backend == "cuda" ? BackendChoice::Cuda : backend == "auto" ? BackendChoice::Auto : BackendChoice::Cpu;
@@ -426,11 +493,10 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
         auto* r = new Report{stage, double(d), double(t)};
         napi_status s = channel.NonBlockingCall(r, [ctx](Napi::Env env, Napi::Function, Report* r) {
           // A throwing user callback must not take the load down: lib/ catches and reports it.
-          try {
+          guarded_js([&] {
             ctx->on_progress.Call({Napi::String::New(env, r->stage), Napi::Number::New(env, r->done),
                                    Napi::Number::New(env, r->total)});
-          } catch (const Napi::Error&) {
-          }
+          });
           delete r;
         });
         if (s != napi_ok) delete r;
@@ -438,19 +504,21 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
     }
     ctx->status = Model::load(dir, lo, on_progress, token.get(), &ctx->model);
     channel.BlockingCall([ctx](Napi::Env env, Napi::Function) {
-      if (!ctx->status.is_ok()) {
-        ctx->deferred.Reject(status_error(env, ctx->status).Value());
-      } else {
-        auto host = std::make_shared<ModelHost>();
-        host->model = std::move(ctx->model);
-        host->refresh_memory();
-        AddonData* data = env.GetInstanceData<AddonData>();
-        try {
-          ctx->deferred.Resolve(data->model_ctor.New({Napi::External<std::shared_ptr<ModelHost>>::New(env, &host)}));
-        } catch (const Napi::Error& e) {
-          ctx->deferred.Reject(e.Value());
+      guarded_js([&] {
+        if (!ctx->status.is_ok()) {
+          ctx->deferred.Reject(status_error(env, ctx->status).Value());
+        } else {
+          auto host = std::make_shared<ModelHost>();
+          host->model = std::move(ctx->model);
+          host->refresh_memory();
+          AddonData* data = env.GetInstanceData<AddonData>();
+          try {
+            ctx->deferred.Resolve(data->model_ctor.New({Napi::External<std::shared_ptr<ModelHost>>::New(env, &host)}));
+          } catch (const Napi::Error& e) {
+            ctx->deferred.Reject(e.Value());
+          }
         }
-      }
+      });
       delete ctx;
     });
     channel.Release();

@@ -45,8 +45,15 @@ std::vector<float>& CpuBackend::buffer(size_t index, size_t elements) {
   return internal_[index];
 }
 
-Status CpuBackend::create_kv(int64_t capacity, std::unique_ptr<KvStore>* out) {
-  *out = std::make_unique<KvCache>(cfg_.num_hidden_layers, cfg_.num_key_value_heads, cfg_.head_dim, capacity);
+Status CpuBackend::create(const ModelConfig& cfg, int n_threads, const KvPoolRequest& kv, std::unique_ptr<Backend>* out) {
+  std::unique_ptr<CpuBackend> be(new CpuBackend(cfg, n_threads));
+  GLM_TRY(KvStorage::create(cfg, kv, &be->kv_));
+  *out = std::move(be);
+  return Status::ok();
+}
+
+Status CpuBackend::copy_kv_page(PageId src, PageId dst, int64_t n) {
+  kv_->copy_page(src, dst, n);
   return Status::ok();
 }
 
@@ -139,26 +146,31 @@ void CpuBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, Ac
   const int64_t n_heads = cfg_.num_attention_heads;
   const int64_t group = n_heads / cfg_.num_key_value_heads;
   const int64_t kv_w = cfg_.kv_width();
+  const int64_t P = kv_->spec().page_tokens;
   const float scale = float(1.0 / std::sqrt(double(d)));
+  const KvType type = kv_->type();
+  const DType row_type = type == KvType::F32 ? DType::F32 : type == KvType::BF16 ? DType::BF16 : DType::F8_E4M3;
+  const uint64_t row_bytes = uint64_t(d) * uint64_t(kv_type_bytes(type));
 
-  // self_attn: the new K/V rows join each sequence's cache first, so a row attends to itself and to
-  // the rows before it in the same step (causal prefill) exactly as a later decode step would.
-  // Every store in the plan was made by create_kv above.
-  auto cache_of = [](const StepPlan::Sequence& s) { return static_cast<KvCache*>(s.cache); };
+  // self_attn: the new K/V rows join each sequence's pages first (in the pool's type), so a row
+  // attends to itself and to the rows before it in the same step (causal prefill) exactly as a later
+  // decode step would, and reads back what the cache holds.
   for (const auto& s : plan.sequences) {
-    KvCache* cache = cache_of(s);
     for (int64_t i = 0; i < s.n_rows; ++i) {
       const int64_t row = s.row_begin + i, pos = s.start_pos + i;
+      const PageId page = s.pages[pos / P];
       for (int64_t h = 0; h < cfg_.num_key_value_heads; ++h) {
-        std::memcpy(cache->key(layer, h, pos), k.data + row * kv_w + h * d, size_t(d) * sizeof(float));
-        std::memcpy(cache->value(layer, h, pos), v.data + row * kv_w + h * d, size_t(d) * sizeof(float));
+        kv_->write(layer, page, pos % P, 0, h, k.data + row * kv_w + h * d);
+        kv_->write(layer, page, pos % P, 1, h, v.data + row * kv_w + h * d);
       }
     }
   }
 
   // One work item per (row, kv head): the query heads sharing that K/V head (GQA) are handled together
-  // so each cached row is fetched from memory once for the whole group. Keys are read a cache page at a
-  // time: within a page one head's rows are contiguous.
+  // so each cached row is fetched from memory once for the whole group. Keys are handed to the kernels
+  // 256 at a time by row pointers (the pages need not be adjacent); the grouping into runs of 256
+  // positions fixes the summation order of V, whatever the page size.
+  constexpr int64_t kRun = 256;
   std::vector<int32_t> row_seq(size_t(plan.rows()));
   for (size_t si = 0; si < plan.sequences.size(); ++si) {
     const auto& s = plan.sequences[si];
@@ -166,20 +178,38 @@ void CpuBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, Ac
   }
   const int64_t n_kv = cfg_.num_key_value_heads;
   auto items = [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> scores;
+    thread_local std::vector<float> scores, weights;
+    thread_local std::vector<const void*> ptrs;
+    thread_local std::vector<float> row_scales;
+    ptrs.resize(size_t(kRun));
+    row_scales.resize(size_t(kRun));
     for (int64_t it = begin; it < end; ++it) {
       const int64_t row = it / n_kv, kvh = it % n_kv;
       const auto& s = plan.sequences[size_t(row_seq[size_t(row)])];
       const int64_t n_keys = s.start_pos + (row - s.row_begin) + 1;  // causal: keys 0..pos
       if (int64_t(scores.size()) < group * n_keys) scores.resize(size_t(group * n_keys));
-      for (int64_t g = 0; g < group; ++g) {
-        const int64_t h = kvh * group + g;
-        const float* qh = q.data + row * q.cols + h * d;
-        float* sc = scores.data() + g * n_keys;
-        for (int64_t pos = 0; pos < n_keys; pos += KvCache::kPageTokens) {
-          const int64_t n = std::min(KvCache::kPageTokens, n_keys - pos);
-          dot_rows(qh, cache_of(s)->key(layer, kvh, pos), d, n, d, sc + pos);
+      // The rows of positions [pos, pos + n) of one head (K: which 0, V: 1), and their FP8 scales.
+      auto gather = [&](int which, int64_t pos, int64_t n) {
+        for (int64_t j = 0; j < n; ++j) {
+          const PageId page = s.pages[(pos + j) / P];
+          const int64_t slot = (pos + j) % P;
+          ptrs[size_t(j)] = static_cast<const uint8_t*>(kv_->rows(layer, page, which, kvh)) + uint64_t(slot) * row_bytes;
+          if (type == KvType::FP8) row_scales[size_t(j)] = kv_->scales(layer, page, which, kvh)[slot];
         }
+      };
+      for (int64_t pos = 0; pos < n_keys; pos += kRun) {
+        const int64_t n = std::min(kRun, n_keys - pos);
+        gather(0, pos, n);
+        for (int64_t g = 0; g < group; ++g) {
+          float* sc = scores.data() + g * n_keys + pos;
+          dot_rows(q.data + row * q.cols + (kvh * group + g) * d, ptrs.data(), row_type, n, d, sc);
+          if (type == KvType::FP8) {
+            for (int64_t j = 0; j < n; ++j) sc[j] *= row_scales[size_t(j)];
+          }
+        }
+      }
+      for (int64_t g = 0; g < group; ++g) {
+        float* sc = scores.data() + g * n_keys;
         // softmax(q k^T * d^-0.5) in fp32 with the max subtracted; the sum in double.
         float max_score = -std::numeric_limits<float>::infinity();
         for (int64_t j = 0; j < n_keys; ++j) max_score = std::max(max_score, sc[j] *= scale);
@@ -187,11 +217,20 @@ void CpuBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, Ac
         for (int64_t j = 0; j < n_keys; ++j) sum += sc[j] = std::exp(sc[j] - max_score);
         const float inv_sum = float(1.0 / sum);
         for (int64_t j = 0; j < n_keys; ++j) sc[j] *= inv_sum;
-        float* oh = out.data + row * out.cols + h * d;
+        float* oh = out.data + row * out.cols + (kvh * group + g) * d;
         std::fill(oh, oh + d, 0.0f);
-        for (int64_t pos = 0; pos < n_keys; pos += KvCache::kPageTokens) {
-          const int64_t n = std::min(KvCache::kPageTokens, n_keys - pos);
-          weighted_row_sum(sc + pos, cache_of(s)->value(layer, kvh, pos), d, n, d, oh);
+      }
+      for (int64_t pos = 0; pos < n_keys; pos += kRun) {
+        const int64_t n = std::min(kRun, n_keys - pos);
+        gather(1, pos, n);
+        for (int64_t g = 0; g < group; ++g) {
+          const float* w = scores.data() + g * n_keys + pos;
+          if (type == KvType::FP8) {  // the V rows' scales join the softmax weights
+            weights.resize(size_t(n));
+            for (int64_t j = 0; j < n; ++j) weights[size_t(j)] = w[j] * row_scales[size_t(j)];
+            w = weights.data();
+          }
+          weighted_row_sum(w, ptrs.data(), row_type, n, d, out.data + row * out.cols + (kvh * group + g) * d);
         }
       }
     }

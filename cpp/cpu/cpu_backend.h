@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "cpu/kv_storage.h"
 #include "cpu/thread_pool.h"
 #include "engine/backend.h"
 
@@ -12,11 +13,14 @@ namespace glm::cpu {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(const ModelConfig& cfg, int n_threads);
+  // Makes the backend and its KV page pool (kv_storage.h: reserved, committed as used).
+  static Status create(const ModelConfig& cfg, int n_threads, const KvPoolRequest& kv, std::unique_ptr<Backend>* out);
   const char* name() const override { return "cpu"; }
   int threads() const { return pool_.size(); }
 
-  Status create_kv(int64_t capacity, std::unique_ptr<KvStore>* out) override;
+  const KvPoolSpec& kv_pool() const override { return kv_->spec(); }
+  Status copy_kv_page(PageId src, PageId dst, int64_t n) override;
+  const KvStorage& kv_storage() const { return *kv_; }
   Status scratch(int slot, int64_t rows, int64_t cols, Act* out) override;
   void embed(const Matrix& table, const int32_t* tokens, Act out) override;
   void rmsnorm(Act x, const std::vector<float>& w, float eps, Act out) override;
@@ -36,6 +40,7 @@ class CpuBackend final : public Backend {
   // Routing decision of one token: top-k expert ids and their final combine weights.
   void route(const float* router_logits, const std::vector<float>& correction_bias, int32_t* experts,
              float* weights) const;
+  CpuBackend(const ModelConfig& cfg, int n_threads);
   std::vector<float>& buffer(size_t index, size_t elements);
 
   ModelConfig cfg_;
@@ -43,6 +48,7 @@ class CpuBackend final : public Backend {
   std::vector<double> inv_freq_;              // RoPE inverse frequencies [rotary_dim / 2]
   std::vector<std::vector<float>> slots_;     // Backend::scratch slots
   std::vector<std::vector<float>> internal_;  // op-private buffers (MoE, MLP)
+  std::unique_ptr<KvStorage> kv_;
 };
 
 }  // namespace glm::cpu

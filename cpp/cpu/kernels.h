@@ -48,11 +48,13 @@ void axpy(float a, const float* x, float* y, int64_t n);          // y += a*x
 // Widens one row of F32/BF16/F16 to fp32, exactly (subnormals, ±0, inf and NaN included).
 // Any other type writes NaN.
 void convert_to_f32(const void* src, DType t, float* dst, int64_t n);
-// Attention over cached rows (K or V rows `stride` floats apart), one call per cache page instead of
-// one per key: out[j] = q · rows[j*stride .. +d) for j < n ...
-void dot_rows(const float* q, const float* rows, int64_t stride, int64_t n, int64_t d, float* out);
-// ... and out[0..d) += sum_j w[j] * rows[j*stride .. +d), accumulated in registers across j.
-void weighted_row_sum(const float* w, const float* rows, int64_t stride, int64_t n, int64_t d, float* out);
+// Attention over cached rows, one call per run of keys instead of one per key. rows[j] points at row j
+// (d elements of rt: F32, BF16 or F8_E4M3, widened exactly in registers; an E4M3 row's scale is the
+// caller's to apply): out[j] = q · rows[j] for j < n ...
+void dot_rows(const float* q, const void* const* rows, DType rt, int64_t n, int64_t d, float* out);
+// ... and out[0..d) += sum_j w[j] * rows[j], accumulated in registers across j (one call's rows are
+// summed before they join out, so how a caller groups keys into calls fixes the rounding).
+void weighted_row_sum(const float* w, const void* const* rows, DType rt, int64_t n, int64_t d, float* out);
 
 enum class Isa { Generic, Avx2, Avx512 };
 Isa detected_isa();              // best implementation this CPU supports (Generic on non-x86)
@@ -91,8 +93,8 @@ struct KernelTable {
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float a, const float* x, float* y, int64_t n);
   void (*convert_to_f32)(const void* src, DType t, float* dst, int64_t n);  // F32/BF16/F16 only
-  void (*dot_rows)(const float* q, const float* rows, int64_t stride, int64_t n, int64_t d, float* out);
-  void (*weighted_row_sum)(const float* w, const float* rows, int64_t stride, int64_t n, int64_t d, float* out);
+  void (*dot_rows)(const float* q, const void* const* rows, DType rt, int64_t n, int64_t d, float* out);
+  void (*weighted_row_sum)(const float* w, const void* const* rows, DType rt, int64_t n, int64_t d, float* out);
 };
 
 const KernelTable* generic_kernels();

@@ -72,34 +72,23 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// R weight rows × C tokens, one 8-lane accumulator each (R*C + R + 1 registers of 16). Small blocks
-// unroll K by U so there are at least four independent FMA chains.
+// R weight rows × C tokens, one 8-lane accumulator each (R*C + R + 1 registers of 16). Every output is
+// one FMA chain over K in the same order whatever R and C are (batch invariance; see the AVX-512 twin),
+// so small blocks do not unroll K into extra chains.
 template <DType WT, int R, int C>
 void block(const float* X, int64_t ldx, const void* W, int64_t K, float* out) {
   constexpr int64_t es = WT == DType::F32 ? 4 : WT == DType::F8_E4M3 ? 1 : 2;
-  constexpr int U = R * C >= 4 ? 1 : R * C >= 2 ? 2 : 4;
   const char* wbase = static_cast<const char*>(W);
-  __m256 acc[U][R][C];
-  for (int u = 0; u < U; ++u)
-    for (int r = 0; r < R; ++r)
-      for (int c = 0; c < C; ++c) acc[u][r][c] = _mm256_setzero_ps();
+  __m256 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
   int64_t k = 0;
-  for (; k + 8 * U <= K; k += 8 * U) {
-    for (int u = 0; u < U; ++u) {
-      __m256 w[R];
-      for (int r = 0; r < R; ++r) w[r] = load_w<WT>(wbase + r * K * es, k + 8 * u);
-      for (int c = 0; c < C; ++c) {
-        const __m256 x = _mm256_loadu_ps(X + c * ldx + k + 8 * u);
-        for (int r = 0; r < R; ++r) acc[u][r][c] = _mm256_fmadd_ps(w[r], x, acc[u][r][c]);
-      }
-    }
-  }
   for (; k + 8 <= K; k += 8) {
     __m256 w[R];
     for (int r = 0; r < R; ++r) w[r] = load_w<WT>(wbase + r * K * es, k);
     for (int c = 0; c < C; ++c) {
       const __m256 x = _mm256_loadu_ps(X + c * ldx + k);
-      for (int r = 0; r < R; ++r) acc[0][r][c] = _mm256_fmadd_ps(w[r], x, acc[0][r][c]);
+      for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(w[r], x, acc[r][c]);
     }
   }
   if (k < K) {
@@ -109,15 +98,11 @@ void block(const float* X, int64_t ldx, const void* W, int64_t K, float* out) {
     for (int r = 0; r < R; ++r) w[r] = load_w_partial<WT>(wbase + r * K * es, k, n);
     for (int c = 0; c < C; ++c) {
       const __m256 x = _mm256_maskload_ps(X + c * ldx + k, m);
-      for (int r = 0; r < R; ++r) acc[0][r][c] = _mm256_fmadd_ps(w[r], x, acc[0][r][c]);
+      for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(w[r], x, acc[r][c]);
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) {
-      __m256 s = acc[0][r][c];
-      for (int u = 1; u < U; ++u) s = _mm256_add_ps(s, acc[u][r][c]);
-      out[r * C + c] = hsum(s);
-    }
+    for (int c = 0; c < C; ++c) out[r * C + c] = hsum(acc[r][c]);
 }
 
 // Group-scaled formats (kernels.h QBlockFn), 8 lanes at a time; see the AVX-512 twin for the scheme.
@@ -276,12 +261,43 @@ void convert_avx2(const void* src, DType t, float* dst, int64_t n) {
   }
 }
 
-void dot_rows_avx2(const float* q, const float* rows, int64_t stride, int64_t n, int64_t d, float* out) {
-  for (int64_t j = 0; j < n; ++j) out[j] = dot_avx2(q, rows + j * stride, d);
+// dot_avx2's order of operations over a row of any cached element type (widened in registers).
+template <DType RT>
+float dot_typed(const float* a, const void* b, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load_w<RT>(b, i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), load_w<RT>(b, i + 8), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), load_w<RT>(b, i + 16), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), load_w<RT>(b, i + 24), s3);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load_w<RT>(b, i), s0);
+  if (i < n) {
+    const __m256i m = first_lanes(n - i);
+    s1 = _mm256_fmadd_ps(_mm256_maskload_ps(a + i, m), load_w_partial<RT>(b, i, n - i), s1);
+  }
+  return hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+}
+
+template <DType RT>
+void dot_rows_t(const float* q, const void* const* rows, int64_t n, int64_t d, float* out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = RT == DType::F32 ? dot_avx2(q, static_cast<const float*>(rows[j]), d) : dot_typed<RT>(q, rows[j], d);
+}
+
+void dot_rows_avx2(const float* q, const void* const* rows, DType rt, int64_t n, int64_t d, float* out) {
+  switch (rt) {
+    case DType::F32: return dot_rows_t<DType::F32>(q, rows, n, d, out);
+    case DType::BF16: return dot_rows_t<DType::BF16>(q, rows, n, d, out);
+    case DType::F8_E4M3: return dot_rows_t<DType::F8_E4M3>(q, rows, n, d, out);
+    default: return;
+  }
 }
 
 // Up to 64 output lanes stay in 8 registers while the rows stream by (see the AVX-512 twin).
-void weighted_row_sum_avx2(const float* w, const float* rows, int64_t stride, int64_t n, int64_t d, float* out) {
+template <DType RT>
+void weighted_row_sum_t(const float* w, const void* const* rows, int64_t n, int64_t d, float* out) {
+  constexpr int64_t es = RT == DType::F32 ? 4 : RT == DType::F8_E4M3 ? 1 : 2;
   for (int64_t c = 0; c < d; c += 64) {
     const int64_t width = d - c < 64 ? d - c : 64;
     const int full = int(width / 8);
@@ -289,15 +305,28 @@ void weighted_row_sum_avx2(const float* w, const float* rows, int64_t stride, in
     __m256 acc[8];
     for (int v = 0; v < 8; ++v) acc[v] = _mm256_setzero_ps();
     float tail_acc[8] = {};
+    float tail_row[8];
     for (int64_t j = 0; j < n; ++j) {
       const __m256 wj = _mm256_set1_ps(w[j]);
-      const float* r = rows + j * stride + c;
-      for (int v = 0; v < full; ++v) acc[v] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(r + 8 * v), acc[v]);
-      for (int64_t i = 0; i < rest; ++i) tail_acc[i] = std::fma(w[j], r[8 * full + i], tail_acc[i]);
+      const char* r = static_cast<const char*>(rows[j]) + c * es;
+      for (int v = 0; v < full; ++v) acc[v] = _mm256_fmadd_ps(wj, load_w<RT>(r, 8 * v), acc[v]);
+      if (rest) {
+        _mm256_storeu_ps(tail_row, load_w_partial<RT>(r, 8 * full, rest));
+        for (int64_t i = 0; i < rest; ++i) tail_acc[i] = std::fma(w[j], tail_row[i], tail_acc[i]);
+      }
     }
     float* o = out + c;
     for (int v = 0; v < full; ++v) _mm256_storeu_ps(o + 8 * v, _mm256_add_ps(_mm256_loadu_ps(o + 8 * v), acc[v]));
     for (int64_t i = 0; i < rest; ++i) o[8 * full + i] += tail_acc[i];
+  }
+}
+
+void weighted_row_sum_avx2(const float* w, const void* const* rows, DType rt, int64_t n, int64_t d, float* out) {
+  switch (rt) {
+    case DType::F32: return weighted_row_sum_t<DType::F32>(w, rows, n, d, out);
+    case DType::BF16: return weighted_row_sum_t<DType::BF16>(w, rows, n, d, out);
+    case DType::F8_E4M3: return weighted_row_sum_t<DType::F8_E4M3>(w, rows, n, d, out);
+    default: return;
   }
 }
 

@@ -63,43 +63,39 @@ inline __m512 load_w_masked(const void* w, int64_t k, __mmask16 m) {
 }
 
 // R weight rows × C tokens, one 16-lane accumulator each (R*C + R + 1 registers of 32). Per 16-wide
-// step: R weight loads and C activation loads feed R*C FMAs. Small blocks unroll K by U so there are
-// at least four independent FMA chains (FMA latency 4, so fewer chains would stall the loop).
+// step: R weight loads and C activation loads feed R*C FMAs.
+// Every output is one FMA chain over K in the same order whatever R and C are, so a row's result does
+// not depend on how many other rows share its block or step (batch invariance: a request's tokens are
+// the same alone and batched). Small blocks therefore do not unroll K into extra chains; a one-row GEMV
+// is latency-bound at 16 FMA lanes per 4 cycles (~8 bytes of BF16 weights per cycle), still above a
+// core's share of DRAM bandwidth.
 template <DType WT, int R, int C>
 void block(const float* X, int64_t ldx, const void* W, int64_t K, float* out) {
   constexpr int64_t es = WT == DType::F32 ? 4 : WT == DType::F8_E4M3 ? 1 : 2;
-  constexpr int U = R * C >= 4 ? 1 : R * C >= 2 ? 2 : 4;
   const char* wbase = static_cast<const char*>(W);
-  __m512 acc[U][R][C];
-  for (int u = 0; u < U; ++u)
-    for (int r = 0; r < R; ++r)
-      for (int c = 0; c < C; ++c) acc[u][r][c] = _mm512_setzero_ps();
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
   int64_t k = 0;
-  for (; k + 16 * U <= K; k += 16 * U) {
-    for (int u = 0; u < U; ++u) {
-      __m512 w[R];
-      for (int r = 0; r < R; ++r) w[r] = load_w<WT>(wbase + r * K * es, k + 16 * u);
-      for (int c = 0; c < C; ++c) {
-        const __m512 x = _mm512_loadu_ps(X + c * ldx + k + 16 * u);
-        for (int r = 0; r < R; ++r) acc[u][r][c] = _mm512_fmadd_ps(w[r], x, acc[u][r][c]);
-      }
+  for (; k + 16 <= K; k += 16) {
+    __m512 w[R];
+    for (int r = 0; r < R; ++r) w[r] = load_w<WT>(wbase + r * K * es, k);
+    for (int c = 0; c < C; ++c) {
+      const __m512 x = _mm512_loadu_ps(X + c * ldx + k);
+      for (int r = 0; r < R; ++r) acc[r][c] = _mm512_fmadd_ps(w[r], x, acc[r][c]);
     }
   }
-  for (; k < K; k += 16) {  // at most U steps left, the last one masked
-    const __mmask16 m = K - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (K - k)) - 1u);
+  if (k < K) {  // the masked tail
+    const __mmask16 m = __mmask16((1u << (K - k)) - 1u);
     __m512 w[R];
     for (int r = 0; r < R; ++r) w[r] = load_w_masked<WT>(wbase + r * K * es, k, m);
     for (int c = 0; c < C; ++c) {
       const __m512 x = _mm512_maskz_loadu_ps(m, X + c * ldx + k);
-      for (int r = 0; r < R; ++r) acc[0][r][c] = _mm512_fmadd_ps(w[r], x, acc[0][r][c]);
+      for (int r = 0; r < R; ++r) acc[r][c] = _mm512_fmadd_ps(w[r], x, acc[r][c]);
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) {
-      __m512 s = acc[0][r][c];
-      for (int u = 1; u < U; ++u) s = _mm512_add_ps(s, acc[u][r][c]);
-      out[r * C + c] = _mm512_reduce_add_ps(s);
-    }
+    for (int c = 0; c < C; ++c) out[r * C + c] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
 // Group-scaled formats (kernels.h QBlockFn). Per group and row the weights are decoded straight into
@@ -273,13 +269,44 @@ void convert_avx512(const void* src, DType t, float* dst, int64_t n) {
   }
 }
 
-void dot_rows_avx512(const float* q, const float* rows, int64_t stride, int64_t n, int64_t d, float* out) {
-  for (int64_t j = 0; j < n; ++j) out[j] = dot_avx512(q, rows + j * stride, d);
+// dot_avx512's order of operations over a row of any cached element type (widened in registers).
+template <DType RT>
+float dot_typed(const float* a, const void* b, int64_t n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), load_w<RT>(b, i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), load_w<RT>(b, i + 16), s1);
+    s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), load_w<RT>(b, i + 32), s2);
+    s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), load_w<RT>(b, i + 48), s3);
+  }
+  for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), load_w<RT>(b, i), s0);
+  if (i < n) {
+    const __mmask16 m = __mmask16((1u << (n - i)) - 1u);
+    s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), load_w_masked<RT>(b, i, m), s1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+template <DType RT>
+void dot_rows_t(const float* q, const void* const* rows, int64_t n, int64_t d, float* out) {
+  for (int64_t j = 0; j < n; ++j) out[j] = RT == DType::F32 ? dot_avx512(q, static_cast<const float*>(rows[j]), d) : dot_typed<RT>(q, rows[j], d);
+}
+
+void dot_rows_avx512(const float* q, const void* const* rows, DType rt, int64_t n, int64_t d, float* out) {
+  switch (rt) {
+    case DType::F32: return dot_rows_t<DType::F32>(q, rows, n, d, out);
+    case DType::BF16: return dot_rows_t<DType::BF16>(q, rows, n, d, out);
+    case DType::F8_E4M3: return dot_rows_t<DType::F8_E4M3>(q, rows, n, d, out);
+    default: return;
+  }
 }
 
 // Keeps up to 128 output lanes in 8 registers while streaming the rows, so each row is read once and
 // the output is stored once per chunk instead of once per row.
-void weighted_row_sum_avx512(const float* w, const float* rows, int64_t stride, int64_t n, int64_t d, float* out) {
+template <DType RT>
+void weighted_row_sum_t(const float* w, const void* const* rows, int64_t n, int64_t d, float* out) {
+  constexpr int64_t es = RT == DType::F32 ? 4 : RT == DType::F8_E4M3 ? 1 : 2;
   for (int64_t c = 0; c < d; c += 128) {
     const int64_t width = d - c < 128 ? d - c : 128;
     const int full = int(width / 16);
@@ -288,15 +315,24 @@ void weighted_row_sum_avx512(const float* w, const float* rows, int64_t stride, 
     for (int v = 0; v < 8; ++v) acc[v] = _mm512_setzero_ps();
     for (int64_t j = 0; j < n; ++j) {
       const __m512 wj = _mm512_set1_ps(w[j]);
-      const float* r = rows + j * stride + c;
-      for (int v = 0; v < full; ++v) acc[v] = _mm512_fmadd_ps(wj, _mm512_loadu_ps(r + 16 * v), acc[v]);
-      if (tail) acc[full] = _mm512_fmadd_ps(wj, _mm512_maskz_loadu_ps(tail, r + 16 * full), acc[full]);
+      const char* r = static_cast<const char*>(rows[j]) + c * es;
+      for (int v = 0; v < full; ++v) acc[v] = _mm512_fmadd_ps(wj, load_w<RT>(r, 16 * v), acc[v]);
+      if (tail) acc[full] = _mm512_fmadd_ps(wj, load_w_masked<RT>(r, 16 * full, tail), acc[full]);
     }
     float* o = out + c;
     for (int v = 0; v < full; ++v) _mm512_storeu_ps(o + 16 * v, _mm512_add_ps(_mm512_loadu_ps(o + 16 * v), acc[v]));
     if (tail) {
       _mm512_mask_storeu_ps(o + 16 * full, tail, _mm512_add_ps(_mm512_maskz_loadu_ps(tail, o + 16 * full), acc[full]));
     }
+  }
+}
+
+void weighted_row_sum_avx512(const float* w, const void* const* rows, DType rt, int64_t n, int64_t d, float* out) {
+  switch (rt) {
+    case DType::F32: return weighted_row_sum_t<DType::F32>(w, rows, n, d, out);
+    case DType::BF16: return weighted_row_sum_t<DType::BF16>(w, rows, n, d, out);
+    case DType::F8_E4M3: return weighted_row_sum_t<DType::F8_E4M3>(w, rows, n, d, out);
+    default: return;
   }
 }
 

@@ -184,12 +184,60 @@ void convert_generic(const void* src, DType t, float* dst, int64_t n) {
   }
 }
 
-void dot_rows_generic(const float* q, const float* rows, int64_t stride, int64_t n, int64_t d, float* out) {
-  for (int64_t j = 0; j < n; ++j) out[j] = dot_generic(q, rows + j * stride, d);
+// Cached rows of a narrower type are widened onto the stack first (head_dim is at most a few hundred).
+template <DType RT>
+const float* widen_row(const void* row, int64_t d, float* buf) {
+  if constexpr (RT == DType::F32) return static_cast<const float*>(row);
+  for (int64_t i = 0; i < d; ++i) buf[i] = widen<RT>(row, i);
+  return buf;
 }
 
-void weighted_row_sum_generic(const float* w, const float* rows, int64_t stride, int64_t n, int64_t d, float* out) {
-  for (int64_t j = 0; j < n; ++j) axpy_generic(w[j], rows + j * stride, out, d);
+template <DType RT>
+void dot_rows_t(const float* q, const void* const* rows, int64_t n, int64_t d, float* out) {
+  float buf[kKChunk];
+  for (int64_t j = 0; j < n; ++j) {
+    float sum = 0.0f;
+    for (int64_t k0 = 0; k0 < d; k0 += kKChunk) {  // (one chunk for any real head_dim)
+      const int64_t kb = d - k0 < kKChunk ? d - k0 : kKChunk;
+      const float* r = widen_row<RT>(static_cast<const char*>(rows[j]) + k0 * (RT == DType::F32 ? 4 : RT == DType::BF16 ? 2 : 1), kb, buf);
+      sum += dot_generic(q + k0, r, kb);
+    }
+    out[j] = sum;
+  }
+}
+
+void dot_rows_generic(const float* q, const void* const* rows, DType rt, int64_t n, int64_t d, float* out) {
+  switch (rt) {
+    case DType::F32:
+      for (int64_t j = 0; j < n; ++j) out[j] = dot_generic(q, static_cast<const float*>(rows[j]), d);
+      return;
+    case DType::BF16: return dot_rows_t<DType::BF16>(q, rows, n, d, out);
+    case DType::F8_E4M3: return dot_rows_t<DType::F8_E4M3>(q, rows, n, d, out);
+    default: return;
+  }
+}
+
+template <DType RT>
+void weighted_row_sum_t(const float* w, const void* const* rows, int64_t n, int64_t d, float* out) {
+  float buf[kKChunk];
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t k0 = 0; k0 < d; k0 += kKChunk) {
+      const int64_t kb = d - k0 < kKChunk ? d - k0 : kKChunk;
+      const float* r = widen_row<RT>(static_cast<const char*>(rows[j]) + k0 * (RT == DType::F32 ? 4 : RT == DType::BF16 ? 2 : 1), kb, buf);
+      axpy_generic(w[j], r, out + k0, kb);
+    }
+  }
+}
+
+void weighted_row_sum_generic(const float* w, const void* const* rows, DType rt, int64_t n, int64_t d, float* out) {
+  switch (rt) {
+    case DType::F32:
+      for (int64_t j = 0; j < n; ++j) axpy_generic(w[j], static_cast<const float*>(rows[j]), out, d);
+      return;
+    case DType::BF16: return weighted_row_sum_t<DType::BF16>(w, rows, n, d, out);
+    case DType::F8_E4M3: return weighted_row_sum_t<DType::F8_E4M3>(w, rows, n, d, out);
+    default: return;
+  }
 }
 
 constexpr detail::KernelTable kGeneric = {

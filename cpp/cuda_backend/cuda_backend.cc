@@ -76,27 +76,6 @@ int64_t attention_splits(int64_t rows, int64_t max_len) {
 // ---------------------------------------------------------------------------------------------
 // KV pages
 // ---------------------------------------------------------------------------------------------
-DeviceKvStore::~DeviceKvStore() {
-  pool_->free_ids.insert(pool_->free_ids.end(), pages_.begin(), pages_.end());
-}
-
-Status DeviceKvStore::reserve(int64_t new_length) {
-  GLM_TRY(check_capacity(new_length));
-  const size_t need = size_t((new_length + pool_->page_tokens - 1) / pool_->page_tokens);
-  if (need <= pages_.size()) return Status::ok();
-  if (need - pages_.size() > pool_->free_ids.size()) {
-    return Status::error(ErrorCode::InsufficientMemory,
-                         "CUDA KV cache: " + std::to_string(need - pages_.size()) + " more pages needed, " +
-                             std::to_string(pool_->free_ids.size()) + " of " + std::to_string(pool_->n_pages) +
-                             " free in the device pool (" + bytes_str(pool_->page_bytes_all_layers) +
-                             " each); shorten or dispose sessions, or load with a larger KV budget");
-  }
-  while (pages_.size() < need) {
-    pages_.push_back(pool_->free_ids.back());
-    pool_->free_ids.pop_back();
-  }
-  return Status::ok();
-}
 
 // ---------------------------------------------------------------------------------------------
 // Load: probe, plan, upload
@@ -124,10 +103,12 @@ Status CudaBackend::init(const ModelWeights& weights) {
   if (cfg_.num_attention_heads / cfg_.num_key_value_heads > 16) {
     return Status::error(ErrorCode::UnsupportedFormat, "CUDA backend: more than 16 query heads per KV head");
   }
-  if (opts_.page_tokens < 0 || opts_.page_tokens > KvStore::kPageTokens) {
-    return Status::error(ErrorCode::InvalidParam, "CUDA backend: page_tokens must be in [1, 256]");
+  if (opts_.kv.page_tokens < 1 || opts_.kv.page_tokens > 256) {
+    return Status::error(ErrorCode::InvalidParam, "CUDA backend: KV pages must hold 1 to 256 positions");
   }
-  if (opts_.page_tokens > 0) page_tokens_ = opts_.page_tokens;
+  page_tokens_ = opts_.kv.page_tokens;
+  // Every KvType is stored as the CPU stores it (kv_append converts bit for bit like KvStorage::write).
+  kv_elem_ = opts_.kv.type == KvType::F32 ? cuda::KvElem::F32 : opts_.kv.type == KvType::BF16 ? cuda::KvElem::BF16 : cuda::KvElem::FP8;
   // Non-blocking: no implicit ordering with the legacy default stream, so another model's synchronous
   // uploads (legacy stream) in another thread neither wait on this stream nor break its graph capture.
   cudaStream_t s = nullptr;
@@ -166,9 +147,13 @@ Status CudaBackend::init(const ModelWeights& weights) {
   GLM_TRY(device_alloc(lp_bytes, &p, "sampled logprobs"));
   sample_lp_dev_ = static_cast<float*>(p);
 
-  // KV pool: one allocation, layer-major, so layer l's pool is a plain offset.
-  GLM_TRY(device_alloc(uint64_t(pages_->n_pages) * pages_->page_bytes_all_layers, &p, "KV cache pool"));
-  kv_pool_ = static_cast<float*>(p);
+  // KV pool: one allocation, layer-major, so layer l's pool is a plain offset: every layer's elements,
+  // then (FP8) every layer's scales, 256-byte aligned.
+  const cuda::KvLayout L = layer_layout();
+  const uint64_t elem_bytes = round_up(uint64_t(cfg_.num_hidden_layers) * uint64_t(device_pages_) * uint64_t(L.page_bytes()));
+  GLM_TRY(device_alloc(plan_bytes_.kv_pool, &p, "KV cache pool"));
+  kv_pool_ = p;
+  if (kv_elem_ == cuda::KvElem::FP8) kv_scales_ = reinterpret_cast<float*>(static_cast<uint8_t*>(p) + elem_bytes);
   // The uploads went through cudaMemcpy on the legacy stream, which the non-blocking stream does not
   // wait for (a pageable copy may return before its DMA lands): finish them before the first step.
   return runtime_status(cudaDeviceSynchronize(), "weight upload");
@@ -306,12 +291,15 @@ Status CudaBackend::plan_memory(const ModelWeights& w) {
 
   size_t free_b = 0, total_b = 0;
   GLM_TRY(runtime_status(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo"));
-  pages_ = std::make_shared<PagePool>();
-  pages_->page_tokens = page_tokens_;
-  pages_->page_bytes_all_layers = uint64_t(cfg_.num_hidden_layers) * uint64_t(layer_layout().page_floats()) * 4;
-  const uint64_t fixed = weights + act + step_plan + kHeadroomBytes;
-  const uint64_t min_kv = pages_->page_bytes_all_layers;  // one page: a 256-token context
-  const uint64_t want_kv = opts_.kv_cache_bytes;
+  kv_spec_.type = opts_.kv.type;
+  kv_spec_.page_tokens = page_tokens_;
+  // The CPU's page size exactly (elements + FP8 scales): kv_cache_tokens and kv_pool() count real bytes.
+  kv_spec_.page_bytes = kv_page_bytes(opts_.kv.type, cfg_.num_hidden_layers, cfg_.num_key_value_heads, cfg_.head_dim, page_tokens_);
+  // The pool holds one page more than the engine's (the scratch page of padded decode rows) and up to
+  // kAlign bytes between the elements and the FP8 scales.
+  const uint64_t fixed = weights + act + step_plan + kHeadroomBytes + kv_spec_.page_bytes + kAlign;
+  const uint64_t min_kv = kv_spec_.page_bytes;  // one page
+  const uint64_t want_kv = opts_.kv.bytes;
   const uint64_t need = fixed + std::max(min_kv, want_kv);
   if (need > free_b) {
     return Status::error(ErrorCode::InsufficientMemory,
@@ -321,11 +309,15 @@ Status CudaBackend::plan_memory(const ModelWeights& w) {
                              bytes_str(free_b) + " of " + bytes_str(total_b) + " are available");
   }
   const uint64_t kv = want_kv ? std::max(want_kv, min_kv) : free_b - fixed;
-  // kv_append addresses slots as int32 (page_id * 256 + pos): the pool may not exceed 2^31 positions.
-  pages_->n_pages = std::min<int64_t>(int64_t(kv / pages_->page_bytes_all_layers), 0x7fffffff / page_tokens_);
-  pages_->free_ids.resize(size_t(pages_->n_pages));
-  for (int64_t i = 0; i < pages_->n_pages; ++i) pages_->free_ids[size_t(i)] = int32_t(pages_->n_pages - 1 - i);
-  plan_bytes_ = {weights, act, uint64_t(pages_->n_pages) * pages_->page_bytes_all_layers, step_plan, free_b, total_b};
+  // kv_append addresses slots as int32 (page_id * page_tokens + pos): the pool, scratch page included,
+  // may not exceed 2^31 positions.
+  kv_spec_.n_pages = std::min<int64_t>(int64_t(kv / kv_spec_.page_bytes), 0x7fffffff / page_tokens_ - 1);
+  device_pages_ = kv_spec_.n_pages + 1;
+  const cuda::KvLayout L = layer_layout();
+  const uint64_t layers = uint64_t(cfg_.num_hidden_layers);
+  const uint64_t pool_bytes = round_up(layers * uint64_t(device_pages_) * uint64_t(L.page_bytes())) +
+                              layers * uint64_t(device_pages_) * uint64_t(L.page_scales()) * 4;
+  plan_bytes_ = {weights, act, pool_bytes, step_plan, free_b, total_b};
   return Status::ok();
 }
 
@@ -478,9 +470,16 @@ Status CudaBackend::upload_weights(const ModelWeights& w) {
 // ---------------------------------------------------------------------------------------------
 // Sequences and steps
 // ---------------------------------------------------------------------------------------------
-Status CudaBackend::create_kv(int64_t capacity, std::unique_ptr<KvStore>* out) {
-  *out = std::make_unique<DeviceKvStore>(pages_, capacity);
-  return Status::ok();
+Status CudaBackend::copy_kv_page(PageId src, PageId dst, int64_t n) {
+  GLM_TRY(health());
+  // Between steps, on the step stream (ordered after the step that wrote src, before the next that
+  // writes dst): one kernel copies the positions of every layer, K|V and head, with their FP8 scales.
+  if (src < 0 || dst < 0 || src >= kv_spec_.n_pages || dst >= kv_spec_.n_pages) {
+    return Status::error(ErrorCode::Internal, "CUDA backend: KV page copy outside the pool");
+  }
+  const Status st = cuda::kv_copy_page(stream(), kv_pool_, kv_scales_, layer_layout(), cfg_.num_hidden_layers, src, dst, n);
+  record(st);
+  return st;
 }
 
 Status CudaBackend::health() const {
@@ -512,6 +511,7 @@ Status CudaBackend::begin_step(const StepPlan& plan) {
     GLM_TRY(health());
   }
   step_error_ = Status::ok();
+  real_rows_ = -1;  // (until the step's shape is known, pad() is the identity)
   const int64_t R = plan.rows();
   if (R > opts_.max_step_rows) {
     return Status::error(ErrorCode::Internal, "CUDA backend: a step of " + std::to_string(R) + " rows exceeds max_step_rows");
@@ -526,28 +526,47 @@ Status CudaBackend::begin_step(const StepPlan& plan) {
     pps = std::max(pps, (s.start_pos + s.n_rows + page_tokens_ - 1) / page_tokens_);
     if (s.n_rows != 1) decode_only_ = false;
   }
-  const int64_t ints = 4 * R + S + S * pps + G;
+  // Graph buckets (issue 18): a decode step runs at its bucket's shape, so a steady decode replays one
+  // graph while its batch and its longest context grow. The page-table width goes up to the next power
+  // of two (at most the model's context in pages); when every row wants logits (always so in decode),
+  // the batch goes up to the next of 1, 2, 4, 8, ... (at most max_step_rows) with padding sequences of
+  // one row: token 0 at position 0, its K/V written to the scratch page (which nothing real reads), its
+  // length 1 and its logits computed and never downloaded. Padding never changes a real row's kernel
+  // path (the GEMV/decode-kernel limit of 4 rows is a bucket edge) nor its result: every kernel computes
+  // a row from that row alone, except attention_decode's split of a sequence, sized from the width
+  // bucket. Eager decode steps are padded the same way, so graphs on and off stay bit-identical.
+  const int64_t max_pages = (cfg_.max_position_embeddings + page_tokens_ - 1) / page_tokens_;
+  int64_t S_dev = S, pps_dev = pps;
+  if (decode_only_) {
+    auto bucket = [](int64_t n) {
+      int64_t b = 1;
+      while (b < n) b *= 2;
+      return b;
+    };
+    pps_dev = std::max(pps, std::min(bucket(pps), max_pages));
+    if (G == R) S_dev = std::max(S, std::min(bucket(S), opts_.max_step_rows));
+  }
+  const int64_t R_dev = R + (S_dev - S), G_dev = G + (S_dev - S);
+  const int64_t ints = 4 * R_dev + S_dev + S_dev * pps_dev + G_dev;
   if (ints > plan_capacity_ints_) return Status::error(ErrorCode::Internal, "CUDA backend: step plan too large");
   std::fill(plan_pinned_, plan_pinned_ + ints, 0);
   int32_t* tok = plan_pinned_;
-  int32_t* pos = tok + R;
-  int32_t* slot = pos + R;
-  int32_t* row_seq = slot + R;
-  int32_t* len = row_seq + R;
-  int32_t* table = len + S;
-  int32_t* logit_rows = table + S * pps;
+  int32_t* pos = tok + R_dev;
+  int32_t* slot = pos + R_dev;
+  int32_t* row_seq = slot + R_dev;
+  int32_t* len = row_seq + R_dev;
+  int32_t* table = len + S_dev;
+  int32_t* logit_rows = table + S_dev * pps_dev;
   int64_t max_len = 1;
   for (int64_t si = 0; si < S; ++si) {
     const auto& s = plan.sequences[size_t(si)];
-    const auto* store = dynamic_cast<const DeviceKvStore*>(s.cache);
-    if (!store) return Status::error(ErrorCode::Internal, "CUDA backend: a sequence's KV store was made by another backend");
-    const auto& pages = store->pages();
-    if (int64_t(pages.size()) * page_tokens_ < s.start_pos + s.n_rows) {
-      return Status::error(ErrorCode::Internal, "CUDA backend: KV store not reserved for the step");
+    const PageId* pages = s.pages;
+    if (s.n_pages * page_tokens_ < s.start_pos + s.n_rows) {
+      return Status::error(ErrorCode::Internal, "CUDA backend: the page table does not cover the step");
     }
     len[si] = int32_t(s.start_pos + s.n_rows);
     max_len = std::max<int64_t>(max_len, len[si]);
-    std::copy(pages.begin(), pages.begin() + (s.start_pos + s.n_rows + page_tokens_ - 1) / page_tokens_, table + si * pps);
+    std::copy(pages, pages + (s.start_pos + s.n_rows + page_tokens_ - 1) / page_tokens_, table + si * pps_dev);
     for (int64_t i = 0; i < s.n_rows; ++i) {
       const int64_t r = s.row_begin + i, p = s.start_pos + i;
       tok[r] = plan.tokens[size_t(r)];
@@ -557,20 +576,30 @@ Status CudaBackend::begin_step(const StepPlan& plan) {
     }
   }
   for (int64_t g = 0; g < G; ++g) logit_rows[g] = int32_t(plan.logit_rows[size_t(g)]);
+  const int32_t scratch_page = int32_t(kv_spec_.n_pages);  // the pool's last page: the backend's own
+  for (int64_t i = 0; i < S_dev - S; ++i) {
+    const int64_t r = R + i, si = S + i;
+    tok[r] = 0, pos[r] = 0, row_seq[r] = int32_t(si);
+    slot[r] = scratch_page * int32_t(page_tokens_);
+    len[si] = 1;
+    table[si * pps_dev] = scratch_page;
+    logit_rows[G + i] = int32_t(r);
+  }
   logit_rows_ = plan.logit_rows;
   d_tokens_ = plan_dev_;
-  d_positions_ = d_tokens_ + R;
-  d_slots_ = d_positions_ + R;
-  d_row_seq_ = d_slots_ + R;
-  d_seq_lens_ = d_row_seq_ + R;
-  d_page_table_ = d_seq_lens_ + S;
-  d_logit_rows_ = d_page_table_ + S * pps;
-  step_rows_ = R, step_seqs_ = S, pages_per_seq_ = pps, max_len_ = max_len;
+  d_positions_ = d_tokens_ + R_dev;
+  d_slots_ = d_positions_ + R_dev;
+  d_row_seq_ = d_slots_ + R_dev;
+  d_seq_lens_ = d_row_seq_ + R_dev;
+  d_page_table_ = d_seq_lens_ + S_dev;
+  d_logit_rows_ = d_page_table_ + S_dev * pps_dev;
+  step_rows_ = R_dev, step_seqs_ = S_dev, pages_per_seq_ = pps_dev, max_len_ = max_len, step_logits_ = G_dev;
+  real_rows_ = R;
   sample_select_ = kSelectLogits;
   sample_rows_ = 0;
   if (plan.sample_requests && !plan.greedy_tokens) {
     // (Before the graph's mode is chosen: a larger history drops the graphs.)
-    const Status ss = stage_samples(*plan.sample_requests);
+    const Status ss = stage_samples(*plan.sample_requests, G_dev);
     record(ss);
     if (!ss.is_ok()) return ss;
   }
@@ -606,7 +635,8 @@ Status CudaBackend::scratch(int slot, int64_t rows, int64_t cols, Act* out) {
   if (slot < 0) return Status::error(ErrorCode::Internal, "negative scratch slot");
   if (slots_.size() <= size_t(slot)) slots_.resize(size_t(slot) + 1);
   Buffer& b = slots_[size_t(slot)];
-  const uint64_t need = uint64_t(rows) * uint64_t(cols) * sizeof(float);
+  // (Room for the step's padding rows: the kernels run the padded shape; the caller sees its rows.)
+  const uint64_t need = uint64_t(pad_rows(rows)) * uint64_t(cols) * sizeof(float);
   if (b.bytes < need) {
     // Growth happens on the first steps only (the plan at load budgeted the largest step); the old
     // buffer may still be read by queued work, so the stream drains before it is freed. Not inside a
@@ -678,27 +708,35 @@ cuda::KvLayout CudaBackend::layer_layout() const {
   L.n_kv_heads = cfg_.num_key_value_heads;
   L.head_dim = cfg_.head_dim;
   L.page_tokens = page_tokens_;
-  L.n_pages = pages_ ? pages_->n_pages : 1;
+  L.n_pages = device_pages_ > 0 ? device_pages_ : 1;
+  L.type = kv_elem_;
   return L;
 }
 
-float* CudaBackend::layer_pool(int64_t layer) const {
-  return kv_pool_ + layer * layer_layout().n_pages * layer_layout().page_floats();
+void* CudaBackend::layer_pool(int64_t layer) const {
+  const cuda::KvLayout L = layer_layout();
+  return static_cast<uint8_t*>(kv_pool_) + layer * L.n_pages * L.page_bytes();
+}
+
+float* CudaBackend::layer_scales(int64_t layer) const {
+  if (!kv_scales_) return nullptr;
+  const cuda::KvLayout L = layer_layout();
+  return kv_scales_ + layer * L.n_pages * L.page_scales();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Ops
 // ---------------------------------------------------------------------------------------------
 void CudaBackend::embed(const Matrix& table, const int32_t* tokens /*plan.tokens, uploaded by begin_step*/, Act out) {
-  auto gated = gate(kOpEmbed, [=, &table] { embed(table, tokens, out); }, &table, out);
+  auto gated = gate(kOpEmbed, [=, &table] { embed(table, tokens, out); }, &table, pad(out));
   if (gated.skip || !running()) return;
-  record(cuda::embedding_gather(stream(), out.data, embed_table_, embed_type_, table.rows, table.cols, d_tokens_, out.rows));
+  record(cuda::embedding_gather(stream(), out.data, embed_table_, embed_type_, table.rows, table.cols, d_tokens_, pad(out).rows));
 }
 
 void CudaBackend::rmsnorm(Act x, const std::vector<float>& w, float eps, Act out) {
-  auto gated = gate(kOpRmsnorm, [=, &w] { rmsnorm(x, w, eps, out); }, x, w.data(), eps, out);
+  auto gated = gate(kOpRmsnorm, [=, &w] { rmsnorm(x, w, eps, out); }, pad(x), w.data(), eps, pad(out));
   if (gated.skip || !running()) return;
-  record(cuda::rmsnorm(stream(), out.data, x.data, vec(&w), x.rows, x.cols, eps));
+  record(cuda::rmsnorm(stream(), out.data, x.data, vec(&w), pad(x).rows, x.cols, eps));
 }
 
 cuda::LinearWeight CudaBackend::linear_weight(const Matrix& m, const std::vector<float>* bias) {
@@ -714,17 +752,17 @@ cuda::LinearWeight CudaBackend::linear_weight(const Matrix& m, const std::vector
 }
 
 void CudaBackend::linear(Act x, const Matrix& w, const std::vector<float>* bias, Act out, bool accumulate) {
-  auto gated = gate(kOpLinear, [=, &w] { linear(x, w, bias, out, accumulate); }, x, &w, bias, out, accumulate);
+  auto gated = gate(kOpLinear, [=, &w] { linear(x, w, bias, out, accumulate); }, pad(x), &w, bias, pad(out), accumulate);
   if (gated.skip || !running()) return;
   if (w.quant != Quant::None) {
     const DeviceMatrix* dm = matrix(w);
-    if (dm) linear_quant(x, *dm, w, bias, out, accumulate);  // cuda_backend_quant.cc
+    if (dm) linear_quant(pad(x), *dm, w, bias, pad(out), accumulate);  // cuda_backend_quant.cc
     return;
   }
   const cuda::LinearWeight lw = linear_weight(w, bias);
   if (!running()) return;
   cuda::LinearArgs args;
-  args.m = x.rows;
+  args.m = pad(x).rows;
   args.accumulate = accumulate;
   if (use_sm90_gemm_ && args.m > cuda::kLinearGemvMaxRows && lw.type == cuda::WeightType::BF16) {
     return record(cuda::linear_gemm_sm90(stream(), out.data, x.data, lw, args));
@@ -734,18 +772,23 @@ void CudaBackend::linear(Act x, const Matrix& w, const std::vector<float>* bias,
 
 void CudaBackend::linear_many(Act x, const Projection* outs, size_t n) {
   std::vector<Projection> copy(outs, outs + n);  // (the caller's array is gone by a fallback's rerun)
-  auto gated = gate(kOpLinearMany, [this, x, copy] { linear_many(x, copy.data(), copy.size()); }, x, n,
-                n > 0 ? outs[0] : Projection{}, n > 1 ? outs[1] : Projection{}, n > 2 ? outs[2] : Projection{});
+  auto padded = [&](size_t i) {
+    Projection p = i < n ? outs[i] : Projection{};
+    p.out = pad(p.out);
+    return p;
+  };
+  auto gated = gate(kOpLinearMany, [this, x, copy] { linear_many(x, copy.data(), copy.size()); }, pad(x), n, padded(0),
+                    padded(1), padded(2));
   if (gated.skip) return;
   // q/k/v as three launches on one stream; a fused qkv GEMM is a later optimisation.
   for (size_t i = 0; i < n; ++i) linear(x, *outs[i].w, outs[i].bias, outs[i].out, false);
 }
 
 void CudaBackend::qk_norm_rope(Act q, Act k, const AttentionWeights& w, const int32_t* positions /*uploaded*/) {
-  auto gated = gate(kOpQkRope, [=, &w] { qk_norm_rope(q, k, w, positions); }, q, k, &w);
+  auto gated = gate(kOpQkRope, [=, &w] { qk_norm_rope(q, k, w, positions); }, pad(q), pad(k), &w);
   if (gated.skip || !running()) return;
   cuda::QkRopeDims d;
-  d.rows = q.rows;
+  d.rows = pad(q).rows;
   d.n_q_heads = cfg_.num_attention_heads;
   d.n_kv_heads = cfg_.num_key_value_heads;
   d.head_dim = cfg_.head_dim;
@@ -756,12 +799,14 @@ void CudaBackend::qk_norm_rope(Act q, Act k, const AttentionWeights& w, const in
 }
 
 void CudaBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, Act v, Act out) {
-  auto gated = gate(kOpAttention, [=, &plan] { attention(plan, layer, q, k, v, out); }, layer, q, k, v, out);
+  auto gated = gate(kOpAttention, [=, &plan] { attention(plan, layer, q, k, v, out); }, layer, pad(q), pad(k), pad(v), pad(out));
   if (gated.skip || !running()) return;
   const cuda::KvLayout L = layer_layout();
-  float* pool = layer_pool(layer);
-  // self_attn: the step's K/V rows join the cache first (slots planned in begin_step)...
-  record(cuda::kv_append(stream(), pool, L, k.data, v.data, d_slots_, step_rows_));
+  void* pool = layer_pool(layer);
+  float* scales = layer_scales(layer);
+  // self_attn: the step's K/V rows join the cache first (slots planned in begin_step; converted to the
+  // pool's type as the CPU converts them)...
+  record(cuda::kv_append(stream(), pool, scales, L, k.data, v.data, d_slots_, step_rows_));
   if (!running()) return;
   // ...then each row attends over positions 0..its own of its sequence (causal, paged).
   const float scale = float(1.0 / std::sqrt(double(cfg_.head_dim)));
@@ -776,9 +821,10 @@ void CudaBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, A
     // smaller steps keep the fp32 kernel (cheap at that size, and as exact as their fp32 projections).
     const int64_t group = cfg_.num_attention_heads / cfg_.num_key_value_heads;
     if (step_rows_ * group >= kFlashMinQueries && cuda::attention_prefill_mma_supports(cfg_.head_dim)) {
-      return record(cuda::attention_prefill_mma(stream(), out.data, q.data, pool, L, d_page_table_, d_row_seq_, d_positions_, a));
+      return record(
+          cuda::attention_prefill_mma(stream(), out.data, q.data, pool, scales, L, d_page_table_, d_row_seq_, d_positions_, a));
     }
-    return record(cuda::attention_prefill(stream(), out.data, q.data, pool, L, d_page_table_, d_row_seq_, d_positions_, a));
+    return record(cuda::attention_prefill(stream(), out.data, q.data, pool, scales, L, d_page_table_, d_row_seq_, d_positions_, a));
   }
   // Decode step (one row per sequence, in sequence order): split-KV decode attention. The split is
   // sized from the page table's capacity, not the lengths (read on the device), so the launch is the
@@ -796,14 +842,14 @@ void CudaBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, A
   void* ws = nullptr;
   const Status st = internal(0, uint64_t(ws_floats) * 4, &ws);
   if (!st.is_ok()) return record(st);
-  record(cuda::attention_decode(stream(), out.data, q.data, pool, L, d_page_table_, d_seq_lens_, a, static_cast<float*>(ws),
-                                ws_floats));
+  record(cuda::attention_decode(stream(), out.data, q.data, pool, scales, L, d_page_table_, d_seq_lens_, a,
+                                static_cast<float*>(ws), ws_floats));
 }
 
 void CudaBackend::swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulate) {
-  auto gated = gate(kOpSwiglu, [=, &w] { swiglu_mlp(x, w, out, accumulate); }, x, &w, out, accumulate);
+  auto gated = gate(kOpSwiglu, [=, &w] { swiglu_mlp(x, w, out, accumulate); }, pad(x), &w, pad(out), accumulate);
   if (gated.skip || !running()) return;
-  const int64_t T = x.rows, I = w.gate.rows;
+  const int64_t T = pad(x).rows, I = w.gate.rows;
   void *g = nullptr, *u = nullptr;
   Status st = internal(1, uint64_t(T * I) * 4, &g);
   if (st.is_ok()) st = internal(2, uint64_t(T * I) * 4, &u);
@@ -816,9 +862,9 @@ void CudaBackend::swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulat
 }
 
 void CudaBackend::moe(Act x, const MoeWeights& w, Act out) {
-  auto gated = gate(kOpMoe, [=, &w] { moe(x, w, out); }, x, &w, out);
+  auto gated = gate(kOpMoe, [=, &w] { moe(x, w, out); }, pad(x), &w, pad(out));
   if (gated.skip || !running()) return;
-  const int64_t T = x.rows, H = x.cols, E = cfg_.n_routed_experts, K = cfg_.num_experts_per_tok;
+  const int64_t T = pad(x).rows, H = x.cols, E = cfg_.n_routed_experts, K = cfg_.num_experts_per_tok;
   void *logits = nullptr, *ids = nullptr, *wts = nullptr, *y = nullptr;
   Status st = internal(3, uint64_t(T * E) * 4, &logits);
   if (st.is_ok()) st = internal(4, uint64_t(T * K) * 4, &ids);
@@ -858,7 +904,7 @@ Status CudaBackend::run_experts(Act x, const MoeWeights& w, const int32_t* ids, 
   auto it = experts_.find(&w);
   if (it == experts_.end()) return Status::error(ErrorCode::Internal, "CUDA backend: experts not uploaded");
   cuda::MoeDecodeArgs a;
-  a.n_tokens = x.rows;
+  a.n_tokens = pad(x).rows;
   a.hidden = x.cols;
   a.inter = it->second.inter;
   a.n_experts = cfg_.n_routed_experts;
@@ -885,12 +931,13 @@ void CudaBackend::store(float* out, const float* y, int64_t n, bool accumulate) 
 }
 
 void CudaBackend::gather_rows(Act x, const std::vector<int64_t>& rows, Act out) {
-  auto gated = gate(kOpGather, [=, &rows] { gather_rows(x, rows, out); }, x, rows, out);
+  // (The signature holds the padded count, not the rows: they are the plan's, uploaded by begin_step.)
+  auto gated = gate(kOpGather, [=, &rows] { gather_rows(x, rows, out); }, pad(x), pad(out));
   if (gated.skip || !running()) return;
-  // The forward pass gathers the plan's logit rows, whose index begin_step uploaded; any other set
-  // (none today) would need its own upload, which this step has no planned buffer for.
+  // The forward pass gathers the plan's logit rows, whose index begin_step uploaded (with the padding
+  // rows'); any other set (none today) would need its own upload, which this step has no buffer for.
   if (rows != logit_rows_) return record(Status::error(ErrorCode::Internal, "CUDA backend: gather_rows of unplanned rows"));
-  record(cuda::gather_rows(stream(), out.data, x.data, d_logit_rows_, int64_t(rows.size()), x.cols));
+  record(cuda::gather_rows(stream(), out.data, x.data, d_logit_rows_, pad(out).rows, x.cols));
 }
 
 void CudaBackend::download(Act x, float* host) {
@@ -910,7 +957,7 @@ void CudaBackend::download(Act x, float* host) {
 void CudaBackend::download_greedy(Act logits, float* /*host_logits: not written*/, int32_t* tokens) {
   {
     // Greedy selection on the device (sampler.cc's rule), part of the graph when one is recorded.
-    auto gated = gate(kOpArgmax, [=] { download_greedy_select(logits); }, logits);
+    auto gated = gate(kOpArgmax, [=] { download_greedy_select(logits); }, pad(logits));
     if (!gated.skip) download_greedy_select(logits);
   }
   if (mode_ != Mode::Eager) graph_finish_step();
@@ -923,9 +970,9 @@ void CudaBackend::download_greedy(Act logits, float* /*host_logits: not written*
   for (int64_t r = 0; r < logits.rows; ++r) tokens[r] = running() ? greedy_pinned_[r] : -1;
 }
 
-Status CudaBackend::stage_samples(const std::vector<SampleRequest>& requests) {
+Status CudaBackend::stage_samples(const std::vector<SampleRequest>& requests, int64_t padded_rows) {
   const int64_t G = int64_t(requests.size());
-  if (!opts_.device_sampling || G > opts_.max_step_rows) return Status::ok();  // host selection (Backend's default)
+  if (!opts_.device_sampling || padded_rows > opts_.max_step_rows) return Status::ok();  // host selection (Backend's default)
   bool logprobs = false;
   uint64_t pairs = 0;
   for (const SampleRequest& r : requests) {
@@ -973,10 +1020,12 @@ Status CudaBackend::stage_samples(const std::vector<SampleRequest>& requests) {
     params[g] = q;
     for (const auto& [t, n] : r.history) history[2 * at] = t, history[2 * at + 1] = n, ++at;
   }
+  // Padding rows (graph buckets): greedy, no history, no logprobs (their tokens are never read).
+  for (int64_t g = G; g < padded_rows; ++g) params[g] = cuda::SampleParams{};
   sample_params_dev_ = static_cast<cuda::SampleParams*>(dev);
   sample_history_dev_ = reinterpret_cast<int32_t*>(static_cast<char*>(dev) + params_bytes);
   // Params and the used history only, before the graph launch on the same stream (as the plan).
-  GLM_TRY(runtime_status(cudaMemcpyAsync(sample_params_dev_, params, size_t(G) * sizeof(cuda::SampleParams),
+  GLM_TRY(runtime_status(cudaMemcpyAsync(sample_params_dev_, params, size_t(padded_rows) * sizeof(cuda::SampleParams),
                                          cudaMemcpyHostToDevice, static_cast<cudaStream_t>(stream_)),
                          "upload of the sampling params"));
   if (at > 0) {
@@ -997,7 +1046,7 @@ void CudaBackend::download_sampled(Act logits, float* host_logits, const std::ve
   }
   {
     // Sampled selection on the device (sampler.cc's rule), part of the graph when one is recorded.
-    auto gated = gate(kOpSample, [=] { download_sampled_select(logits); }, logits, sample_select_, sample_params_dev_,
+    auto gated = gate(kOpSample, [=] { download_sampled_select(logits); }, pad(logits), sample_select_, sample_params_dev_,
                       sample_history_dev_);
     if (!gated.skip) download_sampled_select(logits);
   }
@@ -1033,7 +1082,8 @@ void CudaBackend::download_sampled(Act logits, float* host_logits, const std::ve
 void CudaBackend::download_sampled_select(Act logits) {
   if (!running()) return;
   void* ws = nullptr;
-  const Status st = internal(9, uint64_t(logits.rows) * uint64_t(logits.cols) * 4, &ws);
+  const int64_t rows = pad(logits).rows;  // the padding rows' tokens are chosen too (greedily) and dropped
+  const Status st = internal(9, uint64_t(rows) * uint64_t(logits.cols) * 4, &ws);
   if (!st.is_ok()) return record(st);
   cuda::SampleLogprobs lp;
   const int64_t R = opts_.max_step_rows;
@@ -1041,15 +1091,16 @@ void CudaBackend::download_sampled_select(Act logits) {
   lp.top_ids = reinterpret_cast<int32_t*>(sample_lp_dev_ + R);
   lp.top_logprobs = sample_lp_dev_ + R + R * kTopLogprobs;
   lp.top_stride = kTopLogprobs;
-  record(cuda::sample_tokens(stream(), greedy_dev_, logits.data, logits.rows, logits.cols, sample_params_dev_,
+  record(cuda::sample_tokens(stream(), greedy_dev_, logits.data, rows, logits.cols, sample_params_dev_,
                              sample_history_dev_, static_cast<float*>(ws),
                              sample_select_ == kSelectSampledLogprobs ? &lp : nullptr));
 }
 
 void CudaBackend::download_greedy_select(Act logits) {
   if (!running()) return;
-  if (logits.rows > opts_.max_step_rows) return record(Status::error(ErrorCode::Internal, "CUDA backend: too many greedy rows"));
-  record(cuda::argmax_tokens(stream(), greedy_dev_, logits.data, logits.rows, logits.cols));
+  const int64_t rows = pad(logits).rows;  // the padding rows' argmax too (never downloaded)
+  if (rows > opts_.max_step_rows) return record(Status::error(ErrorCode::Internal, "CUDA backend: too many greedy rows"));
+  record(cuda::argmax_tokens(stream(), greedy_dev_, logits.data, rows, logits.cols));
 }
 
 }  // namespace glm::cuda_backend

@@ -25,29 +25,6 @@
 
 namespace glm::cuda_backend {
 
-// Free list of the device KV pool's page ids, shared by the backend and the stores it made (a store
-// may be released after the backend: it then only touches this host-side list).
-struct PagePool {
-  int64_t n_pages = 0;
-  int64_t page_tokens = KvStore::kPageTokens;  // positions per page
-  uint64_t page_bytes_all_layers = 0;  // one page id holds this many bytes (one page per layer)
-  std::vector<int32_t> free_ids;
-};
-
-// A sequence's KV storage: its page ids (the same id in every layer's pool), in position order.
-class DeviceKvStore final : public KvStore {
- public:
-  DeviceKvStore(std::shared_ptr<PagePool> pool, int64_t capacity) : KvStore(capacity), pool_(std::move(pool)) {}
-  ~DeviceKvStore() override;
-  Status reserve(int64_t new_length) override;
-  uint64_t allocated_bytes() const override { return pages_.size() * pool_->page_bytes_all_layers; }
-  const std::vector<int32_t>& pages() const { return pages_; }
-
- private:
-  std::shared_ptr<PagePool> pool_;
-  std::vector<int32_t> pages_;
-};
-
 class CudaBackend final : public Backend {
  public:
   static Status create(const ModelConfig& cfg, const ModelWeights& weights, const CudaBackendOptions& opts,
@@ -55,7 +32,8 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override;
 
   const char* name() const override { return "cuda"; }
-  Status create_kv(int64_t capacity, std::unique_ptr<KvStore>* out) override;
+  const KvPoolSpec& kv_pool() const override { return kv_spec_; }
+  Status copy_kv_page(PageId src, PageId dst, int64_t n) override;
   Status begin_step(const StepPlan& plan) override;
   Status end_step() override;
   Status health() const override;
@@ -133,8 +111,10 @@ class CudaBackend final : public Backend {
   // closure of itself, so when a capture fails (or a replay meets an op out of order) the step's ops so
   // far run eagerly and the rest of the step continues eagerly.
   enum class Mode { Eager, Record, Replay };
-  // Graph key: sequences, page-table width, logit rows, token selection (kSelect*) included. The scratch
-  // and op buffers' addresses are baked into the graphs, so any reallocation drops them all (drop_graphs).
+  // Graph key: sequences, page-table width and logit rows, each as its bucket (begin_step pads the step
+  // to them: batches 1, 2, 4, 8, ... up to max_step_rows, widths the next power of two), and the token
+  // selection (kSelect*). The scratch and op buffers' addresses are baked into the graphs, so any
+  // reallocation drops them all (drop_graphs).
   enum Select : int { kSelectLogits = 0, kSelectGreedy, kSelectSampled, kSelectSampledLogprobs };
   using GraphKey = std::tuple<int64_t, int64_t, int64_t, int>;
   struct StepGraph {
@@ -179,7 +159,8 @@ class CudaBackend final : public Backend {
   // begin_step's part for plan.sample_requests: stages params and history (pinned) and uploads them to
   // sample_params_dev_ / sample_history_dev_ (fixed addresses; a larger history regrows them and
   // drops the graphs).
-  Status stage_samples(const std::vector<SampleRequest>& requests);
+  // padded_rows: the step's padded logit rows (>= requests.size()): the padding rows get greedy params.
+  Status stage_samples(const std::vector<SampleRequest>& requests, int64_t padded_rows);
   Status alloc_pinned(uint64_t bytes, void** out);
   Status init(const ModelWeights& weights);
   // Opt-in (GLM_CUDA_HOPPER_GEMM=1) until scripts/gpu-check.sh has verified linear_gemm_sm90 on an H200:
@@ -213,7 +194,15 @@ class CudaBackend final : public Backend {
   bool running() const { return step_error_.is_ok() && dead_.is_ok(); }
   cuda::Stream stream() const { return cuda::Stream{stream_}; }
   cuda::KvLayout layer_layout() const;
-  float* layer_pool(int64_t layer) const;
+  void* layer_pool(int64_t layer) const;     // layer l's pages (elements)
+  float* layer_scales(int64_t layer) const;  // FP8: layer l's row scales; null otherwise
+  // Graph buckets: an activation of the step's real rows as the kernels see it (the step's padded rows);
+  // other row counts unchanged. Identity outside padded decode steps.
+  Act pad(Act a) const {
+    if (a.rows == real_rows_) a.rows = step_rows_;
+    return a;
+  }
+  int64_t pad_rows(int64_t rows) const { return rows == real_rows_ ? step_rows_ : rows; }
   // mlp.experts: y[t] = sum_k weights[t,k] * expert_{ids[t,k]}(x[t]) (y overwritten).
   Status run_experts(Act x, const MoeWeights& w, const int32_t* ids, const float* weights, float* y);
   // The two element-wise steps of an MLP: gate = silu(gate) * up, and out (=|+=) y.
@@ -222,7 +211,7 @@ class CudaBackend final : public Backend {
 
   ModelConfig cfg_;
   CudaBackendOptions opts_;
-  int64_t page_tokens_ = KvStore::kPageTokens;  // positions per KV page (opts_.page_tokens or the default)
+  int64_t page_tokens_ = 16;  // positions per KV page (opts_.kv.page_tokens)
   void* stream_ = nullptr;                  // cudaStream_t: this model's stream (one per model/session executor)
   std::vector<void*> allocations_;          // every cudaMalloc of the backend, freed at destruction
   std::unordered_map<const void*, DeviceMatrix> matrices_;  // host Matrix::data -> device copy
@@ -231,15 +220,25 @@ class CudaBackend final : public Backend {
   const void* embed_table_ = nullptr;      // embed_tokens as embedding_gather reads it (F16 widened to F32)
   cuda::TableType embed_type_ = cuda::TableType::BF16;
   const double* inv_freq_ = nullptr;       // RoPE inverse frequencies [rotary_dim / 2], double
-  float* kv_pool_ = nullptr;               // [layer][page][K|V][kv_head][pos in page][head_dim]
-  std::shared_ptr<PagePool> pages_;
+  // KV pool: elements [layer][page][K|V][kv_head][pos in page][head_dim] of kv_elem_, then (FP8) fp32
+  // scales [layer][page][K|V][kv_head][pos in page] (cuda/ops.h KvLayout). device_pages_ = the engine's
+  // kv_spec_.n_pages + 1: the last page (id kv_spec_.n_pages) is the backend's own scratch page, where
+  // the padding rows of a graph-bucketed decode step write their K/V; the engine never sees its id.
+  void* kv_pool_ = nullptr;
+  float* kv_scales_ = nullptr;
+  cuda::KvElem kv_elem_ = cuda::KvElem::F32;
+  int64_t device_pages_ = 0;
+  KvPoolSpec kv_spec_;                     // the pool's page count and sizes (the engine hands out the ids)
   // Step plan on the device (begin_step): tokens, positions, slots, row_seq [rows]; seq_lens [seqs];
   // page_table [seqs, pages_per_seq]; logit rows.
   int32_t* plan_dev_ = nullptr;
   int64_t plan_capacity_ints_ = 0;
   int32_t *d_tokens_ = nullptr, *d_positions_ = nullptr, *d_slots_ = nullptr, *d_row_seq_ = nullptr,
           *d_seq_lens_ = nullptr, *d_page_table_ = nullptr, *d_logit_rows_ = nullptr;
-  int64_t step_rows_ = 0, step_seqs_ = 0, pages_per_seq_ = 0, max_len_ = 0;
+  // The step as the device runs it. A decode step is padded to its graph bucket (begin_step): step_rows_
+  // = step_seqs_ = the batch bucket (padding sequences of one row on the scratch page), pages_per_seq_ =
+  // the page-table width bucket, step_logits_ = the padded logit rows; real_rows_ = the plan's rows.
+  int64_t step_rows_ = 0, step_seqs_ = 0, pages_per_seq_ = 0, max_len_ = 0, real_rows_ = -1, step_logits_ = 0;
   bool decode_only_ = false;               // every sequence of the step has one row
   std::vector<int64_t> logit_rows_;
   struct Buffer {

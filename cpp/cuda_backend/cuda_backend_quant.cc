@@ -67,6 +67,7 @@ Status CudaBackend::upload_quant_matrix(const Matrix& m, const char* what) {
   return Status::ok();
 }
 
+// (x and out come padded from linear(): their rows are the kernels' rows.)
 void CudaBackend::linear_quant(Act x, const DeviceMatrix& dm, const Matrix& w, const std::vector<float>* bias, Act out,
                                bool accumulate) {
   if (!running()) return;
@@ -79,7 +80,7 @@ void CudaBackend::linear_quant(Act x, const DeviceMatrix& dm, const Matrix& w, c
 Status CudaBackend::run_quant_experts(Act x, const DeviceExperts& de, const int32_t* ids, const float* weights, float* y, void* ws,
                                       int64_t ws_bytes) {
   cuda::MoeDecodeArgs a;
-  a.n_tokens = x.rows;
+  a.n_tokens = pad(x).rows;  // (a graph-bucketed decode step's padding rows too)
   a.hidden = x.cols;
   a.inter = de.inter;
   a.n_experts = cfg_.n_routed_experts;

@@ -5,7 +5,9 @@
 // What makes a step replayable (DESIGN.md rule 12): every launch of a decode step reads only device
 // buffers at fixed addresses (the step plan, the scratch and op buffers, the KV pool, the weights) and
 // its launch parameters depend only on the graph key (sequences, page-table width, logit rows, token selection),
-// not on the lengths: attention_decode's split is sized from the page table's capacity. The step plan
+// not on the lengths: attention_decode's split is sized from the page table's capacity. The key's
+// sizes are buckets (begin_step pads a decode step to them), so a decode whose batch or longest context
+// grows replays the same graph until it crosses a bucket edge. The step plan
 // is uploaded from pinned memory before the graph launch on the same stream, so a replay sees the new
 // tokens, positions, slots, lengths and pages.
 #include <algorithm>
@@ -55,8 +57,8 @@ void CudaBackend::graph_begin_step(const StepPlan& plan) {
     ++graph_stats_.eager_decode_steps;
     return;
   }
-  step_key_ = GraphKey{step_seqs_, pages_per_seq_, int64_t(plan.logit_rows.size()),
-                       plan.greedy_tokens ? int(kSelectGreedy) : sample_select_};
+  // (begin_step padded the shape to its buckets: these are the bucket's sequences, width and logit rows.)
+  step_key_ = GraphKey{step_seqs_, pages_per_seq_, step_logits_, plan.greedy_tokens ? int(kSelectGreedy) : sample_select_};
   auto it = graphs_.find(step_key_);
   if (it != graphs_.end()) {
     mode_ = Mode::Replay;

@@ -7,7 +7,8 @@
 #include <vector>
 
 #include "engine/config.h"
-#include "engine/kv_cache.h"
+#include "engine/kv_format.h"
+#include "engine/kv_pool.h"
 #include "engine/sampler.h"
 #include "engine/status.h"
 #include "engine/weights.h"
@@ -15,13 +16,15 @@
 namespace glm {
 
 // Host-side plan of one forward step over a batch of sequences (rule 12: plan on the host). Rows are
-// the concatenation of every sequence's new tokens; each sequence attends only to its own cache.
+// the concatenation of every sequence's new tokens; each sequence attends only to its own positions,
+// found through its page table (ids of the model's KV pool; page i holds positions [i*P, (i+1)*P)).
 struct StepPlan {
   struct Sequence {
-    KvStore* cache = nullptr;  // created by this backend (Backend::create_kv)
+    const PageId* pages = nullptr;  // page table: at least ceil((start_pos + n_rows) / P) entries
+    int64_t n_pages = 0;
     int64_t row_begin = 0;   // first row of this sequence in the step
     int64_t n_rows = 0;      // new tokens of this sequence
-    int64_t start_pos = 0;   // position of its first new token (= cache length before the step)
+    int64_t start_pos = 0;   // position of its first new token (positions before it hold valid KV)
   };
   std::vector<Sequence> sequences;
   std::vector<int32_t> tokens;      // [rows]
@@ -55,8 +58,12 @@ class Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
 
-  // A new sequence's KV storage of `capacity` positions (empty; grown by KvStore::reserve).
-  virtual Status create_kv(int64_t capacity, std::unique_ptr<KvStore>* out) = 0;
+  // The KV page pool this backend made at creation (sized from its KvPoolRequest). The engine hands
+  // out its page ids (KvPool) and puts them in each step's page tables.
+  virtual const KvPoolSpec& kv_pool() const = 0;
+  // Copies positions [0, n) of page src to page dst in every layer, in step order (copy-on-write of a
+  // shared page before a sequence writes into it).
+  virtual Status copy_kv_page(PageId src, PageId dst, int64_t n) = 0;
   // Called once before the ops of a step with its plan: a device backend uploads what the step's
   // kernels read (tokens, positions, page tables, slots) here, once, instead of inside each layer.
   virtual Status begin_step(const StepPlan& plan) { return Status::ok(); }
@@ -90,8 +97,8 @@ class Backend {
   // In place on q [rows, heads*d] and k [rows, kv_heads*d]: optional per-head RMSNorm (q_norm/k_norm),
   // then partial NeoX RoPE on the first rotary_dim dims of every head at each row's position.
   virtual void qk_norm_rope(Act q, Act k, const AttentionWeights& w, const int32_t* positions) = 0;
-  // Appends k/v rows to each sequence's cache at its positions, then causal GQA attention of q over
-  // the cache: out [rows, heads*d].
+  // Writes k/v rows into each sequence's pages at its positions (converted to the pool's KvType), then
+  // causal GQA attention of q over the cache: out [rows, heads*d].
   virtual void attention(const StepPlan& plan, int64_t layer, Act q, Act k, Act v, Act out) = 0;
   // out (=|+=) down(silu(gate(x)) * up(x))
   virtual void swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulate) = 0;

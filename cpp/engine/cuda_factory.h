@@ -15,10 +15,9 @@ namespace glm {
 
 struct CudaBackendOptions {
   int64_t max_step_rows = 512;     // rows of the largest step (sizes the activation buffers)
-  uint64_t kv_cache_bytes = 0;     // device KV pool; 0: what is left of the free memory after the rest
+  KvPoolRequest kv;                // the KV page pool (kv.bytes 0: what is left of the free memory after the rest)
   const std::atomic<bool>* cancel = nullptr;  // checked between weight uploads
   bool graphs = true;              // capture decode steps as CUDA graphs and replay them (off: every step eager)
-  int64_t page_tokens = 0;         // positions per KV page (0: KvStore::kPageTokens); tests make it small
   bool device_sampling = true;     // sampled decode steps choose their token on the device (off: logits downloaded)
 };
 

@@ -12,7 +12,7 @@ enum Slot : int { kX, kNormed, kQ, kK, kV, kAttn, kLastRows, kLogits, kSlotCount
 }  // namespace
 
 Status forward_step(Backend& be, const ModelConfig& cfg, const ModelWeights& w, const StepPlan& plan, float* logits,
-                    const std::atomic<bool>* cancel, const ActivationHook* hook, int32_t* greedy_tokens,
+                    const std::function<bool()>* cancelled, const ActivationHook* hook, int32_t* greedy_tokens,
                     TokenLogprobs* sampled_logprobs) {
   const int64_t T = plan.rows();
   const int64_t H = cfg.hidden_size;
@@ -40,7 +40,7 @@ Status forward_step(Backend& be, const ModelConfig& cfg, const ModelWeights& w, 
   emit("embed", -1, x);
 
   for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
-    if (cancel && cancel->load(std::memory_order_relaxed)) {
+    if (cancelled && *cancelled && (*cancelled)()) {
       GLM_TRY(be.end_step());  // a device error before the abort wins: the model may be dead
       return Status::error(ErrorCode::Aborted, "aborted");
     }

@@ -21,6 +21,7 @@ enum class ErrorCode {
   Numerical,           // non-finite values where finite ones are required
   Internal,            // a broken invariant inside the engine (a bug)
   BackendUnavailable,  // the requested backend is not in this build or finds no usable device
+  QueueFull,           // the model's request queue is at maxQueuedRequests
 };
 
 // Stable names shared with lib/errors.ts; never rename one.
@@ -40,6 +41,7 @@ inline const char* error_code_name(ErrorCode code) {
     case ErrorCode::Numerical: return "NUMERICAL";
     case ErrorCode::Internal: return "INTERNAL";
     case ErrorCode::BackendUnavailable: return "BACKEND_UNAVAILABLE";
+    case ErrorCode::QueueFull: return "QUEUE_FULL";
   }
   return "INTERNAL";
 }

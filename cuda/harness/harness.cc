@@ -1,14 +1,14 @@
 // The CPU execution harness (see harness.h for the model it emulates and why).
 //
-// Fibers are ucontext contexts on mmap'd stacks with a guard page. A block's threads are scheduled
+// Fibers are contexts (fiber_switch.h) on mmap'd stacks with a guard page. A block's threads are scheduled
 // cooperatively on the calling OS thread: each round resumes every runnable fiber once, in an order
 // shuffled from the launch's seed; a fiber runs until it blocks at a barrier/collective or exits.
 // Barriers complete when no fiber is runnable and every live fiber waits at the same __syncthreads;
 // anything else at that point is a deadlock, reported as an error (a GPU would hang or misbehave).
 #include "harness/harness.h"
+#include "harness/fiber_switch.h"
 
 #include <sys/mman.h>
-#include <ucontext.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -37,7 +37,7 @@ enum class State { Runnable, AtBarrier, AtWarp, Done };
 struct CpCopy { void* dst; const void* src; int bytes, src_bytes; };
 
 struct Fiber {
-  ucontext_t ctx;
+  FiberContext ctx;
   void* stack = nullptr;
   ThreadView view{};
   int lane = 0, warp = 0;
@@ -67,7 +67,7 @@ struct Launch {
   size_t smem_bytes = 0, static_cursor = 0, dyn_offset = 0;
   std::vector<StaticAlloc> statics;
   std::mt19937_64 rng;
-  ucontext_t sched;
+  FiberContext sched;
   Fiber* current = nullptr;
   bool abort_block = false;
   std::string error;
@@ -105,7 +105,7 @@ void fail(const std::string& what) {
   L.abort_block = true;
   if (L.current) {
     Fiber* f = L.current;
-    swapcontext(&f->ctx, &L.sched);
+    fiber_switch(&f->ctx, &L.sched);
     std::abort();  // unreachable: an aborted block's fibers are never resumed
   }
 }
@@ -113,14 +113,14 @@ void fail(const std::string& what) {
 void yield_to_scheduler() {
   Launch& L = *g_launch;
   ++g_stats.switches;
-  swapcontext(&L.current->ctx, &L.sched);
+  fiber_switch(&L.current->ctx, &L.sched);
 }
 
 void fiber_main() {
   Launch& L = *g_launch;
   (*L.body)();
   L.current->state = State::Done;
-  swapcontext(&L.current->ctx, &L.sched);
+  fiber_switch(&L.current->ctx, &L.sched);
   std::abort();  // unreachable: a finished fiber is never resumed
 }
 
@@ -196,11 +196,7 @@ void run_block(unsigned linear) {
     f.static_index = 0;
     f.cp_groups.clear();
     f.cp_open.clear();
-    getcontext(&f.ctx);
-    f.ctx.uc_stack.ss_sp = static_cast<uint8_t*>(f.stack) + 4096;
-    f.ctx.uc_stack.ss_size = kStackBytes;
-    f.ctx.uc_link = nullptr;
-    makecontext(&f.ctx, fiber_main, 0);
+    fiber_prepare(&f.ctx, static_cast<uint8_t*>(f.stack) + 4096, kStackBytes, fiber_main);
   }
   ++g_stats.blocks;
   g_stats.fibers += uint64_t(L.n_threads);
@@ -260,7 +256,7 @@ void run_block(unsigned linear) {
       if (f.state != State::Runnable) continue;
       L.current = &f;
       ++g_stats.switches;
-      swapcontext(&L.sched, &f.ctx);
+      fiber_switch(&L.sched, &f.ctx);
       L.current = nullptr;
       if (L.abort_block) break;
     }
@@ -479,7 +475,8 @@ void warp_collective(Slot& slot) {
     if (o.state == State::Done) {
       fail("warp collective at line " + std::to_string(slot.line) + ": lane " + std::to_string(l) + " named in the mask has exited");
     }
-    if (o.state != State::AtWarp) { all = false; continue; }
+    // A lane still to come checks the lanes after it when it arrives; the last one checks them all.
+    if (o.state != State::AtWarp) { all = false; break; }
     if (o.slot->op != slot.op || o.slot->mask != slot.mask) {
       fail("lanes " + std::to_string(f->lane) + " and " + std::to_string(l) + " are in different warp collectives (lines " +
            std::to_string(slot.line) + " and " + std::to_string(o.slot->line) + ") with overlapping masks");

@@ -12,8 +12,17 @@
 #include "check.h"
 #include "cpu/kernels.h"
 #include "cpu/thread_pool.h"
+#include "engine/kv_format.h"
+#include "engine/matrix.h"
 
 using glm::DType;
+using glm::Matrix;
+using glm::Quant;
+using glm::bf16_to_f32;
+using glm::e4m3_to_f32;
+using glm::f32_to_bf16;
+using glm::f32_to_e4m3;
+using glm::dtype_name;
 using namespace glm::cpu;
 
 namespace {
@@ -313,47 +322,125 @@ TEST(kernels_dot_and_axpy) {
 }
 
 TEST(kernels_dot_rows_and_weighted_row_sum) {
-  // The attention kernels over strided cache rows, against float64: d values around the vector
-  // widths (and head_dim 128 / 24), row counts from 1 to a page, stride > d so gaps must be skipped.
+  // The attention kernels over cached rows given by pointers (out of order in memory, as pages of a
+  // pool are), for each KV element type, against float64 on the decoded values: d around the vector
+  // widths (and head_dim 128 / 24), row counts from 1 to a run of 256, poison around every row.
   IsaGuard guard;
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   for (Isa isa : supported_isas()) {
     set_isa_for_testing(isa);
-    for (int64_t d : {1, 7, 8, 16, 24, 33, 64, 100, 128, 129, 256}) {
-      for (int64_t n : {1, 2, 5, 31, 256}) {
-        const int64_t stride = 2 * d + 3;
-        std::vector<float> rows(size_t(n * stride), 1e30f);  // gaps hold poison: never read
-        for (int64_t j = 0; j < n; ++j)
-          for (int64_t i = 0; i < d; ++i) rows[size_t(j * stride + i)] = dist(rng);
-        std::vector<float> q(static_cast<size_t>(d)), w(static_cast<size_t>(n));
-        for (auto& v : q) v = dist(rng);
-        for (auto& v : w) v = dist(rng);
-        std::vector<float> scores(size_t(n) + 1, -7.0f);
-        dot_rows(q.data(), rows.data(), stride, n, d, scores.data());
-        for (int64_t j = 0; j < n; ++j) {
-          double ref = 0, scale = 0;
-          for (int64_t i = 0; i < d; ++i) {
-            ref += double(q[i]) * rows[size_t(j * stride + i)];
-            scale += std::fabs(double(q[i]) * rows[size_t(j * stride + i)]);
-          }
-          CHECK(std::fabs(scores[size_t(j)] - ref) <= 1e-5 * scale + 1e-7) << isa_name(isa) << " d=" << d << " n=" << n << " j=" << j;
-        }
-        CHECK(scores[size_t(n)] == -7.0f) << "dot_rows wrote past n";
-
-        std::vector<float> out(size_t(d) + 1), out0;
-        for (auto& v : out) v = dist(rng);
-        out0 = out;
-        weighted_row_sum(w.data(), rows.data(), stride, n, d, out.data());
-        for (int64_t i = 0; i < d; ++i) {
-          double ref = out0[size_t(i)], scale = std::fabs(out0[size_t(i)]);
+    for (DType rt : {DType::F32, DType::BF16, DType::F8_E4M3}) {
+      const int64_t es = rt == DType::F32 ? 4 : rt == DType::BF16 ? 2 : 1;
+      for (int64_t d : {1, 7, 8, 16, 24, 33, 64, 100, 128, 129, 256}) {
+        for (int64_t n : {1, 2, 5, 31, 256}) {
+          const int64_t stride = (2 * d + 3) * es;  // bytes between rows in the buffer; gaps hold poison
+          std::vector<uint8_t> buf(size_t(n * stride), 0x7f);
+          std::vector<std::vector<double>> value(static_cast<size_t>(n), std::vector<double>(static_cast<size_t>(d)));
+          std::vector<const void*> rows(static_cast<size_t>(n));
           for (int64_t j = 0; j < n; ++j) {
-            ref += double(w[size_t(j)]) * rows[size_t(j * stride + i)];
-            scale += std::fabs(double(w[size_t(j)]) * rows[size_t(j * stride + i)]);
+            const int64_t slot = (j * 7 + 3) % n;  // not in j order
+            uint8_t* row = buf.data() + slot * stride;
+            rows[size_t(j)] = row;
+            for (int64_t i = 0; i < d; ++i) {
+              const float x = dist(rng) * 4.0f;
+              if (rt == DType::F32) {
+                std::memcpy(row + i * 4, &x, 4);
+                value[size_t(j)][size_t(i)] = x;
+              } else if (rt == DType::BF16) {
+                const uint16_t h = f32_to_bf16(x);
+                std::memcpy(row + i * 2, &h, 2);
+                value[size_t(j)][size_t(i)] = bf16_to_f32(h);
+              } else {
+                row[i] = f32_to_e4m3(x);
+                value[size_t(j)][size_t(i)] = e4m3_to_f32(row[i]);
+              }
+            }
           }
-          CHECK(std::fabs(out[size_t(i)] - ref) <= 1e-5 * scale + 1e-7) << isa_name(isa) << " d=" << d << " n=" << n << " i=" << i;
+          std::vector<float> q(static_cast<size_t>(d)), w(static_cast<size_t>(n));
+          for (auto& v : q) v = dist(rng);
+          for (auto& v : w) v = dist(rng);
+          std::vector<float> scores(size_t(n) + 1, -7.0f);
+          dot_rows(q.data(), rows.data(), rt, n, d, scores.data());
+          for (int64_t j = 0; j < n; ++j) {
+            double ref = 0, scale = 0;
+            for (int64_t i = 0; i < d; ++i) {
+              ref += double(q[size_t(i)]) * value[size_t(j)][size_t(i)];
+              scale += std::fabs(double(q[size_t(i)]) * value[size_t(j)][size_t(i)]);
+            }
+            CHECK(std::fabs(scores[size_t(j)] - ref) <= 1e-5 * scale + 1e-7)
+                << isa_name(isa) << " " << dtype_name(rt) << " d=" << d << " n=" << n << " j=" << j;
+          }
+          CHECK(scores[size_t(n)] == -7.0f) << "dot_rows wrote past n";
+
+          std::vector<float> out(size_t(d) + 1), out0;
+          for (auto& v : out) v = dist(rng);
+          out0 = out;
+          weighted_row_sum(w.data(), rows.data(), rt, n, d, out.data());
+          for (int64_t i = 0; i < d; ++i) {
+            double ref = out0[size_t(i)], scale = std::fabs(out0[size_t(i)]);
+            for (int64_t j = 0; j < n; ++j) {
+              ref += double(w[size_t(j)]) * value[size_t(j)][size_t(i)];
+              scale += std::fabs(double(w[size_t(j)]) * value[size_t(j)][size_t(i)]);
+            }
+            CHECK(std::fabs(out[size_t(i)] - ref) <= 1e-5 * scale + 1e-7)
+                << isa_name(isa) << " " << dtype_name(rt) << " d=" << d << " n=" << n << " i=" << i;
+          }
+          CHECK(out[size_t(d)] == out0[size_t(d)]) << "weighted_row_sum wrote past d";
         }
-        CHECK(out[size_t(d)] == out0[size_t(d)]) << "weighted_row_sum wrote past d";
+      }
+    }
+  }
+}
+
+TEST(kernels_matmul_rows_do_not_depend_on_the_batch) {
+  // Batch invariance (a request's tokens must not depend on what else is in its step): each output
+  // of matmul is bit-identical whether its row is computed alone (GEMV), in any block position of a
+  // GEMM, or among any number of other rows, for every weight format and ISA. Shapes cross the
+  // GEMV single-row limit (K 4096) and the block sizes of every ISA.
+  IsaGuard guard;
+  std::mt19937 rng(29);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (Isa isa : supported_isas()) {
+    set_isa_for_testing(isa);
+    ThreadPool pool(2);
+    for (DType wt : {DType::BF16, DType::F32, DType::F16, DType::F8_E4M3}) {
+      for (int64_t K : {int64_t(20), int64_t(300), int64_t(4100)}) {
+        const int64_t N = 37, T = 19;
+        const int64_t es = wt == DType::F32 ? 4 : wt == DType::F8_E4M3 ? 1 : 2;
+        std::vector<uint8_t> w(size_t(N * K * es));
+        for (int64_t i = 0; i < N * K; ++i) {
+          const float v = dist(rng);
+          if (wt == DType::F32) std::memcpy(&w[size_t(i * 4)], &v, 4);
+          else if (wt == DType::BF16) { const uint16_t h = f32_to_bf16(v); std::memcpy(&w[size_t(i * 2)], &h, 2); }
+          else if (wt == DType::F16) { const uint16_t h = uint16_t(0x3c00 | (uint32_t(i * 2654435761u) & 0x83ff)); std::memcpy(&w[size_t(i * 2)], &h, 2); }
+          else w[size_t(i)] = f32_to_e4m3(v * 100);
+        }
+        Matrix m;
+        m.data = w.data();
+        m.dtype = wt;
+        m.rows = N;
+        m.cols = K;
+        if (wt == DType::F8_E4M3) m.quant = Quant::Fp8Channel;
+        std::vector<float> scales(size_t(N), 0.01f);
+        if (wt == DType::F8_E4M3) m.scales = scales.data();
+        std::vector<float> x(size_t(T * K));
+        for (auto& v : x) v = dist(rng);
+        std::vector<float> all(size_t(T * N));
+        matmul(pool, x.data(), T, K, m, nullptr, all.data(), N);
+        for (int64_t t = 0; t < T; ++t) {
+          std::vector<float> one(static_cast<size_t>(N));
+          matmul(pool, x.data() + t * K, 1, K, m, nullptr, one.data(), N);
+          for (int64_t n = 0; n < N; ++n) {
+            CHECK(std::memcmp(&one[size_t(n)], &all[size_t(t * N + n)], 4) == 0)
+                << isa_name(isa) << " " << dtype_name(wt) << " K=" << K << " row " << t << " out " << n << ": alone "
+                << one[size_t(n)] << " vs batched " << all[size_t(t * N + n)];
+          }
+        }
+        // The same rows in another batch (a suffix: every row lands in another block position).
+        std::vector<float> tail(size_t((T - 5) * N));
+        matmul(pool, x.data() + 5 * K, T - 5, K, m, nullptr, tail.data(), N);
+        CHECK(std::memcmp(tail.data(), all.data() + 5 * N, tail.size() * 4) == 0) << isa_name(isa) << " " << dtype_name(wt) << " K=" << K;
       }
     }
   }

@@ -12,6 +12,9 @@
 // 128x128 block scales); mxfp4 (routed experts MXFP4, the rest BF16, as lib/quantize.ts writes). Random
 // codes (FP8 exponents kept small, no NaN codes; any E2M1 nibble) with scales near the BF16 values' size.
 //
+// GLM_BENCH_KV picks the KV cache type: f32 (default, the numbers before issue 18), bf16 or fp8; the KV
+// bytes a decode token reads are counted in that type (FP8: + 4 bytes of scale per row).
+//
 // Reports (stdout, and JSON to argv[1] when given): decode tokens/s at context 0 and 4096 with CUDA
 // graphs on and off side by side (greedy token selected on the device, as generation does; the graph
 // counters show the steps were replayed), prefill tokens/s for a 2048-token prompt, and the bytes a
@@ -85,6 +88,11 @@ int main(int argc, char** argv) {
   const std::string fmt_name = std::getenv("GLM_BENCH_FORMAT") ? std::getenv("GLM_BENCH_FORMAT") : "bf16";
   const Format fmt = fmt_name == "fp8" ? Format::Fp8 : fmt_name == "fp8-block" ? Format::Fp8Block
                    : fmt_name == "mxfp4" ? Format::Mxfp4 : Format::Bf16;
+  KvType kv_type = KvType::F32;
+  if (const char* e = std::getenv("GLM_BENCH_KV"); e && !parse_kv_type(e, &kv_type)) {
+    std::fprintf(stderr, "bench_air: GLM_BENCH_KV must be f32, bf16 or fp8\n");
+    return 1;
+  }
   const Format dense_fmt = fmt == Format::Mxfp4 ? Format::Bf16 : fmt;  // MXFP4 covers routed experts only
   ModelConfig c;
   c.hidden_size = 4096, c.num_hidden_layers = layers, c.num_attention_heads = 96, c.num_key_value_heads = 8;
@@ -160,7 +168,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   // Bytes a decode token reads: every dense weight once, top-8 routed + the shared expert per MoE layer,
-  // the router, embeddings row, lm_head, and the KV of `ctx` positions (fp32 K and V); weights counted
+  // the router, embeddings row, lm_head, and the KV of `ctx` positions (K and V in the KV type); weights counted
   // in their stored format (data + scales, Matrix::bytes).
   auto decode_bytes = [&](int64_t ctx) {
     const double H = double(c.hidden_size);
@@ -171,7 +179,8 @@ int main(int argc, char** argv) {
       auto mlp = [](const MlpWeights& m) { return double(m.gate.bytes() + m.up.bytes() + m.down.bytes()); };
       if (L.is_moe) b += double(c.num_experts_per_tok) * mlp(L.moe.experts[0]) + mlp(L.moe.shared) + double(L.moe.router.bytes());
       else b += mlp(L.dense);
-      b += double(ctx) * 2 * double(c.kv_width()) * 4;
+      b += double(ctx) * 2 * double(c.num_key_value_heads) *
+           double(c.head_dim * kv_type_bytes(kv_type) + (kv_type == KvType::FP8 ? 4 : 0));
     }
     return b;
   };
@@ -179,7 +188,9 @@ int main(int argc, char** argv) {
   for (const bool graphs : {true, false}) {
     CudaBackendOptions o;
     o.max_step_rows = 2048;
-    o.kv_cache_bytes = uint64_t(4) << 30;
+    o.kv.type = kv_type;
+    o.kv.page_tokens = 256;
+    o.kv.bytes = uint64_t(4) << 30;
     o.graphs = graphs;
     std::unique_ptr<Backend> be;
     double t0 = now_s();
@@ -188,24 +199,33 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "bench_air: load: %s\n", st.message().c_str());
       return 1;
     }
-    std::printf("== format %s, CUDA graphs %s: load (upload) %.1f s\n", fmt_name.c_str(), graphs ? "on" : "off", now_s() - t0);
+    std::printf("== format %s, KV %s, CUDA graphs %s: load (upload) %.1f s\n", fmt_name.c_str(), kv_type_name(kv_type),
+                graphs ? "on" : "off", now_s() - t0);
 
     std::vector<float> logits;
     int32_t greedy_token = -1;
+    // One sequence's pages: ids handed out in order from the pool (nothing else runs here).
+    struct Kv {
+      std::vector<PageId> pages;
+      int64_t length = 0;
+    };
+    const int64_t page_tokens = be->kv_pool().page_tokens;
     // Runs one step of `n` tokens on `kv` at its current length; returns seconds.
-    auto step = [&](KvStore& kv, int64_t n) -> double {
+    auto step = [&](Kv& kv, int64_t n) -> double {
+      while (int64_t(kv.pages.size()) * page_tokens < kv.length + n) kv.pages.push_back(PageId(kv.pages.size()));
       StepPlan plan;
       StepPlan::Sequence s;
-      s.cache = &kv, s.row_begin = 0, s.n_rows = n, s.start_pos = kv.length();
+      s.pages = kv.pages.data(), s.n_pages = int64_t(kv.pages.size());
+      s.row_begin = 0, s.n_rows = n, s.start_pos = kv.length;
       plan.sequences.push_back(s);
       for (int64_t i = 0; i < n; ++i) {
-        plan.tokens.push_back(int32_t((kv.length() + i) * 7919 % c.vocab_size));
-        plan.positions.push_back(int32_t(kv.length() + i));
+        plan.tokens.push_back(int32_t((kv.length + i) * 7919 % c.vocab_size));
+        plan.positions.push_back(int32_t(kv.length + i));
       }
       plan.logit_rows.push_back(n - 1);
       plan.greedy_tokens = n == 1;  // decode: the token is selected on the device (Model::generate's greedy path)
       logits.resize(size_t(c.vocab_size));
-      Status r = kv.reserve(kv.length() + n);
+      Status r;
       const double a = now_s();
       if (r.is_ok()) r = forward_step(*be, c, w, plan, logits.data(), nullptr, nullptr, &greedy_token);
       const double t = now_s() - a;
@@ -213,22 +233,21 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "bench_air: step: %s\n", r.message().c_str());
         std::exit(1);
       }
-      kv.set_length(kv.length() + n);
+      kv.length += n;
       return t;
     };
     const char* tag = graphs ? "graphs_on" : "graphs_off";
     auto measure_decode = [&](int64_t ctx, const char* key) {
-      std::unique_ptr<KvStore> kv;
-      (void)be->create_kv(ctx + 64, &kv);
+      Kv kv;
       for (int64_t filled = 0; filled < ctx;) {
         const int64_t n = std::min<int64_t>(2048, ctx - filled);
-        step(*kv, n);
+        step(kv, n);
         filled += n;
       }
-      for (int i = 0; i < 3; ++i) step(*kv, 1);  // warm-up
+      for (int i = 0; i < 3; ++i) step(kv, 1);  // warm-up
       double t = 0;
       const int n = 20;
-      for (int i = 0; i < n; ++i) t += step(*kv, 1);
+      for (int i = 0; i < n; ++i) t += step(kv, 1);
       const double tps = n / t, gbs = decode_bytes(ctx) * tps / 1e9;
       std::printf("decode at context %lld (graphs %s): %.1f tokens/s, %.1f GB/s of active weights + KV (%.2f GB per token)\n",
                   static_cast<long long>(ctx), graphs ? "on" : "off", tps, gbs, decode_bytes(ctx) / 1e9);
@@ -246,16 +265,15 @@ int main(int argc, char** argv) {
               ",\"replays\":" + std::to_string(gs.replays) + ",\"failures\":" + std::to_string(gs.capture_failures) + "}";
     }
     if (graphs) {
-      std::unique_ptr<KvStore> kv;
-      (void)be->create_kv(4096, &kv);
-      step(*kv, 2048);  // warm-up (buffers grow on the first large step)
-      kv->set_length(0);
-      const double t = step(*kv, 2048);
+      Kv kv;
+      step(kv, 2048);  // warm-up (buffers grow on the first large step)
+      kv.length = 0;
+      const double t = step(kv, 2048);
       std::printf("prefill 2048 tokens: %.1f tokens/s (%.3f s)\n", 2048 / t, t);
       json += ",\"prefill_2048\":{\"tokens_per_s\":" + std::to_string(2048 / t) + "}";
     }
   }
-  json += ",\"layers\":" + std::to_string(layers) + ",\"format\":\"" + fmt_name + "\",\"decode_bytes_per_token\":" +
+  json += ",\"layers\":" + std::to_string(layers) + ",\"format\":\"" + fmt_name + "\",\"kv\":\"" + kv_type_name(kv_type) + "\",\"decode_bytes_per_token\":" +
           std::to_string(decode_bytes(0)) + "}";
   if (argc > 1) {
     if (FILE* f = std::fopen(argv[1], "w")) {

@@ -8,8 +8,9 @@
 // there the comparison runs on the GPU and the harness-only checks (fault injection, capped memory) drop out.
 //
 // Per checkpoint: a 40-token prefill in 16-row steps (--prompt / --step-rows change both; 300 tokens
-// cross the 256-token KV page but take minutes on the harness), three decode steps, then one mixed step (a decode, a 20-token prefill of a new sequence, the decode of a
-// third); then the backend's failure paths: device memory too small (InsufficientMemory naming needed
+// cross KV pages: 16 positions by default), three decode steps, then one mixed step (a decode, a 20-token prefill of a new sequence, the decode of a
+// third), two decode steps of the three sequences together (padded to a batch of four on the CUDA
+// backend); then the backend's failure paths: device memory too small (InsufficientMemory naming needed
 // vs available), an exhausted KV pool, and an injected device fault (sticky EngineDead).
 //
 // Quantized checkpoints (FP8 per-channel, FP8 128x128 blocks, MXFP4 experts) run the same scenario
@@ -58,6 +59,15 @@ constexpr double kBudgetBf16 = 2e-2;
 // test/engine-vs-reference.test.ts. This is the exact check of the host plumbing (pages, slots, row
 // maps, routing), free of the bf16 routing flips described below.
 constexpr double kBudgetFp32 = 1e-4;
+// The same fp32 path with a BF16 or FP8 KV cache (--kv): both backends store the same conversion of
+// their K/V rows (kv_append is bit-identical to KvStorage::write), but the rows they convert differ by
+// the ~1e-6 of fp32 summation order, and an element that close to a rounding boundary of the stored type
+// lands on the neighbouring code on one backend only: a one-ulp difference of the cache (bf16: 2^-7
+// relative, E4M3: 2^-3), rare but not noise-like. Such a flip moves a score by ~ulp * |q_i k_i| / sqrt(d)
+// and the logits by about a thousandth of that ulp (measured with bf16 KV: 1.4e-4 on one prefill row of
+// 'bf16-groups', where 1e-4 failed; every other row stays ~1e-6). Budgets: 1e-3 for BF16, 1e-2 for FP8
+// (16x the ulp), still far below any real bug (a wrong page, slot, scale or head is O(1)).
+constexpr double kBudgetFp32Bf16Kv = 1e-3, kBudgetFp32Fp8Kv = 1e-2;
 double kBudget = kBudgetBf16;
 
 struct RunOptions {
@@ -69,6 +79,8 @@ struct RunOptions {
   bool graphs_only = false;  // --graphs-only: only those
   int decode_steps = 40;     // --decode-steps: decode steps of the graph checks' first session
   int generate_tokens = 16;  // --generate: tokens of the graph checks' Model::generate (device greedy)
+  glm::KvType kv = glm::KvType::F32;  // --kv f32|bf16|fp8: the KV cache type of every model loaded after it
+  bool batch_invariance = false;      // --batch-invariance: only check_batch_invariance
 };
 RunOptions g_opts;
 
@@ -104,6 +116,13 @@ void compare_rows(const std::vector<float>& cuda, const std::vector<float>& cpu,
   }
 }
 
+// A checkpoint's name in the report, with the KV type when it is not f32.
+std::string label(const std::string& dir) {
+  std::string n = dir.substr(dir.find_last_of('/') + 1);
+  if (g_opts.kv != glm::KvType::F32) n += std::string(" [kv ") + glm::kv_type_name(g_opts.kv) + "]";
+  return n;
+}
+
 int64_t argmax(const std::vector<float>& logits, int64_t vocab) {
   const float* row = logits.data() + logits.size() - size_t(vocab);
   int64_t best = 0;
@@ -113,6 +132,7 @@ int64_t argmax(const std::vector<float>& logits, int64_t vocab) {
 
 glm::Status load(const std::string& dir, glm::BackendChoice backend, uint64_t kv_bytes, std::unique_ptr<glm::Model>* out) {
   glm::LoadOptions o;
+  o.kv_type = g_opts.kv;  // both backends store the same KV type (kv_append converts as KvStorage::write)
   o.backend = backend;
   o.threads = 2;
   o.prefetch = false;
@@ -161,6 +181,13 @@ Scenario run_scenario(glm::Model& m, const std::vector<int32_t>& prompt) {
   // Mixed step: a decode, a fresh 20-token prefill and another decode, in one forward step.
   std::vector<int32_t> b_prompt(prompt.begin() + 4, prompt.begin() + 24);
   if (!(st = eval({{a.get(), {3}}, {b.get(), b_prompt}, {c.get(), {11}}}, false)).is_ok()) return fail(st);
+  // Two decode steps of all three (a batch of three: the CUDA backend pads it to its bucket of four,
+  // whose padding row must neither write into these sequences' pages nor change their rows).
+  for (int i = 0; i < 2; ++i) {
+    if (!(st = eval({{a.get(), {int32_t(5 + i)}}, {b.get(), {int32_t(9 + i)}}, {c.get(), {int32_t(13 + i)}}}, false)).is_ok()) {
+      return fail(st);
+    }
+  }
   m.release_sequence(a);
   m.release_sequence(b);
   m.release_sequence(c);
@@ -181,6 +208,9 @@ struct GraphRun {
   std::vector<int32_t> generated;          // Model::generate, greedy (selected on the device)
   glm::Status status;
   glm::cuda_backend::CudaBackend::GraphStats stats;
+  // Captures and replays of two phases: the first session's decode chain (one sequence, page-table
+  // widths 2 to 6) and the growing-then-shrinking batch (1, 2, 3, 4, 3, 2, 1 sequences).
+  uint64_t chain_captures = 0, chain_replays = 0, grow_captures = 0, grow_replays = 0;
 };
 
 // misuse: a short run (prefill and 4 decode steps) whose first capture makes a forbidden call.
@@ -225,10 +255,13 @@ GraphRun run_graph_scenario(glm::Model& m, const std::vector<int32_t>& prompt, b
       return g;
     }
   }
+  const auto chain_start = cuda->graph_stats();
   for (int i = 0; i < (misuse ? 4 : g_opts.decode_steps); ++i) {
     g.tokens.push_back(next_of(g.logits.back()));
     if (!(g.status = eval({{a.get(), {g.tokens.back()}}})).is_ok()) return g;
   }
+  g.chain_captures = cuda->graph_stats().captures - chain_start.captures;
+  g.chain_replays = cuda->graph_stats().replays - chain_start.replays;
   if (misuse) {
     g.stats = cuda->graph_stats();
     return g;
@@ -240,7 +273,7 @@ GraphRun run_graph_scenario(glm::Model& m, const std::vector<int32_t>& prompt, b
     const int32_t ta = int32_t((7 * i + 1) % V), tb = int32_t((5 * i + 2) % V), tc = int32_t((3 * i + 3) % V);
     if (!(g.status = eval({{a.get(), {ta}}, {b.get(), {tb}}, {c.get(), {tc}}})).is_ok()) return g;
   }
-  b->truncate(2);
+  m.truncate_sequence(b.get(), 2);
   for (int i = 0; i < 2; ++i) {
     if (!(g.status = eval({{b.get(), {int32_t(i + 5)}}, {c.get(), {int32_t(i + 9)}}})).is_ok()) return g;
   }
@@ -249,6 +282,39 @@ GraphRun run_graph_scenario(glm::Model& m, const std::vector<int32_t>& prompt, b
   // (replaying it would use freed buffers: the harness fails such a replay).
   for (int i = 0; i < 2; ++i) {
     if (!(g.status = eval({{c.get(), {int32_t(i + 13)}}})).is_ok()) return g;
+  }
+  // A batch that grows from one sequence to four and shrinks back: each joins with a short prompt (a
+  // prefill step) and the batch then decodes one token; then they leave one by one, a decode step after
+  // each. Batch buckets 1, 2, 4, 4 | 4, 2, 1: the padding rows must leave the real rows bit-identical
+  // to graphs off, and sizes 3 and 4 share a graph.
+  {
+    const auto before = cuda->graph_stats();
+    std::vector<std::unique_ptr<glm::Sequence>> p(4);
+    for (auto& s : p) {
+      if (!(g.status = m.create_sequence(256, &s)).is_ok()) return g;
+    }
+    std::vector<glm::Sequence*> active;
+    int step = 0;
+    auto decode_all = [&] {
+      std::vector<std::pair<glm::Sequence*, std::vector<int32_t>>> items;
+      for (size_t i = 0; i < active.size(); ++i) items.push_back({active[i], {int32_t((11 * step + 3 * int(i) + 1) % V)}});
+      ++step;
+      return eval(items);
+    };
+    for (size_t i = 0; i < p.size(); ++i) {
+      // (Prompts of 9..12 tokens: every length of this phase, 9 to 16, is two 8-position pages.)
+      if (!(g.status = eval({{p[i].get(), std::vector<int32_t>(prompt.begin() + long(i), prompt.begin() + long(9 + 2 * i))}})).is_ok()) return g;
+      active.push_back(p[i].get());
+      if (!(g.status = decode_all()).is_ok()) return g;
+    }
+    for (size_t i = p.size() - 1; i > 0; --i) {
+      m.release_sequence(p[i]);
+      active.pop_back();
+      if (!(g.status = decode_all()).is_ok()) return g;
+    }
+    m.release_sequence(p[0]);
+    g.grow_captures = cuda->graph_stats().captures - before.captures;
+    g.grow_replays = cuda->graph_stats().replays - before.replays;
   }
   // Greedy generation: the engine asks the backend for the argmax token (device greedy).
   glm::GenerateParams gp;
@@ -262,16 +328,17 @@ GraphRun run_graph_scenario(glm::Model& m, const std::vector<int32_t>& prompt, b
 }
 
 void check_graphs(const std::string& dir, const std::vector<int32_t>& prompt) {
-  const std::string name = dir.substr(dir.find_last_of('/') + 1) + ": graphs";
+  const std::string name = label(dir) + ": graphs";
   auto load_graphs = [&](bool graphs, std::unique_ptr<glm::Model>* out) {
     glm::LoadOptions o;
+    o.kv_type = g_opts.kv;
     o.backend = glm::BackendChoice::Cuda;
     o.threads = 2;
     o.prefetch = false;
     o.max_step_rows = g_opts.step_rows;
     o.kv_cache_bytes = 16u << 20;
     o.cuda_graphs = graphs;
-    o.cuda_page_tokens = 8;
+    o.kv_page_tokens = 8;
     return glm::Model::load(dir, o, nullptr, nullptr, out);
   };
   std::unique_ptr<glm::Model> on, off, bad;
@@ -310,8 +377,21 @@ void check_graphs(const std::string& dir, const std::vector<int32_t>& prompt) {
   // Page-table widths 1..4 of one session, 3 and 2 sessions, greedy variants: several captures, and
   // most steps replayed; graphs off never captures.
   // The batch's larger op buffers dropped the graphs made before (invalidations), which were recaptured.
-  report(gs.captures >= 5 && gs.replays >= uint64_t(g_opts.decode_steps) && gs.capture_failures == 0 && gs.invalidations >= 1,
+  report(gs.replays >= uint64_t(g_opts.decode_steps) && gs.capture_failures == 0 && gs.invalidations >= 1,
          name + ": decode steps were captured once per shape and replayed; buffer growth dropped the graphs");
+  // Graph buckets (issue 18): the chain's lengths 9..48 over 8-position pages take page-table widths 2
+  // to 6, whose buckets are 2, 4 and 8: at most three captures (exact widths took five); the growing and
+  // shrinking batch's seven decode steps take the batch buckets 1, 2 and 4: at most three captures
+  // (exact sizes took four) and the rest replayed. (A step whose op buffer must grow first runs eagerly
+  // and is neither.)
+  std::snprintf(line, sizeof line,
+                "%s: graph buckets: one sequence over widths 2..6: %llu captures, %llu replays (want <= 3 captures); batch "
+                "1..4..1: %llu captures, %llu replays (want <= 3, >= 4)",
+                name.c_str(), (unsigned long long)graph.chain_captures, (unsigned long long)graph.chain_replays,
+                (unsigned long long)graph.grow_captures, (unsigned long long)graph.grow_replays);
+  report(graph.chain_captures <= 3 && graph.chain_captures + graph.chain_replays + 2 >= uint64_t(g_opts.decode_steps) &&
+             graph.grow_captures <= 3 && graph.grow_replays >= 4,
+         line);
   report(eager.stats.captures == 0 && eager.stats.replays == 0, name + ": cudaGraphs off never captures");
   // Device greedy: Model::generate's tokens are the host argmax_token of the same logits (the first
   // session's chain starts from the same prompt on a fresh session).
@@ -369,9 +449,10 @@ SampledRun run_sampled(glm::Model& m, const std::vector<int32_t>& prompt, int to
 }
 
 void check_device_sampling(const std::string& dir, const std::vector<int32_t>& prompt) {
-  const std::string name = dir.substr(dir.find_last_of('/') + 1) + ": device sampling";
+  const std::string name = label(dir) + ": device sampling";
   auto load_with = [&](bool graphs, bool device, std::unique_ptr<glm::Model>* out) {
     glm::LoadOptions o;
+    o.kv_type = g_opts.kv;
     o.backend = glm::BackendChoice::Cuda;
     o.threads = 2;
     o.prefetch = false;
@@ -379,7 +460,7 @@ void check_device_sampling(const std::string& dir, const std::vector<int32_t>& p
     o.kv_cache_bytes = 16u << 20;
     o.cuda_graphs = graphs;
     o.cuda_device_sampling = device;
-    o.cuda_page_tokens = 8;
+    o.kv_page_tokens = 8;
     return glm::Model::load(dir, o, nullptr, nullptr, out);
   };
   std::unique_ptr<glm::Model> dev_graph, dev_eager, host_graph;
@@ -440,8 +521,136 @@ void check_device_sampling(const std::string& dir, const std::vector<int32_t>& p
          line);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Batch invariance (issue 18, item 5): one request's logits when it runs alone vs when its steps are
+// shared with 15 other requests of different lengths that join in waves (their prefills mixed with the
+// decodes), finish early, or are disposed mid-way. Teacher-forced: the target is fed the tokens its
+// solo run chose greedily, so both runs see the same inputs and every step can be compared. Alone, every
+// step has one row (fp32 GEMVs, attention_decode); shared, the target's rows go through the bf16
+// tensor-core GEMMs and grouped experts (> 4 rows), attention_prefill / attention_prefill_mma in mixed
+// steps, and a decode batch whose page-table width is set by the longest sequence (cuda/README.md,
+// "Batch invariance"). Metric and budget: the end-to-end BF16 budget per logits row (rel L2 <= 2e-2, argmax
+// equal wherever the solo top-2 margin exceeds 2% of the row's spread); plus, reported and required,
+// every step's argmax equal — which is what makes the greedy tokens identical (a greedy run is this
+// teacher-forced run on its own argmaxes), allowed to differ only at such a near tie.
+// ---------------------------------------------------------------------------------------------
+void check_batch_invariance(const std::string& dir) {
+  const std::string name = label(dir) + ": batch invariance";
+  kBudget = g_opts.budget > 0 ? g_opts.budget : kBudgetBf16;
+  auto load_model = [&](std::unique_ptr<glm::Model>* out) {
+    glm::LoadOptions o;
+    o.kv_type = g_opts.kv;
+    o.backend = glm::BackendChoice::Cuda;
+    o.threads = 2;
+    o.prefetch = false;
+    o.max_step_rows = g_opts.step_rows;
+    o.kv_cache_bytes = 16u << 20;
+    return glm::Model::load(dir, o, nullptr, nullptr, out);
+  };
+  std::unique_ptr<glm::Model> solo, shared;
+  glm::Status st = load_model(&solo);
+  if (st.is_ok()) st = load_model(&shared);
+  report(st.is_ok(), name + ": load " + st.message());
+  if (!st.is_ok()) return;
+  const int64_t V = solo->config().vocab_size;
+  constexpr int kOthers = 15, kDecode = 10;
+  auto prompt_of = [&](int i, int n) {
+    std::vector<int32_t> p(static_cast<size_t>(n));
+    for (int j = 0; j < n; ++j) p[size_t(j)] = int32_t((j * 37 + 11 * i + 5) % V);
+    return p;
+  };
+  const std::vector<int32_t> target_prompt = prompt_of(0, 13);
+
+  // Alone: the prompt, then kDecode greedy decode steps.
+  std::vector<std::vector<float>> alone;
+  std::vector<int32_t> fed;  // the tokens the target is fed after its prompt
+  {
+    std::unique_ptr<glm::Sequence> t;
+    st = solo->create_sequence(512, &t);
+    glm::EvalRequest r;
+    r.sequence = t.get(), r.tokens = target_prompt;
+    std::vector<glm::EvalRequest*> one{&r};
+    if (st.is_ok()) st = solo->evaluate(one, nullptr);
+    for (int k = 0; st.is_ok() && k < kDecode; ++k) {
+      alone.push_back(r.logits);
+      fed.push_back(glm::argmax_token(r.logits.data(), V));
+      r.tokens = {fed.back()};
+      st = solo->evaluate(one, nullptr);
+    }
+    if (st.is_ok()) alone.push_back(r.logits);
+    solo->release_sequence(t);
+  }
+  report(st.is_ok(), name + ": the request alone " + st.message());
+  if (!st.is_ok()) return;
+
+  // Shared: the same request among 15 others. Others join in three waves (steps 0, 1, 2) with prompts of
+  // 2..26 tokens; some stop after 2..4 decode steps, two are disposed mid-way, the rest run to the end.
+  struct Other {
+    std::unique_ptr<glm::Sequence> seq;
+    int join = 0, last = 0;  // the step it joins at and its last step
+    bool dispose = false;
+    int32_t next = 0;
+  };
+  std::vector<Other> others(kOthers);
+  for (int i = 0; i < kOthers; ++i) {
+    Other& o = others[size_t(i)];
+    o.join = i < 6 ? 0 : i < 11 ? 1 : 2;                 // all 16 share steps 2 and 3
+    o.last = i % 4 == 1 ? o.join + 2 + i % 3 : kDecode;  // every fourth finishes early
+    o.dispose = i == 4 || i == 9;                         // disposed (an abort) half-way
+    if (o.dispose) o.last = o.join + 4;
+    if (!(st = shared->create_sequence(512, &o.seq)).is_ok()) break;
+  }
+  std::unique_ptr<glm::Sequence> t;
+  if (st.is_ok()) st = shared->create_sequence(512, &t);
+  std::vector<std::vector<float>> together;
+  int max_batch = 0;
+  for (int k = 0; st.is_ok() && k <= kDecode; ++k) {
+    std::vector<glm::EvalRequest> reqs(1 + kOthers);
+    std::vector<glm::EvalRequest*> ptrs;
+    reqs[0].sequence = t.get();
+    reqs[0].tokens = k == 0 ? target_prompt : std::vector<int32_t>{fed[size_t(k - 1)]};
+    ptrs.push_back(&reqs[0]);
+    std::vector<int> idx;
+    for (int i = 0; i < kOthers; ++i) {
+      Other& o = others[size_t(i)];
+      if (!o.seq || k < o.join || k > o.last) continue;
+      reqs[size_t(1 + i)].sequence = o.seq.get();
+      reqs[size_t(1 + i)].tokens = k == o.join ? prompt_of(i + 1, 2 + (i * 7) % 25) : std::vector<int32_t>{o.next};
+      ptrs.push_back(&reqs[size_t(1 + i)]);
+      idx.push_back(i);
+    }
+    max_batch = std::max(max_batch, int(ptrs.size()));
+    if (!(st = shared->evaluate(ptrs, nullptr)).is_ok()) break;
+    together.push_back(reqs[0].logits);
+    for (int i : idx) {
+      Other& o = others[size_t(i)];
+      o.next = glm::argmax_token(reqs[size_t(1 + i)].logits.data(), V);
+      if (k == o.last && o.dispose) shared->release_sequence(o.seq);  // disposed mid-way: its pages go back
+    }
+  }
+  report(st.is_ok(), name + ": the request among " + std::to_string(kOthers) + " others " + st.message());
+  if (!st.is_ok() || together.size() != alone.size()) return;
+
+  Compare c;
+  int argmax_differs = 0;
+  for (size_t k = 0; k < alone.size(); ++k) {
+    compare_rows(together[k], alone[k], V, &c);
+    if (glm::argmax_token(together[k].data(), V) != glm::argmax_token(alone[k].data(), V)) ++argmax_differs;
+  }
+  char line[400];
+  std::snprintf(line, sizeof line,
+                "%s: %d steps alone vs in batches of up to %d requests: worst rel L2 %.2e (budget %.0e), %d over, argmax "
+                "differs at %d steps (%d outside near ties): greedy tokens %s",
+                name.c_str(), c.rows, max_batch, c.worst_rel, kBudget, c.over_budget, argmax_differs, c.argmax_mismatch,
+                argmax_differs == 0 ? "identical" : "differ at a near tie");
+  report(c.over_budget == 0 && c.non_finite == 0 && c.argmax_mismatch == 0 && c.rows == kDecode + 1, line);
+  for (auto& o : others) shared->release_sequence(o.seq);
+  shared->release_sequence(t);
+}
+
 void check_checkpoint(const std::string& dir) {
-  const std::string name = dir.substr(dir.find_last_of('/') + 1);
+  const std::string name = label(dir);
+  if (g_opts.batch_invariance) return check_batch_invariance(dir);
   if (g_opts.graphs_only) {
     std::vector<int32_t> prompt(24);
     for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 37 + 11) % 97);
@@ -457,7 +666,8 @@ void check_checkpoint(const std::string& dir) {
   const int64_t V = cpu->config().vocab_size;
   // --prompt 300 crosses the 256-token KV page (minutes on the harness; CI runs short ones).
   std::vector<int32_t> prompt(std::max<size_t>(g_opts.prompt, 24));
-  kBudget = g_opts.budget > 0 ? g_opts.budget : g_opts.step_rows <= 4 ? kBudgetFp32 : kBudgetBf16;
+  const double fp32_budget = g_opts.kv == glm::KvType::F32 ? kBudgetFp32 : g_opts.kv == glm::KvType::BF16 ? kBudgetFp32Bf16Kv : kBudgetFp32Fp8Kv;
+  kBudget = g_opts.budget > 0 ? g_opts.budget : g_opts.step_rows <= 4 ? fp32_budget : kBudgetBf16;
   for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 37 + 11) % size_t(V));
 
   const Scenario want = run_scenario(*cpu, prompt);
@@ -466,7 +676,8 @@ void check_checkpoint(const std::string& dir) {
   report(got.status.is_ok(), name + ": scenario on CUDA " + got.status.message());
   if (!want.status.is_ok() || !got.status.is_ok() || want.logits.size() != got.logits.size()) return;
   const char* phases[] = {"prefill (several steps)", "decode 1", "decode 2", "decode 3", "prefill 5 (seq C)",
-                          "mixed: decode A", "mixed: prefill B (20)", "mixed: decode C"};
+                          "mixed: decode A", "mixed: prefill B (20)", "mixed: decode C", "batch of 3: A", "batch of 3: B",
+                          "batch of 3: C", "batch of 3 again: A", "batch of 3 again: B", "batch of 3 again: C"};
   for (size_t i = 0; i < want.logits.size(); ++i) {
     Compare c;
     compare_rows(got.logits[i], want.logits[i], V, &c);
@@ -476,15 +687,24 @@ void check_checkpoint(const std::string& dir) {
     // decode row (fp32 GEMV path), must be within it. (With every step <= 4 rows, i.e. the fp32 path
     // throughout — --step-rows 4 — all 300 rows of a page-crossing prefill match to ~1e-6.)
     const int allowed = c.rows > 4 && g_opts.step_rows > 4 ? c.rows / 20 : 0;
+    // The batches of three decode over contexts whose K/V came from tensor-core steps (B's 20-token
+    // prefill in the mixed step): a routing flip at one of those positions is in every later row's
+    // attention, so there the budget is 2.5x, still far below the O(1) of a wrong page, slot or head.
+    // (Measured on 'base', 16-row steps: 2.0e-2 and 2.2e-2 for B, argmax equal; A and C within 2e-2.)
+    const bool history_budget = i >= 8 && g_opts.step_rows > 4;
+    if (history_budget && c.over_budget > 0 && c.worst_rel <= 2.5 * kBudget) c.over_budget = 0;
     char line[320];
     std::snprintf(line, sizeof line, "%s: %s: %d rows, worst rel L2 %.2e, %d over the budget %.0e (allowed %d), argmax mismatches %d",
-                  name.c_str(), i < 8 ? phases[i] : "?", c.rows, c.worst_rel, c.over_budget, kBudget, allowed, c.argmax_mismatch);
+                  name.c_str(), i < 14 ? phases[i] : "?", c.rows, c.worst_rel, c.over_budget,
+                  history_budget ? 2.5 * kBudget : kBudget, allowed, c.argmax_mismatch);
     report(c.over_budget <= allowed && c.non_finite == 0 && c.argmax_mismatch == 0, line);
   }
 
   if (g_opts.graphs) check_graphs(dir, prompt);
   if (!g_opts.failure_paths) return;
-  // KV pool exhaustion is a clean InsufficientMemory for the step, and memory comes back on release.
+  // A one-page pool: a second sequence takes the idle first one's page (the scheduler reclaims idle
+  // sessions' pages before anything else), and the first recomputes its tokens on its next turn, with
+  // the same logits as a sequence that never lost its page.
   {
     std::unique_ptr<glm::Model> small;
     glm::CudaBackendOptions dummy;
@@ -500,12 +720,23 @@ void check_checkpoint(const std::string& dir) {
       r2.sequence = s2.get(), r2.tokens = {4, 5};
       std::vector<glm::EvalRequest*> one{&r1}, two{&r2};
       const glm::Status ok1 = small->evaluate(one, nullptr);
-      const glm::Status full = small->evaluate(two, nullptr);
-      report(ok1.is_ok() && full.code() == glm::ErrorCode::InsufficientMemory,
-             name + ": a second sequence finds the pool full: " + full.message());
+      const glm::Status ok2 = small->evaluate(two, nullptr);
+      report(ok1.is_ok() && ok2.is_ok() && s1->computed == 0 && s1->length() == 3,
+             name + ": a second sequence takes the idle first one's page " + ok1.message() + ok2.message());
+      small->release_sequence(s2);
+      glm::EvalRequest r3;
+      r3.sequence = s1.get(), r3.tokens = {7};
+      std::vector<glm::EvalRequest*> three{&r3};
+      const glm::Status again = small->evaluate(three, nullptr);
+      std::unique_ptr<glm::Sequence> s4;
+      (void)small->create_sequence(1024, &s4);
+      glm::EvalRequest r4;
+      r4.sequence = s4.get(), r4.tokens = {1, 2, 3, 7};
+      std::vector<glm::EvalRequest*> four{&r4};
       small->release_sequence(s1);
-      const glm::Status again = small->evaluate(two, nullptr);
-      report(again.is_ok(), name + ": after release the pages are reused " + again.message());
+      const glm::Status fresh = small->evaluate(four, nullptr);
+      report(again.is_ok() && fresh.is_ok() && r3.logits == r4.logits,
+             name + ": the first recomputes on its next turn, bit-identical " + again.message() + fresh.message());
     }
   }
 
@@ -586,6 +817,12 @@ int main(int argc, char** argv) {
     else if (a == "--graphs-only") g_opts.graphs = g_opts.graphs_only = true;
     else if (a == "--decode-steps" && i + 1 < argc) g_opts.decode_steps = std::max(1, std::atoi(argv[++i]));
     else if (a == "--generate" && i + 1 < argc) g_opts.generate_tokens = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--kv" && i + 1 < argc) {
+      if (!glm::parse_kv_type(argv[++i], &g_opts.kv)) {
+        std::fprintf(stderr, "--kv takes f32, bf16 or fp8\n");
+        return 2;
+      }
+    } else if (a == "--batch-invariance") g_opts.batch_invariance = true;
     else check_checkpoint(a);
   }
   std::printf("%d passed, %d failed\n", g_passed, g_failed);

@@ -62,7 +62,7 @@ TEST(bench_attention_air_prefill) {
       bool ok = true;
       for (int i = 0; i < 12 && ok; ++i) {
         cudaEventRecord(e0);
-        ok = (mma ? glm::cuda::attention_prefill_mma : glm::cuda::attention_prefill)(Stream{}, out, d_q.get(), d_pool.get(), L,
+        ok = (mma ? glm::cuda::attention_prefill_mma : glm::cuda::attention_prefill)(Stream{}, out, d_q.get(), d_pool.get(), nullptr, L,
                                                                                    d_table.get(), d_seq.get(), d_pos.get(), a)
                  .is_ok();
         cudaEventRecord(e1);

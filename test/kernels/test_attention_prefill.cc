@@ -86,7 +86,7 @@ void check_config(std::mt19937& rng, int64_t n_heads, int64_t n_kv, int64_t d, i
   std::vector<float> got;
   auto run = [&](uint64_t) {
     d_out.poison();
-    CHECK(glm::cuda::attention_prefill(Stream{}, d_out.get(), d_q.get(), d_pool.get(), c.layout, d_pt.get(), d_seq.get(),
+    CHECK(glm::cuda::attention_prefill(Stream{}, d_out.get(), d_q.get(), d_pool.get(), nullptr, c.layout, d_pt.get(), d_seq.get(),
                                        d_pos.get(), a).is_ok()) << what;
     if (!device_ok(what.c_str())) return;
     got = d_out.download();
@@ -116,7 +116,7 @@ void check_config(std::mt19937& rng, int64_t n_heads, int64_t n_kv, int64_t d, i
   da.scale = scale;
   DeviceBuffer<float> d_dq(dq), d_dout(dq.size()), d_ws(size_t(glm::cuda::attention_decode_workspace_floats(c.layout, da)));
   DeviceBuffer<int32_t> d_lens(lens), d_table(table);
-  CHECK(glm::cuda::attention_decode(Stream{}, d_dout.get(), d_dq.get(), d_pool.get(), c.layout, d_table.get(), d_lens.get(), da,
+  CHECK(glm::cuda::attention_decode(Stream{}, d_dout.get(), d_dq.get(), d_pool.get(), nullptr, c.layout, d_table.get(), d_lens.get(), da,
                                     d_ws.get(), int64_t(d_ws.size())).is_ok());
   if (device_ok("attention_decode twin")) expect_close((what + " == attention_decode").c_str(), d_dout.download(), from_prefill, 2e-5, 1e-4);
 }
@@ -139,11 +139,11 @@ TEST(attention_prefill_rejects_bad_arguments) {
   a.n_heads = 17;
   a.pages_per_seq = 1;
   a.scale = 1.0f;
-  CHECK(!glm::cuda::attention_prefill(Stream{}, b.get(), b.get(), b.get(), L, i.get(), i.get(), i.get(), a).is_ok()) << "group 17";
+  CHECK(!glm::cuda::attention_prefill(Stream{}, b.get(), b.get(), b.get(), nullptr, L, i.get(), i.get(), i.get(), a).is_ok()) << "group 17";
   a.n_heads = 2;
   L.head_dim = 6;
-  CHECK(!glm::cuda::attention_prefill(Stream{}, b.get(), b.get(), b.get(), L, i.get(), i.get(), i.get(), a).is_ok()) << "head_dim 6";
+  CHECK(!glm::cuda::attention_prefill(Stream{}, b.get(), b.get(), b.get(), nullptr, L, i.get(), i.get(), i.get(), a).is_ok()) << "head_dim 6";
   L.head_dim = 8;
   a.scale = 0.0f;
-  CHECK(!glm::cuda::attention_prefill(Stream{}, b.get(), b.get(), b.get(), L, i.get(), i.get(), i.get(), a).is_ok()) << "scale 0";
+  CHECK(!glm::cuda::attention_prefill(Stream{}, b.get(), b.get(), b.get(), nullptr, L, i.get(), i.get(), i.get(), a).is_ok()) << "scale 0";
 }

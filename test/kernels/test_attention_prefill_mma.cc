@@ -127,14 +127,14 @@ void check_config(std::mt19937& rng, int64_t n_heads, int64_t n_kv, int64_t d, i
   std::snprintf(what, sizeof what, "attention_prefill_mma heads %lld/%lld d=%lld page=%lld q*%g", (long long)n_heads, (long long)n_kv,
                 (long long)d, (long long)page_tokens, double(q_amp));
 
-  CHECK(glm::cuda::attention_prefill(Stream{}, d_fp32.get(), d_q.get(), d_pool.get(), c.layout, d_pt.get(), d_seq.get(), d_pos.get(),
+  CHECK(glm::cuda::attention_prefill(Stream{}, d_fp32.get(), d_q.get(), d_pool.get(), nullptr, c.layout, d_pt.get(), d_seq.get(), d_pos.get(),
                                      a).is_ok());
   const std::vector<float> fp32 = device_ok("attention_prefill (fp32 twin)") ? d_fp32.download() : std::vector<float>();
   const std::vector<double> fp32_ref(fp32.begin(), fp32.end());
 
   auto run = [&](uint64_t seed) {
     d_out.poison();
-    CHECK(glm::cuda::attention_prefill_mma(Stream{}, d_out.get(), d_q.get(), d_pool.get(), c.layout, d_pt.get(), d_seq.get(),
+    CHECK(glm::cuda::attention_prefill_mma(Stream{}, d_out.get(), d_q.get(), d_pool.get(), nullptr, c.layout, d_pt.get(), d_seq.get(),
                                            d_pos.get(), a).is_ok()) << what;
     if (!device_ok(what)) return;
     const std::vector<float> got = d_out.download();
@@ -179,7 +179,7 @@ TEST(attention_prefill_mma_rejects_bad_arguments) {
   a.n_heads = 17;
   a.pages_per_seq = 1;
   a.scale = 1.0f;
-  auto call = [&] { return glm::cuda::attention_prefill_mma(Stream{}, b.get(), b.get(), b.get(), L, i.get(), i.get(), i.get(), a); };
+  auto call = [&] { return glm::cuda::attention_prefill_mma(Stream{}, b.get(), b.get(), b.get(), nullptr, L, i.get(), i.get(), i.get(), a); };
   CHECK(!call().is_ok()) << "group 17";
   a.n_heads = 2;
   L.head_dim = 48;

@@ -232,13 +232,13 @@ TEST(kv_append_writes_head_major_pages) {
     DeviceBuffer<int32_t> d_slots(slots);
     for_each_seed([&](uint64_t) {
       d_pool.upload(c.pool);
-      CHECK(glm::cuda::kv_append(Stream{}, d_pool.get(), c.layout, d_k.get(), d_v.get(), d_slots.get(), rows).is_ok());
+      CHECK(glm::cuda::kv_append(Stream{}, d_pool.get(), nullptr, c.layout, d_k.get(), d_v.get(), d_slots.get(), rows).is_ok());
       if (device_ok("kv_append")) expect_close("kv_append pool (exact copy, nothing else touched)", d_pool.download(), ref, 0, 0);
     });
   }
   DeviceBuffer<float> b(64);
   DeviceBuffer<int32_t> s(1);
-  CHECK(!glm::cuda::kv_append(Stream{}, b.get(), {1, 6, 4, 1}, b.get(), b.get(), s.get(), 1).is_ok()) << "head_dim % 4 rejected";
+  CHECK(!glm::cuda::kv_append(Stream{}, b.get(), nullptr, {1, 6, 4, 1}, b.get(), b.get(), s.get(), 1).is_ok()) << "head_dim % 4 rejected";
 }
 
 TEST(attention_decode_split_gqa_matches_softmax_reference) {
@@ -303,7 +303,7 @@ TEST(attention_decode_split_gqa_matches_softmax_reference) {
       for_each_seed([&](uint64_t) {
         d_out.poison();
         d_ws.poison();
-        const auto st = glm::cuda::attention_decode(Stream{}, d_out.get(), d_q.get(), d_pool.get(), c.layout, d_pt.get(),
+        const auto st = glm::cuda::attention_decode(Stream{}, d_out.get(), d_q.get(), d_pool.get(), nullptr, c.layout, d_pt.get(),
                                                     d_lens.get(), a, d_ws.get(), ws);
         CHECK(st.is_ok()) << st.message();
         // Budget: fp32 dot products of length d and an fp32 online softmax vs double; outputs are convex
@@ -316,10 +316,10 @@ TEST(attention_decode_split_gqa_matches_softmax_reference) {
   DeviceBuffer<int32_t> i(4);
   glm::cuda::KvLayout L{1, 8, 4, 2};
   glm::cuda::DecodeAttentionArgs a{1, 17, 2, 8, 1, 0.3f};
-  CHECK(!glm::cuda::attention_decode(Stream{}, b.get(), b.get(), b.get(), L, i.get(), i.get(), a, b.get(), 64).is_ok()) << "group of 17 rejected";
+  CHECK(!glm::cuda::attention_decode(Stream{}, b.get(), b.get(), b.get(), nullptr, L, i.get(), i.get(), a, b.get(), 64).is_ok()) << "group of 17 rejected";
   a.n_heads = 2;
   a.max_len = 9;
-  CHECK(!glm::cuda::attention_decode(Stream{}, b.get(), b.get(), b.get(), L, i.get(), i.get(), a, b.get(), 64).is_ok()) << "max_len past the page table rejected";
+  CHECK(!glm::cuda::attention_decode(Stream{}, b.get(), b.get(), b.get(), nullptr, L, i.get(), i.get(), a, b.get(), 64).is_ok()) << "max_len past the page table rejected";
   a.max_len = 8;
-  CHECK(!glm::cuda::attention_decode(Stream{}, b.get(), b.get(), b.get(), L, i.get(), i.get(), a, b.get(), 3).is_ok()) << "small workspace rejected";
+  CHECK(!glm::cuda::attention_decode(Stream{}, b.get(), b.get(), b.get(), nullptr, L, i.get(), i.get(), a, b.get(), 3).is_ok()) << "small workspace rejected";
 }

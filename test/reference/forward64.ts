@@ -79,6 +79,52 @@ function e4m3ToNumber(b: number): number {
 }
 const E2M1 = [0, 0.5, 1, 1.5, 2, 3, 4, 6];
 
+/** The value of x rounded to bfloat16 (8 significant bits), to nearest, ties to even. */
+function roundBf16(x: number): number {
+  const f = new Float32Array([x]);
+  const u = new Uint32Array(f.buffer);
+  const bits = u[0]!;
+  const lower = bits & 0xffff;
+  let upper = bits >>> 16;
+  if (lower > 0x8000 || (lower === 0x8000 && (upper & 1))) upper += 1;
+  u[0] = (upper << 16) >>> 0;
+  return f[0]!;
+}
+
+// The 127 finite non-negative E4M3 values by code, for a nearest-value search.
+const E4M3_VALUES = Array.from({ length: 127 }, (_, code) => e4m3ToNumber(code));
+
+/** The nearest E4M3 value to x (|x| <= 448), ties to the even code. */
+function roundE4m3(x: number): number {
+  const a = Math.min(Math.abs(x), 448);
+  let lo = 0, hi = E4M3_VALUES.length - 1;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (E4M3_VALUES[mid]! <= a) lo = mid; else hi = mid;
+  }
+  const dl = a - E4M3_VALUES[lo]!, dh = E4M3_VALUES[hi]! - a;
+  const code = dl < dh ? lo : dh < dl ? hi : (lo % 2 === 0 ? lo : hi);
+  return Math.sign(x) * E4M3_VALUES[code]!;
+}
+
+/** A row of n heads of d values as the KV storage format keeps it (see ReferenceOptions.kvStorage). */
+function roundKvRows(x: Float64Array, n: number, d: number, format: 'bf16' | 'fp8' | undefined): Float64Array {
+  if (!format) return x;
+  const y = new Float64Array(x.length);
+  for (let h = 0; h < n; h++) {
+    const row = x.subarray(h * d, (h + 1) * d);
+    if (format === 'bf16') {
+      for (let i = 0; i < d; i++) y[h * d + i] = roundBf16(row[i]!);
+      continue;
+    }
+    let amax = 0;
+    for (let i = 0; i < d; i++) amax = Math.max(amax, Math.abs(row[i]!));
+    const scale = amax / 448;
+    for (let i = 0; i < d; i++) y[h * d + i] = scale > 0 ? roundE4m3(row[i]! / scale) * scale : 0;
+  }
+  return y;
+}
+
 /**
  * The weight `<module>.weight` as float64 values the format defines, from whichever storage the
  * checkpoint uses (spec §5, §10; glm-node MXFP4 in README): plain floats; FP8 E4M3 × per-row
@@ -233,6 +279,12 @@ export interface ReferenceOptions {
   fullRope?: boolean;
   /** GPT-J style pairs (2i, 2i+1) instead of NeoX rotate_half pairs (i, i+r/2). */
   interleavedRope?: boolean;
+  /**
+   * Round every cached K and V row (per kv head) to a KV storage format before attention reads it,
+   * as the engine's kvCacheType does: 'bf16' (round to nearest even) or 'fp8' (E4M3, one scale per row
+   * = max|row| / 448, codes to nearest even). Written from the format definitions, not the engine.
+   */
+  kvStorage?: 'bf16' | 'fp8';
   onActivation?: ActivationHook;
 }
 
@@ -513,8 +565,8 @@ export class ReferenceModel {
       this.hook('k', l, k, pos);
       this.hook('v', l, v, pos);
       const K = state.keys[l]!, Vc = state.values[l]!;
-      K.push(k);
-      Vc.push(v);
+      K.push(roundKvRows(k, nkv, d, o.kvStorage));
+      Vc.push(roundKvRows(v, nkv, d, o.kvStorage));
       const attn = new Float64Array(nh * d);
       const scores = new Float64Array(K.length);
       for (let h = 0; h < nh; h++) {

@@ -1,0 +1,125 @@
+// What callers submit to a model's scheduler: evaluations (token ids in, logits out, all or nothing,
+// possibly over several sessions), generations (prompt in, sampled tokens streamed out) and resets. Each request is completed exactly once, on the engine thread, through its
+// on_done callback, after the sessions it touched are settled (their lengths are final).
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "engine/sequence.h"
+#include "engine/status.h"
+
+namespace glm {
+
+using Clock = std::chrono::steady_clock;
+using Flag = std::shared_ptr<std::atomic<bool>>;
+
+struct GenerateParams {
+  int64_t max_tokens = 0;
+  SamplingParams sampling;
+  std::vector<int32_t> stop_tokens;
+  // false: the prompt is appended after what the sequence holds. true: the prompt is the whole
+  // context; the longest common prefix with the sequence's tokens is kept and only the rest evaluated.
+  bool reuse_prefix = false;
+};
+
+struct GeneratedToken {
+  int32_t id = 0;
+  TokenLogprobs logprobs;  // filled when sampling.top_logprobs >= 0
+};
+
+// Receives each token as it is chosen (on the engine thread; must not block for long).
+using TokenSink = std::function<void(const GeneratedToken&)>;
+
+struct GenerateResult {
+  std::vector<GeneratedToken> tokens;  // generated tokens (a stop token included when one ended it)
+  // "stop" (a stop token), "length" (max_tokens or a full context), "stop_requested" (the caller's
+  // stop flag, e.g. a stop string matched in JS)
+  std::string finish_reason;
+  int64_t prompt_tokens = 0;
+  int64_t cached_tokens = 0;           // prompt tokens whose KV was reused (session cache + prefix cache)
+  double queue_ms = 0;                 // submission to admission
+  double prefill_ms = 0, decode_ms = 0;  // admission to first token, first token to last
+};
+
+struct Request {
+  enum class Kind { Evaluate, Generate, Reset };
+  explicit Request(Kind k) : kind(k) {}
+  virtual ~Request() = default;
+
+  const Kind kind;
+  Flag cancel;  // the caller's abort (AbortSignal); may be null
+  std::string cache_namespace;
+  std::function<void(Request&)> on_done;  // engine thread, once; `status` is final
+  std::function<void()> release_hook;     // (addon) frees what is tied to the request (a token stream), before on_done settles it
+
+  // --- scheduler state ---------------------------------------------------------------------------
+  // Queued: behind another request of a session; Waiting: heads its sessions, not admitted; Running:
+  // admitted (computing, or preempted back to Waiting); Done: on_done has been called.
+  enum class Phase { Queued, Waiting, Running, Done };
+  Phase phase = Phase::Queued;
+  Status status;
+  uint64_t id = 0;           // arrival order
+  Clock::time_point submitted, admitted;
+  bool prepared = false;     // its tokens have joined its sessions (first admission)
+  bool done() const { return phase == Phase::Done; }
+  bool cancelled() const { return cancel && cancel->load(std::memory_order_relaxed); }
+  virtual std::vector<Sequence*> sequences() const = 0;
+};
+
+// Appends tokens to one or more sessions and returns logits. All or nothing: if it fails (abort,
+// dispose, error), every session is left exactly as before.
+struct EvaluateRequest final : Request {
+  EvaluateRequest() : Request(Kind::Evaluate) {}
+  struct Item {
+    Sequence* sequence = nullptr;
+    std::vector<int32_t> tokens;
+    bool all_logits = false;     // logits after every token, else only after the last
+    std::vector<float> logits;   // out: [n or 1, vocab]
+    // (scheduler) the session's length before the request, and the first position whose logits are
+    // still wanted (later than `before` after a preemption: logits already taken are kept).
+    int64_t before = 0, logits_from = 0;
+  };
+  std::vector<Item> items;
+  std::vector<Sequence*> sequences() const override {
+    std::vector<Sequence*> out;
+    for (const auto& i : items) out.push_back(i.sequence);
+    return out;
+  }
+};
+
+// Evaluates a prompt on a session and samples up to max_tokens tokens, handing each to `sink`. `stop`
+// ends the run early without an error. On an abort the session keeps the prompt and every generated
+// token but the last, or, if no token was generated yet, is left as before the prompt.
+struct GenerateRequest final : Request {
+  GenerateRequest() : Request(Kind::Generate) {}
+  Sequence* sequence = nullptr;
+  std::vector<int32_t> prompt;
+  GenerateParams params;
+  Flag stop;  // may be null
+  TokenSink sink;
+  GenerateResult result;
+
+  // (scheduler)
+  std::unique_ptr<Sampler> sampler;
+  int64_t rollback_to = 0;      // the session's length to go back to on an abort before any token
+  int64_t prompt_end = 0;       // the session's length once the prompt joined it
+  bool greedy_only = false;     // temperature 0, no penalties, no logprobs: only the argmax is needed
+  bool penalties = false;
+  Clock::time_point first_token, last_token;
+  std::vector<Sequence*> sequences() const override { return {sequence}; }
+};
+
+// Empties a session, in its call order (after the requests submitted before it).
+struct ResetRequest final : Request {
+  explicit ResetRequest(Sequence* s) : Request(Kind::Reset), sequence(s) {}
+  Sequence* sequence;
+  std::vector<Sequence*> sequences() const override { return {sequence}; }
+};
+
+}  // namespace glm

@@ -1,0 +1,126 @@
+// The model's scheduler (DESIGN.md rule 14: the scheduler plans, the runner executes): every request of
+// every session of one model shares forward steps. Runs on the model's engine thread.
+//
+// Each step has a token budget. Running requests go first, decodes (one token each) before prefill
+// chunks, both in admission order; waiting requests are admitted in arrival order while the budget and
+// maxConcurrentRequests allow, and a request whose prompt another running request is already
+// computing waits for it and takes the pages from the prefix cache instead. There are no prefill and
+// decode phases: each request's tokens simply chase its sequence's length (vLLM V1's model).
+//
+// A session's requests run one after another in call order (each session has a queue; its head is
+// the one that may run). A request spanning several sessions (a batch evaluation) runs once it heads
+// all their queues.
+//
+// KV memory: pages come from the model's pool on demand. When it is empty, cached prefix pages nobody
+// holds go first (least recently released), then idle sessions' pages (least recently used; their
+// tokens stay and are recomputed when they run again), then running requests are preempted, newest
+// first: their pages go back and they are recomputed later, with the same results (the CPU backend is
+// batch invariant) and without their caller noticing.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <unordered_set>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/kv_manager.h"
+#include "engine/request.h"
+#include "engine/serving_stats.h"
+
+namespace glm {
+
+struct SchedulerOptions {
+  int64_t max_step_tokens = 256;   // rows per forward step (the token budget)
+  int64_t max_running = 64;        // maxConcurrentRequests
+  int64_t max_queued = 1024;       // maxQueuedRequests: submitted, not yet running
+  bool wait_for_shared_prefix = true;
+};
+
+// What a step produces, by the plan's selection mode: logits [logit rows, vocab], or tokens (and
+// logprobs) per logit row.
+struct StepOutput {
+  std::vector<float> logits;
+  std::vector<int32_t> tokens;
+  std::vector<TokenLogprobs> logprobs;
+};
+
+// Executes a plan (the Model: forward pass on its backend). `cancelled` is polled between layers.
+class StepRunner {
+ public:
+  virtual ~StepRunner() = default;
+  virtual Status run_step(const StepPlan& plan, const std::function<bool()>& cancelled, StepOutput* out) = 0;
+  // Whether sampled rows may be chosen on the backend (Backend::samples_on_device).
+  virtual bool samples_on_device(const SamplingParams& p) const = 0;
+};
+
+class Scheduler {
+ public:
+  Scheduler(StepRunner& runner, KvManager& kv, const SchedulerOptions& opts, int64_t vocab_size);
+  ~Scheduler();
+
+  // Takes a request; one that cannot be taken (queue full, a disposed session, tokens that can never
+  // fit) is completed at once through on_done.
+  void submit(std::shared_ptr<Request> r);
+  // A session is going away: its requests end with Disposed (a batch it is part of rolls back in its
+  // other sessions too) and its pages go back to the pool. The caller frees the Sequence afterwards.
+  void dispose(Sequence* s);
+  // Ends every request with `why` (model dispose, a dead device) and gives every page back.
+  void shutdown(const Status& why);
+  bool has_work() const { return !waiting_.empty() || !running_.empty(); }
+  // One scheduling round and forward step.
+  void step();
+
+  ServingStats stats() const;  // any thread
+
+ private:
+  struct Unit {            // one sequence's share of a step
+    Request* request;
+    Sequence* seq;
+    size_t item;           // EvaluateRequest item index (0 for a generation)
+    int64_t n;             // tokens scheduled
+  };
+
+  void finish(Request& r, Status st);
+  void rollback(Request& r);
+  void advance_queues(const std::vector<Sequence*>& seqs);
+  bool heads_all(const Request& r) const;
+  void make_ready(const std::shared_ptr<Request>& r);
+  void run_reset(ResetRequest& r);
+  Status check_fits(const Request& r) const;
+  Status prepare(Request& r);
+  bool should_wait(const Request& r);
+  int64_t remaining(const Sequence& s) const { return s.length() - s.computed; }
+  bool wants_token(const Request& r) const;
+  bool reclaim_idle();
+  void preempt(Request& r);
+  void cancel_requests();
+  void collect(const StepPlan& plan, const std::vector<Unit>& units, const std::vector<std::pair<Unit*, int64_t>>& owners,
+               const StepOutput& out, bool host_select);
+  void on_token(GenerateRequest& g, int32_t token, TokenLogprobs lp, Status st);
+  void refresh_stats();
+  uint64_t prefix_hash(Sequence& s, int64_t page);
+
+  StepRunner& runner_;
+  KvManager& kv_;
+  SchedulerOptions opts_;
+  int64_t vocab_;
+  uint64_t next_id_ = 1;
+  uint64_t step_counter_ = 0;
+  int64_t queued_ = 0;  // submitted and not yet running (heads or not)
+  std::vector<std::shared_ptr<Request>> waiting_;  // ready (at the head of their sessions), arrival order
+  std::vector<std::shared_ptr<Request>> running_;  // admission order
+  std::unordered_set<Sequence*> sequences_;        // every live sequence that has had a request
+
+  // Statistics (engine thread), published to `snapshot_` after each step.
+  ServingStats counters_;
+  LatencyWindow ttft_, itl_;
+  RateWindow rates_;
+  mutable std::mutex snapshot_mu_;
+  ServingStats snapshot_;
+  std::vector<SampleRequest> step_samples_;
+  StepOutput out_;  // reused: a step's logits can be large
+};
+
+}  // namespace glm
