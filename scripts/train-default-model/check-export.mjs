@@ -41,7 +41,8 @@ async function main() {
   const { positionals, values } = parseArgs({ allowPositionals: true, options: { out: { type: 'string' } } });
   const [modelDir] = positionals;
   if (!modelDir) throw new Error('usage: check-export.mjs <model-dir> [--out result.json]');
-  const model = await Model.load(modelDir, { backend: 'cpu', threads: 2 });
+  // f32 KV: this checks the engine's math against PyTorch, not the KV format's rounding.
+  const model = await Model.load(modelDir, { backend: 'cpu', threads: 2, kvCacheType: 'f32' });
   const tok = model.tokenizer;
   const seqs = checkConversations().map((t) => tok.encode(t, { special: true }));
   const V = model.info.vocabSize;
