@@ -1,6 +1,7 @@
 // A multi-turn chat with a tool call, the way an application drives GLM-4.5 through glm-node.
-// Run: node examples/chat-with-tools.mjs [model-dir]   (default: the embedded tiny model, whose
-// random weights produce noise — with a real GLM-4.5 checkpoint the model calls get_weather).
+// Run: node examples/chat-with-tools.mjs [model-dir]   (default: the embedded tiny model, which was
+// trained to call tools like this one; a real GLM-4.5 checkpoint works the same way).
+// Expected flow: the model thinks (stderr), calls get_weather, gets the result below, and answers with it.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Model } from '../dist/lib/index.js';
@@ -25,6 +26,7 @@ for (let turn = 0; turn < 3; turn++) {
   for await (const chunk of stream) {
     if (chunk.type === 'reasoning') process.stderr.write(chunk.text);
     if (chunk.type === 'text') process.stdout.write(chunk.text);
+    if (chunk.type === 'tool_call') process.stdout.write(`[tool call] ${chunk.toolCall.name}(${JSON.stringify(chunk.toolCall.arguments)})`);
   }
   const reply = await stream.result;
   console.log(`\n[${reply.finishReason}; ${reply.usage.cachedTokens}/${reply.usage.promptTokens} prompt tokens from cache]`);

@@ -10,7 +10,7 @@ import { InvalidParamError, toGlmError } from './errors.js';
 import { Model, type LoadProgress } from './model.js';
 import { QUANT_TARGETS, quantizeCheckpoint, type QuantTarget } from './quantize.js';
 
-/** The embedded default model (models/tiny-default, written by scripts/make-default-model.mjs). */
+/** The embedded default model (models/tiny-default, trained by scripts/train-default-model). */
 export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/tiny-default', import.meta.url));
 
 // ---- option parsers: shape only; ranges are the library's job so CLI and API reject the same values.
@@ -41,7 +41,7 @@ function parseTokenList(value: string): number[] {
  * puts its special tokens at the top of the vocabulary in a fixed order beginning with <|endoftext|>,
  * the lowest eos id: <|endoftext|>, [MASK], [gMASK], [sMASK], <sop>, <eop>, <|system|>, <|user|>, ...
  * so [gMASK] = lowest eos + 2 and <sop> = lowest eos + 4 (GLM-4.5: 151331, 151333). The synthetic
- * checkpoints mirror that layout (tiny default: eos 480 → prompt 482,484).
+ * checkpoints mirror that layout (tiny default: eos 992 → prompt 994,996).
  */
 export function defaultPrompt(eosTokenIds: readonly number[], vocabSize: number): number[] {
   const base = eosTokenIds.length > 0 ? Math.min(...eosTokenIds) : 0;

@@ -184,8 +184,8 @@ describe('GLM-4.5 template, hand-checked prompts (spec §6.3)', () => {
     const tok = await Tokenizer.fromDir(path.join(root, 'models', 'tiny-default'));
     const prompt = renderChat(tok.chatTemplate!, [{ role: 'user', content: 'Hi' }], { addGenerationPrompt: true, enableThinking: false });
     const ids = tok.encode(prompt, { special: true });
-    expect(ids.slice(0, 3)).toEqual([482, 484, 487]); // [gMASK] <sop> <|user|>
-    expect(ids.slice(-5)).toEqual([511, 488, tok.tokenToId('Ċ'), 501, 502]); // /nothink <|assistant|> \n <think> </think>
+    expect(ids.slice(0, 3)).toEqual([994, 996, 999]); // [gMASK] <sop> <|user|>
+    expect(ids.slice(-5)).toEqual([1023, 1000, tok.tokenToId('Ċ'), 1013, 1014]); // /nothink <|assistant|> \n <think> </think>
     expect(tok.decode(ids)).toBe(prompt);
   });
 });
@@ -311,15 +311,15 @@ describe('renderChatTokens: no role injection through content (RELIABILITY C7)',
     expect(text).toBe(renderChat(T, msgs, { tools, addGenerationPrompt: true }));
     expect(tok.decode(tokens)).toBe(text);
     // Exactly the template's structure: [gMASK] <sop>, one tools <|system|>, one <|user|>, two <|assistant|>, one <|observation|>.
-    expect(count(tokens, 482)).toBe(1);
-    expect(count(tokens, 484)).toBe(1);
-    expect(count(tokens, 486)).toBe(1);
-    expect(count(tokens, 487)).toBe(1);
-    expect(count(tokens, 488)).toBe(2);
-    expect(count(tokens, 489)).toBe(1);
-    expect(count(tokens, 480)).toBe(0);
+    expect(count(tokens, 994)).toBe(1);
+    expect(count(tokens, 996)).toBe(1);
+    expect(count(tokens, 998)).toBe(1);
+    expect(count(tokens, 999)).toBe(1);
+    expect(count(tokens, 1000)).toBe(2);
+    expect(count(tokens, 1001)).toBe(1);
+    expect(count(tokens, 992)).toBe(0);
     // Encoding the same text with special: true would have let the content forge roles.
-    expect(count(tok.encode(text, { special: true }), 488)).toBeGreaterThan(2);
+    expect(count(tok.encode(text, { special: true }), 1000)).toBeGreaterThan(2);
   });
 
   test('the escape character itself and /nothink typed by a user survive', async () => {
@@ -328,7 +328,7 @@ describe('renderChatTokens: no role injection through content (RELIABILITY C7)',
     const { text, tokens } = renderChatTokens(tok, T, msgs, { addGenerationPrompt: true });
     expect(text).toBe(PREFIX + '<|user|>\na\uFDD0b\uFDD0\uFDD0<|user|>\uFDD0 /nothink<|assistant|>');
     expect(tok.decode(tokens)).toBe(text);
-    expect(count(tokens, 487)).toBe(1);
-    expect(count(tokens, 511)).toBe(1); // /nothink is a non-special added token: it keeps its id (spec §6.3)
+    expect(count(tokens, 999)).toBe(1);
+    expect(count(tokens, 1023)).toBe(1); // /nothink is a non-special added token: it keeps its id (spec §6.3)
   });
 });

@@ -1,7 +1,8 @@
-// Text generation end to end on the embedded default model (random weights, real GLM-style tokenizer
-// and chat template): streaming, stop strings, prefix reuse, logprobs, concurrency, abort and
-// callbacks. The model's text is noise, so expectations compare the engine with itself under
-// controlled changes (alone vs batched, fresh vs reused, streamed vs final) or with independent math.
+// Text generation end to end on the embedded default model (the tiny trained GLM-4.5 with its GLM-style
+// tokenizer and chat template): streaming, stop strings, prefix reuse, logprobs, concurrency, abort and
+// callbacks. These tests are about the machinery, not what the model says (that is
+// default-model-behaviour.test.ts), so expectations compare the engine with itself under controlled
+// changes (alone vs batched, fresh vs reused, streamed vs final) or with independent math.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {

@@ -161,7 +161,10 @@ const TINY_BASE: SyntheticModelSpec = {
   mtp: true,
 };
 
-/** Small default model embedded for the CLI (a few hundred KB). */
+/**
+ * The tiny synthetic spec (a few hundred KB) that test fixtures derive their checkpoints from. It was
+ * the CLI's embedded model before that became a trained one (scripts/train-default-model).
+ */
 export const TINY_DEFAULT_SPEC: SyntheticModelSpec = Object.freeze({ ...TINY_BASE }) as SyntheticModelSpec;
 
 /** Benchmark model, about 0.5B parameters in the main model (~1.2 GB BF16 with the MTP layer). */

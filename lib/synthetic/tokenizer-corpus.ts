@@ -2,7 +2,7 @@
 // this project; it only needs to be varied enough that the learned merges look like a real
 // tokenizer's: English words with leading spaces, code with indentation and punctuation runs, CJK,
 // accented Latin, emoji, numbers, and the chat-style markup the template produces. Changing this
-// text changes models/tiny-default/tokenizer.json (regenerate with scripts/make-default-model.mjs).
+// text changes the tokenizer of every synthetic checkpoint the tests write.
 
 export const TOKENIZER_CORPUS: readonly string[] = [
   `The quick brown fox jumps over the lazy dog. The dog does not seem to mind, and the fox is happy.
