@@ -166,14 +166,14 @@ describe('the reason of a signal aborted during the call is the AbortError cause
   it('model.generate (token form)', async () => {
     const ac = new AbortController();
     const reason = new Error('token generation cancelled');
-    const work = model.generate({ tokens: promptTokens(3, 1500, vocab), maxTokens: 1500, stopTokens: [], signal: ac.signal });
+    const work = model.generate({ tokens: promptTokens(3, 500, vocab), maxTokens: 1500, stopTokens: [], signal: ac.signal });
     ac.abort(reason);
     await expectAbortedWith(work, reason);
   });
 
   it('AbortSignal.timeout: the cause is its TimeoutError, whose message is kept in ours', async () => {
     const signal = AbortSignal.timeout(5);
-    const work = model.generate({ tokens: [1, 2], maxTokens: 4000, stopTokens: [], signal });
+    const work = model.generate({ tokens: [1, 2], maxTokens: 2000, stopTokens: [], signal });
     work.catch(() => undefined);  // observed below, after the timeout fired
     const e = await expectAbortedWith(work, await new Promise((resolve) => signal.addEventListener('abort', () => resolve(signal.reason))));
     expect((e.cause as DOMException).name).toBe('TimeoutError');

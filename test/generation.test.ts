@@ -231,9 +231,11 @@ describe('sessions across turns', () => {
     const opts = { temperature: 1.2, topP: 0.95, maxTokens: 24, stop: [] };
     const a = await model.generate(chat, { ...opts, seed: 11 });
     const b = await model.generate(chat, { ...opts, seed: 11 });
-    const c = await model.generate(chat, { ...opts, seed: 12 });
     expect(a.tokens).toEqual(b.tokens);
-    expect(c.tokens).not.toEqual(a.tokens);
+    // The trained default model is confident, so one other seed may well sample the same 24 tokens;
+    // among eight others some must differ.
+    const others = await Promise.all([12, 13, 14, 15, 16, 17, 18, 19].map((seed) => model.generate(chat, { ...opts, seed })));
+    expect(others.some((c) => JSON.stringify(c.tokens) !== JSON.stringify(a.tokens))).toBe(true);
   });
 });
 

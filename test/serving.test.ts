@@ -395,10 +395,10 @@ describe('sessions under the scheduler (issue 17)', () => {
   it('session.length is final when an aborted stream rejects, and the next turn reuses exactly that', async () => {
     const m = await Model.load(path.join(REPO_ROOT, 'models', 'tiny-default'), { threads: 2 });
     try {
-      const s = m.createSession({ contextLength: 4096 });
+      const s = m.createSession({ contextLength: 2048 });
       const ac = new AbortController();
       let chunks = 0;
-      const stream = s.stream('hello there', { maxTokens: 2000, ignoreEos: true, temperature: 0, signal: ac.signal });
+      const stream = s.stream('hello there', { maxTokens: 1500, ignoreEos: true, temperature: 0, signal: ac.signal });
       let lengthAtRejection = -1;
       try {
         for await (const c of stream) {
