@@ -264,20 +264,9 @@ Status attention_decode(Stream stream, float* out, const float* q, const void* p
   float* part_ml = workspace + a.batch * a.n_heads * a.n_splits * L.head_dim;
   const dim3 grid(unsigned(a.n_splits), unsigned(L.n_kv_heads), unsigned(a.batch));
   const int chunk = int(chunk_for(a));
-  cudaError_t err = cudaSuccess;
-  // Narrow rows whose width is a multiple of 16 bytes take 16-byte copies, others 4-byte ones.
-  const bool wide = L.row_bytes() % 16 == 0;
-  switch (L.type) {
-    case KvElem::F32: err = launch_split<kv::Tiles<KvElem::F32, 16>>(grid, smem, s, part_o, part_ml, q, pool, scales, page_table, seq_lens, a, L, chunk); break;
-    case KvElem::BF16:
-      err = wide ? launch_split<kv::Tiles<KvElem::BF16, 16>>(grid, smem, s, part_o, part_ml, q, pool, scales, page_table, seq_lens, a, L, chunk)
-                 : launch_split<kv::Tiles<KvElem::BF16, 4>>(grid, smem, s, part_o, part_ml, q, pool, scales, page_table, seq_lens, a, L, chunk);
-      break;
-    case KvElem::FP8:
-      err = wide ? launch_split<kv::Tiles<KvElem::FP8, 16>>(grid, smem, s, part_o, part_ml, q, pool, scales, page_table, seq_lens, a, L, chunk)
-                 : launch_split<kv::Tiles<KvElem::FP8, 4>>(grid, smem, s, part_o, part_ml, q, pool, scales, page_table, seq_lens, a, L, chunk);
-      break;
-  }
+  cudaError_t err = kv::with_tiles(L.type, L.row_bytes() % 16 == 0, [&](auto tiles) {
+    return launch_split<decltype(tiles)>(grid, smem, s, part_o, part_ml, q, pool, scales, page_table, seq_lens, a, L, chunk);
+  });
   if (err != cudaSuccess) return detail::launched(op, err);
   err = GLM_LAUNCH(attention_combine_kernel, dim3(unsigned(a.n_heads), unsigned(a.batch)), dim3(kThreads), 0, s, out,
                    part_o, part_ml, int(a.n_heads), int(L.head_dim), int(a.n_splits));

@@ -240,20 +240,9 @@ Status attention_prefill(Stream stream, float* out, const float* q, const void* 
                       sizeof(float);
   const cudaStream_t s = detail::to_stream(stream.handle);
   const dim3 grid(unsigned((a.rows + rows_per_block - 1) / rows_per_block), unsigned(L.n_kv_heads));
-  cudaError_t e = cudaSuccess;
-  // Narrow rows whose width is a multiple of 16 bytes take 16-byte copies, others 4-byte ones.
-  const bool wide = L.row_bytes() % 16 == 0;
-  switch (L.type) {
-    case KvElem::F32: e = launch<kv::Tiles<KvElem::F32, 16>>(grid, smem, s, out, q, pool, scales, page_table, row_seq, row_pos, a, L, rows_per_block); break;
-    case KvElem::BF16:
-      e = wide ? launch<kv::Tiles<KvElem::BF16, 16>>(grid, smem, s, out, q, pool, scales, page_table, row_seq, row_pos, a, L, rows_per_block)
-               : launch<kv::Tiles<KvElem::BF16, 4>>(grid, smem, s, out, q, pool, scales, page_table, row_seq, row_pos, a, L, rows_per_block);
-      break;
-    case KvElem::FP8:
-      e = wide ? launch<kv::Tiles<KvElem::FP8, 16>>(grid, smem, s, out, q, pool, scales, page_table, row_seq, row_pos, a, L, rows_per_block)
-               : launch<kv::Tiles<KvElem::FP8, 4>>(grid, smem, s, out, q, pool, scales, page_table, row_seq, row_pos, a, L, rows_per_block);
-      break;
-  }
+  const cudaError_t e = kv::with_tiles(L.type, L.row_bytes() % 16 == 0, [&](auto tiles) {
+    return launch<decltype(tiles)>(grid, smem, s, out, q, pool, scales, page_table, row_seq, row_pos, a, L, rows_per_block);
+  });
   return detail::launched(op, e);
 }
 

@@ -73,6 +73,18 @@ struct Tiles {
   static constexpr int kMinBlocks = kType == KvElem::F32 ? 0 : 1;
 };
 
+// Calls launch(Tiles<...>{}) with the tiles of the pool's element type: 16-byte cp.async pieces when a
+// row's width is a multiple of 16 bytes (F32 rows always are), else 4-byte ones.
+template <class Launch>
+cudaError_t with_tiles(KvElem type, bool wide, Launch&& launch) {
+  switch (type) {
+    case KvElem::F32: return launch(Tiles<KvElem::F32, 16>{});
+    case KvElem::BF16: return wide ? launch(Tiles<KvElem::BF16, 16>{}) : launch(Tiles<KvElem::BF16, 4>{});
+    case KvElem::FP8: return wide ? launch(Tiles<KvElem::FP8, 16>{}) : launch(Tiles<KvElem::FP8, 4>{});
+  }
+  return cudaSuccess;
+}
+
 // Elements [c, c + 4) of a staged raw row as fp32 values (c % 4 == 0); scale: the row's FP8 scale.
 template <KvElem T>
 GLM_DEVICE float4 decode4(const uint8_t* raw_row, int c, float scale) {
