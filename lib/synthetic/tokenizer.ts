@@ -97,8 +97,20 @@ export function buildSyntheticTokenizer(vocabSize: number, modelMaxLength: numbe
   if (!Number.isInteger(vocabSize) || vocabSize < MIN_SYNTHETIC_TOKENIZER_VOCAB) {
     throw new Error(`a synthetic tokenizer needs vocab_size >= ${MIN_SYNTHETIC_TOKENIZER_VOCAB}, got ${vocabSize}`);
   }
+  const { vocab, merges } = learnMerges(TOKENIZER_CORPUS, vocabSize - GLM_ADDED_TOKENS.length);
+  return glmTokenizerFiles(vocab, merges, vocabSize, modelMaxLength);
+}
+
+/**
+ * tokenizer.json and tokenizer_config.json in GLM-4.5's layout for a byte-level BPE (`vocab` in id
+ * order, `merges` as pairs): GLM's pre-tokenizer and byte-level decoding, its 32 added tokens at
+ * vocabSize-32 .. vocabSize-1, and the GLM-4.5 chat template. Also used by
+ * scripts/train-default-model/bpe.mjs for the trained default model's tokenizer.
+ */
+export function glmTokenizerFiles(vocab: readonly string[], merges: readonly (readonly [string, string])[], vocabSize: number,
+  modelMaxLength: number): SyntheticTokenizerFiles {
   const firstAdded = vocabSize - GLM_ADDED_TOKENS.length;
-  const { vocab, merges } = learnMerges(TOKENIZER_CORPUS, firstAdded);
+  if (vocab.length > firstAdded) throw new Error('vocabulary overflows into the added-token ids');
   const vocabObj: Record<string, number> = {};
   vocab.forEach((t, id) => { vocabObj[t] = id; });
   const added = GLM_ADDED_TOKENS.map(({ content, special }, k) => ({

@@ -11,8 +11,7 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { BYTE_TO_CHAR, toByteLevel } from '../../dist/lib/byte-level.js';
-import { GLM45_CHAT_TEMPLATE } from '../../dist/lib/synthetic/glm45-chat-template.js';
-import { GLM_ADDED_TOKENS, GLM_SPLIT_PATTERN } from '../../dist/lib/synthetic/tokenizer.js';
+import { GLM_ADDED_TOKENS, GLM_SPLIT_PATTERN, glmTokenizerFiles } from '../../dist/lib/synthetic/tokenizer.js';
 
 const DIGIT_CHARS = new Set([...'0123456789']);
 const isDigits = (sym) => [...sym].every((c) => DIGIT_CHARS.has(c));
@@ -83,40 +82,7 @@ export function learnMerges(counts, maxTokens) {
 }
 
 export function tokenizerFiles(vocab, merges, vocabSize, modelMaxLength) {
-  const firstAdded = vocabSize - GLM_ADDED_TOKENS.length;
-  if (vocab.length > firstAdded) throw new Error('vocabulary overflows into the added-token ids');
-  const added = GLM_ADDED_TOKENS.map(({ content, special }, k) => ({
-    id: firstAdded + k, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special,
-  }));
-  const tokenizerJson = {
-    version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: null,
-    pre_tokenizer: {
-      type: 'Sequence',
-      pretokenizers: [
-        { type: 'Split', pattern: { Regex: GLM_SPLIT_PATTERN }, behavior: 'Isolated', invert: false },
-        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
-      ],
-    },
-    post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
-    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: {
-      type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null,
-      fuse_unk: false, byte_fallback: false, ignore_merges: false,
-      vocab: Object.fromEntries(vocab.map((t, id) => [t, id])),
-      merges: merges.map(([a, b]) => `${a} ${b}`),
-    },
-  };
-  const addedDecoder = {};
-  for (const t of added) addedDecoder[String(t.id)] = { content: t.content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: t.special };
-  const tokenizerConfig = {
-    added_tokens_decoder: addedDecoder,
-    additional_special_tokens: added.filter((t) => t.special && t.content !== '<|endoftext|>').map((t) => t.content),
-    chat_template: GLM45_CHAT_TEMPLATE,
-    clean_up_tokenization_spaces: false, do_lower_case: false, eos_token: '<|endoftext|>', extra_special_tokens: {},
-    model_max_length: modelMaxLength, pad_token: '<|endoftext|>', padding_side: 'left', remove_space: false,
-    tokenizer_class: 'PreTrainedTokenizerFast',
-  };
-  return { tokenizerJson, tokenizerConfig };
+  return glmTokenizerFiles(vocab, merges, vocabSize, modelMaxLength);
 }
 
 async function main() {
