@@ -59,6 +59,8 @@ export interface NativeModelInfo {
    * step ran eagerly; the reason is printed once on stderr). Zeros on the CPU or with cudaGraphs: false.
    */
   cudaGraphs: { captures: number; replays: number; failures: number };
+  /** Drafts per round for requests that do not choose (0: speculative decoding is off) and why. */
+  speculative: { draftTokens: number; reason: string };
 }
 
 export interface NativeGenerateParams {
@@ -78,6 +80,8 @@ export interface NativeGenerateParams {
   reusePrefix: boolean;
   /** Prefix-cache namespace (sessions share cached prompt pages only within one). */
   cacheNamespace?: string;
+  /** MTP drafts per round: -1 the model's default, 0 off. */
+  draftTokens?: number;
 }
 
 /** Tokens as the engine chose them; top arrays are flattened [count × topN], padded with -1 / -Infinity. */
@@ -97,12 +101,17 @@ export interface NativeGenerateResult {
   queueMs: number;
   prefillMs: number;
   decodeMs: number;
+  /** MTP drafts verified, and of those accepted. */
+  draftTokens: number;
+  acceptedDraftTokens: number;
 }
 
 export interface NativeModel {
   info(): NativeModelInfo;
   createSession(contextLength: number): NativeSession;
-  evaluate(sessions: NativeSession[], tokens: Int32Array[], allLogits: boolean[], abort?: NativeAbortFlag, cacheNamespace?: string): Promise<Float32Array[]>;
+  /** With draftLogits[i], item i's array carries the MTP layer's logits as `.draftLogits`. */
+  evaluate(sessions: NativeSession[], tokens: Int32Array[], allLogits: boolean[], abort?: NativeAbortFlag, cacheNamespace?: string,
+    draftLogits?: boolean[]): Promise<Array<Float32Array & { draftLogits?: Float32Array }>>;
   generate(
     session: NativeSession, tokens: Int32Array, params: NativeGenerateParams, abort?: NativeAbortFlag,
     onTokens?: (start: number, batch: NativeTokenBatch) => void,

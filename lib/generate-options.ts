@@ -4,6 +4,7 @@ import { InvalidParamError } from './errors.js';
 import { checkInteger, checkKnownKeys, checkNumber, checkObject, checkSignal, describe } from './options.js';
 import type { ToolDefinition } from './text/tool-calls.js';
 import type { StreamChunk } from './generation.js';
+import { resolveSpeculativeGenerate, type SpeculativeGenerateOptions } from './speculative.js';
 
 export interface TextGenerateOptions {
   /** Tokens to generate at most (0 evaluates the prompt only). Default 512. */
@@ -38,6 +39,11 @@ export interface TextGenerateOptions {
    * with requests of the same namespace. Default '' (shared by every request of the model).
    */
   cacheNamespace?: string;
+  /**
+   * Speculative decoding for this request (models loaded with it; default: the model's setting):
+   * `false` drafts nothing, `{ draftTokens }` proposes k drafts per round. The output is the same.
+   */
+  speculative?: SpeculativeGenerateOptions;
 }
 
 export interface ResolvedGenerateOptions {
@@ -59,10 +65,11 @@ export interface ResolvedGenerateOptions {
   onChunk: TextGenerateOptions['onChunk'];
   ignoreEos: boolean;
   cacheNamespace: string;
+  draftTokens: number;  // -1: the model's default
 }
 
 const KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'presencePenalty',
-  'frequencyPenalty', 'seed', 'stop', 'signal', 'thinking', 'tools', 'logprobs', 'onChunk', 'ignoreEos', 'cacheNamespace'] as const;
+  'frequencyPenalty', 'seed', 'stop', 'signal', 'thinking', 'tools', 'logprobs', 'onChunk', 'ignoreEos', 'cacheNamespace', 'speculative'] as const;
 
 export const MAX_STOP_STRINGS = 16;
 export const MAX_STOP_STRING_LENGTH = 256;
@@ -130,6 +137,7 @@ export function resolveGenerateOptions(options: unknown, limits: { vocabSize: nu
     onChunk: o.onChunk as TextGenerateOptions['onChunk'],
     ignoreEos: o.ignoreEos === true,
     cacheNamespace: checkCacheNamespace(o.cacheNamespace),
+    draftTokens: resolveSpeculativeGenerate(o.speculative),
   };
 }
 

@@ -30,7 +30,8 @@ export interface TextGenerateResult {
   finishReason: FinishReason;
   /** What ended the generation when finishReason is 'stop'. */
   stop?: { token: number } | { string: string };
-  usage: { promptTokens: number; cachedTokens: number; completionTokens: number; totalTokens: number };
+  /** draftTokens: MTP drafts verified (speculative decoding); acceptedDraftTokens: of those, accepted. */
+  usage: { promptTokens: number; cachedTokens: number; completionTokens: number; totalTokens: number; draftTokens: number; acceptedDraftTokens: number };
   /** queueMs: waiting for the model's scheduler (other requests); prefillMs: admission to the first token. */
   timings: { queueMs: number; prefillMs: number; decodeMs: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number };
   logprobs?: TokenLogprob[];
@@ -172,7 +173,7 @@ export class Generation implements AsyncIterable<StreamChunk> {
           maxTokens: opts.maxTokens, temperature: opts.temperature, topK: opts.topK, topP: opts.topP, minP: opts.minP,
           repetitionPenalty: opts.repetitionPenalty, presencePenalty: opts.presencePenalty,
           frequencyPenalty: opts.frequencyPenalty, topLogprobs: opts.topLogprobs, seed: opts.seed, stopTokens, reusePrefix,
-          cacheNamespace: opts.cacheNamespace,
+          cacheNamespace: opts.cacheNamespace, draftTokens: opts.draftTokens,
         }, flag, (start: number, batch: NativeTokenBatch) => take(start, batch.ids));
       } catch (error) {
         throw callbackError ?? abortReasonOf(toGlmError(error), signal);
@@ -212,6 +213,8 @@ export class Generation implements AsyncIterable<StreamChunk> {
           cachedTokens: native.cachedTokens,
           completionTokens: completion,
           totalTokens: native.promptTokens + completion,
+          draftTokens: native.draftTokens,
+          acceptedDraftTokens: native.acceptedDraftTokens,
         },
         timings: {
           queueMs: native.queueMs,

@@ -11,6 +11,7 @@ export type { EvaluateOptions } from './session.js';
 export type { KvCacheType, ServingOptions, ServingStats, LatencyPercentiles } from './serving-options.js';
 export type { Generation, StreamChunk, TextGenerateResult, TokenLogprob, FinishReason } from './generation.js';
 export type { TextGenerateOptions } from './generate-options.js';
+export type { SpeculativeLoadOptions, SpeculativeGenerateOptions, SpeculativeStats } from './speculative.js';
 export type { GenerateInput } from './prompt.js';
 export type { ParsedToolCall } from './text/tool-calls.js';
 export * from './errors.js';

@@ -11,6 +11,7 @@ import { Session, type SessionOwner } from './session.js';
 import { checkCacheNamespace, type TextGenerateOptions } from './generate-options.js';
 import type { TextGenerateResult } from './generation.js';
 import { Tokenizer, type ChatTemplateSource } from './tokenizer.js';
+import { resolveSpeculativeGenerate, type SpeculativeGenerateOptions } from './speculative.js';
 import { resolveServingOptions, SERVING_KEYS, type ServingOptions, type ServingStats } from './serving-options.js';
 import type { GenerateInput } from './prompt.js';
 import { availableParallelism } from 'node:os';
@@ -88,13 +89,15 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Prefix-cache namespace (see TextGenerateOptions.cacheNamespace). */
   cacheNamespace?: string;
+  /** Speculative decoding for this request (see TextGenerateOptions.speculative). */
+  speculative?: SpeculativeGenerateOptions;
 }
 
 export interface GenerateResult {
   tokens: number[];
   finishReason: 'stop' | 'length';
   /** cachedTokens: prompt tokens whose KV came from the prefix cache. */
-  usage: { promptTokens: number; cachedTokens: number; completionTokens: number; totalTokens: number };
+  usage: { promptTokens: number; cachedTokens: number; completionTokens: number; totalTokens: number; draftTokens: number; acceptedDraftTokens: number };
   /** queueMs: waiting for the scheduler; prefillMs: admission to the first token; decodeMs: the rest. */
   timings: { queueMs: number; prefillMs: number; decodeMs: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number };
 }
@@ -106,7 +109,7 @@ export interface BatchItem {
 }
 
 const GENERATE_KEYS = ['tokens', 'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'seed', 'stopTokens', 'contextLength', 'signal',
-  'cacheNamespace'] as const;
+  'cacheNamespace', 'speculative'] as const;
 
 export class Model implements SessionOwner {
   /** @internal */
@@ -308,6 +311,7 @@ export class Model implements SessionOwner {
       : toTokenArray('stopTokens', opts.stopTokens, this.vocabSize, { allowEmpty: true });
     const signal = checkSignal('signal', opts.signal);
     const cacheNamespace = checkCacheNamespace(opts.cacheNamespace);
+    const draftTokens = resolveSpeculativeGenerate(opts.speculative);
     const needed = tokens.length + maxTokens;
     const contextLength = opts.contextLength === undefined
       ? Math.min(needed, this.#info.maxPositionEmbeddings)
@@ -323,12 +327,16 @@ export class Model implements SessionOwner {
       const r = await withAbort(signal, (flag) => this.native.generate(session.native, tokens, {
         maxTokens, temperature, topK, topP, minP, seed, stopTokens,
         repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, topLogprobs: -1, reusePrefix: false, cacheNamespace,
+        draftTokens,
       }, flag));
       const completion = r.tokens.ids.length;
       return {
         tokens: Array.from(r.tokens.ids),
         finishReason: r.finishReason === 'stop' ? 'stop' : 'length',
-        usage: { promptTokens: r.promptTokens, cachedTokens: r.cachedTokens, completionTokens: completion, totalTokens: r.promptTokens + completion },
+        usage: {
+          promptTokens: r.promptTokens, cachedTokens: r.cachedTokens, completionTokens: completion, totalTokens: r.promptTokens + completion,
+          draftTokens: r.draftTokens, acceptedDraftTokens: r.acceptedDraftTokens,
+        },
         timings: {
           queueMs: r.queueMs,
           prefillMs: r.prefillMs,

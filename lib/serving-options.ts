@@ -2,6 +2,7 @@
 // validated here at the edge, carried out by the engine (cpp/engine/scheduler.h, kv_pool.h).
 import { InvalidParamError } from './errors.js';
 import { checkInteger, describe } from './options.js';
+import { resolveSpeculativeLoad, type NativeSpeculativeOptions, type SpeculativeLoadOptions, type SpeculativeStats } from './speculative.js';
 
 export type KvCacheType = 'f32' | 'bf16' | 'fp8';
 
@@ -33,10 +34,12 @@ export interface ServingOptions {
    * collides), to show that its exact parent-and-token check keeps results correct.
    */
   prefixCacheHashBits?: number;
+  /** Speculative decoding with the checkpoint's MTP layer (lib/speculative.ts); default on where it exists. */
+  speculative?: SpeculativeLoadOptions;
 }
 
 export const SERVING_KEYS = ['kvCacheSize', 'kvCacheType', 'kvPageTokens', 'prefixCache', 'maxBatchTokens',
-  'maxConcurrentRequests', 'maxQueuedRequests', 'prefixCacheHashBits'] as const;
+  'maxConcurrentRequests', 'maxQueuedRequests', 'prefixCacheHashBits', 'speculative'] as const;
 
 /** What the native loader takes (absent keys keep the engine's defaults). */
 export interface NativeServingOptions {
@@ -49,6 +52,7 @@ export interface NativeServingOptions {
   maxConcurrentRequests?: number;
   maxQueuedRequests?: number;
   prefixHashBits?: number;
+  speculative?: false | NativeSpeculativeOptions;
 }
 
 const MAX_POOL_BYTES = 2 ** 50;  // 1 PiB: anything above is a unit mistake, not a machine
@@ -82,6 +86,7 @@ export function resolveServingOptions(o: Record<string, unknown>): NativeServing
   }
   if (o.maxQueuedRequests !== undefined) out.maxQueuedRequests = checkInteger('maxQueuedRequests', o.maxQueuedRequests, 0, 2 ** 31 - 1);
   if (o.prefixCacheHashBits !== undefined) out.prefixHashBits = checkInteger('prefixCacheHashBits', o.prefixCacheHashBits, 0, 64);
+  if (o.speculative !== undefined) out.speculative = resolveSpeculativeLoad(o.speculative);
   return out;
 }
 
@@ -127,6 +132,8 @@ export interface ServingStats {
   requestsFailed: number;
   /** Forward steps run (glm_steps_total). */
   steps: number;
+  /** Speculative decoding: rounds, drafts verified and accepted, the acceptance rate (glm_draft_*). */
+  speculative: SpeculativeStats;
   promptTokensPerSecond: number;
   generationTokensPerSecond: number;
   /** Submission to first token (glm_time_to_first_token_seconds), over the last 4096 requests. */

@@ -1,7 +1,7 @@
 // A conversation's state on a model: its KV cache (bounded by contextLength) and the tokens in it.
 import type { NativeModel, NativeSession } from './binding.js';
 import { withAbort } from './abort.js';
-import { ContextOverflowError, DisposedError, toGlmError } from './errors.js';
+import { ContextOverflowError, DisposedError, InvalidParamError, toGlmError } from './errors.js';
 import { checkCacheNamespace, resolveGenerateOptions, type TextGenerateOptions } from './generate-options.js';
 import { Generation, type StreamChunk, type TextGenerateResult } from './generation.js';
 import { checkKnownKeys, checkObject, checkSignal, toTokenArray, type TokenInput } from './options.js';
@@ -77,6 +77,35 @@ export class Session {
       const [logits] = await withAbort(signal, (flag) =>
         this.#owner.native.evaluate([this.native], [ids], [opts.allLogits === true], flag, cacheNamespace));
       return logits!;
+    } finally {
+      this.#pending -= ids.length;
+      this.#length = this.native.length;
+    }
+  }
+
+  /**
+   * Diagnostics of speculative decoding: evaluate() with allLogits, plus the MTP layer's logits (models
+   * loaded with speculation on). draftLogits row j is the MTP layer's distribution for the token two
+   * after the pair it reads: the trunk's hidden state at new token j − 1 (the session's last token
+   * before these for j = 0; on an empty session row 0 reads new token 0) and new token j. Rows:
+   * tokens.length − 1 on an empty session, else tokens.length.
+   */
+  async evaluateDrafts(tokens: TokenInput, options?: Omit<EvaluateOptions, 'allLogits'>): Promise<{ logits: Float32Array; draftLogits: Float32Array }> {
+    this.#assertUsable();
+    const opts = checkObject('evaluateDrafts options', options);
+    checkKnownKeys('evaluateDrafts options', opts, ['signal', 'cacheNamespace']);
+    if (this.#owner.native.info().speculative.draftTokens === 0) {
+      throw new InvalidParamError(`evaluateDrafts needs speculative decoding (${this.#owner.native.info().speculative.reason})`);
+    }
+    const signal = checkSignal('signal', opts.signal);
+    const cacheNamespace = checkCacheNamespace(opts.cacheNamespace);
+    const ids = toTokenArray('tokens', tokens, this.#owner.vocabSize);
+    this.checkFits(ids.length);
+    this.#pending += ids.length;
+    try {
+      const [logits] = await withAbort(signal, (flag) =>
+        this.#owner.native.evaluate([this.native], [ids], [true], flag, cacheNamespace, [true]));
+      return { logits: logits!, draftLogits: logits!.draftLogits ?? new Float32Array(0) };
     } finally {
       this.#pending -= ids.length;
       this.#length = this.native.length;

@@ -226,6 +226,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     sched.Set("maxConcurrentRequests", Napi::Number::New(env, double(m.scheduler_options().max_running)));
     sched.Set("maxQueuedRequests", Napi::Number::New(env, double(m.scheduler_options().max_queued)));
     o.Set("scheduler", sched);
+    Napi::Object spec = Napi::Object::New(env);
+    spec.Set("draftTokens", Napi::Number::New(env, double(m.draft_tokens())));
+    spec.Set("reason", m.speculation_reason());
+    o.Set("speculative", spec);
     return o;
   }
 
@@ -257,6 +261,14 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     num(o, "requestsFinished", double(st.requests_finished));
     num(o, "requestsFailed", double(st.requests_failed));
     num(o, "steps", double(st.steps));
+    Napi::Object sp = Napi::Object::New(env);
+    sp.Set("active", Napi::Boolean::New(env, st.speculation_active));
+    num(sp, "rounds", double(st.draft_rounds));
+    num(sp, "draftTokens", double(st.draft_tokens));
+    num(sp, "acceptedDraftTokens", double(st.accepted_draft_tokens));
+    num(sp, "acceptanceRate", st.draft_tokens > 0 ? double(st.accepted_draft_tokens) / double(st.draft_tokens) : 0);
+    num(sp, "mtpSteps", double(st.mtp_steps));
+    o.Set("speculative", sp);
     num(o, "promptTokensPerSecond", st.prompt_tokens_per_second);
     num(o, "generationTokensPerSecond", st.generation_tokens_per_second);
     auto pct = [&](const Percentiles& p) {
@@ -303,12 +315,18 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
       req->items[i].sequence = s->state()->sequence.get();
       req->items[i].tokens = tokens_from(tokens.Get(i));
       req->items[i].all_logits = all.Get(i).ToBoolean();
+      if (info.Length() > 5 && info[5].IsArray()) req->items[i].draft_logits = info[5].As<Napi::Array>().Get(i).ToBoolean();
     }
     if (info.Length() > 4 && info[4].IsString()) req->cache_namespace = info[4].As<Napi::String>().Utf8Value();
     return submit_request<EvaluateRequest>(env, host_, states, abort_token_from(info[3]), req,
         [](Napi::Env env, EvaluateRequest& r) -> Napi::Value {
           Napi::Array out = Napi::Array::New(env, r.items.size());
-          for (size_t i = 0; i < r.items.size(); ++i) out.Set(uint32_t(i), to_float32(env, r.items[i].logits));
+          for (size_t i = 0; i < r.items.size(); ++i) {
+            Napi::Value logits = to_float32(env, r.items[i].logits);
+            // The MTP layer's logits ride on the item's array (lib/ takes them off).
+            if (r.items[i].draft_logits) logits.As<Napi::Object>().Set("draftLogits", to_float32(env, r.items[i].draft_logits_out));
+            out.Set(uint32_t(i), logits);
+          }
           return out;
         });
   }
@@ -348,6 +366,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     p.sampling.seed = uint64_t(number_field(o, "seed"));
     p.stop_tokens = tokens_from(o.Get("stopTokens"));
     p.reuse_prefix = o.Get("reusePrefix").ToBoolean();
+    if (o.Has("draftTokens") && o.Get("draftTokens").IsNumber()) p.draft_tokens = int64_t(number_field(o, "draftTokens"));
     if (o.Has("cacheNamespace") && o.Get("cacheNamespace").IsString()) req->cache_namespace = o.Get("cacheNamespace").As<Napi::String>().Utf8Value();
     req->stop = stop_token_from(info[3]);
     const int64_t top_n = std::max<int64_t>(p.sampling.top_logprobs, 0);
@@ -391,6 +410,8 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
           out.Set("queueMs", Napi::Number::New(env, r.result.queue_ms));
           out.Set("prefillMs", Napi::Number::New(env, r.result.prefill_ms));
           out.Set("decodeMs", Napi::Number::New(env, r.result.decode_ms));
+          out.Set("draftTokens", Napi::Number::New(env, double(r.result.draft_tokens)));
+          out.Set("acceptedDraftTokens", Napi::Number::New(env, double(r.result.accepted_draft_tokens)));
           return out;
         });
   }
@@ -460,6 +481,19 @@ Napi::Value load_model(const Napi::CallbackInfo& info) {
   lo.max_running = int64_t(opt_number("maxConcurrentRequests", double(lo.max_running)));
   lo.max_queued = int64_t(opt_number("maxQueuedRequests", double(lo.max_queued)));
   lo.prefix_hash_bits = int(opt_number("prefixHashBits", 64));
+  // speculative: false -> 0 drafts; {draftTokens?, maxBatch?, minAcceptance?}; absent -> the defaults.
+  if (opts.Has("speculative")) {
+    Napi::Value sv = opts.Get("speculative");
+    if (sv.IsBoolean() && !sv.As<Napi::Boolean>().Value()) {
+      lo.draft_tokens = 0;
+    } else if (sv.IsObject()) {
+      Napi::Object so = sv.As<Napi::Object>();
+      auto field = [&](const char* k, double fallback) { return so.Has(k) && so.Get(k).IsNumber() ? so.Get(k).As<Napi::Number>().DoubleValue() : fallback; };
+      lo.draft_tokens = int64_t(field("draftTokens", -1));
+      lo.spec_max_batch = int64_t(field("maxBatch", -1));
+      lo.spec_min_acceptance = field("minAcceptance", -1);
+    }
+  }
   if (opts.Has("prefixCache")) lo.prefix_cache = opts.Get("prefixCache").ToBoolean();
   if (opts.Has("kvCacheType") && opts.Get("kvCacheType").IsString()) {
     if (!parse_kv_type(opts.Get("kvCacheType").As<Napi::String>().Utf8Value(), &lo.kv_type)) {

@@ -186,13 +186,14 @@ void CpuBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, Ac
     for (int64_t it = begin; it < end; ++it) {
       const int64_t row = it / n_kv, kvh = it % n_kv;
       const auto& s = plan.sequences[size_t(row_seq[size_t(row)])];
-      const int64_t n_keys = s.start_pos + (row - s.row_begin) + 1;  // causal: keys 0..pos
+      const int64_t key0 = plan.first_key;                                     // the MTP layer skips slot 0
+      const int64_t n_keys = s.start_pos + (row - s.row_begin) + 1 - key0;  // causal: keys key0..pos
       if (int64_t(scores.size()) < group * n_keys) scores.resize(size_t(group * n_keys));
       // The rows of positions [pos, pos + n) of one head (K: which 0, V: 1), and their FP8 scales.
       auto gather = [&](int which, int64_t pos, int64_t n) {
         for (int64_t j = 0; j < n; ++j) {
-          const PageId page = s.pages[(pos + j) / P];
-          const int64_t slot = (pos + j) % P;
+          const PageId page = s.pages[(key0 + pos + j) / P];
+          const int64_t slot = (key0 + pos + j) % P;
           ptrs[size_t(j)] = static_cast<const uint8_t*>(kv_->rows(layer, page, which, kvh)) + uint64_t(slot) * row_bytes;
           if (type == KvType::FP8) row_scales[size_t(j)] = kv_->scales(layer, page, which, kvh)[slot];
         }
@@ -327,6 +328,13 @@ void CpuBackend::moe(Act x, const MoeWeights& w, Act out) {
 void CpuBackend::gather_rows(Act x, const std::vector<int64_t>& rows, Act out) {
   for (size_t i = 0; i < rows.size(); ++i) {
     std::memmove(out.data + int64_t(i) * out.cols, x.data + rows[i] * x.cols, size_t(x.cols) * sizeof(float));
+  }
+}
+
+void CpuBackend::concat_cols(Act a, Act b, Act out) {
+  for (int64_t r = 0; r < a.rows; ++r) {
+    std::memcpy(out.data + r * out.cols, a.data + r * a.cols, size_t(a.cols) * sizeof(float));
+    std::memcpy(out.data + r * out.cols + a.cols, b.data + r * b.cols, size_t(b.cols) * sizeof(float));
   }
 }
 

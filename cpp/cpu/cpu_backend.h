@@ -31,6 +31,7 @@ class CpuBackend final : public Backend {
   void swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulate) override;
   void moe(Act x, const MoeWeights& w, Act out) override;
   void gather_rows(Act x, const std::vector<int64_t>& rows, Act out) override;
+  void concat_cols(Act a, Act b, Act out) override;
   void download(Act x, float* host) override;
 
   // Bytes held by scratch buffers (reported in model.info.memory).

@@ -42,7 +42,7 @@ constexpr uint64_t kDefaultFullContexts = 64;
 
 Status KvStorage::create(const ModelConfig& cfg, const KvPoolRequest& request, std::unique_ptr<KvStorage>* out) {
   std::unique_ptr<KvStorage> s(new KvStorage());
-  s->n_layers_ = cfg.num_hidden_layers;
+  s->n_layers_ = request.layers > 0 ? request.layers : cfg.num_hidden_layers;
   s->n_kv_heads_ = cfg.num_key_value_heads;
   s->head_dim_ = cfg.head_dim;
   s->page_tokens_ = request.page_tokens;

@@ -940,6 +940,10 @@ void CudaBackend::gather_rows(Act x, const std::vector<int64_t>& rows, Act out) 
   record(cuda::gather_rows(stream(), out.data, x.data, d_logit_rows_, pad(out).rows, x.cols));
 }
 
+void CudaBackend::concat_cols(Act, Act, Act) {
+  record(Status::error(ErrorCode::Internal, "CUDA backend: the MTP layer (concat_cols) is not implemented"));
+}
+
 void CudaBackend::download(Act x, float* host) {
   if (mode_ != Mode::Eager) graph_finish_step();  // the graph region ends here: launch it
   if (!running()) {

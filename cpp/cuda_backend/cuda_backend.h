@@ -49,6 +49,8 @@ class CudaBackend final : public Backend {
   void swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulate) override;
   void moe(Act x, const MoeWeights& w, Act out) override;
   void gather_rows(Act x, const std::vector<int64_t>& rows, Act out) override;
+  // The MTP layer does not run on this backend yet (Model turns speculation off here): an error if asked.
+  void concat_cols(Act a, Act b, Act out) override;
   void download(Act x, float* host) override;
   void download_greedy(Act logits, float* host_logits, int32_t* tokens) override;
   // Device sampling (cuda::sample_tokens): the requests' params, u and history are uploaded by

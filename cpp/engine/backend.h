@@ -35,6 +35,13 @@ struct StepPlan {
   // logit row; valid until the step's end. Never together with greedy_tokens.
   const std::vector<SampleRequest>* sample_requests = nullptr;
   bool activation_hook = false;  // a hook reads intermediates this step (a device backend then runs it eagerly)
+  // The MTP layer's steps (engine/mtp.h): row r attends to keys [first_key, positions[r]] (its slot 0
+  // holds no pair) and is rotated by RoPE at rope_positions[r] instead of positions[r].
+  int64_t first_key = 0;
+  std::vector<int32_t> rope_positions;  // empty: positions
+  // The trunk's final-norm hidden state of every row is wanted (forward_step's `hidden` out: the MTP
+  // layer's input); the logits are then taken from those rows.
+  bool keep_hidden = false;
 
   int64_t rows() const { return int64_t(tokens.size()); }
 };
@@ -106,6 +113,8 @@ class Backend {
   virtual void moe(Act x, const MoeWeights& w, Act out) = 0;
   // out[i] = x[rows[i]]
   virtual void gather_rows(Act x, const std::vector<int64_t>& rows, Act out) = 0;
+  // out[r] = [a[r], b[r]] (the MTP layer's eh_proj input)
+  virtual void concat_cols(Act a, Act b, Act out) = 0;
   // Copies an activation to host memory (logits, debug hooks).
   virtual void download(Act x, float* host) = 0;
   // Greedy selection: tokens[r] = argmax of logits row r (ties to the lowest id, NaN never wins, -1 when

@@ -45,6 +45,7 @@ struct KvPoolRequest {
   KvType type = KvType::BF16;
   int64_t page_tokens = 16;
   uint64_t bytes = 0;  // pool size; 0: the backend's default (documented in README)
+  int64_t layers = 0;  // KV layers per page: the trunk's, plus the MTP layer's when it runs (0: the trunk's)
 };
 
 // The pool a backend made: n_pages pages of page_tokens positions each, every layer.

@@ -37,13 +37,21 @@ class KvManager {
   // Attaches cached pages that continue s.computed along s.tokens, as long as they end at or before
   // `limit`; returns the positions gained.
   int64_t attach_cached(Sequence& s, int64_t limit);
-  // Publishes the sequence's newly full pages (prefix cache on).
+  // Publishes the sequence's newly full pages (prefix cache on); with the MTP layer's KV kept, only
+  // pages whose every MTP slot is filled.
   void publish(Sequence& s);
+  // The pages also hold the MTP layer's KV (Sequence::mtp_pairs), which the operations above keep:
+  // a page copy takes the slot past the computed positions too, trimming keeps the page of the
+  // last pair's slot, truncating drops pairs whose tokens left.
+  void set_mtp(bool on) { mtp_ = on; }
+  // Positions [n, computed) are to be computed again (n <= computed): their pages stay.
+  void rewind(Sequence& s, int64_t n);
 
  private:
   Backend& backend_;
   KvPool pool_;
   bool prefix_cache_;
+  bool mtp_ = false;
 };
 
 }  // namespace glm

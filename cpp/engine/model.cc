@@ -59,6 +59,9 @@ Status Model::load(const std::string& dir, const LoadOptions& opts, const Progre
   if (opts.max_running < 1 || opts.max_running > 65536) {
     return Status::error(ErrorCode::InvalidParam, "maxConcurrentRequests must be in [1, 65536], got " + std::to_string(opts.max_running));
   }
+  if (opts.draft_tokens < -1 || opts.draft_tokens > 8) {
+    return Status::error(ErrorCode::InvalidParam, "speculative.draftTokens must be in [1, 8], got " + std::to_string(opts.draft_tokens));
+  }
   if (opts.max_queued < 0) {
     return Status::error(ErrorCode::InvalidParam, "maxQueuedRequests must be >= 0, got " + std::to_string(opts.max_queued));
   }
@@ -93,6 +96,9 @@ Status Model::create_backend(const std::atomic<bool>* cancel) {
     const int64_t pages = (opts_.kv_cache_tokens + kv.page_tokens - 1) / kv.page_tokens;
     kv.bytes = uint64_t(pages) * kv_page_bytes(kv.type, cfg_.num_hidden_layers, cfg_.num_key_value_heads, cfg_.head_dim, kv.page_tokens);
   }
+  SpeculationConfig& spec = sched_opts_.spec;
+  if (opts_.spec_max_batch >= 0) spec.max_batch = opts_.spec_max_batch;
+  if (opts_.spec_min_acceptance >= 0) spec.min_acceptance = opts_.spec_min_acceptance;
   sched_opts_.max_running = opts_.max_running;
   sched_opts_.max_queued = opts_.max_queued;
   if (opts_.backend != BackendChoice::Cpu) {
@@ -108,6 +114,8 @@ Status Model::create_backend(const std::atomic<bool>* cancel) {
     if (st.is_ok()) {
       backend_reason_ = opts_.backend == BackendChoice::Cuda ? "requested" : "auto: a usable CUDA device was found";
       sched_opts_.max_step_tokens = co.max_step_rows;
+      spec.draft_tokens = 0;
+      speculation_reason_ = weights_.mtp ? "off: the CUDA backend does not run the MTP layer yet" : "off: the checkpoint has no MTP layer";
       return Status::ok();
     }
     // 'cuda' reports why it cannot run; 'auto' falls back to the CPU and keeps the reason (one line).
@@ -119,6 +127,23 @@ Status Model::create_backend(const std::atomic<bool>* cancel) {
   // 256 rows: a step of the bench model takes about a second on 2 cores, so running decodes wait at
   // most that long for a long prompt's chunk.
   sched_opts_.max_step_tokens = opts_.max_step_rows > 0 ? opts_.max_step_rows : 256;
+  // Speculation: one draft per round by default (GLM's MTP layer was trained for one step; its later
+  // drafts are rarely accepted, ../shared/reading/mtp.md §1.4). Its KV takes one more layer per page.
+  if (!weights_.mtp) {
+    spec.draft_tokens = 0;
+    speculation_reason_ = "off: the checkpoint has no MTP layer";
+  } else if (opts_.draft_tokens == 0) {
+    spec.draft_tokens = 0;
+    speculation_reason_ = "off: requested";
+  } else {
+    spec.draft_tokens = opts_.draft_tokens > 0 ? opts_.draft_tokens : 1;
+    speculation_reason_ = opts_.draft_tokens > 0 ? "requested" : "default: the checkpoint has an MTP layer";
+    kv.layers = cfg_.num_hidden_layers + 1;
+    if (opts_.kv_cache_tokens > 0) {
+      const int64_t pages = (opts_.kv_cache_tokens + kv.page_tokens - 1) / kv.page_tokens;
+      kv.bytes = uint64_t(pages) * kv_page_bytes(kv.type, kv.layers, cfg_.num_key_value_heads, cfg_.head_dim, kv.page_tokens);
+    }
+  }
   return cpu::CpuBackend::create(cfg_, threads_, kv, &backend_);
 }
 
@@ -193,7 +218,19 @@ Status Model::run_step(const StepPlan& plan_in, const std::function<bool()>& can
   out->tokens.assign(R, -1);
   out->logprobs.assign(R, TokenLogprobs());
   return forward_step(*backend_, cfg_, weights_, plan, out->logits.data(), &cancelled, hook_ ? &hook_ : nullptr,
-                      out->tokens.data(), out->logprobs.data());
+                      out->tokens.data(), out->logprobs.data(), &trunk_hidden_);
+}
+
+Status Model::run_mtp(const StepPlan& plan_in, const std::vector<int64_t>& source_rows, bool chained,
+                      const std::function<bool()>& cancelled, StepOutput* out) {
+  StepPlan plan = plan_in;
+  plan.activation_hook = bool(hook_);
+  const size_t R = plan.logit_rows.size(), V = size_t(cfg_.vocab_size);
+  out->logits.resize(R * V);  // download_greedy may stage the rows here
+  out->tokens.assign(R, -1);
+  const Act source = chained ? mtp_hidden_ : trunk_hidden_;
+  return mtp_step(*backend_, cfg_, weights_, plan, source, source_rows, out->logits.data(), out->tokens.data(), &cancelled,
+                  hook_ ? &hook_ : nullptr, &mtp_hidden_);
 }
 
 Status Model::run_to_completion(std::shared_ptr<Request> r, const std::atomic<bool>* cancel) {

@@ -44,6 +44,11 @@ struct LoadOptions {
   bool cuda_graphs = true;      // CUDA: replay decode steps as CUDA graphs (false: every step eager, to compare)
   bool cuda_device_sampling = true;  // CUDA: sampled generation chooses tokens on the device (false: on the host, to compare)
   int prefix_hash_bits = 64;     // tests: fewer bits force prefix-cache hash collisions
+  // Speculative decoding with the checkpoint's MTP layer: drafts per round (-1: the backend's default
+  // where the model has an MTP layer, 0: off, 1..8) and the adaptive policy's knobs (speculation.h).
+  int64_t draft_tokens = -1;
+  int64_t spec_max_batch = -1;        // -1: the default
+  double spec_min_acceptance = -1;    // -1: the default
 };
 
 // stage: "open" (headers validated, shards mapped), "prefetch" (weight pages read); done/total in bytes.
@@ -114,6 +119,11 @@ class Model final : public StepRunner {
   // StepRunner
   Status run_step(const StepPlan& plan, const std::function<bool()>& cancelled, StepOutput* out) override;
   bool samples_on_device(const SamplingParams& p) const override { return backend_->samples_on_device(p); }
+  Status run_mtp(const StepPlan& plan, const std::vector<int64_t>& source_rows, bool chained,
+                 const std::function<bool()>& cancelled, StepOutput* out) override;
+  // Drafts per round for requests that do not choose (0: speculative decoding is off), and why.
+  int64_t draft_tokens() const { return sched_opts_.spec.draft_tokens; }
+  const std::string& speculation_reason() const { return speculation_reason_; }
 
  private:
   Model() = default;
@@ -128,6 +138,8 @@ class Model final : public StepRunner {
   ModelWeights weights_;
   std::unique_ptr<Backend> backend_;
   std::string backend_reason_;
+  std::string speculation_reason_;
+  Act trunk_hidden_, mtp_hidden_;  // the last trunk step's final-norm rows and MTP step's output (MTP inputs)
   SchedulerOptions sched_opts_;
   std::unique_ptr<KvManager> kv_;
   std::unique_ptr<Scheduler> scheduler_;  // after kv_: destroyed first

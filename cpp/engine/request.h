@@ -26,6 +26,8 @@ struct GenerateParams {
   // false: the prompt is appended after what the sequence holds. true: the prompt is the whole
   // context; the longest common prefix with the sequence's tokens is kept and only the rest evaluated.
   bool reuse_prefix = false;
+  // Speculative decoding with the model's MTP layer: drafts per round (-1: the model's default, 0: off).
+  int64_t draft_tokens = -1;
 };
 
 struct GeneratedToken {
@@ -45,6 +47,8 @@ struct GenerateResult {
   int64_t cached_tokens = 0;           // prompt tokens whose KV was reused (session cache + prefix cache)
   double queue_ms = 0;                 // submission to admission
   double prefill_ms = 0, decode_ms = 0;  // admission to first token, first token to last
+  int64_t draft_tokens = 0;            // MTP drafts verified (speculative decoding)
+  int64_t accepted_draft_tokens = 0;   // of which the target agreed with
 };
 
 struct Request {
@@ -81,6 +85,11 @@ struct EvaluateRequest final : Request {
     std::vector<int32_t> tokens;
     bool all_logits = false;     // logits after every token, else only after the last
     std::vector<float> logits;   // out: [n or 1, vocab]
+    // The MTP layer's logits (models with speculative decoding on): row j drafts the token after new
+    // token j+1 from the trunk's hidden state at new token j (at the last token before them for j = 0,
+    // when the session held one): [n - 1 or n, vocab]. Tests compare them with the reference.
+    bool draft_logits = false;
+    std::vector<float> draft_logits_out;
     // (scheduler) the session's length before the request, and the first position whose logits are
     // still wanted (later than `before` after a preemption: logits already taken are kept).
     int64_t before = 0, logits_from = 0;
@@ -111,6 +120,12 @@ struct GenerateRequest final : Request {
   int64_t prompt_end = 0;       // the session's length once the prompt joined it
   bool greedy_only = false;     // temperature 0, no penalties, no logprobs: only the argmax is needed
   bool penalties = false;
+  // Speculative decoding: drafts per round while drafting (0: not, or no longer), the drafts
+  // appended at the end of the sequence's tokens for the next step to verify, and the acceptance
+  // the adaptive policy watches (speculation.h).
+  int64_t spec_k = 0;
+  int64_t drafts = 0;
+  int64_t spec_rounds = 0;
   Clock::time_point first_token, last_token;
   std::vector<Sequence*> sequences() const override { return {sequence}; }
 };

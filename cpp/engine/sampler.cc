@@ -66,6 +66,24 @@ std::vector<std::pair<int32_t, int32_t>> Sampler::history() const {
   return h;
 }
 
+std::vector<std::pair<int32_t, int32_t>> Sampler::history_with(const int32_t* extra, size_t n) const {
+  std::vector<std::pair<int32_t, int32_t>> h = history();
+  for (size_t i = 0; i < n; ++i) {
+    auto it = std::find_if(h.begin(), h.end(), [&](const std::pair<int32_t, int32_t>& e) { return e.first == extra[i]; });
+    if (it == h.end()) h.push_back({extra[i], 1});
+    else ++it->second;
+  }
+  return h;
+}
+
+double Sampler::counter_uniform(uint64_t seed, int64_t position) {
+  // Two splitmix64 rounds over (seed, position): consecutive positions give independent-looking values.
+  uint64_t x = seed ^ (uint64_t(position) * 0xd1342543de82ef95ull);
+  splitmix64(x);
+  uint64_t y = splitmix64(x) ^ seed;
+  return double(splitmix64(y) >> 11) * 0x1.0p-53;
+}
+
 const float* Sampler::apply_penalties(const float* logits, int64_t vocab) {
   const bool repetition = params_.repetition_penalty != 1 && !context_.empty();
   const bool additive = (params_.presence_penalty != 0 || params_.frequency_penalty != 0) && !counts_.empty();

@@ -66,6 +66,13 @@ class Sampler {
   // temperature > 0, none at 0, exactly as sample() draws), and recording the chosen token.
   std::vector<std::pair<int32_t, int32_t>> history() const;
   double draw_uniform() { return params_.temperature == 0 ? 0.0 : rng_.uniform(); }
+  // The scheduler's draw for the token at sequence position `position`: a counter-based value keyed by
+  // (seed, position) instead of the next in a stream, so a verification step that samples several
+  // positions at once (speculative decoding) draws exactly what one-token steps would (0 at temperature 0).
+  double uniform_at(int64_t position) const { return params_.temperature == 0 ? 0.0 : counter_uniform(params_.seed, position); }
+  // history() as if `extra` tokens (drafts being verified) had been generated after the recorded ones.
+  std::vector<std::pair<int32_t, int32_t>> history_with(const int32_t* extra, size_t n) const;
+  static double counter_uniform(uint64_t seed, int64_t position);
   void record(int32_t token) {
     context_.insert(token);
     ++counts_[token];

@@ -23,6 +23,8 @@ std::string str(int64_t v) { return std::to_string(v); }
 
 Scheduler::Scheduler(StepRunner& runner, KvManager& kv, const SchedulerOptions& opts, int64_t vocab_size)
     : runner_(runner), kv_(kv), opts_(opts), vocab_(vocab_size) {
+  mtp_fill_ = opts_.spec.draft_tokens > 0;
+  kv_.set_mtp(mtp_fill_);
   refresh_stats();
 }
 
@@ -110,6 +112,7 @@ void Scheduler::finish(Request& r, Status st) {
   if (r.done()) return;
   const Request::Phase was = r.phase;
   r.status = std::move(st);
+  if (r.kind == Request::Kind::Generate) drop_drafts(static_cast<GenerateRequest&>(r));  // unverified drafts never stay
   if (!r.status.is_ok()) rollback(r);
   const auto drop = [&](std::vector<std::shared_ptr<Request>>& v) {
     v.erase(std::remove_if(v.begin(), v.end(), [&](const std::shared_ptr<Request>& x) { return x.get() == &r; }), v.end());
@@ -249,6 +252,7 @@ Status Scheduler::prepare(Request& r) {
     const SamplingParams& sp = g.params.sampling;
     g.penalties = sp.repetition_penalty != 1 || sp.presence_penalty != 0 || sp.frequency_penalty != 0;
     g.greedy_only = sp.temperature == 0 && sp.top_logprobs < 0 && !g.penalties;
+    g.spec_k = mtp_fill_ ? requested_drafts(opts_.spec, g.params.draft_tokens) : 0;
     g.result.prompt_tokens = int64_t(g.prompt.size());
     counters_.prefix_cache_queries += uint64_t(g.prompt.size());
   }
@@ -307,6 +311,7 @@ bool Scheduler::reclaim_idle() {
 }
 
 void Scheduler::preempt(Request& r) {
+  if (r.kind == Request::Kind::Generate) drop_drafts(static_cast<GenerateRequest&>(r));  // drafted again after it resumes
   for (Sequence* s : r.sequences()) {
     kv_.release(*s);
     s->running = false;
@@ -333,13 +338,24 @@ void Scheduler::step() {
 
   int64_t budget = opts_.max_step_tokens;
   std::vector<Unit> units;
-  // Running requests: decodes first, then prefill chunks, each in admission order.
+  if (mtp_on()) {
+    for (const auto& r : running_) {
+      for (Sequence* s : r->sequences()) repair_mtp(*s);
+    }
+  }
+  // Running requests: decodes (one token, or one plus its drafts) first, then prefill chunks, each in
+  // admission order.
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& r : running_) {
       const std::vector<Sequence*> seqs = r->sequences();
+      const int64_t drafts = r->kind == Request::Kind::Generate ? static_cast<GenerateRequest&>(*r).drafts : 0;
       for (size_t i = 0; i < seqs.size() && budget > 0; ++i) {
-        const int64_t left = remaining(*seqs[i]);
-        if (left == 0 || (pass == 0) != (left == 1)) continue;
+        int64_t left = remaining(*seqs[i]);
+        if (left == 0 || (pass == 0) != (left == 1 + drafts)) continue;
+        if (drafts > 0 && left > budget) {  // a verification is all or nothing: verify none, decode one
+          drop_drafts(static_cast<GenerateRequest&>(*r));
+          left = remaining(*seqs[i]);
+        }
         const int64_t n = std::min(left, budget);
         units.push_back({r.get(), seqs[i], i, n});
         budget -= n;
@@ -399,6 +415,7 @@ void Scheduler::step() {
         if (item.all_logits) limit = item.logits_from;
       }
       kv_.attach_cached(s, limit);
+      if (mtp_on()) repair_mtp(s);
     }
     if (should_wait(*r)) {
       ++wi;
@@ -467,6 +484,9 @@ void Scheduler::step() {
     ps.row_begin = plan.rows();
     ps.n_rows = u.n;
     ps.start_pos = s.computed;
+    u.start = s.computed;
+    u.row_begin = ps.row_begin;
+    const int64_t drafts = u.request->kind == Request::Kind::Generate ? static_cast<GenerateRequest*>(u.request)->drafts : 0;
     for (int64_t j = 0; j < u.n; ++j) {
       const int64_t pos = s.computed + j;
       plan.tokens.push_back(s.tokens[size_t(pos)]);
@@ -476,7 +496,8 @@ void Scheduler::step() {
         const auto& item = static_cast<EvaluateRequest*>(u.request)->items[u.item];
         logits = item.all_logits ? pos >= item.logits_from : pos + 1 == s.length();
       } else {
-        logits = pos + 1 == s.length() && wants_token(*u.request);
+        // The last token's row, and with drafts every row from the last verified token on.
+        logits = pos + 1 >= s.length() - drafts && wants_token(*u.request);
       }
       if (logits) {
         plan.logit_rows.push_back(ps.row_begin + j);
@@ -485,6 +506,7 @@ void Scheduler::step() {
     }
     plan.sequences.push_back(ps);
   }
+  plan.keep_hidden = mtp_on();  // the MTP layer reads every row's hidden state
   // Token selection: on the backend when every logit row is a generation's (greedy: argmax only;
   // sampled: the backend may sample on the device), else on the host from downloaded logits.
   bool all_generate = !owners.empty(), all_greedy = true, all_device = true;
@@ -504,11 +526,10 @@ void Scheduler::step() {
     // The Sampler's draw for this step and its penalty history, in the order sample() would use them.
     for (const auto& o : owners) {
       auto& g = *static_cast<GenerateRequest*>(o.first->request);
-      SampleRequest sr;
-      sr.params = g.params.sampling;
-      sr.u = g.sampler->draw_uniform();
-      if (g.penalties) sr.history = g.sampler->history();
-      step_samples_.push_back(std::move(sr));
+      // Row `pos` verifies the drafts before it: they count as generated in its penalties.
+      const Sequence& s = *g.sequence;
+      const int64_t first = s.length() - 1 - g.drafts;
+      step_samples_.push_back(sample_request_for(g, o.second, s.tokens.data() + first + 1, size_t(o.second - first)));
     }
     plan.sample_requests = &step_samples_;
   }
@@ -547,6 +568,9 @@ void Scheduler::step() {
     return;
   }
   collect(plan, units, owners, out_, host_select);
+  if (mtp_on()) mtp_pass(units);
+  for (const Unit& u : units) kv_.publish(*u.seq);  // after the MTP pass: published pages hold its KV too
+  complete(units);
   refresh_stats();
 }
 
@@ -564,7 +588,6 @@ void Scheduler::collect(const StepPlan& plan, const std::vector<Unit>& units, co
     }
     s.computed += u.n;
     s.last_used = step_counter_;
-    kv_.publish(s);
   }
   // Logit rows in plan order: evaluations copy their logits, generations choose their next token.
   std::vector<std::shared_ptr<Request>> touched;
@@ -580,46 +603,14 @@ void Scheduler::collect(const StepPlan& plan, const std::vector<Unit>& units, co
       item.logits_from = std::max(item.logits_from, pos + 1);
       continue;
     }
+    // A generation's rows are consecutive: its last token's, then one per draft.
+    size_t n_rows = 1;
+    while (o + n_rows < owners.size() && owners[o + n_rows].first == &u) ++n_rows;
     auto& g = *static_cast<GenerateRequest*>(u.request);
-    if (g.done()) continue;
-    if (g.stop && g.stop->load(std::memory_order_relaxed)) {
-      g.result.finish_reason = "stop_requested";
-      finish(g, Status::ok());
-      continue;
-    }
-    int32_t token = -1;
-    TokenLogprobs lp;
-    Status sel;
-    if (host_select) {
-      sel = g.sampler->sample(out.logits.data() + o * size_t(vocab_), vocab_, &token, &lp);
-    } else {
-      token = out.tokens[o];
-      if (plan.sample_requests && g.params.sampling.top_logprobs >= 0) lp = out.logprobs[o];
-      if (token < 0) {
-        sel = Status::error(ErrorCode::Numerical, plan.greedy_tokens ? "sampler: every logit is NaN"
-                                                                      : "sampler: every logit is NaN or none is finite");
-      } else {
-        g.sampler->record(token);
-      }
-    }
-    ++generated;
-    on_token(g, token, std::move(lp), std::move(sel));
-  }
-  // Evaluations whose every item is computed are done; so are prompt-only generations.
-  std::vector<Request*> seen;
-  for (const Unit& u : units) {
-    Request* r = u.request;
-    if (r->done() || std::find(seen.begin(), seen.end(), r) != seen.end()) continue;
-    seen.push_back(r);
-    bool complete = true;
-    for (Sequence* s : r->sequences()) complete = complete && s->computed == s->length();
-    if (!complete) continue;
-    if (r->kind == Request::Kind::Evaluate) {
-      finish(*r, Status::ok());
-    } else if (r->kind == Request::Kind::Generate && !wants_token(*r)) {
-      static_cast<GenerateRequest&>(*r).result.finish_reason = "length";  // maxTokens 0: the prompt only
-      finish(*r, Status::ok());
-    }
+    const size_t before = g.result.tokens.size();
+    emit_generation(g, u, o, n_rows, plan, out, host_select);
+    generated += uint64_t(g.result.tokens.size() - before);
+    o += n_rows - 1;
   }
   {
     std::lock_guard<std::mutex> lock(snapshot_mu_);
@@ -627,6 +618,25 @@ void Scheduler::collect(const StepPlan& plan, const std::vector<Unit>& units, co
   }
   counters_.prompt_tokens += prompt_rows;
   counters_.generation_tokens += generated;
+}
+
+void Scheduler::complete(const std::vector<Unit>& units) {
+  // Evaluations whose every item is computed are done; so are prompt-only generations.
+  std::vector<Request*> seen;
+  for (const Unit& u : units) {
+    Request* r = u.request;
+    if (r->done() || std::find(seen.begin(), seen.end(), r) != seen.end()) continue;
+    seen.push_back(r);
+    bool all_computed = true;
+    for (Sequence* s : r->sequences()) all_computed = all_computed && s->computed == s->length();
+    if (!all_computed) continue;
+    if (r->kind == Request::Kind::Evaluate) {
+      finish(*r, Status::ok());
+    } else if (r->kind == Request::Kind::Generate && !wants_token(*r)) {
+      static_cast<GenerateRequest&>(*r).result.finish_reason = "length";  // maxTokens 0: the prompt only
+      finish(*r, Status::ok());
+    }
+  }
 }
 
 void Scheduler::on_token(GenerateRequest& g, int32_t token, TokenLogprobs lp, Status st) {
@@ -671,6 +681,7 @@ void Scheduler::refresh_stats() {
   counters_.kv_pages_cached = c.cached;
   counters_.kv_page_tokens = kv_.page_tokens();
   counters_.evictions = uint64_t(c.evictions);
+  counters_.speculation_active = mtp_fill_;
   std::lock_guard<std::mutex> lock(snapshot_mu_);
   snapshot_ = counters_;
 }

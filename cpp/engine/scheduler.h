@@ -28,6 +28,7 @@
 #include "engine/kv_manager.h"
 #include "engine/request.h"
 #include "engine/serving_stats.h"
+#include "engine/speculation.h"
 
 namespace glm {
 
@@ -36,6 +37,7 @@ struct SchedulerOptions {
   int64_t max_running = 64;        // maxConcurrentRequests
   int64_t max_queued = 1024;       // maxQueuedRequests: submitted, not yet running
   bool wait_for_shared_prefix = true;
+  SpeculationConfig spec;          // draft_tokens 0: the MTP layer never runs
 };
 
 // What a step produces, by the plan's selection mode: logits [logit rows, vocab], or tokens (and
@@ -53,6 +55,13 @@ class StepRunner {
   virtual Status run_step(const StepPlan& plan, const std::function<bool()>& cancelled, StepOutput* out) = 0;
   // Whether sampled rows may be chosen on the backend (Backend::samples_on_device).
   virtual bool samples_on_device(const SamplingParams& p) const = 0;
+  // One MTP layer step (forward.h mtp_step) over pairs whose hidden states are rows `source_rows` of
+  // the last trunk step's plan (chained: of the last MTP step's rows). With plan.greedy_tokens the
+  // argmax of each logit row goes to out->tokens, else the logits to out->logits.
+  virtual Status run_mtp(const StepPlan& plan, const std::vector<int64_t>& source_rows, bool chained,
+                         const std::function<bool()>& cancelled, StepOutput* out) {
+    return Status::error(ErrorCode::Internal, "this runner has no MTP layer");
+  }
 };
 
 class Scheduler {
@@ -80,6 +89,8 @@ class Scheduler {
     Sequence* seq;
     size_t item;           // EvaluateRequest item index (0 for a generation)
     int64_t n;             // tokens scheduled
+    int64_t start = 0;     // (plan) the sequence's computed length before the step
+    int64_t row_begin = 0; // (plan) its first row in the step
   };
 
   void finish(Request& r, Status st);
@@ -99,6 +110,18 @@ class Scheduler {
   void collect(const StepPlan& plan, const std::vector<Unit>& units, const std::vector<std::pair<Unit*, int64_t>>& owners,
                const StepOutput& out, bool host_select);
   void on_token(GenerateRequest& g, int32_t token, TokenLogprobs lp, Status st);
+  // Evaluations whose every item is computed are done; so are prompt-only generations (after the
+  // step's MTP pass: evaluations may read its logits).
+  void complete(const std::vector<Unit>& units);
+  // Speculative decoding (scheduler_mtp.cc).
+  bool mtp_on() const { return mtp_fill_; }
+  void repair_mtp(Sequence& s);
+  void drop_drafts(GenerateRequest& g);
+  void emit_generation(GenerateRequest& g, const Unit& u, size_t first_owner, size_t n_rows, const StepPlan& plan,
+                       const StepOutput& out, bool host_select);
+  SampleRequest sample_request_for(GenerateRequest& g, int64_t pos, const int32_t* drafts, size_t n_drafts) const;
+  void mtp_pass(const std::vector<Unit>& units);
+  void judge_speculation(GenerateRequest& g);
   void refresh_stats();
   uint64_t prefix_hash(Sequence& s, int64_t page);
 
@@ -120,6 +143,8 @@ class Scheduler {
   mutable std::mutex snapshot_mu_;
   ServingStats snapshot_;
   std::vector<SampleRequest> step_samples_;
+  bool mtp_fill_ = false;  // the MTP layer's KV is filled every step (speculation on and not suspended)
+  uint64_t window_rounds_ = 0, window_proposed_ = 0, window_accepted_ = 0;  // model-wide, for suspension
   StepOutput out_;  // reused: a step's logits can be large
 };
 

@@ -36,6 +36,11 @@ class Sequence {
   // Chain id (KvPool) of each full page's prefix, for pages [0, chains.size()); kNoChain where unknown.
   std::vector<uint64_t> chains;
   int64_t computed = 0;
+  // Pairs of the MTP layer's KV held (models that run it): pair t (the trunk's hidden state at t and
+  // token t+1) sits at slot t+1 of the MTP layer's pages, so a page's slots depend only on the tokens
+  // of its own prefix and can be shared by the prefix cache. Pair t needs t < computed and
+  // t + 1 < length.
+  int64_t mtp_pairs = 0;
   // hash of tokens [0, (i+1)*P) for i < size(): which prompts are the same, to let a request wait for
   // another that is computing its prefix (kept as tokens grow; cut when they are truncated).
   std::vector<uint64_t> prefix_hashes;

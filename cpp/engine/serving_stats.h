@@ -29,6 +29,12 @@ struct ServingStats {
   uint64_t requests_finished = 0;     // completed without error
   uint64_t requests_failed = 0;       // ended with an error, an abort or a dispose
   uint64_t steps = 0;                 // forward steps run
+  // Speculative decoding with the MTP layer (cumulative).
+  uint64_t draft_rounds = 0;          // verification rounds (a request's step that carried drafts)
+  uint64_t draft_tokens = 0;          // drafts verified
+  uint64_t accepted_draft_tokens = 0; // of which the target agreed with
+  uint64_t mtp_steps = 0;             // MTP layer steps run (KV fill and drafting)
+  bool speculation_active = false;    // the model fills the MTP KV and may draft (off: never had it, or suspended)
   double prompt_tokens_per_second = 0;      // over the last 10 seconds
   double generation_tokens_per_second = 0;  // over the last 10 seconds
   Percentiles time_to_first_token_ms;       // submission to first token, last 4096 requests

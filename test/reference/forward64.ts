@@ -295,6 +295,16 @@ interface Mlp {
   inter: number;
 }
 
+interface MtpWeights {
+  layer: Layer;
+  enorm: Float64Array;
+  hnorm: Float64Array;
+  ehProj: Float64Array;
+  headNorm: Float64Array;
+  head?: Float64Array;
+  embed?: Float64Array;
+}
+
 interface Layer {
   inNorm: Float64Array;
   wq: Float64Array; bq: Float64Array;
@@ -317,6 +327,8 @@ export interface ReferenceState {
   /** keys[layer][position] = post-RoPE K for all kv heads ([nkv·d]); likewise values. */
   keys: Float64Array[][];
   values: Float64Array[][];
+  /** When set, the final-norm hidden state of every position is appended (the MTP layer's input). */
+  hidden?: Float64Array[];
 }
 
 function matvec(w: Float64Array, x: Float64Array, rows: number): Float64Array {
@@ -367,6 +379,7 @@ export class ReferenceModel {
     private readonly lmHead: Float64Array,
     readonly options: ReferenceOptions,
     private readonly invFreq: Float64Array,
+    private readonly mtp: MtpWeights | undefined,
   ) {}
 
   static async load(dir: string, options: ReferenceOptions = {}): Promise<ReferenceModel> {
@@ -394,7 +407,8 @@ export class ReferenceModel {
       inter,
     });
     const layers: Layer[] = [];
-    for (let l = 0; l < cfg.layers; l++) {
+    const hasMtp = raw.has(`model.layers.${cfg.layers}.eh_proj.weight`);
+    for (let l = 0; l < cfg.layers + (hasMtp ? 1 : 0); l++) {
       const p = `model.layers.${l}`;
       const L: Layer = {
         inNorm: get(`${p}.input_layernorm.weight`, [H]),
@@ -411,7 +425,7 @@ export class ReferenceModel {
         L.qNorm = get(`${p}.self_attn.q_norm.weight`, [d]);
         L.kNorm = get(`${p}.self_attn.k_norm.weight`, [d]);
       }
-      if (l < cfg.firstDense) L.dense = mlp(`${p}.mlp`, cfg.denseInter);
+      if (l < cfg.firstDense && l < cfg.layers) L.dense = mlp(`${p}.mlp`, cfg.denseInter);  // the MTP layer is MoE
       else {
         L.router = get(`${p}.mlp.gate.weight`, [cfg.experts, H]);
         L.corrBias = get(`${p}.mlp.gate.e_score_correction_bias`, [cfg.experts]);
@@ -419,6 +433,21 @@ export class ReferenceModel {
         if (cfg.sharedExperts > 0) L.shared = mlp(`${p}.mlp.shared_experts`, cfg.moeInter * cfg.sharedExperts);
       }
       layers.push(L);
+    }
+    // The MTP layer (spec §3): its own embedding/head copies where the checkpoint has them.
+    let mtp: MtpWeights | undefined;
+    if (hasMtp) {
+      const p = `model.layers.${cfg.layers}`;
+      const optional = (name: string, shape: number[]) => (raw.has(name) ? get(name, shape) : undefined);
+      mtp = {
+        layer: layers.pop()!,
+        enorm: get(`${p}.enorm.weight`, [H]),
+        hnorm: get(`${p}.hnorm.weight`, [H]),
+        ehProj: get(`${p}.eh_proj.weight`, [H, 2 * H]),
+        headNorm: get(`${p}.shared_head.norm.weight`, [H]),
+        head: optional(`${p}.shared_head.head.weight`, [cfg.vocab, H]),
+        embed: optional(`${p}.embed_tokens.weight`, [cfg.vocab, H]),
+      };
     }
     const rot = options.fullRope ? d : cfg.rotaryDim;
     // inv_freq[i] = 1 / theta^(2i / rotary_dim): the rotary dim, not head_dim, is the denominator.
@@ -431,6 +460,7 @@ export class ReferenceModel {
       get('lm_head.weight', [cfg.vocab, H]),
       options,
       invFreq,
+      mtp,
     );
   }
 
@@ -540,9 +570,48 @@ export class ReferenceModel {
     const H = c.hidden, d = c.headDim, nh = c.heads, nkv = c.kvHeads;
     const pos = state.pos;
     const x = this.embed.slice(token * H, (token + 1) * H);
+    this.layers.forEach((L, l) => this.decoderLayer(L, l, x, state.keys[l]!, state.values[l]!, pos));
+    state.pos++;
+    const h = this.norm(x, this.finalNorm);
+    this.hook('final_norm', -1, h, pos);
+    state.hidden?.push(h);
+    return matvec(this.lmHead, h, c.vocab);
+  }
+
+  /**
+   * The MTP layer's logits over a prompt (spec §3): row t reads the trunk's final-norm hidden state at t
+   * and token t+1 (RoPE position t, its own KV over rows 0..t) and predicts token t+2; tokens.length − 1 rows.
+   */
+  mtpLogits(tokens: readonly number[]): Float64Array[] {
+    const m = this.mtp;
+    if (!m) throw new Error('the checkpoint has no MTP layer');
+    const c = this.config, H = c.hidden;
+    const state = this.newState();
+    state.hidden = [];
+    this.forward(state, tokens);
+    const keys: Float64Array[] = [], values: Float64Array[] = [];
+    const out: Float64Array[] = [];
+    for (let t = 0; t + 1 < tokens.length; t++) {
+      const next = tokens[t + 1]!;
+      const emb = (m.embed ?? this.embed).slice(next * H, (next + 1) * H);
+      const cat = new Float64Array(2 * H);
+      cat.set(this.norm(emb, m.enorm), 0);                   // embedding half first
+      cat.set(this.norm(state.hidden[t]!, m.hnorm), H);
+      const x = matvec(m.ehProj, cat, H);
+      this.decoderLayer(m.layer, c.layers, x, keys, values, t);
+      out.push(matvec(m.head ?? this.lmHead, this.norm(x, m.headNorm), c.vocab));
+    }
+    return out;
+  }
+
+  /** One decoder layer on x in place at RoPE position pos, appending its K/V rows to K/Vc. */
+  private decoderLayer(L: Layer, l: number, x: Float64Array, K: Float64Array[], Vc: Float64Array[], pos: number): void {
+    const c = this.config;
+    const o = this.options;
+    const H = c.hidden, d = c.headDim, nh = c.heads, nkv = c.kvHeads;
     const scale = 1 / Math.sqrt(d);
     const group = nh / nkv;
-    this.layers.forEach((L, l) => {
+    {
       // --- self_attn ---
       const a = this.norm(x, L.inNorm);
       this.hook('attn_norm', l, a, pos);
@@ -564,7 +633,6 @@ export class ReferenceModel {
       this.hook('q', l, q, pos);
       this.hook('k', l, k, pos);
       this.hook('v', l, v, pos);
-      const K = state.keys[l]!, Vc = state.values[l]!;
       K.push(roundKvRows(k, nkv, d, o.kvStorage));
       Vc.push(roundKvRows(v, nkv, d, o.kvStorage));
       const attn = new Float64Array(nh * d);
@@ -597,10 +665,6 @@ export class ReferenceModel {
       const f = L.dense ? this.swiglu(L.dense, m) : this.moe(L, m, l, pos);
       this.hook('ffn_out', l, f, pos);
       for (let i = 0; i < H; i++) x[i] = x[i]! + f[i]!;
-    });
-    state.pos++;
-    const h = this.norm(x, this.finalNorm);
-    this.hook('final_norm', -1, h, pos);
-    return matvec(this.lmHead, h, c.vocab);
+    }
   }
 }

@@ -1,0 +1,38 @@
+// Speculative decoding's policy (MTP drafts, spec §3): how many drafts a request proposes per round,
+// and when drafting stops paying. Exactness does not depend on it: verification accepts a draft only
+// where the target would have produced the same token (greedy) or drew it (sampling, point-mass
+// drafts: draw y from the target's processed distribution, accept while y equals the draft).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+namespace glm {
+
+struct SpeculationConfig {
+  // Drafts per round for requests that do not choose (0: the model does not run its MTP layer).
+  int64_t draft_tokens = 0;
+  // Steps with more generating requests than this draft nothing: a large batch already reads every
+  // weight once per step, so extra verification rows cost compute instead of riding on memory reads.
+  int64_t max_batch = 8;
+  // Per-draft acceptance below which a round costs more than it yields (break-even; measured with
+  // npm run bench:spec, README). A request below it after probe_rounds stops drafting.
+  double min_acceptance = 0.3;
+  int64_t probe_rounds = 8;
+  // The model stops running its MTP layer altogether (KV fill included) once this many rounds over
+  // all requests have stayed below break-even: its drafts are useless (e.g. random weights).
+  int64_t suspend_rounds = 48;
+};
+
+// Drafts a request asks for: its own choice, or the model's default.
+inline int64_t requested_drafts(const SpeculationConfig& c, int64_t requested) {
+  if (c.draft_tokens == 0) return 0;
+  return requested < 0 ? c.draft_tokens : requested;
+}
+
+// Whether drafting still pays after `rounds` rounds with `accepted` of `proposed` drafts taken.
+inline bool drafting_pays(const SpeculationConfig& c, int64_t rounds, int64_t proposed, int64_t accepted) {
+  if (rounds < c.probe_rounds || proposed == 0) return true;
+  return double(accepted) >= c.min_acceptance * double(proposed);
+}
+
+}  // namespace glm
