@@ -7,7 +7,7 @@ import cliProgress from 'cli-progress';
 import { fileURLToPath } from 'node:url';
 import { benchCommand } from '../bench/bench.js';
 import { InvalidParamError, toGlmError } from './errors.js';
-import { Model, type LoadProgress } from './model.js';
+import { Model, type GenerateResult, type LoadProgress } from './model.js';
 import { QUANT_TARGETS, quantizeCheckpoint, type QuantTarget } from './quantize.js';
 
 /** The embedded default model (models/tiny-default, trained by scripts/train-default-model). */
@@ -86,10 +86,13 @@ function interruptSignal(): AbortSignal {
   return controller.signal;
 }
 
-async function loadModel(dir: string | undefined, threads: number | undefined, signal: AbortSignal, prefetch = true): Promise<Model> {
+async function loadModel(dir: string | undefined, threads: number | undefined, signal: AbortSignal, prefetch = true,
+  speculative = true): Promise<Model> {
   const bar = progressBar();
   try {
-    return await Model.load(dir ?? DEFAULT_MODEL_DIR, { threads, signal, prefetch, onProgress: bar.onProgress });
+    return await Model.load(dir ?? DEFAULT_MODEL_DIR, {
+      threads, signal, prefetch, onProgress: bar.onProgress, ...(speculative ? {} : { speculative: false as const }),
+    });
   } finally {
     bar.stop();
   }
@@ -112,6 +115,18 @@ interface GenerateFlags {
   seed?: number;
   threads?: number;
   json?: boolean;
+  verbose?: boolean;
+  speculative?: boolean;
+}
+
+/** --verbose: what the run cost and how speculative decoding did, on stderr (stdout stays the answer). */
+function printVerbose(model: Model, r: { usage: GenerateResult['usage']; timings: GenerateResult['timings'] }): void {
+  const t = r.timings, u = r.usage;
+  const spec = model.info.speculative;
+  const rate = u.draftTokens > 0 ? `${((100 * u.acceptedDraftTokens) / u.draftTokens).toFixed(1)}%` : '-';
+  process.stderr.write(`\n[${u.promptTokens} prompt tokens (${u.cachedTokens} cached), ${u.completionTokens} generated; ` +
+    `prefill ${t.prefillTokensPerSecond.toFixed(0)} tok/s, decode ${t.decodeTokensPerSecond.toFixed(1)} tok/s; ` +
+    `speculative decoding: ${spec.draftTokens > 0 ? `${spec.draftTokens} draft/round, ${u.acceptedDraftTokens}/${u.draftTokens} drafts accepted (${rate})` : spec.reason}]\n`);
 }
 
 /** The prompt used when none is given: a short chat turn (token ids for a model without a tokenizer). */
@@ -129,7 +144,7 @@ async function generateAction(prompt: string | undefined, flags: GenerateFlags):
     if (textFlags.length > 0) throw new InvalidParamError(`--tokens cannot be combined with ${textFlags.join(', ')} (options of a text prompt)`);
   }
   const signal = interruptSignal();
-  const model = await loadModel(flags.model, flags.threads, signal);
+  const model = await loadModel(flags.model, flags.threads, signal, true, flags.speculative !== false);
   try {
     const info = model.info;
     const sampling = {
@@ -141,6 +156,7 @@ async function generateAction(prompt: string | undefined, flags: GenerateFlags):
     if (flags.tokens !== undefined || (prompt === undefined && !model.tokenizer && textFlags.length === 0)) {
       const result = await model.generate({ tokens: flags.tokens ?? defaultPrompt(info.eosTokenIds, info.vocabSize), ...sampling });
       process.stdout.write(flags.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.tokens.join(',')}\n`);
+      if (flags.verbose) printVerbose(model, result);
       return;
     }
     const text = prompt ?? DEFAULT_CHAT_PROMPT;
@@ -165,6 +181,7 @@ async function generateAction(prompt: string | undefined, flags: GenerateFlags):
     const result = await stream.result;
     if (flags.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else if (lastChannel !== undefined) process.stdout.write('\n');
+    if (flags.verbose) printVerbose(model, result);
     await session.dispose();
   } finally {
     await model.dispose();
@@ -223,7 +240,7 @@ export function buildProgram(): Command {
       "user turn through the model's chat template (--raw: completed as plain text); the model's reasoning " +
       '(<think>) streams to stderr, so stdout is the answer. With --tokens the command works on token ids ' +
       'instead: a comma-separated prompt of ids in, the generated ids out. Default model: the embedded tiny ' +
-      'model (random weights: its text is noise).')
+      'model (trained to chat about itself, add and subtract, and call tools; README).')
     .argument('[prompt]', `text prompt, sent as a user message (default: "${DEFAULT_CHAT_PROMPT}")`)
     .option('--model <dir>', 'checkpoint folder (default: the embedded tiny model)')
     .option('--raw', 'complete the prompt as raw text instead of a chat turn')
@@ -238,6 +255,8 @@ export function buildProgram(): Command {
     .option('--min-p <p>', 'drop tokens below p × the top probability, 0 = off (default)', parseFiniteNumber)
     .option('--seed <s>', 'sampler seed: the same seed and prompt give the same reply (default 0)', parseNonNegativeInt)
     .option('--threads <n>', 'CPU threads (default: available parallelism)', parseNonNegativeInt)
+    .option('--verbose', 'print token counts, speeds and speculative decoding (drafts accepted) to stderr when done')
+    .option('--no-speculative', "turn speculative decoding with the model's MTP layer off (the output is the same)")
     .option('--json', 'print the whole result as JSON when done instead of streaming (text, reasoning, toolCalls, ' +
       'tokens, finishReason, usage, timings; with --tokens: tokens, finishReason, usage, timings)')
     .action(generateAction);

@@ -59,7 +59,9 @@ describe('model.info', () => {
     const grown = model.info.memory.kvCacheBytes - before;
     // 300 tokens fill 19 pages of 16 positions of K|V rows (kv_heads·head_dim bf16 values each, per layer).
     expect(info.kvCache).toMatchObject({ type: 'bf16', pageTokens: 16, prefixCache: true });
-    const perToken = info.numLayers * 2 * info.numKeyValueHeads * info.headDim * 2;
+    // The MTP layer keeps its KV in the same pages when speculative decoding is on (default with one).
+    const kvLayers = info.numLayers + (info.speculative.draftTokens > 0 ? 1 : 0);
+    const perToken = kvLayers * 2 * info.numKeyValueHeads * info.headDim * 2;
     expect(info.kvCache.pageBytes).toBe(16 * perToken);
     expect(grown).toBe(19 * 16 * perToken);
     expect(info.memory.kvPoolBytes).toBe(info.kvCache.pages * info.kvCache.pageBytes);
@@ -161,7 +163,7 @@ describe('generation', () => {
     const r = await model.generate({ tokens: [1, 2, 3], maxTokens: 0 });
     expect(r.tokens).toEqual([]);
     expect(r.finishReason).toBe('length');
-    expect(r.usage).toEqual({ promptTokens: 3, cachedTokens: 0, completionTokens: 0, totalTokens: 3 });
+    expect(r.usage).toEqual({ promptTokens: 3, cachedTokens: 0, completionTokens: 0, totalTokens: 3, draftTokens: 0, acceptedDraftTokens: 0 });
   });
 
   it('stops at a stop token and includes it', async () => {
@@ -189,10 +191,16 @@ describe('generation', () => {
 
   it('reports usage and timings', async () => {
     const r = await model.generate({ tokens: promptTokens(11, 20, vocab), maxTokens: 5, stopTokens: [] });
-    expect(r.usage).toEqual({ promptTokens: 20, cachedTokens: 0, completionTokens: 5, totalTokens: 25 });
-    // The same prompt again: its first full KV page (16 positions) comes from the prefix cache.
+    expect(r.usage).toMatchObject({ promptTokens: 20, cachedTokens: 0, completionTokens: 5, totalTokens: 25 });
+    // Speculative decoding (on for this MTP fixture until its useless drafts suspend it): each round
+    // verifies one draft; 5 tokens take at most 4 rounds after the first token.
+    expect(r.usage.draftTokens).toBeLessThanOrEqual(4);
+    expect(r.usage.acceptedDraftTokens).toBeLessThanOrEqual(r.usage.draftTokens);
+    // The same prompt again: its first full KV page (16 positions) comes from the prefix cache, less
+    // the page's last position, computed again for the MTP layer's input (its hidden state).
+    const mtpActive = model.stats().speculative.active;
     const again = await model.generate({ tokens: promptTokens(11, 20, vocab), maxTokens: 5, stopTokens: [] });
-    expect(again.usage).toEqual({ promptTokens: 20, cachedTokens: 16, completionTokens: 5, totalTokens: 25 });
+    expect(again.usage).toMatchObject({ promptTokens: 20, cachedTokens: mtpActive ? 15 : 16, completionTokens: 5, totalTokens: 25 });
     expect(again.tokens).toEqual(r.tokens);
     expect(r.timings.prefillMs).toBeGreaterThan(0);
     expect(r.timings.decodeTokensPerSecond).toBeGreaterThan(0);

@@ -66,8 +66,8 @@ describe('glm-node generate --help', () => {
     const longs = generate.options.map((o) => o.long);
     // The options the action reads (GenerateFlags) are exactly these: none undocumented, none stale.
     expect(longs.sort()).toEqual([
-      '--json', '--max-tokens', '--min-p', '--model', '--no-thinking', '--raw', '--seed', '--stop', '--system',
-      '--temperature', '--threads', '--tokens', '--top-k', '--top-p',
+      '--json', '--max-tokens', '--min-p', '--model', '--no-speculative', '--no-thinking', '--raw', '--seed', '--stop', '--system',
+      '--temperature', '--threads', '--tokens', '--top-k', '--top-p', '--verbose',
     ]);
     for (const o of generate.options) {
       expect(o.description.length, o.flags).toBeGreaterThan(10);

@@ -255,7 +255,8 @@ describe('prefix cache', () => {
       const results: GenerateResult[] = [];
       for (const job of jobs) results.push(await greedy(colliding, job));
       results.forEach((r, i) => expect(r.tokens, `job ${i}`).toEqual(alone[i]));
-      expect(results.slice(3).map((r) => r.usage.cachedTokens)).toEqual([48, 48, 48]);
+      // 3 pages of 16, less the last position: computed again for the MTP layer (speculation is on).
+      expect(results.slice(3).map((r) => r.usage.cachedTokens)).toEqual([47, 47, 47]);
     } finally {
       await colliding.dispose();
     }
@@ -268,7 +269,7 @@ describe('prefix cache', () => {
       await greedy(small, { prompt: p1, maxTokens: 1 });
       await greedy(small, { prompt: p2, maxTokens: 1 });
       expect(small.stats().kvCache.pagesCached).toBe(6);
-      expect((await greedy(small, { prompt: p1, maxTokens: 1 })).usage.cachedTokens).toBe(48);  // p1 used last now
+      expect((await greedy(small, { prompt: p1, maxTokens: 1 })).usage.cachedTokens).toBe(47);  // p1 used last now (48 less the MTP's)
       await greedy(small, { prompt: p3, maxTokens: 1 });  // needs 7 pages: 5 free... then p2's go first
       expect(small.stats().kvCache.evictions).toBeGreaterThan(0);
       expect((await greedy(small, { prompt: p2, maxTokens: 1 })).usage.cachedTokens).toBe(0);
@@ -289,7 +290,7 @@ describe('prefix cache', () => {
       // One user computes the system prompt; the other 63 only their own tail (and the system
       // prompt's partial last page).
       expect(computed).toBeLessThan(2000 + 64 * 40);
-      expect(results.filter((r) => r.usage.cachedTokens >= 1984).length).toBe(63);
+      expect(results.filter((r) => r.usage.cachedTokens >= 1983).length).toBe(63);  // 124 pages less the MTP layer's position
     } finally {
       await m.dispose();
     }
