@@ -13,11 +13,12 @@ export const MAX_DRAFT_TOKENS = 8;
 export type SpeculativeLoadOptions = false | {
   /** Drafts per round (1..8, default 1: GLM's MTP layer was trained for one step). */
   draftTokens?: number;
-  /** Steps with more generating requests than this draft nothing (default 8). */
+  /** Steps with more generating requests than this draft nothing (default 1 on the CPU: measured). */
   maxBatch?: number;
   /**
    * Per-draft acceptance below which a request stops drafting after 8 rounds, and below which the
-   * model stops running its MTP layer after 48 rounds over all requests (default 0.3: break-even).
+   * model stops running its MTP layer once 8 rounds over all requests stay under it (default 0.3:
+   * break-even).
    */
   minAcceptance?: number;
 };

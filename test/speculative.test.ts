@@ -90,8 +90,9 @@ describe('exactness on the trained default model', () => {
   ].map((content) => [{ role: 'user' as const, content }]);
 
   beforeAll(async () => {
-    on = await Model.load(DEFAULT_MODEL, { threads: 2 });
-    on3 = await Model.load(DEFAULT_MODEL, { threads: 2, speculative: { draftTokens: 3 } });
+    // maxBatch 64: batched requests draft too (the CPU default drafts only alone, where it pays).
+    on = await Model.load(DEFAULT_MODEL, { threads: 2, speculative: { maxBatch: 64 } });
+    on3 = await Model.load(DEFAULT_MODEL, { threads: 2, speculative: { draftTokens: 3, maxBatch: 64 } });
     off = await Model.load(DEFAULT_MODEL, { threads: 2, speculative: false });
   }, 60_000);
   afterAll(async () => {
@@ -123,8 +124,12 @@ describe('exactness on the trained default model', () => {
 
   it('greedy: batched requests of different lengths give what they give alone', async () => {
     const expected = await Promise.all(chats.map((m, i) => off.generate(m, { temperature: 0, maxTokens: 20 + 15 * i })));
-    const got = await Promise.all(chats.map((m, i) => on.generate(m, { temperature: 0, maxTokens: 20 + 15 * i })));
-    got.forEach((g, i) => expect(g.tokens).toEqual(expected[i]!.tokens));
+    for (const model of [on, on3]) {
+      const before = model.stats().speculative.rounds;
+      const got = await Promise.all(chats.map((m, i) => model.generate(m, { temperature: 0, maxTokens: 20 + 15 * i })));
+      got.forEach((g, i) => expect(g.tokens).toEqual(expected[i]!.tokens));
+      expect(model.stats().speculative.rounds - before).toBeGreaterThan(50);  // verified in shared steps
+    }
   }, 120_000);
 
   it('maxTokens reached inside an accepted run, and stop strings that end inside one', async () => {
@@ -202,6 +207,33 @@ describe('exactness on the trained default model', () => {
       expect(results[1]!.next).toEqual(results[0]!.next);
     }
   }, 120_000);
+});
+
+describe('adaptive policy', () => {
+  it('useless drafts (random weights) stop after the probe rounds, and the model stops running its MTP layer', async () => {
+    const dir = await ensureFixture('glm45');
+    const on = await Model.load(dir, { threads: 2 });
+    const off = await Model.load(dir, { threads: 2, speculative: false });
+    try {
+      const prompt = promptTokens(9, 24, on.info.vocabSize);
+      const a = await on.generate({ tokens: prompt, maxTokens: 60, stopTokens: [] });
+      const b = await off.generate({ tokens: prompt, maxTokens: 60, stopTokens: [] });
+      expect(a.tokens).toEqual(b.tokens);
+      const st = on.stats().speculative;
+      expect(st.acceptanceRate).toBeLessThan(0.3);
+      // 8 probe rounds of one draft each, then no more drafts, and the MTP layer is off for good.
+      expect(a.usage.draftTokens).toBe(8);
+      expect(st.active).toBe(false);
+      const steps = st.mtpSteps;
+      const c = await on.generate({ tokens: prompt, maxTokens: 20, stopTokens: [] });
+      expect(c.usage.draftTokens).toBe(0);
+      expect(on.stats().speculative.mtpSteps).toBe(steps);
+      expect(c.tokens).toEqual(b.tokens.slice(0, 20));
+    } finally {
+      await on.dispose();
+      await off.dispose();
+    }
+  }, 60_000);
 });
 
 describe('KV rollback and the sampled distribution', () => {

@@ -13,14 +13,18 @@ struct SpeculationConfig {
   int64_t draft_tokens = 0;
   // Steps with more generating requests than this draft nothing: a large batch already reads every
   // weight once per step, so extra verification rows cost compute instead of riding on memory reads.
-  int64_t max_batch = 8;
+  // The CPU default (1) is what npm run bench:spec measured on the default model: at 2 streams k = 1
+  // was already slower than no drafts (README, "Speculative decoding").
+  int64_t max_batch = 1;
   // Per-draft acceptance below which a round costs more than it yields (break-even; measured with
   // npm run bench:spec, README). A request below it after probe_rounds stops drafting.
   double min_acceptance = 0.3;
   int64_t probe_rounds = 8;
   // The model stops running its MTP layer altogether (KV fill included) once this many rounds over
-  // all requests have stayed below break-even: its drafts are useless (e.g. random weights).
-  int64_t suspend_rounds = 48;
+  // all requests have stayed below break-even: its drafts are useless (e.g. random weights), and the
+  // fill alone costs one MoE layer per step. Judged as early as a request is: a model whose first
+  // rounds mislead it keeps its trunk's speed, losing only the drafts.
+  int64_t suspend_rounds = 8;
 };
 
 // Drafts a request asks for: its own choice, or the model's default.
