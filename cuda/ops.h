@@ -134,6 +134,14 @@ Status attention_prefill_mma(Stream stream, float* out, const float* q, const vo
 // Greedy selection: tokens[r] = argmax of logits[r, :vocab], ties to the lowest id, NaN never wins, -1
 // when every value is NaN (engine/sampler.cc argmax_token).
 Status argmax_tokens(Stream stream, int32_t* tokens, const float* logits, int64_t rows, int64_t vocab);
+
+// Speculative decoding's verification (engine/speculation.h accepted_drafts) for `requests` requests:
+// request r's verification rows are [row_begin[r], row_begin[r] + n_drafts[r]]; chosen[row] is the
+// target's token at each row (argmax_tokens / sample_tokens; -1 where selection failed) and
+// drafts[row_begin[r] + i] the draft fed after row i (i < n_drafts[r]). Writes accepted[r] (drafts
+// accepted) and next[r] = chosen[row_begin[r] + accepted[r]] (the correction, or the bonus token).
+Status verify_drafts(Stream stream, int32_t* accepted, int32_t* next, const int32_t* chosen, const int32_t* drafts,
+                     const int32_t* row_begin, const int32_t* n_drafts, int64_t requests);
 // Sampled selection (cuda/sample_tokens.cu): engine/sampler.cc's choose_token after penalize_logit, per row.
 struct SampleParams {
   double temperature = 0;         // 0 = greedy (argmax_tokens' rule on the penalised logits)

@@ -39,4 +39,14 @@ inline bool drafting_pays(const SpeculationConfig& c, int64_t rounds, int64_t pr
   return double(accepted) >= c.min_acceptance * double(proposed);
 }
 
+// Verification of one request's drafts from the target's chosen token at every row: drafts[i] was fed
+// after row i, so it is accepted while it equals chosen[i] (a token, not -1 for a failed selection).
+// Returns the accepted count m in [0, n]; the round emits chosen[0..m] (the last a correction or bonus).
+// The rule the CPU scheduler applies token by token and cuda/verify_drafts.cu for a whole batch.
+inline int64_t accepted_drafts(const int32_t* chosen, const int32_t* drafts, int64_t n) {
+  int64_t m = 0;
+  while (m < n && chosen[m] >= 0 && chosen[m] == drafts[m]) ++m;
+  return m;
+}
+
 }  // namespace glm
