@@ -189,7 +189,17 @@ export function createServer(model: Model, options?: ServerOptions): GlmServer {
     const deadline = performance.now() + graceMs;
     while (ctx.running.size > 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const c of ctx.running) c.abort(new Error('the server is shutting down'));
-    await app.close();
+    // Aborted streams still write their error event: wait for those responses to end, so that
+    // Fastify's close finds their keep-alive connections idle and closes them instead of waiting
+    // for the clients to hang up.
+    const ends = performance.now() + 5_000;
+    while (ctx.metrics.inFlight > 0 && performance.now() < ends) await new Promise((r) => setTimeout(r, 10));
+    const force = setTimeout(() => app.server.closeAllConnections(), 1_000);
+    try {
+      await app.close();
+    } finally {
+      clearTimeout(force);
+    }
     if (o.disposeModelOnClose === true) await model.dispose();
   };
 
