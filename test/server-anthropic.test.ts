@@ -93,6 +93,17 @@ describe('@anthropic-ai/sdk: messages', () => {
     expect(final.usage.output_tokens).toBe(whole.usage.output_tokens);
   });
 
+  it('sampled with a seed (this server\'s extension field): streamed equals non-streamed equals in process', async () => {
+    const ref = await s.model.generate(chat, { temperature: 0.9, seed: 42, maxTokens: 120, thinking: true });
+    const body = { model: 'c', max_tokens: 120, temperature: 0.9, seed: 42, thinking: { type: 'enabled', budget_tokens: 60 }, messages: [{ role: 'user', content: question }] };
+    const whole = await client.messages.create(body as Anthropic.MessageCreateParamsNonStreaming);
+    const streamed = await client.messages.stream(body as Anthropic.MessageCreateParamsStreaming).finalMessage();
+    const texts = (m: Anthropic.Message) => m.content.map((b) => (b.type === 'thinking' ? b.thinking : b.type === 'text' ? b.text : ''));
+    expect(texts(whole)).toEqual([ref.reasoning, ...(ref.text ? [ref.text] : [])]);
+    expect(texts(streamed)).toEqual(texts(whole));
+    expect(streamed.usage.output_tokens).toBe(ref.tokens.length);
+  });
+
   it('a tool round trip: tool_use with parsed input, then an answer quoting the tool_result; signatures sent back are accepted', async () => {
     const city = CITIES.train[2]!;
     const user: Anthropic.MessageParam = { role: 'user', content: `What is the weather in ${city}?` };

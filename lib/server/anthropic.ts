@@ -202,7 +202,9 @@ function parse(body: unknown, ctx: ServerContext, limits: RequestLimits): Parsed
   options.thinking = thinkingOf(b.thinking, maxTokens);
   const tools = anthropicTools(b, limits);
   if (tools.length > 0) options.tools = tools;
-  options.seed = randomInt(0, 2 ** 47);
+  // Anthropic's API has no seed; this server takes one (an extension) so sampled answers can be reproduced.
+  const seed = optInteger(b.seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
+  options.seed = seed ?? randomInt(0, 2 ** 47);
   const stream = optBool(b.stream, 'stream') === true;
   const model = optString(b.model, 'model') || ctx.modelName;
   return { messages, options, maxTokens, stream, model };
