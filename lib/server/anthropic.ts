@@ -248,7 +248,7 @@ export async function messages(ctx: ServerContext, settings: RouteSettings, req:
     return { id, type: 'message', role: 'assistant', model: p.model, content, ...stopOf(r), usage: usageOf(r) };
   }
 
-  const sse = new SseWriter(reply.raw);
+  const sse = new SseWriter(reply.raw, () => ctx.metrics.backpressure());
   const event = (type: string, data: Record<string, unknown>) => sse.send(JSON.stringify({ type, ...data }), type);
   let index = -1;
   let open: { type: 'thinking' | 'text'; text: string } | undefined;

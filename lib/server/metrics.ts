@@ -42,6 +42,7 @@ export class ServerMetrics {
   #inFlight = 0;
   #disconnects = 0;
   #rejectedFull = 0;
+  #backpressure = 0;
 
   requestStarted(): void { this.#inFlight++; }
   requestEnded(route: string, status: number): void {
@@ -52,6 +53,7 @@ export class ServerMetrics {
   get inFlight(): number { return this.#inFlight; }
   clientDisconnected(): void { this.#disconnects++; }
   queueFull(): void { this.#rejectedFull++; }
+  backpressure(): void { this.#backpressure++; }
   timeToFirstToken(seconds: number): void { this.#ttft.observe(seconds); }
   interToken(seconds: number): void { this.#itl.observe(seconds); }
   generationDone(seconds: number, usage: { promptTokens: number; cachedTokens: number; completionTokens: number }): void {
@@ -75,6 +77,7 @@ export class ServerMetrics {
     metric('glm_http_requests_in_flight', 'gauge', 'HTTP requests being answered now.', this.#inFlight);
     metric('glm_http_client_disconnects_total', 'counter', 'Generations aborted because the client went away.', this.#disconnects);
     metric('glm_http_queue_full_total', 'counter', 'Requests refused with 429/529 because the model queue was full.', this.#rejectedFull);
+    metric('glm_http_stream_backpressure_waits_total', 'counter', 'Stream writes that waited for a slow client to drain its socket.', this.#backpressure);
     metric('glm_http_prompt_tokens_total', 'counter', 'Prompt tokens of finished HTTP generations (cached ones included).', this.#promptTokens);
     metric('glm_http_cached_prompt_tokens_total', 'counter', 'Prompt tokens served from the prefix cache.', this.#cachedTokens);
     metric('glm_http_completion_tokens_total', 'counter', 'Tokens generated for HTTP requests.', this.#completionTokens);

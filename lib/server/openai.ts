@@ -232,7 +232,7 @@ export async function chatCompletions(ctx: ServerContext, settings: RouteSetting
     };
   }
 
-  const sse = new SseWriter(reply.raw);
+  const sse = new SseWriter(reply.raw, () => ctx.metrics.backpressure());
   let toolIndex = 0;
   const frame = (delta: Record<string, unknown>, finish: string | null = null, extra: Record<string, unknown> = {}) => JSON.stringify({
     id, object: 'chat.completion.chunk', created, model: p.model,
@@ -302,7 +302,7 @@ export async function completions(ctx: ServerContext, settings: RouteSettings, r
       usage: usageOf(r),
     };
   }
-  const sse = new SseWriter(reply.raw);
+  const sse = new SseWriter(reply.raw, () => ctx.metrics.backpressure());
   const frame = (text: string, finish: string | null = null) => JSON.stringify({
     id, object: 'text_completion', created, model, choices: [{ index: 0, text, logprobs: null, finish_reason: finish }],
     ...(includeUsage ? { usage: null } : {}),

@@ -10,8 +10,12 @@ export class SseWriter {
   #closed = false;
   #lastWrite = 0;
 
-  constructor(res: ServerResponse) {
+  readonly #onBackpressure: (() => void) | undefined;
+
+  /** `onBackpressure` is told each time a write has to wait for the socket to drain. */
+  constructor(res: ServerResponse, onBackpressure?: () => void) {
     this.#res = res;
+    this.#onBackpressure = onBackpressure;
     res.once('close', () => { this.#closed = true; });
   }
 
@@ -38,7 +42,6 @@ export class SseWriter {
       ...headers,
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
-      connection: 'keep-alive',
       'x-accel-buffering': 'no',
     });
     this.#res.flushHeaders();
@@ -59,6 +62,7 @@ export class SseWriter {
     if (this.closed) return;
     this.#lastWrite = performance.now();
     if (this.#res.write(frame)) return;
+    this.#onBackpressure?.();
     await new Promise<void>((resolve) => {
       const done = () => {
         this.#res.off('drain', done);
