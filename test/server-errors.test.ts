@@ -71,6 +71,10 @@ describe('bad input: a clear 4xx, then the next request is served', () => {
     // A prompt longer than the model's 2048-token context.
     await expectOpenAiError({ messages: [{ role: 'user', content: 'word '.repeat(4000) }] }, 400, /context/);
     await expectOpenAiError({ prompt: 7 }, 400, /prompt must be a non-empty string/, '/v1/completions');
+    // Nesting deep enough to overflow a recursive walk (JSON.stringify of the tools) is refused first.
+    const deep = `{"type":"object","properties":{"a":${'{"type":"array","items":'.repeat(9_000)}{}${'}'.repeat(9_000)}}}`;
+    await expectOpenAiError(`{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":${deep}}}]}`,
+      400, /nested deeper than 64 levels/);
     const text = await fetch(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { ...auth, 'content-type': 'text/plain' }, body: 'hi' });
     expect(text.status).toBe(400);
     expect(await text.json()).toMatchObject({ error: { message: 'body must be an object, got a string' } });

@@ -10,7 +10,7 @@ import { checkInteger, checkKnownKeys, checkObject, describe } from '../options.
 import { countTokens, messages } from './anthropic.js';
 import { ApiKeyCheck } from './auth.js';
 import { errorBody, HttpError, toHttpError, wireStatus, type Dialect } from './errors.js';
-import { DEFAULT_LIMITS, type RequestLimits } from './limits.js';
+import { DEFAULT_LIMITS, checkDepth, type RequestLimits } from './limits.js';
 import { ServerMetrics } from './metrics.js';
 import { chatCompletions, completions, type RouteSettings } from './openai.js';
 import type { ServerContext } from './run.js';
@@ -134,6 +134,10 @@ export function createServer(model: Model, options?: ServerOptions): GlmServer {
         ? 'missing API key: send it as x-api-key or Authorization: Bearer'
         : 'invalid API key');
     }
+  });
+
+  app.addHook('preHandler', async (req) => {
+    if (req.body !== undefined) checkDepth(req.body);
   });
 
   app.setErrorHandler((error, req, reply) => {

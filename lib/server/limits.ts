@@ -108,3 +108,21 @@ export function checkToolName(name: unknown, where: string): string {
   }
   return name;
 }
+
+/** Deepest nesting a request body may have (the library's own bound on chat and tool JSON). */
+export const MAX_BODY_DEPTH = 64;
+
+/**
+ * Rejects bodies nested deeper than MAX_BODY_DEPTH before anything recursive (JSON.stringify, the
+ * template's input copy) walks them: a 32 MiB body of brackets would otherwise overflow the stack.
+ * Iterative, so the check itself cannot.
+ */
+export function checkDepth(body: unknown): void {
+  const stack: [unknown, number][] = [[body, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth >= MAX_BODY_DEPTH) throw badRequest(`the request body is nested deeper than ${MAX_BODY_DEPTH} levels`);
+    for (const x of Array.isArray(v) ? v : Object.values(v)) if (typeof x === 'object' && x !== null) stack.push([x, depth + 1]);
+  }
+}
