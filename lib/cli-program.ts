@@ -248,13 +248,19 @@ interface ServeFlags {
 async function serveAction(flags: ServeFlags): Promise<void> {
   // The key may come from the environment so it stays out of `ps` listings and shell history.
   const apiKey = flags.apiKey ?? (process.env.GLM_NODE_API_KEY || undefined);
-  const model = await Model.load(flags.model ?? DEFAULT_MODEL_DIR, {
-    threads: flags.threads,
-    ...(flags.maxConcurrent !== undefined ? { maxConcurrentRequests: flags.maxConcurrent } : {}),
-    ...(flags.maxQueued !== undefined ? { maxQueuedRequests: flags.maxQueued } : {}),
-    ...(flags.kvCacheTokens !== undefined ? { kvCacheSize: { tokens: flags.kvCacheTokens } } : {}),
-    onProgress: progressBar().onProgress,
-  });
+  const bar = progressBar();
+  let model: Model;
+  try {
+    model = await Model.load(flags.model ?? DEFAULT_MODEL_DIR, {
+      threads: flags.threads,
+      ...(flags.maxConcurrent !== undefined ? { maxConcurrentRequests: flags.maxConcurrent } : {}),
+      ...(flags.maxQueued !== undefined ? { maxQueuedRequests: flags.maxQueued } : {}),
+      ...(flags.kvCacheTokens !== undefined ? { kvCacheSize: { tokens: flags.kvCacheTokens } } : {}),
+      onProgress: bar.onProgress,
+    });
+  } finally {
+    bar.stop();
+  }
   let server;
   try {
     server = createServer(model, {
@@ -269,7 +275,13 @@ async function serveAction(flags: ServeFlags): Promise<void> {
     await model.dispose();
     throw error;
   }
-  const url = await server.listen({ host: flags.host, port: flags.port });
+  let url: string;
+  try {
+    url = await server.listen({ host: flags.host, port: flags.port });
+  } catch (error) {
+    await server.close();  // disposes the model
+    throw error;
+  }
   process.stderr.write(`glm-node serving ${model.path} at ${url} (OpenAI: ${url}/v1, Anthropic: ANTHROPIC_BASE_URL=${url})${apiKey ? ', API key required' : ''}\n`);
   // SIGINT/SIGTERM: graceful shutdown (finish or abort in-flight requests, dispose the model); a second signal exits now.
   await new Promise<void>((resolve) => {

@@ -172,16 +172,16 @@ export function createServer(model: Model, options?: ServerOptions): GlmServer {
     return reply.type('text/plain; version=0.0.4; charset=utf-8').send(ctx.metrics.render(stats));
   });
   const created = Math.floor(Date.now() / 1000);
-  const modelEntry = (anthropic: boolean) => anthropic
-    ? { type: 'model', id: ctx.modelName, display_name: ctx.modelName, created_at: new Date(created * 1000).toISOString() }
-    : { id: ctx.modelName, object: 'model', created, owned_by: 'glm-node' };
+  const modelEntry = (id: string, anthropic: boolean) => anthropic
+    ? { type: 'model', id, display_name: id, created_at: new Date(created * 1000).toISOString() }
+    : { id, object: 'model', created, owned_by: 'glm-node' };
   app.get('/v1/models', async (req) => {
     const anthropic = req.headers['anthropic-version'] !== undefined;
-    const data = [modelEntry(anthropic)];
+    const data = [modelEntry(ctx.modelName, anthropic)];
     return anthropic ? { data, has_more: false, first_id: ctx.modelName, last_id: ctx.modelName } : { object: 'list', data };
   });
-  // Any model id maps to the loaded model (clients ask for names such as claude-sonnet-4-5).
-  app.get('/v1/models/:id', async (req) => modelEntry(req.headers['anthropic-version'] !== undefined));
+  // Any model id maps to the loaded model (clients ask for names such as claude-sonnet-4-5), so every id exists.
+  app.get<{ Params: { id: string } }>('/v1/models/:id', async (req) => modelEntry(req.params.id, req.headers['anthropic-version'] !== undefined));
   app.post('/v1/chat/completions', (req, reply) => chatCompletions(ctx, settings, req, reply, receivedAt(reply)));
   app.post('/v1/completions', (req, reply) => completions(ctx, settings, req, reply, receivedAt(reply)));
   app.post('/v1/messages', (req, reply) => messages(ctx, settings, req, reply, receivedAt(reply)));
@@ -212,7 +212,16 @@ export function createServer(model: Model, options?: ServerOptions): GlmServer {
     async listen(opts = {}) {
       const host = opts.host ?? '127.0.0.1';
       const port = opts.port === undefined ? 8080 : checkInteger('port', opts.port, 0, 65535);
-      await app.listen({ host, port });
+      try {
+        await app.listen({ host, port });
+      } catch (error) {
+        // The address is the caller's choice: a taken or forbidden one is a parameter problem, not an internal one.
+        const code = (error as { code?: unknown }).code;
+        if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') {
+          throw new InvalidParamError(`cannot listen on ${host}:${port}: ${(error as Error).message}`, { cause: error });
+        }
+        throw error;
+      }
       const addr = app.server.address();
       const p = typeof addr === 'object' && addr ? addr.port : port;
       return `http://${host.includes(':') ? `[${host}]` : host}:${p}`;

@@ -281,8 +281,9 @@ export async function completions(ctx: ServerContext, settings: RouteSettings, r
   if (b.suffix !== undefined && b.suffix !== null) throw badRequest('suffix is not supported', 'suffix');
   if (optBool(b.echo, 'echo') === true) throw badRequest('echo is not supported', 'echo');
   const options: Omit<TextGenerateOptions, 'signal' | 'onChunk'> = samplingOf(b);
-  const lp = optInteger(b.logprobs, 'logprobs', 0, 5);
-  if (lp !== undefined) options.logprobs = lp;
+  if (b.logprobs !== undefined && b.logprobs !== null) {
+    throw badRequest('logprobs is not supported on /v1/completions; /v1/chat/completions has them', 'logprobs');
+  }
   // OpenAI's default for this endpoint is 16 tokens.
   const maxTokens = checkMaxTokens(b.max_tokens, 'max_tokens', settings.limits, false) ?? 16;
   const stream = optBool(b.stream, 'stream') === true;
