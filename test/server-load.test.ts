@@ -64,7 +64,11 @@ describe('64 concurrent streaming clients', () => {
     const N = 64;
     const jobs = Array.from({ length: N }, (_, i) => {
       const messages: ChatMessage[] = [{ role: 'user', content: `What is ${10 + i} + ${30 + ((i * 7) % 50)}?` }];
-      return { i, messages, seed: 1000 + i, anthropic: i % 2 === 1, hangUp: i % 4 === 3 ? 3 + (i % 5) : undefined };
+      // Hang-ups: 8 OpenAI clients whose answers run long (ignore_eos, 2000 tokens), so they surely
+      // leave mid-generation, and 8 Anthropic clients with ordinary answers, which may already be
+      // complete on the server when the client (behind in its reading) leaves.
+      const hangUp = i % 8 === 2 || i % 8 === 7 ? 3 + (i % 5) : undefined;
+      return { i, messages, seed: 1000 + i, anthropic: i % 2 === 1, hangUp, long: i % 8 === 2 };
     });
     const MAX = 60;
     // The references, computed in process (concurrently: batching does not change a request's tokens on the CPU).
@@ -76,7 +80,8 @@ describe('64 concurrent streaming clients', () => {
     const outcomes = await Promise.all(jobs.map((j) => j.anthropic
       ? client(`${s.url}/v1/messages`, { model: 'c', max_tokens: MAX, temperature: 0.8, seed: j.seed, thinking: { type: 'enabled', budget_tokens: 30 }, stream: true,
         messages: j.messages, metadata: { user_id: String(j.i) } }, true, j.hangUp)
-      : client(`${s.url}/v1/chat/completions`, { model: 'x', max_tokens: MAX, temperature: 0.8, seed: j.seed, stream: true, messages: j.messages }, false, j.hangUp)));
+      : client(`${s.url}/v1/chat/completions`, { model: 'x', max_tokens: j.long ? 2000 : MAX, ...(j.long ? { ignore_eos: true } : {}),
+        temperature: 0.8, seed: j.seed, stream: true, messages: j.messages }, false, j.hangUp)));
 
     let completed = 0;
     for (const j of jobs) {
@@ -102,12 +107,15 @@ describe('64 concurrent streaming clients', () => {
     while (!settled() && performance.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
     expect(s.model.stats().kvCache.pagesUsed).toBe(base.kvCache.pagesUsed);
     expect(s.model.stats().running).toBe(0);
-    expect(await metric('glm_http_client_disconnects_total')).toBe(disconnectsBefore + 16);
+    const disconnects = await metric('glm_http_client_disconnects_total') - disconnectsBefore;
+    expect(disconnects).toBeGreaterThanOrEqual(8);
+    expect(disconnects).toBeLessThanOrEqual(16);
     const after = s.model.stats();
-    // Every request is accounted for, and each hang-up aborted its generation (they hang up after a
-    // few events of a 60-token answer, long before it ends).
+    // Every request is accounted for; at least the long ones were aborted by their hang-up (a 2000-token
+    // answer cannot have finished), and no generation failed without a hang-up.
     expect(after.requestsFinished + after.requestsFailed - (base.requestsFinished + base.requestsFailed)).toBe(N);
-    expect(after.requestsFailed - base.requestsFailed).toBe(16);
+    expect(after.requestsFailed - base.requestsFailed).toBeGreaterThanOrEqual(8);
+    expect(after.requestsFailed - base.requestsFailed).toBeLessThanOrEqual(disconnects);
 
     const res = await fetch(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ messages: jobs[0]!.messages, seed: jobs[0]!.seed, temperature: 0.8, max_tokens: MAX }) });

@@ -104,8 +104,9 @@ describe('streams over a socket', () => {
     const first = await postJson(`${s.url}/v1/chat/completions`, { messages: user, max_tokens: 800, ignore_eos: true, stream: true });
     const t0 = performance.now();
     const second = await postJson(`${s.url}/v1/messages`, { max_tokens: 20, messages: user, stream: true });
-    // Committed after streamCommitMs although it has produced nothing yet.
-    expect(performance.now() - t0).toBeLessThan(600);
+    // Committed after streamCommitMs although it has produced nothing yet (the pings below prove it;
+    // this bound only catches a commit that waited for the first request to end).
+    expect(performance.now() - t0).toBeLessThan(5000);
     expect(second.status).toBe(200);
     const events = await readSse(second);
     const names = events.map((e) => e.event);
