@@ -125,7 +125,11 @@ export function createServer(model: Model, options?: ServerOptions): GlmServer {
       // A response that never finished was cut off by the client (nginx's 499).
       const status = reply.raw.writableFinished ? reply.raw.statusCode : 499;
       ctx.metrics.requestEnded(req.routeOptions.url ?? 'unmatched', status);
-      log?.(`${new Date().toISOString()} ${req.id} ${req.ip} ${req.method} ${req.url} ${status} ${(performance.now() - started).toFixed(1)}ms`);
+      try {
+        log?.(`${new Date().toISOString()} ${req.id} ${req.ip} ${req.method} ${req.url} ${status} ${(performance.now() - started).toFixed(1)}ms`);
+      } catch {
+        // A throwing logger must not take the process down from inside an event handler.
+      }
     });
     if (closing) throw new HttpError(503, 'the server is shutting down', { code: 'SHUTTING_DOWN', retryAfter: 5 });
     if (cors && req.method === 'OPTIONS') return;  // a preflight carries no key
