@@ -119,6 +119,30 @@ describe('streams over a socket', () => {
     await first.text();
   }, 60_000);
 
+  it('/metrics is valid Prometheus text: every sample of a declared metric, counters counting what was served', async () => {
+    const before = await (await fetch(`${s.url}/metrics`)).text();
+    const value = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)![1]);
+    const r = await postJson(`${s.url}/v1/chat/completions`, { messages: [{ role: 'user', content: 'Hi' }], max_tokens: 5, temperature: 0 });
+    const usage = (await r.json() as { usage: { prompt_tokens: number; completion_tokens: number } }).usage;
+    const res = await fetch(`${s.url}/metrics`);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    const declared = new Map<string, string>();
+    for (const line of text.trimEnd().split('\n')) {
+      const type = /^# TYPE (\w+) (counter|gauge|histogram|summary)$/.exec(line);
+      if (type) { declared.set(type[1]!, type[2]!); continue; }
+      if (line.startsWith('# HELP ')) continue;
+      const m = /^(\w+)(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? (-?[0-9.e+-]+|NaN|\+Inf)$/.exec(line);
+      expect(m, line).not.toBeNull();
+      const base = m![1]!.replace(/_(bucket|sum|count)$/, '');
+      expect(declared.has(m![1]!) || declared.get(base) === 'histogram', line).toBe(true);
+    }
+    expect(value(text, 'glm_http_prompt_tokens_total') - value(before, 'glm_http_prompt_tokens_total')).toBe(usage.prompt_tokens);
+    expect(value(text, 'glm_http_completion_tokens_total') - value(before, 'glm_http_completion_tokens_total')).toBe(usage.completion_tokens);
+    expect(text).toMatch(/^glm_http_requests_total\{route="\/v1\/chat\/completions",status="200"\} \d+$/m);
+    expect(value(text, 'glm_kv_pages_total')).toBeGreaterThan(0);
+  });
+
   it('sends no CORS headers unless enabled; enabled, it answers preflights', async () => {
     const plain = await fetch(`${s.url}/v1/models`, { headers: { origin: 'http://evil.example' } });
     expect(plain.headers.get('access-control-allow-origin')).toBeNull();
