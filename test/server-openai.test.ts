@@ -196,6 +196,14 @@ describe('AI SDK (@ai-sdk/openai-compatible)', () => {
     expect((await st.usage).outputTokens).toBe(ref.tokens.length);
   });
 
+  it('thinking off through providerOptions (chat_template_kwargs): no reasoning, the in-process answer without thinking', async () => {
+    const ref = await reference(ARITHMETIC, { seed: 0, temperature: 0, maxTokens: 60, thinking: false });
+    const r = await generateText({ model: provider()('tiny'), prompt: 'What is 47 + 38?', temperature: 0, maxOutputTokens: 60, maxRetries: 0,
+      providerOptions: { glm: { chat_template_kwargs: { enable_thinking: false } } } });
+    expect(r.reasoningText ?? '').toBe('');
+    expect(r.text).toBe(ref.text);
+  });
+
   it('a tool call comes back as a typed tool call with parsed input', async () => {
     const city = CITIES.train[1]!;
     const r = await generateText({
