@@ -9,6 +9,7 @@ import { benchCommand } from '../bench/bench.js';
 import { InvalidParamError, toGlmError } from './errors.js';
 import { Model, type GenerateResult, type LoadProgress } from './model.js';
 import { QUANT_TARGETS, quantizeCheckpoint, type QuantTarget } from './quantize.js';
+import { createServer } from './server/index.js';
 
 /** The embedded default model (models/tiny-default, trained by scripts/train-default-model). */
 export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/tiny-default', import.meta.url));
@@ -229,6 +230,75 @@ async function quantizeAction(input: string, output: string, opts: { to: QuantTa
   for (const l of result.layers) process.stdout.write(`  ${l.layer.padEnd(18)} ${l.relRms.toExponential(3)}  (${l.quantizedTensors} tensors)\n`);
 }
 
+interface ServeFlags {
+  model?: string;
+  host: string;
+  port: number;
+  apiKey?: string;
+  modelName?: string;
+  cors?: boolean | string;
+  threads?: number;
+  maxConcurrent?: number;
+  maxQueued?: number;
+  kvCacheTokens?: number;
+  bodyLimit?: number;
+  accessLog: boolean;
+}
+
+async function serveAction(flags: ServeFlags): Promise<void> {
+  // The key may come from the environment so it stays out of `ps` listings and shell history.
+  const apiKey = flags.apiKey ?? (process.env.GLM_NODE_API_KEY || undefined);
+  const bar = progressBar();
+  let model: Model;
+  try {
+    model = await Model.load(flags.model ?? DEFAULT_MODEL_DIR, {
+      threads: flags.threads,
+      ...(flags.maxConcurrent !== undefined ? { maxConcurrentRequests: flags.maxConcurrent } : {}),
+      ...(flags.maxQueued !== undefined ? { maxQueuedRequests: flags.maxQueued } : {}),
+      ...(flags.kvCacheTokens !== undefined ? { kvCacheSize: { tokens: flags.kvCacheTokens } } : {}),
+      onProgress: bar.onProgress,
+    });
+  } finally {
+    bar.stop();
+  }
+  let server;
+  try {
+    server = createServer(model, {
+      ...(apiKey !== undefined ? { apiKey } : {}),
+      ...(flags.modelName !== undefined ? { modelName: flags.modelName } : {}),
+      ...(flags.cors !== undefined ? { cors: flags.cors } : {}),
+      ...(flags.bodyLimit !== undefined ? { limits: { bodyBytes: flags.bodyLimit } } : {}),
+      ...(flags.accessLog ? { log: (line: string) => process.stderr.write(`${line}\n`) } : {}),
+      disposeModelOnClose: true,
+    });
+  } catch (error) {
+    await model.dispose();
+    throw error;
+  }
+  let url: string;
+  try {
+    url = await server.listen({ host: flags.host, port: flags.port });
+  } catch (error) {
+    await server.close();  // disposes the model
+    throw error;
+  }
+  process.stderr.write(`glm-node serving ${model.path} at ${url} (OpenAI: ${url}/v1, Anthropic: ANTHROPIC_BASE_URL=${url})${apiKey ? ', API key required' : ''}\n`);
+  // SIGINT/SIGTERM: graceful shutdown (finish or abort in-flight requests, dispose the model); a second signal exits now.
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.stderr.write('shutting down\n');
+      process.once('SIGINT', () => process.exit(130));
+      process.once('SIGTERM', () => process.exit(143));
+      server.close().then(resolve, (e: unknown) => {
+        process.stderr.write(`error during shutdown: ${String(e)}\n`);
+        resolve();
+      });
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}
+
 export function buildProgram(): Command {
   const program = new Command('glm-node')
     .description('Run GLM-4.5-family MoE models from the command line');
@@ -277,6 +347,25 @@ export function buildProgram(): Command {
     })
     .option('--experts-only', 'quantize only the routed experts (mxfp4 always does)')
     .action(quantizeAction);
+
+  program.command('serve')
+    .summary('serve the model over HTTP: OpenAI- and Anthropic-compatible APIs')
+    .description('serve a model over HTTP: OpenAI /v1/chat/completions, /v1/completions, /v1/models; Anthropic /v1/messages, ' +
+      '/v1/messages/count_tokens (point Claude Code at it with ANTHROPIC_BASE_URL); /health, /metrics (Prometheus). ' +
+      'Binds to 127.0.0.1 unless --host says otherwise; SIGINT/SIGTERM shut it down gracefully.')
+    .option('--model <dir>', 'checkpoint folder (default: the embedded tiny model)')
+    .option('--host <addr>', 'address to bind (0.0.0.0: every interface)', '127.0.0.1')
+    .option('--port <n>', 'port (0: any free one)', parseNonNegativeInt, 8080)
+    .option('--api-key <key>', 'require this key (x-api-key or Authorization: Bearer) on every endpoint but /health (default: $GLM_NODE_API_KEY, else none)')
+    .option('--model-name <id>', 'model id listed by /v1/models (default: the folder name; any requested name is served by this model)')
+    .option('--cors [origin]', 'send CORS headers for this origin (no value: any origin); default none')
+    .option('--threads <n>', 'CPU threads (default: available parallelism)', parseNonNegativeInt)
+    .option('--max-concurrent <n>', 'requests computing at once (default 64)', parseNonNegativeInt)
+    .option('--max-queued <n>', 'requests waiting beyond those before 429/529 (default 1024)', parseNonNegativeInt)
+    .option('--kv-cache-tokens <n>', 'KV pool size in positions across all requests (default: see README)', parseNonNegativeInt)
+    .option('--body-limit <bytes>', 'largest request body (default 33554432)', parseNonNegativeInt)
+    .option('--no-access-log', 'no per-request log line on stderr')
+    .action(serveAction);
 
   program.addCommand(benchCommand());
 

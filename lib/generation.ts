@@ -55,6 +55,11 @@ export interface GenerationTarget {
 /** A running generation: an async iterable of chunks whose `result` promise settles at the end. */
 export class Generation implements AsyncIterable<StreamChunk> {
   readonly result: Promise<TextGenerateResult>;
+  /**
+   * Tokens in the rendered prompt, known before the first output (an HTTP server reports it at the
+   * start of a stream); the same number as the result's usage.promptTokens.
+   */
+  readonly promptTokens: number;
   readonly #queue: StreamChunk[] = [];
   #waiting: ((r: IteratorResult<StreamChunk>) => void) | undefined;
   #failWaiting: ((e: unknown) => void) | undefined;
@@ -64,6 +69,7 @@ export class Generation implements AsyncIterable<StreamChunk> {
   #iterated = false;
 
   constructor(target: GenerationTarget, prompt: Int32Array, opts: ResolvedGenerateOptions, reusePrefix: boolean) {
+    this.promptTokens = prompt.length;
     this.result = this.#run(target, prompt, opts, reusePrefix);
     // The result promise is also observed through the iterator; never leave it unhandled.
     this.result.catch(() => undefined);

@@ -28,3 +28,5 @@ export type {
 export type SessionOptions = NonNullable<Parameters<Model['createSession']>[0]>;
 /** Options of model.evaluateBatch. */
 export type EvaluateBatchOptions = NonNullable<Parameters<Model['evaluateBatch']>[1]>;
+export { createServer, stripBillingHeader } from './server/index.js';
+export type { GlmServer, ServerOptions, RequestLimits } from './server/index.js';

@@ -32,7 +32,7 @@ describe('glm-node --help', () => {
   test('lists every command with a summary; generate is the text command', async () => {
     const { code, stdout } = await run(['--help']);
     expect(code).toBe(0);
-    expect(program.commands.map((c) => c.name()).sort()).toEqual(['bench', 'generate', 'info', 'quantize']);
+    expect(program.commands.map((c) => c.name()).sort()).toEqual(['bench', 'generate', 'info', 'quantize', 'serve']);
     const flat = unwrap(stdout);
     for (const c of program.commands) {
       expect(flat).toContain(c.name());

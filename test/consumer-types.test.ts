@@ -60,6 +60,10 @@ describe('a consumer project importing from glm-node', () => {
     mkdirSync(path.join(tmp, 'node_modules'));
     symlinkSync(REPO_ROOT, path.join(tmp, 'node_modules', 'glm-node'), 'dir');
     symlinkSync(path.join(REPO_ROOT, 'node_modules', '@types'), path.join(tmp, 'node_modules', '@types'), 'dir');
+    // The README's HTTP-server examples use the client SDKs a user of the server would install.
+    for (const pkg of ['openai', '@anthropic-ai']) {
+      symlinkSync(path.join(REPO_ROOT, 'node_modules', pkg), path.join(tmp, 'node_modules', pkg), 'dir');
+    }
 
     const out = await promisify(execFile)(process.execPath, [TSC, '-p', tmp, '--pretty', 'false'], { cwd: tmp })
       .then(({ stdout }) => stdout, (e: { stdout: string }) => e.stdout);
