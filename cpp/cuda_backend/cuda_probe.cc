@@ -20,14 +20,15 @@ Status cuda_probe(std::string* device) {
   };
   cudaError_t err = cudaSetDevice(0);
   if (err != cudaSuccess) return fail(err, "cudaSetDevice(0)");
-  int major = 0, minor = 0, sms = 0;
+  int major = 0, minor = 0;
   (void)cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
   (void)cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0);
-  (void)cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
-  std::string desc = "sm_" + std::to_string(major) + std::to_string(minor) + ", " + std::to_string(sms) + " SMs";
-#if !defined(GLM_CUDA_HARNESS)
+  std::string desc = "sm_" + std::to_string(major) + std::to_string(minor);
+#if !defined(GLM_CUDA_HARNESS)  // the harness emulates only the runtime calls the backend itself makes
   cudaDeviceProp prop;
-  if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) desc = std::string(prop.name) + ", " + desc;
+  if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) {
+    desc = std::string(prop.name) + ", " + desc + ", " + std::to_string(prop.multiProcessorCount) + " SMs";
+  }
   int driver = 0;
   if (cudaDriverGetVersion(&driver) == cudaSuccess) desc += ", driver CUDA " + std::to_string(driver / 1000) + "." + std::to_string(driver % 1000 / 10);
 #endif
