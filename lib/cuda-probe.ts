@@ -1,7 +1,7 @@
 // Probes the CUDA variant of the addon in a child process before the loader lets it into this one: a
 // driver, device or binary that aborts, segfaults or hangs on first use then takes down only the child.
 // The verdict is cached per machine, driver and binary, so the child runs once per driver install.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -15,8 +15,11 @@ export interface ProbeVerdict {
   reason?: string;
 }
 
-/** Long enough for a first CUDA context on a many-GPU machine; a wedged driver must not stall a load forever. */
-const PROBE_TIMEOUT_MS = 60_000;
+/**
+ * Long enough for a first CUDA context on a many-GPU machine; a wedged driver must not stall a load
+ * forever. GLM_NODE_PROBE_TIMEOUT_MS overrides (tests use a short one).
+ */
+const probeTimeoutMs = () => Number(process.env.GLM_NODE_PROBE_TIMEOUT_MS) || 60_000;
 const MARK = 'GLM_NODE_PROBE ';
 
 // The child: require the variant, run its self-test (cudaProbe: device query and one tiny kernel), and
@@ -80,7 +83,7 @@ function verdictOf(r: ChildOutcome): ProbeVerdict & { cacheable: boolean } {
     } catch { /* fall through: a garbled verdict is a failure */ }
   }
   if (r.spawnError) return { ok: false, reason: `the CUDA probe could not start: ${r.spawnError}`, cacheable: false };
-  if (r.timedOut) return { ok: false, reason: `the CUDA variant's probe did not finish in ${PROBE_TIMEOUT_MS / 1000} s`, cacheable: false };
+  if (r.timedOut) return { ok: false, reason: `the CUDA variant's probe did not finish in ${probeTimeoutMs() / 1000} s`, cacheable: false };
   const lastErr = r.stderr.trim().split('\n').filter(Boolean).pop();
   const how = r.signal ? `crashed (${r.signal})` : `exited with code ${r.code}`;
   return { ok: false, reason: `the CUDA variant's probe process ${how}${lastErr ? `: ${lastErr.slice(0, 300)}` : ''}`, cacheable: true };
@@ -104,7 +107,7 @@ export async function probeCudaVariant(file: string, driver: string): Promise<Pr
   const { cached, cache } = prepare(file, driver);
   if (cached) return cached;
   const r = await new Promise<ChildOutcome>((resolve) => {
-    execFile(process.execPath, childArgs(file), { timeout: PROBE_TIMEOUT_MS, killSignal: 'SIGKILL', maxBuffer: 1 << 20, windowsHide: true },
+    execFile(process.execPath, childArgs(file), { timeout: probeTimeoutMs(), killSignal: 'SIGKILL', maxBuffer: 1 << 20, windowsHide: true },
       (error, stdout, stderr) => {
         const e = error as (NodeJS.ErrnoException & { killed?: boolean; signal?: string; code?: number | string }) | null;
         resolve({
@@ -123,15 +126,11 @@ export async function probeCudaVariant(file: string, driver: string): Promise<Pr
 export function probeCudaVariantSync(file: string, driver: string): ProbeVerdict {
   const { cached, cache } = prepare(file, driver);
   if (cached) return cached;
-  let r: ChildOutcome;
-  try {
-    const stdout = execFileSync(process.execPath, childArgs(file), { timeout: PROBE_TIMEOUT_MS, killSignal: 'SIGKILL', stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
-    r = { stdout, stderr: '', code: 0, signal: null, timedOut: false };
-  } catch (error) {
-    const e = error as NodeJS.ErrnoException & { stdout?: string; stderr?: string; status?: number | null; signal?: string | null };
-    const timedOut = e.code === 'ETIMEDOUT';
-    r = { stdout: e.stdout ?? '', stderr: e.stderr ?? '', code: e.status ?? null, signal: timedOut ? null : e.signal ?? null, timedOut,
-      spawnError: !timedOut && e.status === undefined && e.signal === undefined ? e.message : undefined };
-  }
+  const c = spawnSync(process.execPath, childArgs(file), { timeout: probeTimeoutMs(), killSignal: 'SIGKILL', stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 1 << 20 });
+  const timedOut = (c.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT';
+  const r: ChildOutcome = {
+    stdout: c.stdout ?? '', stderr: c.stderr ?? '', code: c.status, signal: timedOut ? null : c.signal, timedOut,
+    spawnError: c.error && !timedOut ? c.error.message : undefined,
+  };
   return finish(file, cache, r);
 }

@@ -48,7 +48,7 @@ async function loadInChild(root: string, backend: string, env: Record<string, st
     }
   `);
   const base: Record<string, string | undefined> = { ...process.env, XDG_CACHE_HOME: path.join(tmp, 'cache') };
-  for (const k of ['GLM_NODE_ADDON', 'GLM_NODE_CUDA_ADDON', 'GLM_NODE_BACKEND', 'GLM_NODE_PROBE_CACHE']) delete base[k];
+  for (const k of ['GLM_NODE_ADDON', 'GLM_NODE_CUDA_ADDON', 'GLM_NODE_BACKEND', 'GLM_NODE_PROBE_CACHE', 'GLM_NODE_PROBE_TIMEOUT_MS']) delete base[k];
   const { stdout } = await promisify(execFile)(process.execPath, [script, backend], { env: { ...base, ...env }, timeout: 120_000 });
   return JSON.parse(stdout.trim().split('\n').pop()!) as Report;
 }
@@ -107,6 +107,16 @@ describe('the CUDA variant', () => {
     const cached = readdirSync(path.join(tmp, 'cache', 'glm-node')).filter((f) => f.startsWith('cuda-probe-'));
     expect(cached).toHaveLength(1);
     expect(JSON.parse(readFileSync(path.join(tmp, 'cache', 'glm-node', cached[0]!), 'utf8'))).toMatchObject({ ok: false });
+  }, 120_000);
+
+  test('one that hangs in the probe child is killed after the time limit and reported', async () => {
+    const hanging = path.join(tmp, 'hanging-variant.js');
+    writeFileSync(hanging, 'for (;;) {}\n');
+    const started = Date.now();
+    const r = await loadInChild(root, 'auto', { GLM_NODE_CUDA_ADDON: hanging, GLM_NODE_PROBE_TIMEOUT_MS: '1500', GLM_NODE_PROBE_CACHE: '0' });
+    expect(r.backend).toBe('cpu');
+    expect(r.backendReason).toBe("auto: CPU because CUDA backend unavailable: the CUDA variant's probe did not finish in 1.5 s");
+    expect(Date.now() - started).toBeLessThan(60_000);
   }, 120_000);
 
   test('one whose self-test fails says why; GLM_NODE_BACKEND overrides the option', async () => {
