@@ -1,9 +1,10 @@
 // The only module that loads the native addon; everything else talks to this typed surface.
-import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { KvCacheType, NativeServingOptions, ServingStats } from './serving-options.js';
+import { loadAddon, loadAddonSync, type LoadedAddon } from './addon-loader.js';
+import { InvalidParamError } from './errors.js';
 
 export interface NativeAbortFlag {
   abort(): void;
@@ -45,6 +46,8 @@ export interface NativeModelInfo {
   backendReason: string;
   threads: number;
   cpuIsa: string;
+  /** The CUDA self-test (device query, one tiny kernel); run only in the loader's probe child. */
+  cudaProbe(): { ok: boolean; device?: string; reason?: string };
   /**
    * kvCacheBytes: KV pages in use (held by sessions or cached prefixes); kvPoolBytes: the pool's size
    * (reserved; on the CPU committed as pages are first written).
@@ -129,6 +132,8 @@ export interface NativeBinding {
     abort: NativeAbortFlag | undefined,
   ): Promise<NativeModel>;
   cpuIsa: string;
+  /** The CUDA self-test (device query, one tiny kernel); run only in the loader's probe child. */
+  cudaProbe(): { ok: boolean; device?: string; reason?: string };
   /** Benchmark helper: best-pass multi-threaded read bandwidth of this machine (bytes/s). */
   measureReadBandwidth(bytes: number, threads: number, minSeconds: number): Promise<{ bytesPerSecond: number; passes: number; bufferBytes: number }>;
 }
@@ -154,29 +159,33 @@ function findPackageRoot(): string {
 
 const packageRoot = findPackageRoot();
 
-function candidates(): string[] {
-  const fromEnv = process.env.GLM_NODE_ADDON;
-  return [
-    ...(fromEnv ? [fromEnv] : []),
-    path.join(packageRoot, 'build', 'Release', 'glm_node.node'),
-    path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'glm_node.node'),
-  ];
+/** GLM_NODE_BACKEND (cpu|cuda|auto), which overrides the `backend` load option; undefined when unset. */
+export function backendFromEnv(): 'auto' | 'cpu' | 'cuda' | undefined {
+  const v = process.env.GLM_NODE_BACKEND;
+  if (v === undefined || v === '') return undefined;
+  if (v === 'auto' || v === 'cpu' || v === 'cuda') return v;
+  throw new InvalidParamError(`GLM_NODE_BACKEND must be cpu, cuda or auto, got "${v}"`);
 }
 
-let cached: NativeBinding | undefined;
+let loaded: LoadedAddon<NativeBinding> | undefined;
+let pending: Promise<LoadedAddon<NativeBinding>> | undefined;
 
-/** Loads the addon once: GLM_NODE_ADDON, then the local build, then the shipped prebuild. */
+/** The addon this process uses, chosen and loaded once (lib/addon-loader.ts); the CUDA probe runs without blocking. */
+export async function loadedAddon(): Promise<LoadedAddon<NativeBinding>> {
+  if (loaded) return loaded;
+  pending ??= loadAddon<NativeBinding>(packageRoot, backendFromEnv() ?? 'auto').then(
+    (l) => (loaded ??= l),
+    (error: unknown) => { pending = undefined; throw error; },  // a later call may succeed (e.g. after a build)
+  );
+  return pending;
+}
+
+/** The same, synchronously: for callers that cannot wait (the first call blocks on the CUDA probe, if any). */
+export function loadedAddonSync(): LoadedAddon<NativeBinding> {
+  return (loaded ??= loadAddonSync<NativeBinding>(packageRoot, backendFromEnv() ?? 'auto'));
+}
+
+/** The loaded addon's functions (loads it on first use). */
 export function binding(): NativeBinding {
-  if (cached) return cached;
-  const require = createRequire(import.meta.url);
-  const tried: string[] = [];
-  for (const file of candidates()) {
-    if (!existsSync(file)) {
-      tried.push(`${file} (missing)`);
-      continue;
-    }
-    cached = require(file) as NativeBinding;
-    return cached;
-  }
-  throw new Error(`glm-node: native addon not found; run "npm run build:native". Tried: ${tried.join(', ')}`);
+  return loadedAddonSync().binding;
 }

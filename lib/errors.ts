@@ -15,6 +15,7 @@ export type GlmErrorCode =
   | 'ENGINE_DEAD'
   | 'NUMERICAL'
   | 'BACKEND_UNAVAILABLE'
+  | 'NATIVE_ADDON'
   | 'TEMPLATE'
   | 'QUEUE_FULL'
   | 'INTERNAL';
@@ -81,6 +82,13 @@ export class BackendUnavailableError extends GlmError {
   constructor(message: string, options?: { cause?: unknown }) { super('BACKEND_UNAVAILABLE', message, options); }
 }
 /**
+ * The native addon cannot be loaded: no prebuilt binary for this platform and no local build, or the
+ * file is damaged or built for another platform. The message names the file and how to build from source.
+ */
+export class NativeAddonError extends GlmError {
+  constructor(message: string, options?: { cause?: unknown }) { super('NATIVE_ADDON', message, options); }
+}
+/**
  * A chat template failed to parse or render, called raise_exception, or exceeded its step, time or
  * output budget (a hostile template must not hang or exhaust the process, RELIABILITY A12).
  */
@@ -109,6 +117,7 @@ const byCode: Record<GlmErrorCode, (message: string, cause: unknown) => GlmError
   ENGINE_DEAD: (m, cause) => new EngineDeadError(m, { cause }),
   NUMERICAL: (m, cause) => new NumericalError(m, { cause }),
   BACKEND_UNAVAILABLE: (m, cause) => new BackendUnavailableError(m, { cause }),
+  NATIVE_ADDON: (m, cause) => new NativeAddonError(m, { cause }),
   TEMPLATE: (m, cause) => new TemplateError(m, { cause }),
   QUEUE_FULL: (m, cause) => new QueueFullError(m, { cause }),
   INTERNAL: (m, cause) => new InternalError(m, { cause }),

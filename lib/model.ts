@@ -1,8 +1,8 @@
 // The public entry point: load a GLM-4.5-family checkpoint folder and run it.
-import { binding, type NativeModel, type NativeModelInfo } from './binding.js';
+import { backendFromEnv, binding, loadedAddon, type NativeModel, type NativeModelInfo } from './binding.js';
 import { abortErrorFor, withAbort } from './abort.js';
 import {
-  ContextOverflowError, DisposedError, InvalidParamError, ModelFormatError, toGlmError,
+  BackendUnavailableError, ContextOverflowError, DisposedError, InvalidParamError, ModelFormatError, toGlmError,
 } from './errors.js';
 import {
   checkInteger, checkKnownKeys, checkNumber, checkObject, checkSignal, describe, toTokenArray, type TokenInput,
@@ -31,7 +31,8 @@ export interface LoadOptions extends ServingOptions {
   /**
    * 'cuda': the GPU (a device of compute capability >= 8.0 and a build with CUDA), else a
    * BackendUnavailableError saying why. 'auto' (default): CUDA when usable, otherwise the CPU, with the
-   * reason in `info.backendReason`. 'cpu': the CPU backend.
+   * reason in `info.backendReason`. 'cpu': the CPU backend. The environment variable
+   * GLM_NODE_BACKEND=cpu|cuda|auto overrides this option (README "Prebuilt binaries").
    */
   backend?: Backend;
   /** CPU threads for the forward pass (default: available parallelism). */
@@ -118,14 +119,21 @@ export class Model implements SessionOwner {
   /** The checkpoint's tokenizer (tokenizer.json), when it has one; text and chat input need it. */
   readonly tokenizer: Tokenizer | undefined;
   readonly #info: NativeModelInfo;
+  /** Set when the loader, not the engine, decided the backend (the CUDA variant unusable, GLM_NODE_BACKEND). */
+  readonly #backendReason: string | undefined;
   readonly #sessions = new Set<Session>();
   #disposed = false;
 
-  private constructor(native: NativeModel, dir: string, tokenizer: Tokenizer | undefined) {
+  private constructor(native: NativeModel, dir: string, tokenizer: Tokenizer | undefined, backendReason: string | undefined) {
     this.native = native;
     this.path = dir;
     this.tokenizer = tokenizer;
-    this.#info = native.info();
+    this.#backendReason = backendReason;
+    this.#info = this.#withReason(native.info());
+  }
+
+  #withReason(info: NativeModelInfo): NativeModelInfo {
+    return this.#backendReason === undefined ? info : { ...info, backendReason: this.#backendReason };
   }
 
   /** Loads a Hugging Face Glm4MoeForCausalLM folder (config.json + safetensors). Weights are memory-mapped. */
@@ -162,12 +170,27 @@ export class Model implements SessionOwner {
         }
       : undefined;
     if (signal?.aborted) throw abortErrorFor(signal);
+    // The addon is chosen once per process (lib/addon-loader.ts). When it chose the CPU addon although
+    // a CUDA variant ships, the engine cannot know why: the loader's reason stands in for the engine's.
+    const envBackend = backendFromEnv();
+    const requested = envBackend ?? backend;
+    const addon = await loadedAddon();
+    let effective = requested;
+    let backendReason = envBackend !== undefined ? `requested (GLM_NODE_BACKEND=${envBackend})` : undefined;
+    if (requested !== 'cpu' && addon.variant === 'cpu' && addon.cudaUnavailable !== undefined) {
+      const why = `CUDA backend unavailable: ${addon.cudaUnavailable}`;
+      if (requested === 'cuda') throw new BackendUnavailableError(why);
+      effective = 'cpu';
+      backendReason = `auto: CPU because ${why}`;
+    } else if (requested === 'auto') {
+      backendReason = undefined;  // the engine says why it chose (a GPU found, or why not)
+    }
     // The tokenizer is read first: a broken tokenizer.json or tokenizer_config.json fails the load
     // before the weights are mapped. A missing tokenizer.json leaves token-id input only; a missing
     // tokenizer_config.json only a missing chat template (Tokenizer.fromDir).
     const tokenizer = await Tokenizer.fromDirIfPresent(dir);
     const native = await withAbort(signal, (flag) =>
-      binding().loadModel(dir, { backend, threads, prefetch: opts.prefetch !== false, cudaGraphs: opts.cudaGraphs !== false, ...serving }, report, flag));
+      binding().loadModel(dir, { backend: effective, threads, prefetch: opts.prefetch !== false, cudaGraphs: opts.cudaGraphs !== false, ...serving }, report, flag));
     // Progress reports arrive before the completion, so an abort or a throw from onProgress is known
     // here even when the native load finished before it could notice.
     if (progressError !== undefined || signal?.aborted) {
@@ -175,7 +198,7 @@ export class Model implements SessionOwner {
       if (progressError !== undefined) throw progressError;
       throw abortErrorFor(signal!, 'model load aborted');
     }
-    const model = new Model(native, dir, tokenizer);
+    const model = new Model(native, dir, tokenizer, backendReason);
     if (tokenizer && tokenizer.vocabSize > model.vocabSize) {
       await native.dispose();
       throw new ModelFormatError(`tokenizer.json has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${model.vocabSize}`);
@@ -188,7 +211,7 @@ export class Model implements SessionOwner {
     this.assertUsable();
     const t = this.tokenizer;
     return {
-      ...this.native.info(),
+      ...this.#withReason(this.native.info()),
       path: this.path,
       tokenizer: { source: t ? 'tokenizer.json' : null, config: t?.hasConfig ?? false, chatTemplate: t?.chatTemplateSource ?? null },
     };

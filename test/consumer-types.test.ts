@@ -72,4 +72,37 @@ describe('a consumer project importing from glm-node', () => {
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(/^control\.ts\(1,15\): error TS2305: Module '"glm-node"' has no exported member 'NoSuchExport'/);
   }, 60_000);
+
+  test('a CommonJS consumer (require at run time, Node >= 20.19) gets the same typed exports', async () => {
+    // "type": "commonjs": under NodeNext, TypeScript compiles these imports to require('glm-node'), which
+    // Node 20.19+ serves from the ES module entry. The control line proves the types are not `any`.
+    const cjs = path.join(tmp, 'cjs');
+    mkdirSync(path.join(cjs, 'node_modules'), { recursive: true });
+    copyFileSync(path.join(FIXTURE, 'tsconfig.json'), path.join(cjs, 'tsconfig.json'));
+    writeFileSync(path.join(cjs, 'package.json'), JSON.stringify({ name: 'cjs-consumer', private: true, type: 'commonjs' }));
+    writeFileSync(path.join(cjs, 'consumer.ts'), [
+      "import { Model, BackendUnavailableError, NativeAddonError, type LoadOptions, type ModelInfo, type GlmErrorCode } from 'glm-node';",
+      "const options: LoadOptions = { backend: 'auto', threads: 1 };",
+      'export async function describeBackend(dir: string): Promise<string> {',
+      '  try {',
+      '    const model = await Model.load(dir, options);',
+      '    const info: ModelInfo = model.info;',
+      '    await model.dispose();',
+      '    return `${info.backend}: ${info.backendReason}`;',
+      '  } catch (e) {',
+      '    if (e instanceof BackendUnavailableError || e instanceof NativeAddonError) { const code: GlmErrorCode = e.code; return code; }',
+      '    throw e;',
+      '  }',
+      '}',
+      "export const control: number = Model.load('/no/model');",
+      '',
+    ].join('\n'));
+    symlinkSync(REPO_ROOT, path.join(cjs, 'node_modules', 'glm-node'), 'dir');
+    symlinkSync(path.join(REPO_ROOT, 'node_modules', '@types'), path.join(cjs, 'node_modules', '@types'), 'dir');
+    const out = await promisify(execFile)(process.execPath, [TSC, '-p', cjs, '--pretty', 'false'], { cwd: cjs })
+      .then(({ stdout }) => stdout, (e: { stdout: string }) => e.stdout);
+    const errors = out.split('\n').filter((l) => /error TS\d+/.test(l));
+    expect(errors, out).toHaveLength(1);
+    expect(errors[0]).toMatch(/^consumer\.ts\(14,14\): error TS2322: Type 'Promise<Model>' is not assignable to type 'number'/);
+  }, 60_000);
 });

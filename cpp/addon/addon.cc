@@ -7,6 +7,7 @@
 #include "addon/host.h"
 #include "cpu/bandwidth.h"
 #include "cpu/kernels.h"
+#include "engine/cuda_factory.h"
 
 namespace glm::addon {
 Napi::Function define_abort_flag(Napi::Env env);
@@ -57,6 +58,19 @@ Napi::Value measure_read_bandwidth(const Napi::CallbackInfo& info) {
   return deferred.Promise();
 }
 
+// cudaProbe() -> {ok: true, device} | {ok: false, reason}: the CUDA self-test, run only in the loader's
+// probe child (lib/cuda-probe.ts); synchronous because that child does nothing else.
+Napi::Value cuda_probe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string device;
+  glm::Status st = glm::cuda_probe(&device);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("ok", Napi::Boolean::New(env, st.is_ok()));
+  if (st.is_ok()) out.Set("device", Napi::String::New(env, device));
+  else out.Set("reason", Napi::String::New(env, st.message()));
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   using namespace glm::addon;
   auto* data = new AddonData();
@@ -68,6 +82,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("AbortFlag", abort_flag);
   exports.Set("loadModel", Napi::Function::New(env, load_model, "loadModel"));
   exports.Set("measureReadBandwidth", Napi::Function::New(env, measure_read_bandwidth, "measureReadBandwidth"));
+  exports.Set("cudaProbe", Napi::Function::New(env, cuda_probe, "cudaProbe"));
   exports.Set("cpuIsa", Napi::String::New(env, glm::cpu::isa_name(glm::cpu::active_isa())));
   return exports;
 }

@@ -6,8 +6,10 @@ namespace glm {
 
 Status cuda_backend_available() {
   return Status::error(ErrorCode::BackendUnavailable,
-                       "this build of glm-node has no CUDA support (nvcc was not found when it was compiled)");
+                       "this build of glm-node has no CUDA support (the CPU-only addon: built with GLM_CUDA=OFF or without nvcc)");
 }
+
+Status cuda_probe(std::string*) { return cuda_backend_available(); }
 
 Status create_cuda_backend(const ModelConfig&, const ModelWeights&, const CudaBackendOptions&, std::unique_ptr<Backend>*) {
   return cuda_backend_available();

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "engine/backend.h"
 #include "engine/config.h"
@@ -24,6 +25,10 @@ struct CudaBackendOptions {
 // Ok when a CUDA device of compute capability >= 8.0 is usable here; otherwise BackendUnavailable
 // with a one-line reason (no CUDA in this build, no driver, no device, too old a device).
 Status cuda_backend_available();
+
+// cuda_backend_available, then one tiny kernel run and checked on device 0. Ok: *device describes it
+// (name, compute capability, SMs, driver). Run by the JS loader in a child process (lib/cuda-probe.ts).
+Status cuda_probe(std::string* device);
 
 // Plans device memory, uploads the weights and returns the backend. InsufficientMemory names the
 // bytes needed and available; UnsupportedFormat for weights it cannot run yet.
