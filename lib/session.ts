@@ -68,19 +68,7 @@ export class Session {
     this.#assertUsable();
     const opts = checkObject('evaluate options', options);
     checkKnownKeys('evaluate options', opts, ['signal', 'allLogits', 'cacheNamespace']);
-    const signal = checkSignal('signal', opts.signal);
-    const cacheNamespace = checkCacheNamespace(opts.cacheNamespace);
-    const ids = toTokenArray('tokens', tokens, this.#owner.vocabSize);
-    this.checkFits(ids.length);
-    this.#pending += ids.length;
-    try {
-      const [logits] = await withAbort(signal, (flag) =>
-        this.#owner.native.evaluate([this.native], [ids], [opts.allLogits === true], flag, cacheNamespace));
-      return logits!;
-    } finally {
-      this.#pending -= ids.length;
-      this.#length = this.native.length;
-    }
+    return this.#evaluate(tokens, opts, opts.allLogits === true, false);
   }
 
   /**
@@ -94,9 +82,13 @@ export class Session {
     this.#assertUsable();
     const opts = checkObject('evaluateDrafts options', options);
     checkKnownKeys('evaluateDrafts options', opts, ['signal', 'cacheNamespace']);
-    if (this.#owner.native.info().speculative.draftTokens === 0) {
-      throw new InvalidParamError(`evaluateDrafts needs speculative decoding (${this.#owner.native.info().speculative.reason})`);
-    }
+    const spec = this.#owner.native.info().speculative;
+    if (spec.draftTokens === 0) throw new InvalidParamError(`evaluateDrafts needs speculative decoding (${spec.reason})`);
+    const logits = await this.#evaluate(tokens, opts, true, true);
+    return { logits, draftLogits: logits.draftLogits ?? new Float32Array(0) };
+  }
+
+  async #evaluate(tokens: TokenInput, opts: Record<string, unknown>, allLogits: boolean, draftLogits: boolean) {
     const signal = checkSignal('signal', opts.signal);
     const cacheNamespace = checkCacheNamespace(opts.cacheNamespace);
     const ids = toTokenArray('tokens', tokens, this.#owner.vocabSize);
@@ -104,8 +96,8 @@ export class Session {
     this.#pending += ids.length;
     try {
       const [logits] = await withAbort(signal, (flag) =>
-        this.#owner.native.evaluate([this.native], [ids], [true], flag, cacheNamespace, [true]));
-      return { logits: logits!, draftLogits: logits!.draftLogits ?? new Float32Array(0) };
+        this.#owner.native.evaluate([this.native], [ids], [allLogits], flag, cacheNamespace, [draftLogits]));
+      return logits!;
     } finally {
       this.#pending -= ids.length;
       this.#length = this.native.length;

@@ -247,7 +247,9 @@ describe('prefix cache', () => {
   });
 
   it('with every page hash colliding, the exact check still tells pages apart', async () => {
-    const colliding = await Model.load(dir, { threads: 2, prefixCacheHashBits: 0 });
+    // No MTP layer run: page counts as the prefix cache alone makes them (with it, the position before
+    // the new tokens is computed again: test/speculative.test.ts).
+    const colliding = await Model.load(dir, { threads: 2, prefixCacheHashBits: 0, speculative: false });
     try {
       const jobs: Job[] = [];
       for (let i = 0; i < 6; i++) jobs.push({ prompt: [...promptTokens(1100 + (i % 3), 50, vocab), i], maxTokens: 6 });
@@ -255,21 +257,20 @@ describe('prefix cache', () => {
       const results: GenerateResult[] = [];
       for (const job of jobs) results.push(await greedy(colliding, job));
       results.forEach((r, i) => expect(r.tokens, `job ${i}`).toEqual(alone[i]));
-      // 3 pages of 16, less the last position: computed again for the MTP layer (speculation is on).
-      expect(results.slice(3).map((r) => r.usage.cachedTokens)).toEqual([47, 47, 47]);
+      expect(results.slice(3).map((r) => r.usage.cachedTokens)).toEqual([48, 48, 48]);
     } finally {
       await colliding.dispose();
     }
   });
 
   it('cached pages are evicted least recently used under pressure', async () => {
-    const small = await Model.load(dir, { threads: 2, kvCacheSize: { tokens: 128 } });
+    const small = await Model.load(dir, { threads: 2, kvCacheSize: { tokens: 128 }, speculative: false });
     try {
       const p1 = promptTokens(1201, 60, vocab), p2 = promptTokens(1202, 60, vocab), p3 = promptTokens(1203, 100, vocab);
       await greedy(small, { prompt: p1, maxTokens: 1 });
       await greedy(small, { prompt: p2, maxTokens: 1 });
       expect(small.stats().kvCache.pagesCached).toBe(6);
-      expect((await greedy(small, { prompt: p1, maxTokens: 1 })).usage.cachedTokens).toBe(47);  // p1 used last now (48 less the MTP's)
+      expect((await greedy(small, { prompt: p1, maxTokens: 1 })).usage.cachedTokens).toBe(48);  // p1 used last now
       await greedy(small, { prompt: p3, maxTokens: 1 });  // needs 7 pages: 5 free... then p2's go first
       expect(small.stats().kvCache.evictions).toBeGreaterThan(0);
       expect((await greedy(small, { prompt: p2, maxTokens: 1 })).usage.cachedTokens).toBe(0);
@@ -290,7 +291,8 @@ describe('prefix cache', () => {
       // One user computes the system prompt; the other 63 only their own tail (and the system
       // prompt's partial last page).
       expect(computed).toBeLessThan(2000 + 64 * 40);
-      expect(results.filter((r) => r.usage.cachedTokens >= 1983).length).toBe(63);  // 124 pages less the MTP layer's position
+      // 124 pages at least (less the position the MTP layer computes again while speculation is on).
+      expect(results.filter((r) => r.usage.cachedTokens >= 1983).length).toBe(63);
     } finally {
       await m.dispose();
     }

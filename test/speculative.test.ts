@@ -209,6 +209,31 @@ describe('exactness on the trained default model', () => {
   }, 120_000);
 });
 
+describe('prefix cache', () => {
+  it("shared pages carry the MTP layer's KV: a prefix hit drafts exactly as a cold run (acceptance equal)", async () => {
+    const opts = { threads: 2, kvCacheType: 'f32' as const };
+    const warm = await Model.load(DEFAULT_MODEL, opts);
+    const cold = await Model.load(DEFAULT_MODEL, { ...opts, prefixCache: false });
+    try {
+      const system = { role: 'system' as const, content: 'You are glm-node. '.repeat(12) + 'Answer briefly and think step by step.' };
+      const q = (content: string) => [system, { role: 'user' as const, content }];
+      await warm.generate(q('What is 12 + 30?'), { temperature: 0, maxTokens: 40 });
+      const hit = await warm.generate(q('What is 345 + 678?'), { temperature: 0, maxTokens: 120 });
+      const ref = await cold.generate(q('What is 345 + 678?'), { temperature: 0, maxTokens: 120 });
+      expect(hit.usage.cachedTokens).toBeGreaterThanOrEqual(47);
+      expect(hit.usage.cachedTokens % 16).toBe(15);  // whole pages less the position computed again for the MTP layer
+      expect(ref.usage.cachedTokens).toBe(0);
+      expect(hit.tokens).toEqual(ref.tokens);
+      // Drafts read the cached pages' MTP rows: any wrong row would change what is accepted.
+      expect(hit.usage.draftTokens).toBe(ref.usage.draftTokens);
+      expect(hit.usage.acceptedDraftTokens).toBe(ref.usage.acceptedDraftTokens);
+    } finally {
+      await warm.dispose();
+      await cold.dispose();
+    }
+  }, 60_000);
+});
+
 describe('adaptive policy', () => {
   it('useless drafts (random weights) stop after the probe rounds, and the model stops running its MTP layer', async () => {
     const dir = await ensureFixture('glm45');

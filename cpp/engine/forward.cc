@@ -64,15 +64,12 @@ Emit make_emit(Backend& be, const ActivationHook* hook, std::vector<float>& host
 
 bool is_cancelled(const std::function<bool()>* cancelled) { return cancelled && *cancelled && (*cancelled)(); }
 
-// The head over the plan's logit rows of `h` (already normed), and the selection the plan asks for.
-void head_and_select(Backend& be, const ModelConfig& cfg, const Matrix& head, const StepPlan& plan, Act h, float* logits,
-                     int32_t* greedy_tokens, TokenLogprobs* sampled_logprobs, Status* st) {
-  const int64_t R = int64_t(plan.logit_rows.size());
-  Act last, out;
-  if (!(*st = be.scratch(kLastRows, R, cfg.hidden_size, &last)).is_ok()) return;
-  if (!(*st = be.scratch(kLogits, R, cfg.vocab_size, &out)).is_ok()) return;
-  be.gather_rows(h, plan.logit_rows, last);
-  be.linear(last, head, nullptr, out, false);  // lm_head
+// The head over `last` (one normed row per plan logit row) and the selection the plan asks for.
+Status head_and_select(Backend& be, const ModelConfig& cfg, const Matrix& head, const StepPlan& plan, Act last, float* logits,
+                       int32_t* greedy_tokens, TokenLogprobs* sampled_logprobs) {
+  Act out;
+  GLM_TRY(be.scratch(kLogits, last.rows, cfg.vocab_size, &out));
+  be.linear(last, head, nullptr, out, false);  // lm_head / shared_head.head
   if (plan.greedy_tokens && greedy_tokens) {
     be.download_greedy(out, logits, greedy_tokens);  // only the argmax tokens (plan.greedy_tokens)
   } else if (plan.sample_requests && greedy_tokens && sampled_logprobs) {
@@ -80,6 +77,7 @@ void head_and_select(Backend& be, const ModelConfig& cfg, const Matrix& head, co
   } else {
     be.download(out, logits);
   }
+  return Status::ok();
 }
 
 }  // namespace
@@ -110,6 +108,10 @@ Status forward_step(Backend& be, const ModelConfig& cfg, const ModelWeights& w, 
     decoder_layer(be, cfg, w.layers[size_t(l)], l, plan, plan.positions.data(), x, s, emit);
   }
 
+  if (plan.logit_rows.empty() && !plan.keep_hidden) return be.end_step();
+  const int64_t R = int64_t(plan.logit_rows.size());
+  Act last;
+  GLM_TRY(be.scratch(kLastRows, R, H, &last));
   if (plan.keep_hidden) {
     // model.norm over every row: the MTP layer reads each row's hidden state; the logits read theirs.
     Act all;
@@ -117,28 +119,14 @@ Status forward_step(Backend& be, const ModelConfig& cfg, const ModelWeights& w, 
     be.rmsnorm(x, w.final_norm, eps, all);
     emit("final_norm", -1, all);
     if (hidden) *hidden = all;
-    if (plan.logit_rows.empty()) return be.end_step();
-    Status st;
-    head_and_select(be, cfg, w.lm_head, plan, all, logits, greedy_tokens, sampled_logprobs, &st);
-    GLM_TRY(st);
-    return be.end_step();
-  }
-  if (plan.logit_rows.empty()) return be.end_step();
-  const int64_t R = int64_t(plan.logit_rows.size());
-  Act last, out;
-  GLM_TRY(be.scratch(kLastRows, R, H, &last));
-  GLM_TRY(be.scratch(kLogits, R, cfg.vocab_size, &out));
-  be.gather_rows(x, plan.logit_rows, last);
-  be.rmsnorm(last, w.final_norm, eps, last);  // model.norm
-  emit("final_norm", -1, last);
-  be.linear(last, w.lm_head, nullptr, out, false);  // lm_head
-  if (plan.greedy_tokens && greedy_tokens) {
-    be.download_greedy(out, logits, greedy_tokens);  // only the argmax tokens (plan.greedy_tokens)
-  } else if (plan.sample_requests && greedy_tokens && sampled_logprobs) {
-    be.download_sampled(out, logits, *plan.sample_requests, greedy_tokens, sampled_logprobs);  // chosen tokens (+ logprobs)
+    if (R == 0) return be.end_step();
+    be.gather_rows(all, plan.logit_rows, last);
   } else {
-    be.download(out, logits);
+    be.gather_rows(x, plan.logit_rows, last);
+    be.rmsnorm(last, w.final_norm, eps, last);  // model.norm
+    emit("final_norm", -1, last);
   }
+  GLM_TRY(head_and_select(be, cfg, w.lm_head, plan, last, logits, greedy_tokens, sampled_logprobs));
   return be.end_step();
 }
 
@@ -180,9 +168,10 @@ Status mtp_step(Backend& be, const ModelConfig& cfg, const ModelWeights& w, cons
   emit("mtp_out", layer, z);
   if (out_hidden) *out_hidden = z;
   if (!plan.logit_rows.empty()) {
-    Status st;
-    head_and_select(be, cfg, m.shared_head_head.data ? m.shared_head_head : w.lm_head, plan, z, logits, draft_tokens, nullptr, &st);
-    GLM_TRY(st);
+    Act last;
+    GLM_TRY(be.scratch(kLastRows, int64_t(plan.logit_rows.size()), H, &last));
+    be.gather_rows(z, plan.logit_rows, last);
+    GLM_TRY(head_and_select(be, cfg, m.shared_head_head.data ? m.shared_head_head : w.lm_head, plan, last, logits, draft_tokens, nullptr));
   }
   return be.end_step();
 }

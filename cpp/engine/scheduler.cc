@@ -415,11 +415,15 @@ void Scheduler::step() {
         if (item.all_logits) limit = item.logits_from;
       }
       kv_.attach_cached(s, limit);
-      if (mtp_on()) repair_mtp(s);
     }
     if (should_wait(*r)) {
       ++wi;
       continue;
+    }
+    // (After the wait check, which looks at page-aligned lengths: the repair computes the last
+    // attached position again for the MTP layer.)
+    if (mtp_on()) {
+      for (Sequence* s : r->sequences()) repair_mtp(*s);
     }
     // Admit: its first chunk must get pages from free, cached or idle pages (never by preempting).
     for (Sequence* s : r->sequences()) s->running = true;
