@@ -17,7 +17,7 @@ export type SpeculativeLoadOptions = false | {
   maxBatch?: number;
   /**
    * Per-draft acceptance below which a request stops drafting after 8 rounds, and below which the
-   * model stops running its MTP layer once 8 rounds over all requests stay under it (default 0.3:
+   * model stops running its MTP layer when its first 4 rounds over all requests are under it (default 0.3:
    * break-even).
    */
   minAcceptance?: number;

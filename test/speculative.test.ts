@@ -132,6 +132,35 @@ describe('exactness on the trained default model', () => {
     }
   }, 120_000);
 
+  it('default policy: no drafts (nor MTP fill) in a batch, drafts again alone after computing the gap', async () => {
+    const dflt = await Model.load(DEFAULT_MODEL, { threads: 2 });  // maxBatch 1; 4 layers: no fill while idle
+    try {
+      const run = async (model: Model) => {
+        const sessions = chats.slice(0, 3).map(() => model.createSession({ contextLength: 1024 }));
+        const first = await Promise.all(sessions.map((s, i) => s.generate(chats[i]!, { temperature: 0, maxTokens: 40 })));
+        const turn = (i: number) => [...chats[i]!, { role: 'assistant' as const, content: first[i]!.text }, { role: 'user' as const, content: 'What is 21 + 21?' }];
+        const second = [];
+        for (let i = 0; i < 3; i++) second.push(await sessions[i]!.generate(turn(i), { temperature: 0, maxTokens: 60 }));
+        await Promise.all(sessions.map((s) => s.dispose()));
+        return { first, second };
+      };
+      const a = await run(dflt);
+      const b = await run(off);
+      // Three at once draft nothing (until only one is left running: then it drafts after the gap).
+      a.first.forEach((r, i) => {
+        expect(r.tokens).toEqual(b.first[i]!.tokens);
+        expect(r.usage.draftTokens, 'three at once: few drafts').toBeLessThan(r.tokens.length / 2);
+      });
+      a.second.forEach((r, i) => {
+        expect(r.tokens).toEqual(b.second[i]!.tokens);
+        expect(r.usage.draftTokens, 'alone: drafts').toBeGreaterThan(0);
+        expect(r.usage.acceptedDraftTokens / r.usage.draftTokens).toBeGreaterThan(0.7);  // the gap was filled again
+      });
+    } finally {
+      await dflt.dispose();
+    }
+  }, 120_000);
+
   it('maxTokens reached inside an accepted run, and stop strings that end inside one', async () => {
     const m = chats[1]!;
     const full = await off.generate(m, { temperature: 0, maxTokens: 80 });
@@ -246,8 +275,9 @@ describe('adaptive policy', () => {
       expect(a.tokens).toEqual(b.tokens);
       const st = on.stats().speculative;
       expect(st.acceptanceRate).toBeLessThan(0.3);
-      // 8 probe rounds of one draft each, then no more drafts, and the MTP layer is off for good.
-      expect(a.usage.draftTokens).toBe(8);
+      // 4 rounds of one draft each (the model-wide judgement), then no more drafts, and the MTP layer
+      // is off for good.
+      expect(a.usage.draftTokens).toBe(4);
       expect(st.active).toBe(false);
       const steps = st.mtpSteps;
       const c = await on.generate({ tokens: prompt, maxTokens: 20, stopTokens: [] });

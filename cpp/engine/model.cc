@@ -137,6 +137,7 @@ Status Model::create_backend(const std::atomic<bool>* cancel) {
     speculation_reason_ = "off: requested";
   } else {
     spec.draft_tokens = opts_.draft_tokens > 0 ? opts_.draft_tokens : 1;
+    spec.fill_while_idle = cfg_.num_hidden_layers >= 32;  // the fill is then at most ~3% of a step
     speculation_reason_ = opts_.draft_tokens > 0 ? "requested" : "default: the checkpoint has an MTP layer";
     kv.layers = cfg_.num_hidden_layers + 1;
     if (opts_.kv_cache_tokens > 0) {

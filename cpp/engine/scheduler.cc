@@ -339,8 +339,19 @@ void Scheduler::step() {
   int64_t budget = opts_.max_step_tokens;
   std::vector<Unit> units;
   if (mtp_on()) {
+    int64_t generating = 0;
+    for (const auto& r : running_) generating += r->kind == Request::Kind::Generate ? 1 : 0;
+    draft_now_ = generating <= opts_.spec.max_batch;
+    // Requests about to draft (or to read the MTP layer's logits) need their pairs up to date; the
+    // others' gaps (no fill while idle) are left until they draft again.
     for (const auto& r : running_) {
-      for (Sequence* s : r->sequences()) repair_mtp(*s);
+      bool wants = drafts_now(*r) || opts_.spec.fill_while_idle;
+      if (r->kind == Request::Kind::Evaluate) {
+        for (const auto& item : static_cast<EvaluateRequest&>(*r).items) wants = wants || item.draft_logits;
+      }
+      for (Sequence* s : r->sequences()) {
+        if (wants) repair_mtp(*s);
+      }
     }
   }
   // Running requests: decodes (one token, or one plus its drafts) first, then prefill chunks, each in

@@ -122,6 +122,8 @@ class Scheduler {
   SampleRequest sample_request_for(GenerateRequest& g, int64_t pos, const int32_t* drafts, size_t n_drafts) const;
   void mtp_pass(const std::vector<Unit>& units);
   void judge_speculation(GenerateRequest& g);
+  bool drafts_now(const Request& r) const;                  // a generation that drafts in this step
+  bool fills_mtp(const Request& r, const Unit& u) const;    // the MTP pass covers this unit's rows
   void refresh_stats();
   uint64_t prefix_hash(Sequence& s, int64_t page);
 
@@ -144,7 +146,8 @@ class Scheduler {
   ServingStats snapshot_;
   std::vector<SampleRequest> step_samples_;
   bool mtp_fill_ = false;  // the MTP layer's KV is filled every step (speculation on and not suspended)
-  uint64_t window_rounds_ = 0, window_proposed_ = 0, window_accepted_ = 0;  // model-wide, for suspension
+  bool draft_now_ = false; // this step's batch is small enough to draft (SpeculationConfig::max_batch)
+  uint64_t model_rounds_ = 0, model_proposed_ = 0, model_accepted_ = 0;  // since load, for suspension
   StepOutput out_;  // reused: a step's logits can be large
 };
 

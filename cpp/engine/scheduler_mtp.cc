@@ -89,9 +89,9 @@ void Scheduler::emit_generation(GenerateRequest& g, const Unit& u, size_t first_
     ++counters_.draft_rounds;
     counters_.draft_tokens += uint64_t(D);
     counters_.accepted_draft_tokens += uint64_t(accepted);
-    window_rounds_ += 1;
-    window_proposed_ += uint64_t(D);
-    window_accepted_ += uint64_t(accepted);
+    model_rounds_ += 1;
+    model_proposed_ += uint64_t(D);
+    model_accepted_ += uint64_t(accepted);
   }
   // The verified token's KV and the accepted drafts' stay; the drafts leave the tokens and come back
   // one by one as they are emitted (on_token appends each token it does not end the run with).
@@ -114,8 +114,8 @@ void Scheduler::emit_generation(GenerateRequest& g, const Unit& u, size_t first_
 void Scheduler::judge_speculation(GenerateRequest& g) {
   const SpeculationConfig& c = opts_.spec;
   if (!drafting_pays(c, g.spec_rounds, g.result.draft_tokens, g.result.accepted_draft_tokens)) g.spec_k = 0;
-  if (int64_t(window_rounds_) < c.suspend_rounds) return;
-  if (double(window_accepted_) < c.min_acceptance * double(window_proposed_)) {
+  if (int64_t(model_rounds_) < c.suspend_rounds) return;
+  if (double(model_accepted_) < c.min_acceptance * double(model_proposed_)) {
     // The model's drafts do not pay on this traffic: stop running the MTP layer at all.
     mtp_fill_ = false;
     kv_.set_mtp(false);
@@ -123,7 +123,16 @@ void Scheduler::judge_speculation(GenerateRequest& g) {
       if (r->kind == Request::Kind::Generate) static_cast<GenerateRequest&>(*r).spec_k = 0;
     }
   }
-  window_rounds_ = window_proposed_ = window_accepted_ = 0;
+}
+
+bool Scheduler::drafts_now(const Request& r) const {
+  return r.kind == Request::Kind::Generate && static_cast<const GenerateRequest&>(r).spec_k > 0 && draft_now_;
+}
+
+bool Scheduler::fills_mtp(const Request& r, const Unit& u) const {
+  if (r.kind == Request::Kind::Evaluate) return true;
+  const auto& g = static_cast<const GenerateRequest&>(r);
+  return u.start < g.prompt_end || drafts_now(r) || opts_.spec.fill_while_idle;
 }
 
 void Scheduler::mtp_pass(const std::vector<Unit>& units) {
@@ -143,14 +152,11 @@ void Scheduler::mtp_pass(const std::vector<Unit>& units) {
   };
   std::vector<Wanted> wanted;  // evaluations that asked for the MTP layer's logits
   std::vector<std::pair<Sequence*, int64_t>> advanced;  // (sequence, pairs held after the pass)
-  int64_t generating = 0;
-  for (const auto& r : running_) generating += r->kind == Request::Kind::Generate ? 1 : 0;
-  const bool draft_now = generating <= opts_.spec.max_batch;
-
   for (const Unit& u : units) {
     Sequence& s = *u.seq;
     Request& r = *u.request;
     if (r.done() && !r.status.is_ok()) continue;  // rolled back
+    if (!fills_mtp(r, u)) continue;
     if (std::find_if(advanced.begin(), advanced.end(), [&](const auto& a) { return a.first == &s; }) != advanced.end()) continue;
     if (s.mtp_pairs < u.start) continue;  // its hidden states are gone: repaired before its next step
     const int64_t from = s.mtp_pairs;
@@ -188,7 +194,7 @@ void Scheduler::mtp_pass(const std::vector<Unit>& units) {
     auto& g = static_cast<GenerateRequest&>(r);
     // Drafts follow the pending token: its pair (h at the last computed position, the new token) is
     // the pass's last row of this sequence.
-    if (g.done() || g.spec_k == 0 || !draft_now || to != s.computed || s.computed != s.length() - 1) continue;
+    if (g.done() || !drafts_now(g) || to != s.computed || s.computed != s.length() - 1) continue;
     const int64_t k = std::min({g.spec_k, g.params.max_tokens - int64_t(g.result.tokens.size()) - 1, s.capacity() - s.length()});
     if (k <= 0) continue;
     drafters.push_back({&g, int64_t(plan.logit_rows.size()), k});

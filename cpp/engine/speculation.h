@@ -20,11 +20,16 @@ struct SpeculationConfig {
   // npm run bench:spec, README). A request below it after probe_rounds stops drafting.
   double min_acceptance = 0.3;
   int64_t probe_rounds = 8;
-  // The model stops running its MTP layer altogether (KV fill included) once this many rounds over
-  // all requests have stayed below break-even: its drafts are useless (e.g. random weights), and the
-  // fill alone costs one MoE layer per step. Judged as early as a request is: a model whose first
-  // rounds mislead it keeps its trunk's speed, losing only the drafts.
-  int64_t suspend_rounds = 8;
+  // The model stops running its MTP layer altogether (KV fill included) when its acceptance over all
+  // rounds so far is below break-even after this many: its drafts are useless (e.g. random weights).
+  // Judged early (the probe rounds are what a useless MTP layer costs); a model misled by its first
+  // rounds keeps its trunk's speed, losing only the drafts.
+  int64_t suspend_rounds = 4;
+  // Whether the MTP layer's KV is filled for generated tokens of requests that are not drafting (a
+  // large batch, or drafting stopped): the fill costs one MoE layer per step, cheap on a deep model
+  // (1/93 of GLM-4.5), a quarter of a 4-layer one. Without it a request that starts drafting again
+  // first computes its tokens since the gap again. Prompts are always filled (their pages are shared).
+  bool fill_while_idle = true;
 };
 
 // Drafts a request asks for: its own choice, or the model's default.
