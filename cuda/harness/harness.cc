@@ -81,6 +81,7 @@ uint64_t g_seed = 1, g_launch_counter = 0;
 std::string g_error = "no error";
 cudaError_t g_last = cudaSuccess;
 std::string g_injected_fault;  // fail_next_launch
+void (*g_launch_observer)(const char*) = nullptr;
 Stats g_stats;
 std::map<const void*, int> g_dyn_limit;
 struct Alloc { uint8_t* raw; size_t bytes; };
@@ -507,6 +508,7 @@ const ThreadView& view() {
   return g_launch && g_launch->current ? g_launch->current->view : outside;
 }
 
+void set_launch_observer(void (*observer)(const char*)) { g_launch_observer = observer; }
 void set_seed(uint64_t s) { g_seed = s; }
 uint64_t seed() { return g_seed; }
 const char* last_error_message() { return g_error.c_str(); }
@@ -648,6 +650,7 @@ cudaError_t launch_now(const void* fn, const char* name, dim3 grid, dim3 block, 
   const size_t limit = lim == g_dyn_limit.end() ? kDefaultSharedLimit : std::max<size_t>(kDefaultSharedLimit, size_t(lim->second));
   if (dyn_bytes > limit) return config_error(std::to_string(dyn_bytes) + " bytes of dynamic shared memory over the limit of " + std::to_string(limit));
 
+  if (g_launch_observer) g_launch_observer(name);
   Launch L;
   L.name = name;
   L.body = &body;

@@ -140,6 +140,9 @@ void set_seed(uint64_t seed);
 uint64_t seed();
 // The description of the last harness error (also returned by cudaGetErrorString).
 const char* last_error_message();
+// Called with the kernel's name (as written in GLM_LAUNCH) at every launch that runs; for tools that
+// map tests to kernels (scripts/test-mutants.mjs via glm_kernel_tests --kernels).
+void set_launch_observer(void (*observer)(const char* kernel));
 // Counters for the self-tests and the timing summary.
 struct Stats { uint64_t launches = 0, blocks = 0, fibers = 0, switches = 0; };
 Stats stats();
