@@ -663,8 +663,12 @@ cudaError_t launch_now(const void* fn, const char* name, dim3 grid, dim3 block, 
   L.n_threads = int(threads);
   L.rng.seed(g_seed * 0x9E3779B97F4A7C15ull + (++g_launch_counter));
   static const bool racecheck = [] {
+#if defined(GLM_HARNESS_UNINSTRUMENTED)
+    return false;  // the kernels' own loads and stores are invisible here: the detector would see half
+#else
     const char* e = std::getenv("GLM_HARNESS_RACECHECK");
     return !(e && std::strcmp(e, "0") == 0);
+#endif
   }();
   race::g_ctx.enabled = racecheck;
   L.dyn_offset = kSharedRedZone + kStaticSharedLimit + kSharedRedZone;
