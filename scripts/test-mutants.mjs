@@ -1,7 +1,9 @@
 // Mutation check of the kernel tests (issue 15): deletes each __syncthreads() and each __syncwarp() of
 // every harness-run kernel in cuda/, one at a time, rebuilds glm_kernel_tests incrementally, runs the
 // tests that launch that file's kernels, and requires every mutant to fail. A surviving mutant is a
-// barrier no test depends on: either the tests miss a hazard or the barrier is not needed.
+// barrier no test depends on: either the tests miss a hazard or the barrier is not needed. A barrier
+// shown not to be needed (an equivalent mutant) carries "mutant-exempt: <why>" in a comment on its
+// line; it is listed with its reason and not run.
 //
 // Usage: node scripts/test-mutants.mjs [--only FILE...] [--list] [--build DIR]
 //   --only qk_norm_rope.cu   mutate only these files (basename); --list prints the mutants and stops.
@@ -48,8 +50,9 @@ function sitesOf(file) {
     }
     if (stack.some((e) => e.cur)) return;
     const code = line.replace(/\/\/.*$/, '');
+    const exempt = line.match(/mutant-exempt:\s*(.*)$/)?.[1];
     for (const m of code.matchAll(/__syncthreads\s*\(\s*\)|__syncwarp\s*\([^()]*\)/g)) {
-      sites.push({ file, line: i + 1, col: m.index, text: m[0] });
+      sites.push({ file, line: i + 1, col: m.index, text: m[0], exempt });
     }
   });
   return sites;
@@ -60,7 +63,7 @@ const sources = readdirSync(cudaDir).filter((f) => /\.(cu|cuh)$/.test(f)).sort()
 const selected = only.length ? sources.filter((f) => only.includes(f)) : sources;
 const mutants = selected.flatMap((f) => sitesOf(path.join(cudaDir, f)));
 if (listOnly) {
-  for (const m of mutants) console.log(`${path.relative(root, m.file)}:${m.line}  ${m.text}`);
+  for (const m of mutants) console.log(`${path.relative(root, m.file)}:${m.line}  ${m.text}${m.exempt ? `  (exempt: ${m.exempt})` : ''}`);
   console.log(`${mutants.length} mutants`);
   process.exit(0);
 }
@@ -115,6 +118,11 @@ const results = [];
 const t0 = Date.now();
 for (const [i, m] of mutants.entries()) {
   const rel = `${path.relative(root, m.file)}:${m.line}`;
+  if (m.exempt) {
+    results.push({ rel, text: m.text, verdict: 'exempt', detail: m.exempt, tests: 0 });
+    console.log(`[${i + 1}/${mutants.length}] ${'exempt'.padEnd(12)} ${rel} ${m.text}  ${m.exempt}`);
+    continue;
+  }
   const tests = testsFor(m.file);
   const original = readFileSync(m.file, 'utf8');
   const lines = original.split('\n');
@@ -134,7 +142,8 @@ for (const [i, m] of mutants.entries()) {
     if (r.error?.code === 'ETIMEDOUT') { verdict = 'killed'; detail = 'timed out'; }
     else if (r.status !== 0) {
       verdict = 'killed';
-      const failLine = r.stdout.split('\n').find((x) => /race|failed|error/i.test(x)) ?? '';
+      const out = `${r.stdout}\n${r.stderr}`.split('\n');
+      const failLine = out.find((x) => /data race|in flight/.test(x)) ?? out.find((x) => /CHECK|error/i.test(x)) ?? '';
       detail = failLine.trim().slice(0, 220);
     } else verdict = 'SURVIVED';
   }
@@ -145,7 +154,8 @@ for (const [i, m] of mutants.entries()) {
 // Leave the build matching the sources again.
 build();
 const killed = results.filter((r) => r.verdict === 'killed').length;
+const exempt = results.filter((r) => r.verdict === 'exempt').length;
 const seconds = ((Date.now() - t0) / 1000).toFixed(0);
-console.log(`mutants: ${killed} of ${results.length} killed in ${seconds} s`);
+console.log(`mutants: ${killed} of ${results.length - exempt} killed, ${exempt} exempt (equivalent), in ${seconds} s`);
 for (const r of results.filter((x) => x.verdict !== 'killed')) console.log(`  ${r.verdict}: ${r.rel} ${r.text} ${r.detail}`);
-process.exit(killed === results.length ? 0 : 1);
+process.exit(killed + exempt === results.length ? 0 : 1);
