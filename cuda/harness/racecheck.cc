@@ -110,7 +110,7 @@ std::string lookup_line(int32_t packed) {
 int warp_of(int tid) { return tid >> 5; }
 int lane_of(int tid) { return tid & 31; }
 
-[[noreturn]] void race(const char* kind, uintptr_t addr, int other, int32_t other_pc, const char* other_did,
+[[noreturn]] __attribute__((noinline, cold)) void race(const char* kind, uintptr_t addr, int other, int32_t other_pc, const char* other_did,
                        int32_t pc, const char* this_does) {
   std::string what = std::string("data race (") + kind + ") on " + describe_address(addr) + ": " +
                      describe_thread(other) + " " + other_did + " it at " + source_line(other_pc) + ", and " +
@@ -144,14 +144,32 @@ Shadow* shadow_for(uintptr_t a, size_t bytes, bool write) {
   return shadow_for(a, bytes, write);
 }
 
-void on_read(Cell& c, uintptr_t addr, int32_t pc, bool atomic) {
+// The accessing thread and its intervals, computed once per access rather than per byte.
+struct Who {
+  int t, w, l;
+  uint32_t P, wp, warp_bit, lane_bit;
+};
+inline Who who_now() {
   const int t = g_ctx.tid, w = warp_of(t);
-  const uint32_t P = g_ctx.phase, wp = g_ctx.warp_phase[w];
-  if (c.w_phase >= g_ctx.block_first_phase && (c.w_flags & kAsyncPending) && !atomic) {
-    report("read of " + describe_address(addr) + " at " + source_line(pc) + " while the cp.async that " +
-           describe_thread(c.w_tid) + " issued to it at " + source_line(c.w_pc) +
-           " is still in flight (no cp.async.wait_group for it yet)");
+  return {t, w, lane_of(t), g_ctx.phase, g_ctx.warp_phase[w], 1u << (w & 31), 1u << lane_of(t)};
+}
+
+[[noreturn]] __attribute__((noinline, cold)) void async_read(const Cell& c, uintptr_t addr, int32_t pc) {
+  report("read of " + describe_address(addr) + " at " + source_line(pc) + " while the cp.async that " +
+         describe_thread(c.w_tid) + " issued to it at " + source_line(c.w_pc) +
+         " is still in flight (no cp.async.wait_group for it yet)");
+}
+
+inline __attribute__((always_inline)) void on_read(Cell& c, const Who& me, uintptr_t addr, int32_t pc, bool atomic) {
+  const int t = me.t, w = me.w;
+  const uint32_t P = me.P, wp = me.wp;
+  // The common case: this thread read the byte before in this interval and nobody wrote it since.
+  if (c.r_phase == P && c.r_tid[0] == t && c.w_phase != P && !(c.w_flags & kAsyncPending) && !atomic &&
+      c.r_wphase == wp && (c.r_lanes & me.lane_bit)) {
+    c.r_pc[0] = pc;
+    return;
   }
+  if ((c.w_flags & kAsyncPending) && c.w_phase >= g_ctx.block_first_phase && !atomic) async_read(c, addr, pc);
   if (c.w_phase == P && c.w_tid != t && !(atomic && (c.w_flags & kAtomic)) &&
       (warp_of(c.w_tid) != w || c.w_wphase == wp)) {
     race("read after write", addr, c.w_tid, c.w_pc, "writes", pc, "reads");
@@ -160,12 +178,12 @@ void on_read(Cell& c, uintptr_t addr, int32_t pc, bool atomic) {
     race("read after atomic", addr, c.w_tid2, c.w_pc2, "atomically writes", pc, "reads");
   }
   if (atomic) return;  // an atomic read never conflicts with a later atomic: not summarised
-  const uint32_t bit = 1u << (w & 31);
+  const uint32_t bit = me.warp_bit;
   if (c.r_phase != P) {
     c.r_phase = P;
     c.r_warps = bit;
     c.r_wphase = wp;
-    c.r_lanes = 1u << lane_of(t);
+    c.r_lanes = me.lane_bit;
     c.r_tid[0] = uint16_t(t);
     c.r_pc[0] = pc;
     c.r_tid[1] = kNoThread;
@@ -174,15 +192,15 @@ void on_read(Cell& c, uintptr_t addr, int32_t pc, bool atomic) {
   c.r_warps |= bit;
   if (w == warp_of(c.r_tid[0])) {
     if (c.r_wphase != wp) { c.r_wphase = wp; c.r_lanes = 0; }
-    c.r_lanes |= 1u << lane_of(t);
+    c.r_lanes |= me.lane_bit;
   }
   if (t == c.r_tid[0]) c.r_pc[0] = pc;
   else { c.r_tid[1] = uint16_t(t); c.r_pc[1] = pc; }
 }
 
-void on_write(Cell& c, uintptr_t addr, int32_t pc, uint8_t flags) {
-  const int t = g_ctx.tid, w = warp_of(t), l = lane_of(t);
-  const uint32_t P = g_ctx.phase, wp = g_ctx.warp_phase[w];
+inline __attribute__((always_inline)) void on_write(Cell& c, const Who& me, uintptr_t addr, int32_t pc, uint8_t flags) {
+  const int t = me.t, w = me.w, l = me.l;
+  const uint32_t P = me.P, wp = me.wp;
   const bool atomic = flags & kAtomic;
   const bool unordered = c.w_phase == P && c.w_tid != t && (warp_of(c.w_tid) != w || c.w_wphase == wp);
   if (unordered && !(atomic && (c.w_flags & kAtomic))) {
@@ -241,10 +259,13 @@ void access(const void* p, size_t bytes, bool write, uint8_t flags, const void* 
   else if (a >= g_ctx.stack_lo && a < g_ctx.stack_hi) return;
   else if (!(s = shadow_for(a, bytes, write))) return;
   const int32_t packed = pack_pc(pc);
+  const Who me = who_now();
+  // Device memory: one page lookup unless the access straddles two pages.
+  if (s && ((a - s->lo) >> kPageBits) == ((a + bytes - 1 - s->lo) >> kPageBits)) { c = s->at(a); s = nullptr; }
   for (size_t i = 0; i < bytes; ++i) {
     Cell& cell = c ? c[i] : *s->at(a + i);
-    if (write) on_write(cell, a + i, packed, flags);
-    else on_read(cell, a + i, packed, flags & kAtomic);
+    if (write) on_write(cell, me, a + i, packed, flags);
+    else on_read(cell, me, a + i, packed, flags & kAtomic);
   }
 }
 
