@@ -484,7 +484,12 @@ void complete_collective(int warp, unsigned mask) {
             fail("ldmatrix: row address of lane " + std::to_string(8 * i + r) + " is not 16-byte aligned shared memory");
             return;
           }
+          // The row is read on behalf of the lane that gave its address (the collective runs on
+          // whichever lane arrived last).
+          const int saved = race::g_ctx.tid;
+          race::g_ctx.tid = warp * 32 + 8 * i + r;
           race::record(a, 16, false, L.fibers[size_t(warp * 32 + 8 * i + r)].collective_pc);
+          race::g_ctx.tid = saved;
           std::memcpy(m[i][r], a, 16);
         }
       }

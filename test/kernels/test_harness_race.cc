@@ -62,6 +62,24 @@ GLM_KERNEL void reuse_kernel(float* out, int second_barrier) {
   out[t] = s[t];
 }
 
+// ldmatrix reads each row on behalf of the lane that addresses it: row 2, rewritten by a thread of
+// warp 1 without a barrier, races with lane 2 of warp 0 whichever lane completes the collective.
+GLM_KERNEL void ldmatrix_race_kernel(uint32_t* out, int barrier) {
+  GLM_SHARED(uint16_t, s, 64);
+  const int t = int(threadIdx.x);
+  s[t] = uint16_t(t);
+  __syncthreads();
+  if (t == 33) {
+    for (int c = 0; c < 8; ++c) s[2 * 8 + c] = 7;
+  }
+  if (barrier) __syncthreads();
+  if (t < 32) {
+    uint32_t r[1];
+    glm::dev::ldmatrix<1, false>(r, s + (t % 8) * 8);
+    out[t] = r[0];
+  }
+}
+
 bool message_has(const std::string& m, const std::string& needle) { return m.find(needle) != std::string::npos; }
 int count_of(const std::string& m, const std::string& needle) {
   int n = 0;
@@ -145,5 +163,16 @@ TEST(harness_race_detector_atomics_and_reused_shared_memory) {
   }
   for (const std::string& m : under_seeds([&] { return GLM_LAUNCH(reuse_kernel, dim3(1), dim3(128), 0, nullptr, out.get(), 0); })) {
     CHECK(message_has(m, "data race") && message_has(m, "shared 's'")) << "shared memory reused without a barrier not reported: " << m;
+  }
+}
+
+TEST(harness_race_detector_attributes_ldmatrix_rows_to_their_lanes) {
+  DeviceBuffer<uint32_t> out(32);
+  for (const std::string& m : under_seeds([&] { return GLM_LAUNCH(ldmatrix_race_kernel, dim3(1), dim3(64), 0, nullptr, out.get(), 1); })) {
+    CHECK(m.empty()) << "ldmatrix after a barrier falsely reported: " << m;
+  }
+  for (const std::string& m : under_seeds([&] { return GLM_LAUNCH(ldmatrix_race_kernel, dim3(1), dim3(64), 0, nullptr, out.get(), 0); })) {
+    CHECK(message_has(m, "data race") && message_has(m, "[warp 0 lane 2]") && message_has(m, "[warp 1 lane 1]"))
+        << "ldmatrix row read racing a write not reported against its lane: " << m;
   }
 }
