@@ -340,6 +340,21 @@ GLM_RACE_ACCESS(16)
 
 extern "C" void __tsan_read_range(void* p, unsigned long n) { plain(p, n, false, __builtin_return_address(0)); }
 extern "C" void __tsan_write_range(void* p, unsigned long n) { plain(p, n, true, __builtin_return_address(0)); }
+// Clang turns memcpy/memset/memmove in instrumented code into these (g++ reports them as ranges).
+extern "C" void* __tsan_memcpy(void* d, const void* s, unsigned long n) {
+  plain(s, n, false, __builtin_return_address(0));
+  plain(d, n, true, __builtin_return_address(0));
+  return __builtin_memcpy(d, s, n);
+}
+extern "C" void* __tsan_memmove(void* d, const void* s, unsigned long n) {
+  plain(s, n, false, __builtin_return_address(0));
+  plain(d, n, true, __builtin_return_address(0));
+  return __builtin_memmove(d, s, n);
+}
+extern "C" void* __tsan_memset(void* d, int v, unsigned long n) {
+  plain(d, n, true, __builtin_return_address(0));
+  return __builtin_memset(d, v, n);
+}
 extern "C" void __tsan_init() {}
 extern "C" void __tsan_func_entry(void*) {}
 extern "C" void __tsan_func_exit() {}
