@@ -1,8 +1,9 @@
 // Runs the CUDA kernel tests on the CPU execution harness (CMake target glm_kernel_tests, built next to
-// the addon; no GPU or nvcc needed). Without arguments the tests are split over up to two processes
-// (--shard), one per core of our CI machines, and their reports printed in turn; any argument (test
-// filters, --json) runs one process as before. GLM_KERNEL_TEST_PROCS overrides the process count.
-import { existsSync } from 'node:fs';
+// the addon; no GPU or nvcc needed). Without arguments the tests are shared by up to two processes, one
+// per core of our CI machines: each takes the next test nobody has claimed (--claim), so a long test
+// does not leave the other core idle; their reports are printed in turn. Any argument (test filters,
+// --json) runs one process as before. GLM_KERNEL_TEST_PROCS overrides the process count.
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,15 +24,17 @@ if (args.length || procs <= 1) {
 }
 
 const t0 = Date.now();
-const shard = (i) =>
+const claims = mkdtempSync(path.join(os.tmpdir(), 'glm-kernel-tests-'));
+process.on('exit', () => rmSync(claims, { recursive: true, force: true }));
+const shard = () =>
   new Promise((resolve) => {
-    const child = spawn(binary, ['--shard', `${i}/${procs}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(binary, ['--claim', claims], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
     child.on('close', (code) => resolve({ code: code ?? 1, out }));
   });
-const results = await Promise.all(Array.from({ length: procs }, (_, i) => shard(i)));
+const results = await Promise.all(Array.from({ length: procs }, () => shard()));
 let passed = 0, failed = 0;
 for (const r of results) {
   process.stdout.write(r.out);

@@ -1,12 +1,16 @@
 // Runs the kernel tests: on the CPU execution harness (glm_kernel_tests) or on the GPU
 // (glm_kernel_tests_gpu, built by scripts/gpu-check.sh). One line per test with its time; the plain
 // "N passed, N failed" total last. Arguments filter tests by substring (a test runs if it matches any);
-// --json FILE writes results; --shard I/N runs every Nth test from the I-th (parallel processes);
+// --json FILE writes results; --shard I/N runs every Nth test from the I-th; --claim DIR runs the tests
+// this process claims first (mkdir DIR/<index>), so parallel processes share the tests as they free up;
 // --kernels FILE (harness) writes which kernels each test launched, one "test kernel..." line per test.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <set>
 #include <string>
 #include <vector>
@@ -102,9 +106,11 @@ int main(int argc, char** argv) {
   const char* json_path = nullptr;
   const char* kernels_path = nullptr;
   int shard = 0, shards = 1;
+  const char* claim_dir = nullptr;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
     else if (!std::strcmp(argv[i], "--kernels") && i + 1 < argc) kernels_path = argv[++i];
+    else if (!std::strcmp(argv[i], "--claim") && i + 1 < argc) claim_dir = argv[++i];
     else if (!std::strcmp(argv[i], "--shard") && i + 1 < argc && std::sscanf(argv[i + 1], "%d/%d", &shard, &shards) == 2 &&
              shards > 0 && shard >= 0 && shard < shards) ++i;
     else filters.push_back(argv[i]);
@@ -139,6 +145,14 @@ int main(int argc, char** argv) {
     bool selected = filters.empty();
     for (const char* f : filters) selected = selected || std::strstr(t.name, f);
     if (!selected || ++index % shards != shard) continue;
+    if (claim_dir) {  // mkdir is atomic: exactly one process gets each test
+      const std::string mark = std::string(claim_dir) + "/" + std::to_string(index);
+      if (mkdir(mark.c_str(), 0700) != 0) {
+        if (errno == EEXIST) continue;
+        std::fprintf(stderr, "--claim: cannot create %s\n", mark.c_str());
+        return 2;
+      }
+    }
     glm_test::failures_in_current() = 0;
     const auto t0 = std::chrono::steady_clock::now();
     t.fn();
