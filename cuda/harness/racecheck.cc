@@ -163,10 +163,11 @@ inline Who who_now() {
 inline __attribute__((always_inline)) void on_read(Cell& c, const Who& me, uintptr_t addr, int32_t pc, bool atomic) {
   const int t = me.t, w = me.w;
   const uint32_t P = me.P, wp = me.wp;
-  // The common case: this thread read the byte before in this interval and nobody wrote it since.
-  if (c.r_phase == P && c.r_tid[0] == t && c.w_phase != P && !(c.w_flags & kAsyncPending) && !atomic &&
-      c.r_wphase == wp && (c.r_lanes & me.lane_bit)) {
-    c.r_pc[0] = pc;
+  // The common case: nobody wrote the byte in this interval and the read summary already counts this
+  // thread (its warp, and for the first reader's warp its lane in this warp interval): nothing to
+  // check or change (the sample readers keep the first two).
+  if (c.r_phase == P && c.w_phase != P && !(c.w_flags & kAsyncPending) && !atomic && (c.r_warps & me.warp_bit) &&
+      (warp_of(c.r_tid[0]) != w || (c.r_wphase == wp && (c.r_lanes & me.lane_bit)))) {
     return;
   }
   if ((c.w_flags & kAsyncPending) && c.w_phase >= g_ctx.block_first_phase && !atomic) async_read(c, addr, pc);
@@ -194,8 +195,7 @@ inline __attribute__((always_inline)) void on_read(Cell& c, const Who& me, uintp
     if (c.r_wphase != wp) { c.r_wphase = wp; c.r_lanes = 0; }
     c.r_lanes |= me.lane_bit;
   }
-  if (t == c.r_tid[0]) c.r_pc[0] = pc;
-  else { c.r_tid[1] = uint16_t(t); c.r_pc[1] = pc; }
+  if (t != c.r_tid[0] && c.r_tid[1] == kNoThread) { c.r_tid[1] = uint16_t(t); c.r_pc[1] = pc; }
 }
 
 inline __attribute__((always_inline)) void on_write(Cell& c, const Who& me, uintptr_t addr, int32_t pc, uint8_t flags) {
