@@ -17,6 +17,8 @@
 //   - device allocations (cudaMalloc) are poisoned with 0xFF and surrounded by red zones checked after
 //     every launch; a cp.async destination reads as poison from the issue until the issuing thread
 //     waits for its group, when the data lands (so both early and late readers see garbage).
+//   - every shared-memory access, and every access to device memory the launch can write, is checked by
+//     a race detector (racecheck.h) whose verdict does not depend on the schedule.
 // Errors are values: the launch returns cudaErrorLaunchFailure and cudaGetErrorString() describes the
 // first problem (kernel, block, thread, what).
 #pragma once
