@@ -98,7 +98,7 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS_MIN(kThreads, K::kMinBlocks) attention_split_k
     m_s[g] = -INFINITY;
     l_s[g] = 0.0f;
   }
-  __syncthreads();
+  __syncthreads();  // mutant-exempt: the tile loop runs at least once (begin < end) and its first barrier orders these writes before any read
 
   const int row16 = head_dim / 4;  // 16-byte pieces per row
   const int64_t head_floats = int64_t(page_tokens) * head_dim;
@@ -147,7 +147,7 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS_MIN(kThreads, K::kMinBlocks) attention_split_k
       }
       p_s[i] = s;
     }
-    __syncthreads();
+    __syncthreads();  // mutant-exempt: kTile == 32 and kThreads == 32 * kWarps, so the thread that writes p_s[g * kTile + j] is lane j of warp g % kWarps, the one that reads it
 
     for (int g = warp; g < group; g += kWarps) {
       const float s = p_s[g * kTile + lane];

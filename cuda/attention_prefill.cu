@@ -114,7 +114,7 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS_MIN(kThreads, K::kMinBlocks) attention_prefill
       m_s[qi] = -INFINITY;
       l_s[qi] = 0.0f;
     }
-    __syncthreads();
+    __syncthreads();  // mutant-exempt: the tile loop's first barrier orders these writes before its reads; with no tile (an all-padding segment) each thread reads back only o_s/l_s it wrote itself
 
     for (int t0 = 0; t0 <= max_pos; t0 += kTile) {
       // K (group 1) and V (group 2); positions past max_pos are zero-filled (0 * NaN would poison o).
@@ -155,7 +155,7 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS_MIN(kThreads, K::kMinBlocks) attention_prefill
         }
         p_s[i] = s;
       }
-      __syncthreads();
+      __syncthreads();  // mutant-exempt: kTile == 32 and kThreads == 32 * kWarps, so the thread that writes p_s[qi * kTile + j] is lane j of warp qi % kWarps, the one that reads it
 
       for (int qi = warp; qi < nq; qi += kWarps) {
         const float s = p_s[qi * kTile + lane];
@@ -197,7 +197,7 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS_MIN(kThreads, K::kMinBlocks) attention_prefill
       const int row = s_begin + qi / group, h = kvh * group + qi % group;
       out[(int64_t(row) * n_heads + h) * head_dim + c] = o_s[i] * alpha_s[qi];
     }
-    __syncthreads();  // q_s / o_s / m_s are reused by the next segment
+    __syncthreads();  // mutant-exempt: the next segment writes q_s / o_s / m_s only after its first barrier (line 102); seg[], which thread 0 writes before that barrier, was last read before line 117's
     s_begin = s_end;
   }
 }

@@ -164,7 +164,7 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_mma_kernel(
       *reinterpret_cast<uint2*>(q_s + slot * kRow + c) = hi;
       *reinterpret_cast<uint2*>(q_s + (kQueries + slot) * kRow + c) = lo;
     }
-    __syncthreads();
+    __syncthreads();  // mutant-exempt: q_s is read only inside the tile loop, after its first barrier (line 189)
 
     // This thread's two query rows (g, g + 8 of the warp's m16 tile): their key limit, -1 for none.
     const int slot_lo = warp * 16 + g, slot_hi = slot_lo + 8;
@@ -327,7 +327,7 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) attention_prefill_mma_kernel(
           *reinterpret_cast<float2*>(dst + 8 * j) = float2{o_acc[j][2 * half] * inv, o_acc[j][2 * half + 1] * inv};
       }
     }
-    __syncthreads();  // q_s, seg and stage are reused by the next segment
+    __syncthreads();  // mutant-exempt: the next segment writes q_s and stage only after its first barrier (line 114); seg[], which thread 0 writes before that barrier, was last read before line 167's
     s_begin = s_end;
   }
 }

@@ -49,7 +49,7 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) moe_align_kernel(int32_t* counts, in
     offsets[E] = off;
     tile_offsets[E] = tiles;
   }
-  __syncthreads();
+  __syncthreads();  // mutant-exempt: cursor[] is read only inside the chunk loop, after its first barrier (line 58); without a chunk nothing reads it
   for (int base = 0; base < pairs; base += kThreads) {
     const int i = base + tid;
     int e = i < pairs ? ids[i] : -1;
@@ -72,7 +72,7 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) moe_align_kernel(int32_t* counts, in
     }
     __syncthreads();  // every thread of the chunk has read cursor[] before the last ones advance it
     if (e >= 0 && last) cursor[e] += rank + 1;
-    __syncthreads();  // cursor updates and chunk_e reads done before the next chunk
+    __syncthreads();  // mutant-exempt: chunk_e reads end at line 73's barrier and the next chunk reads cursor[] only after line 58's
   }
 }
 

@@ -89,7 +89,7 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) moe_route_kernel(int32_t* ids, float
       const float gs = gscore[e / per];
       if (gs == gs) choice[e] = 0.0f;  // group not kept
     }
-    __syncwarp();
+    __syncwarp();  // mutant-exempt: choice[e] is zeroed and then read by the same lane (e = lane + 32 i in both loops)
   }
   // Top-k: lane l owns experts l, l + 32, ...; bit i of `taken` marks expert l + 32 i.
   uint32_t taken = 0;
@@ -122,7 +122,7 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads) moe_route_kernel(int32_t* ids, float
       out_w[j] = s;
     }
   }
-  __syncwarp();
+  __syncwarp();  // mutant-exempt: lane 0 reads back only out_w it wrote itself; sum is per lane
   if (lane == 0) {
     const double norm = renormalize ? 1.0 / (sum + 1e-20) : 1.0;
     for (int j = 0; j < k; ++j) out_w[j] = float(double(out_w[j]) * norm * scaling);

@@ -192,7 +192,7 @@ GLM_DEVICE double block_sum(Scratch& s, double v) {
   }
   __syncthreads();
   const double r = s.sum;
-  __syncthreads();
+  __syncthreads();  // mutant-exempt: s.sum is next written after the next call's first barrier (line 187), and s.wd reads end at line 193's
   return r;
 }
 
@@ -323,7 +323,7 @@ GLM_DEVICE void write_logprobs(Scratch& s, const float* raw, int vocab, int toke
       lp.top_logprobs[row * lp.top_stride + j] = j < got ? float(double(key_value(s.top_key[j])) - log_z) : NAN;
     }
   }
-  __syncthreads();
+  __syncthreads();  // mutant-exempt: write_logprobs is the kernel's last step; nothing reads or writes the scratch after it
 }
 
 // ptxas: hot sample_tokens_kernel

@@ -7,6 +7,7 @@
 // anything else at that point is a deadlock, reported as an error (a GPU would hang or misbehave).
 #include "harness/harness.h"
 #include "harness/fiber_switch.h"
+#include "harness/racecheck.h"
 
 #include <sys/mman.h>
 
@@ -47,6 +48,7 @@ struct Fiber {
   size_t static_index = 0;
   std::vector<std::vector<CpCopy>> cp_groups;  // committed groups, oldest first
   std::vector<CpCopy> cp_open;                 // issued since the last commit
+  const void* collective_pc = nullptr;         // the kernel code that entered the current collective
 };
 
 struct StaticAlloc { size_t offset, bytes; const char* name; };
@@ -71,6 +73,7 @@ struct Launch {
   Fiber* current = nullptr;
   bool abort_block = false;
   std::string error;
+  uint32_t warp_phase[32] = {};  // race detector: each warp's synchronisation interval
 };
 
 Launch* g_launch = nullptr;
@@ -78,11 +81,13 @@ uint64_t g_seed = 1, g_launch_counter = 0;
 std::string g_error = "no error";
 cudaError_t g_last = cudaSuccess;
 std::string g_injected_fault;  // fail_next_launch
+void (*g_launch_observer)(const char*) = nullptr;
 Stats g_stats;
 std::map<const void*, int> g_dyn_limit;
 struct Alloc { uint8_t* raw; size_t bytes; };
 std::map<uintptr_t, Alloc> g_allocs;  // keyed by the pointer handed out
 std::vector<void*> g_stacks;          // reused across launches
+uint32_t g_phase = 0;                 // race detector: barrier intervals handed out so far
 
 std::string fmt3(const char* tag, unsigned x, unsigned y, unsigned z) {
   char b[96];
@@ -109,6 +114,54 @@ void fail(const std::string& what) {
     std::abort();  // unreachable: an aborted block's fibers are never resumed
   }
 }
+
+}  // namespace
+
+// The race detector's view of the launch (racecheck.h).
+namespace race {
+void report(const std::string& what) {
+  fail(what);
+  std::abort();  // unreachable: reports come from inside the running fiber, which fail() abandons
+}
+std::string describe_thread(int tid) {
+  const Launch& L = *g_launch;
+  const uint3 t = L.fibers[size_t(tid)].view.thread_idx;
+  return fmt3("thread", t.x, t.y, t.z) + " [warp " + std::to_string(tid / 32) + " lane " + std::to_string(tid % 32) + "]";
+}
+std::string describe_address(uintptr_t a) {
+  const Launch& L = *g_launch;
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(L.smem.get());
+  if (a >= lo && a < lo + L.smem_bytes) {
+    const size_t off = a - lo;
+    if (off >= L.dyn_offset) return "dynamic shared memory, byte " + std::to_string(off - L.dyn_offset);
+    for (const auto& st : L.statics) {
+      if (off >= st.offset && off < st.offset + st.bytes) {
+        return std::string("shared '") + st.name + "', byte " + std::to_string(off - st.offset);
+      }
+    }
+    return "shared memory (arena byte " + std::to_string(off) + ")";
+  }
+  uintptr_t base = 0;
+  size_t bytes = 0;
+  if (find_allocation(a, &base, &bytes)) {
+    return "device memory, byte " + std::to_string(a - base) + " of an allocation of " + std::to_string(bytes) + " bytes";
+  }
+  char b[64];
+  std::snprintf(b, sizeof b, "address %p", reinterpret_cast<void*>(a));
+  return b;
+}
+bool find_allocation(uintptr_t a, uintptr_t* base, size_t* bytes) {
+  auto it = g_allocs.upper_bound(a);
+  if (it == g_allocs.begin()) return false;
+  --it;
+  if (a < it->first || a >= it->first + it->second.bytes) return false;
+  *base = it->first;
+  *bytes = it->second.bytes;
+  return true;
+}
+}  // namespace race
+
+namespace {
 
 void yield_to_scheduler() {
   Launch& L = *g_launch;
@@ -200,6 +253,11 @@ void run_block(unsigned linear) {
   }
   ++g_stats.blocks;
   g_stats.fibers += uint64_t(L.n_threads);
+  race::g_ctx.in_block = true;
+  race::g_ctx.phase = race::g_ctx.block_first_phase = ++g_phase;
+  race::g_ctx.warp_phase = L.warp_phase;
+  race::g_ctx.smem_lo = reinterpret_cast<uintptr_t>(L.smem.get());
+  race::g_ctx.smem_hi = race::g_ctx.smem_lo + L.smem_bytes;
   std::vector<int> order;
   order.reserve(size_t(L.n_threads));
   while (!L.abort_block) {
@@ -248,6 +306,7 @@ void run_block(unsigned linear) {
         break;
       }
       for (auto& f : L.fibers) f.state = State::Runnable;
+      race::g_ctx.phase = ++g_phase;  // the barrier orders everything before it against everything after
       continue;
     }
     std::shuffle(order.begin(), order.end(), L.rng);
@@ -255,12 +314,17 @@ void run_block(unsigned linear) {
       Fiber& f = L.fibers[size_t(t)];
       if (f.state != State::Runnable) continue;
       L.current = &f;
+      race::g_ctx.tid = t;
+      race::g_ctx.stack_lo = reinterpret_cast<uintptr_t>(f.stack);
+      race::g_ctx.stack_hi = race::g_ctx.stack_lo + kStackBytes + 4096;
       ++g_stats.switches;
       fiber_switch(&L.sched, &f.ctx);
       L.current = nullptr;
+      race::g_ctx.tid = -1;
       if (L.abort_block) break;
     }
   }
+  race::g_ctx.in_block = false;
   if (!L.abort_block) check_shared_red_zones();
 }
 
@@ -420,6 +484,12 @@ void complete_collective(int warp, unsigned mask) {
             fail("ldmatrix: row address of lane " + std::to_string(8 * i + r) + " is not 16-byte aligned shared memory");
             return;
           }
+          // The row is read on behalf of the lane that gave its address (the collective runs on
+          // whichever lane arrived last).
+          const int saved = race::g_ctx.tid;
+          race::g_ctx.tid = warp * 32 + 8 * i + r;
+          race::record(a, 16, false, L.fibers[size_t(warp * 32 + 8 * i + r)].collective_pc);
+          race::g_ctx.tid = saved;
           std::memcpy(m[i][r], a, 16);
         }
       }
@@ -443,6 +513,7 @@ const ThreadView& view() {
   return g_launch && g_launch->current ? g_launch->current->view : outside;
 }
 
+void set_launch_observer(void (*observer)(const char*)) { g_launch_observer = observer; }
 void set_seed(uint64_t s) { g_seed = s; }
 uint64_t seed() { return g_seed; }
 const char* last_error_message() { return g_error.c_str(); }
@@ -468,6 +539,7 @@ void warp_collective(Slot& slot) {
   if (slot.mask & ~valid) fail("warp collective at line " + std::to_string(slot.line) + ": mask names lanes beyond the block");
   f->slot = &slot;
   f->state = State::AtWarp;
+  f->collective_pc = __builtin_return_address(0);
   bool all = true;
   for (int l = 0; l < 32; ++l) {
     if (!(slot.mask >> l & 1u) || l == f->lane) continue;
@@ -486,6 +558,14 @@ void warp_collective(Slot& slot) {
     yield_to_scheduler();  // the last lane to arrive completes the collective and wakes us
     return;
   }
+  // A collective the whole (live) warp takes part in orders every lane's earlier accesses before every
+  // lane's later ones: a new warp interval. One over part of the warp is not modelled as ordering
+  // anything (conservative: a kernel relying on it is reported).
+  unsigned live = 0;
+  for (int l = 0; l < lanes; ++l) {
+    if (L.fibers[size_t(f->warp * 32 + l)].state != State::Done) live |= 1u << l;
+  }
+  if ((slot.mask & live) == live) ++L.warp_phase[f->warp];
   complete_collective(f->warp, slot.mask);
   for (int l = 0; l < 32; ++l) {
     if (!(slot.mask >> l & 1u)) continue;
@@ -528,6 +608,7 @@ void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
   // in between. Poisoning it at issue exposes both orders — a thread still reading the old contents
   // (a missing barrier before the next tile's copy) and a thread reading before the wait.
   std::memset(dst, kPoison, size_t(bytes));
+  race::cp_async_issued(dst, size_t(bytes), __builtin_return_address(0));
   g_launch->current->cp_open.push_back({dst, src, bytes, src_bytes});
 }
 
@@ -541,6 +622,7 @@ void cp_async_wait(int allowed) {
   Fiber* f = g_launch->current;
   while (int(f->cp_groups.size()) > allowed) {
     for (const auto& c : f->cp_groups.front()) {
+      race::cp_async_landed(c.dst, size_t(c.bytes), __builtin_return_address(0));
       std::memcpy(c.dst, c.src, size_t(c.src_bytes));
       std::memset(static_cast<uint8_t*>(c.dst) + c.src_bytes, 0, size_t(c.bytes - c.src_bytes));
     }
@@ -554,7 +636,7 @@ namespace {
 using namespace glm::harness;
 
 cudaError_t launch_now(const void* fn, const char* name, dim3 grid, dim3 block, size_t dyn_bytes,
-                       const std::function<void()>& body) {
+                       const std::function<void()>& body, const std::vector<const void*>& writable) {
   if (!g_injected_fault.empty()) {
     g_error = "kernel '" + std::string(name) + "': " + g_injected_fault;
     g_injected_fault.clear();
@@ -573,6 +655,7 @@ cudaError_t launch_now(const void* fn, const char* name, dim3 grid, dim3 block, 
   const size_t limit = lim == g_dyn_limit.end() ? kDefaultSharedLimit : std::max<size_t>(kDefaultSharedLimit, size_t(lim->second));
   if (dyn_bytes > limit) return config_error(std::to_string(dyn_bytes) + " bytes of dynamic shared memory over the limit of " + std::to_string(limit));
 
+  if (g_launch_observer) g_launch_observer(name);
   Launch L;
   L.name = name;
   L.body = &body;
@@ -584,6 +667,15 @@ cudaError_t launch_now(const void* fn, const char* name, dim3 grid, dim3 block, 
   L.shared_limit = limit > kDefaultSharedLimit ? kOptInSharedLimit - limit + dyn_bytes : kDefaultSharedLimit;
   L.n_threads = int(threads);
   L.rng.seed(g_seed * 0x9E3779B97F4A7C15ull + (++g_launch_counter));
+  static const bool racecheck = [] {
+#if defined(GLM_HARNESS_UNINSTRUMENTED)
+    return false;  // the kernels' own loads and stores are invisible here: the detector would see half
+#else
+    const char* e = std::getenv("GLM_HARNESS_RACECHECK");
+    return !(e && std::strcmp(e, "0") == 0);
+#endif
+  }();
+  race::g_ctx.enabled = racecheck;
   L.dyn_offset = kSharedRedZone + kStaticSharedLimit + kSharedRedZone;
   L.smem_bytes = L.dyn_offset + dyn_bytes + kSharedRedZone;
   L.smem = make_arena(L.smem_bytes);
@@ -599,6 +691,12 @@ cudaError_t launch_now(const void* fn, const char* name, dim3 grid, dim3 block, 
   }
   g_launch = &L;
   ++g_stats.launches;
+  race::begin_launch(L.smem_bytes);
+  for (const void* p : writable) {
+    uintptr_t base = 0;
+    size_t bytes = 0;
+    if (p && race::find_allocation(reinterpret_cast<uintptr_t>(p), &base, &bytes)) race::track_allocation(reinterpret_cast<const void*>(base), bytes);
+  }
   const unsigned n_blocks = grid.x * grid.y * grid.z;
   std::vector<unsigned> blocks(n_blocks);
   for (unsigned b = 0; b < n_blocks; ++b) blocks[b] = b;
@@ -711,7 +809,7 @@ namespace glm::harness {
 uint64_t captured_nodes() { return g_captured_nodes; }
 
 cudaError_t launch(const void* fn, const char* name, dim3 grid, dim3 block, size_t dyn_bytes, cudaStream_t stream,
-                   std::function<void()> body, std::vector<const void*> pointers) {
+                   std::function<void()> body, std::vector<const void*> pointers, std::vector<const void*> writable) {
   if (stream && stream->capturing) {
     const cudaError_t e = record_node(stream, std::string("kernel '") + name + "'", [=]() {
       for (const void* p : pointers) {
@@ -722,12 +820,12 @@ cudaError_t launch(const void* fn, const char* name, dim3 grid, dim3 block, size
           return cudaErrorLaunchFailure;
         }
       }
-      return launch_now(fn, name, grid, block, dyn_bytes, body);
+      return launch_now(fn, name, grid, block, dyn_bytes, body, writable);
     });
     if (e != cudaSuccess) return take_pending();
     return take_pending();  // an earlier uncleared error surfaces here, as after <<<>>>
   }
-  const cudaError_t e = launch_now(fn, name, grid, block, dyn_bytes, body);
+  const cudaError_t e = launch_now(fn, name, grid, block, dyn_bytes, body, writable);
   if (e != cudaSuccess) return e;
   return take_pending();
 }
@@ -864,6 +962,7 @@ cudaError_t cudaFree(void* ptr) {
   auto it = g_allocs.find(reinterpret_cast<uintptr_t>(ptr));
   if (it == g_allocs.end()) { g_error = "cudaFree of a pointer cudaMalloc did not return"; return g_last = cudaErrorInvalidValue; }
   g_device_in_use -= it->second.bytes;
+  race::forget_allocation(ptr);
   ::operator delete[](it->second.raw, std::align_val_t(256));
   g_allocs.erase(it);
   return cudaSuccess;

@@ -17,6 +17,8 @@
 //   - device allocations (cudaMalloc) are poisoned with 0xFF and surrounded by red zones checked after
 //     every launch; a cp.async destination reads as poison from the issue until the issuing thread
 //     waits for its group, when the data lands (so both early and late readers see garbage).
+//   - every shared-memory access, and every access to device memory the launch can write, is checked by
+//     a race detector (racecheck.h) whose verdict does not depend on the schedule.
 // Errors are values: the launch returns cudaErrorLaunchFailure and cudaGetErrorString() describes the
 // first problem (kernel, block, thread, what).
 #pragma once
@@ -140,6 +142,9 @@ void set_seed(uint64_t seed);
 uint64_t seed();
 // The description of the last harness error (also returned by cudaGetErrorString).
 const char* last_error_message();
+// Called with the kernel's name (as written in GLM_LAUNCH) at every launch that runs; for tools that
+// map tests to kernels (scripts/test-mutants.mjs via glm_kernel_tests --kernels).
+void set_launch_observer(void (*observer)(const char* kernel));
 // Counters for the self-tests and the timing summary.
 struct Stats { uint64_t launches = 0, blocks = 0, fibers = 0, switches = 0; };
 Stats stats();
@@ -149,13 +154,18 @@ Stats stats();
 // `pointers` are the kernel's pointer arguments: a captured launch checks at each replay that they
 // still point into live device (or pinned) memory — a graph replayed after a cudaFree of a buffer it
 // captured is a use after free on the device, caught here.
+// `writable` are the pointer arguments to non-const data: the allocations the race detector tracks
+// reads of from the launch's start.
 cudaError_t launch(const void* fn, const char* name, dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stream,
-                   std::function<void()> body, std::vector<const void*> pointers = {});
+                   std::function<void()> body, std::vector<const void*> pointers = {}, std::vector<const void*> writable = {});
 // Work recorded by captures so far (self-tests).
 uint64_t captured_nodes();
 
-template <class T> void pointer_arg(std::vector<const void*>& out, const T& v) {
-  if constexpr (std::is_pointer<T>::value) out.push_back(static_cast<const void*>(v));
+template <class T> void pointer_arg(std::vector<const void*>& out, std::vector<const void*>& writable, const T& v) {
+  if constexpr (std::is_pointer<T>::value) {
+    out.push_back(static_cast<const void*>(v));
+    if constexpr (!std::is_const<std::remove_pointer_t<T>>::value) writable.push_back(static_cast<const void*>(v));
+  }
 }
 
 // GLM_LAUNCH's harness side: the arguments are evaluated and converted to the kernel's parameter types
@@ -166,10 +176,10 @@ cudaError_t launch_kernel(void (*fn)(P...), const char* name, dim3 grid, dim3 bl
                           A&&... args) {
   static_assert(sizeof...(P) == sizeof...(A), "kernel argument count");
   std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
-  std::vector<const void*> pointers;
-  std::apply([&](const auto&... p) { (pointer_arg(pointers, p), ...); }, params);
+  std::vector<const void*> pointers, writable;
+  std::apply([&](const auto&... p) { (pointer_arg(pointers, writable, p), ...); }, params);
   return launch(reinterpret_cast<const void*>(fn), name, grid, block, smem, stream,
-                [fn, params = std::move(params)]() { std::apply(fn, params); }, std::move(pointers));
+                [fn, params = std::move(params)]() { std::apply(fn, params); }, std::move(pointers), std::move(writable));
 }
 
 // Kernel-side primitives.
@@ -263,8 +273,17 @@ template <class T> inline T glm_harness_reduce_result(T, uint64_t r) { return T(
 #define __reduce_or_sync(mask, v) GLM_HARNESS_REDUCE(::glm::harness::Collective::ReduceOr, mask, v)
 #define __reduce_xor_sync(mask, v) GLM_HARNESS_REDUCE(::glm::harness::Collective::ReduceXor, mask, v)
 
-// Atomics: real host atomics, so they stay correct if blocks ever run on several OS threads.
-template <class T> inline T atomicAdd(T* p, T v) {
+// Atomics: real host atomics, so they stay correct if blocks ever run on several OS threads. Each tells
+// the race detector itself (an atomic never races with an atomic) instead of relying on the compiler's
+// instrumentation: these templates are shared by instrumented and plain translation units, and the
+// linker keeps one copy. Not inlined, so the caller's address names the kernel line in a report.
+namespace glm::harness {
+void atomic_access(const void* p, size_t bytes, const void* pc);
+}
+#define GLM_HARNESS_ATOMIC __attribute__((noinline, no_sanitize("thread")))
+#define GLM_HARNESS_ATOMIC_RECORD(p) ::glm::harness::atomic_access(p, sizeof(*(p)), __builtin_return_address(0))
+template <class T> GLM_HARNESS_ATOMIC T atomicAdd(T* p, T v) {
+  GLM_HARNESS_ATOMIC_RECORD(p);
   if constexpr (std::is_integral<T>::value) {
     return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
   } else {
@@ -276,18 +295,24 @@ template <class T> inline T atomicAdd(T* p, T v) {
     return old;
   }
 }
-template <class T> inline T atomicMax(T* p, T v) {
+template <class T> GLM_HARNESS_ATOMIC T atomicMax(T* p, T v) {
+  GLM_HARNESS_ATOMIC_RECORD(p);
   T old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
   while (old < v && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {}
   return old;
 }
-template <class T> inline T atomicMin(T* p, T v) {
+template <class T> GLM_HARNESS_ATOMIC T atomicMin(T* p, T v) {
+  GLM_HARNESS_ATOMIC_RECORD(p);
   T old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
   while (v < old && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {}
   return old;
 }
-template <class T> inline T atomicExch(T* p, T v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
-template <class T> inline T atomicCAS(T* p, T expected, T desired) {
+template <class T> GLM_HARNESS_ATOMIC T atomicExch(T* p, T v) {
+  GLM_HARNESS_ATOMIC_RECORD(p);
+  return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
+}
+template <class T> GLM_HARNESS_ATOMIC T atomicCAS(T* p, T expected, T desired) {
+  GLM_HARNESS_ATOMIC_RECORD(p);
   __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
   return expected;
 }
