@@ -538,7 +538,7 @@ void Scheduler::step() {
   if (all_generate && all_greedy) {
     plan.greedy_tokens = true;
   } else if (all_generate && all_device) {
-    // The Sampler's draw for this step and its penalty history, in the order sample() would use them.
+    // Each row's draw (keyed by the position it samples) and penalty history, as one-token steps would use them.
     for (const auto& o : owners) {
       auto& g = *static_cast<GenerateRequest*>(o.first->request);
       // Row `pos` verifies the drafts before it: they count as generated in its penalties.
