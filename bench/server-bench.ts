@@ -15,6 +15,7 @@ import { DEFAULT_MODEL_DIR } from '../lib/cli-program.js';
 import type { ChatMessage } from '../lib/chat-template.js';
 import { Model } from '../lib/model.js';
 import { createServer } from '../lib/server/index.js';
+import { sseEvents } from './sse-frames.js';
 
 const CHILD_ARG = '__server-bench-child';
 
@@ -133,30 +134,18 @@ async function overHttp(o: Options): Promise<Row[]> {
           stream_options: { include_usage: true }, chat_template_kwargs: { enable_thinking: false } }),
       });
       if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
-      const reader = res.body!.getReader();
-      const decoder = new TextDecoder();
-      let buffer = '', last = 0, ttft = 0, tokens = 0;
+      let last = 0, ttft = 0, tokens = 0;
       const gaps: number[] = [];
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += decoder.decode(value, { stream: true });
-        let cut: number;
-        while ((cut = buffer.indexOf('\n\n')) >= 0) {
-          const frame = buffer.slice(0, cut);
-          buffer = buffer.slice(cut + 2);
-          if (!frame.startsWith('data: ')) continue;  // a keep-alive comment
-          const data = frame.slice(6);
-          if (data === '[DONE]') continue;
-          const j = JSON.parse(data) as { choices: { delta: { content?: string; reasoning_content?: string } }[]; usage?: { completion_tokens: number } | null };
-          if (j.usage) tokens = j.usage.completion_tokens;
-          const d = j.choices[0]?.delta;
-          if (!d?.content && !d?.reasoning_content) continue;
-          const now = performance.now();
-          if (last === 0) ttft = now - t0;
-          else gaps.push(now - last);
-          last = now;
-        }
+      for await (const { data } of sseEvents(res.body!)) {
+        if (data === '[DONE]') continue;
+        const j = JSON.parse(data) as { choices: { delta: { content?: string; reasoning_content?: string } }[]; usage?: { completion_tokens: number } | null };
+        if (j.usage) tokens = j.usage.completion_tokens;
+        const d = j.choices[0]?.delta;
+        if (!d?.content && !d?.reasoning_content) continue;
+        const now = performance.now();
+        if (last === 0) ttft = now - t0;
+        else gaps.push(now - last);
+        last = now;
       }
       return { ttftMs: ttft, gapsMs: gaps, tokens };
     };

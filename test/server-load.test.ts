@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatMessage, TextGenerateResult } from '../lib/index.js';
 import { serve, stop, type Served } from './helpers/server.js';
+import { sseEvents } from '../bench/sse-frames.js';
 
 let s: Served;
 beforeAll(async () => {
@@ -22,35 +23,22 @@ async function client(url: string, body: unknown, anthropic: boolean, hangUpAfte
   const res = await fetch(url, { method: 'POST', signal: ac.signal, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
   const out: Outcome = { text: '', reasoning: '', events: 0, finished: false };
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
-  let buffer = '';
   try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += decoder.decode(value, { stream: true });
-      let cut: number;
-      while ((cut = buffer.indexOf('\n\n')) >= 0) {
-        const frame = buffer.slice(0, cut);
-        buffer = buffer.slice(cut + 2);
-        const data = frame.split('\n').find((l) => l.startsWith('data: '))?.slice(6);
-        if (data === undefined) continue;
-        if (data === '[DONE]') { out.finished = true; continue; }
-        const j = JSON.parse(data) as Record<string, any>;
-        if (anthropic) {
-          if (j.type === 'message_stop') out.finished = true;
-          if (j.type === 'content_block_delta' && j.delta.type === 'text_delta') { out.text += j.delta.text; out.events++; }
-          if (j.type === 'content_block_delta' && j.delta.type === 'thinking_delta') { out.reasoning += j.delta.thinking; out.events++; }
-        } else {
-          const d = j.choices?.[0]?.delta ?? {};
-          if (d.content) { out.text += d.content; out.events++; }
-          if (d.reasoning_content) { out.reasoning += d.reasoning_content; out.events++; }
-        }
-        if (hangUpAfter !== undefined && out.events >= hangUpAfter) {
-          ac.abort();
-          return out;
-        }
+    for await (const { data } of sseEvents(res.body!)) {
+      if (data === '[DONE]') { out.finished = true; continue; }
+      const j = JSON.parse(data) as Record<string, any>;
+      if (anthropic) {
+        if (j.type === 'message_stop') out.finished = true;
+        if (j.type === 'content_block_delta' && j.delta.type === 'text_delta') { out.text += j.delta.text; out.events++; }
+        if (j.type === 'content_block_delta' && j.delta.type === 'thinking_delta') { out.reasoning += j.delta.thinking; out.events++; }
+      } else {
+        const d = j.choices?.[0]?.delta ?? {};
+        if (d.content) { out.text += d.content; out.events++; }
+        if (d.reasoning_content) { out.reasoning += d.reasoning_content; out.events++; }
+      }
+      if (hangUpAfter !== undefined && out.events >= hangUpAfter) {
+        ac.abort();
+        return out;
       }
     }
   } catch (error) {

@@ -10,7 +10,7 @@ import type { TextGenerateOptions } from '../generate-options.js';
 import { buildPrompt } from '../prompt.js';
 import { badRequest, errorBody } from './errors.js';
 import {
-  checkMaxTokens, checkMessageCount, checkToolName, checkToolSchema, checkToolsSize, isObject, optBool, optInteger, optNumber,
+  checkMaxTokens, checkMessageCount, checkToolName, checkToolSchema, checkToolsSize, isObject, optBool, optInteger, optNumber, optTopP,
   optString, requireArray, requireObject, type RequestLimits,
 } from './limits.js';
 import { responseHeaders, type RouteSettings } from './openai.js';
@@ -53,6 +53,12 @@ function toolResultText(v: unknown, where: string): string {
   }).join('\n');
 }
 
+/** A text block's text: a 400 naming the block when it is not a string. */
+function blockText(block: Record<string, unknown>, where: string): string {
+  if (typeof block.text !== 'string') throw badRequest(`${where}.text must be a string`, where);
+  return block.text;
+}
+
 /** Anthropic messages (+ system) → the library's chat messages. */
 export function anthropicMessages(body: Record<string, unknown>, limits: RequestLimits): ChatMessage[] {
   const list = requireArray(body.messages, 'messages');
@@ -74,8 +80,7 @@ export function anthropicMessages(body: Record<string, unknown>, limits: Request
         const w = `${where}.content[${j}]`;
         const block = requireObject(b, w);
         if (block.type === 'text') {
-          if (typeof block.text !== 'string') throw badRequest(`${w}.text must be a string`, w);
-          text.push(block.text);
+          text.push(blockText(block, w));
         } else if (block.type === 'tool_result') {
           flush();
           const id = optString(block.tool_use_id, `${w}.tool_use_id`);
@@ -94,8 +99,7 @@ export function anthropicMessages(body: Record<string, unknown>, limits: Request
         const w = `${where}.content[${j}]`;
         const block = requireObject(b, w);
         if (block.type === 'text') {
-          if (typeof block.text !== 'string') throw badRequest(`${w}.text must be a string`, w);
-          text.push(block.text);
+          text.push(blockText(block, w));
         } else if (block.type === 'thinking') {
           // The signature is accepted unchecked: it is ours (opaque) or another server's.
           if (typeof block.thinking !== 'string') throw badRequest(`${w}.thinking must be a string`, w);
@@ -186,11 +190,8 @@ function parse(body: unknown, ctx: ServerContext, limits: RequestLimits): Parsed
   const options: Parsed['options'] = {};
   const temperature = optNumber(b.temperature, 'temperature', 0, 1);
   if (temperature !== undefined) options.temperature = temperature;
-  const topP = optNumber(b.top_p, 'top_p', 0, 1);
-  if (topP !== undefined) {
-    if (topP === 0) throw badRequest('top_p must be in (0, 1], got 0', 'top_p');
-    options.topP = topP;
-  }
+  const topP = optTopP(b.top_p);
+  if (topP !== undefined) options.topP = topP;
   const topK = optInteger(b.top_k, 'top_k', 0, 1 << 30);
   if (topK !== undefined) options.topK = topK;
   if (b.stop_sequences !== undefined && b.stop_sequences !== null) {

@@ -48,6 +48,13 @@ export function optNumber(v: unknown, where: string, lo: number, hi: number): nu
   return v;
 }
 
+/** top_p: absent, or in (0, 1]. */
+export function optTopP(v: unknown): number | undefined {
+  const topP = optNumber(v, 'top_p', 0, 1);
+  if (topP === 0) throw badRequest('top_p must be in (0, 1], got 0', 'top_p');
+  return topP;
+}
+
 export function optInteger(v: unknown, where: string, lo: number, hi: number): number | undefined {
   const n = optNumber(v, where, lo, hi);
   if (n !== undefined && !Number.isInteger(n)) throw badRequest(`${where} must be an integer, got ${n}`, where);

@@ -10,7 +10,7 @@ import type { TextGenerateOptions } from '../generate-options.js';
 import type { Tokenizer } from '../tokenizer.js';
 import { badRequest, errorBody, type HttpError } from './errors.js';
 import {
-  checkMaxTokens, checkMessageCount, checkToolName, checkToolSchema, checkToolsSize, isObject, optBool, optInteger, optNumber,
+  checkMaxTokens, checkMessageCount, checkToolName, checkToolSchema, checkToolsSize, isObject, optBool, optInteger, optNumber, optTopP,
   optString, requireArray, requireObject, type RequestLimits,
 } from './limits.js';
 import { Run, type ServerContext } from './run.js';
@@ -32,11 +32,8 @@ function samplingOf(b: Record<string, unknown>): Sampling {
   const s: Sampling = {};
   const temperature = optNumber(b.temperature, 'temperature', 0, 2);
   if (temperature !== undefined) s.temperature = temperature;
-  const topP = optNumber(b.top_p, 'top_p', 0, 1);
-  if (topP !== undefined) {
-    if (topP === 0) throw badRequest('top_p must be in (0, 1], got 0', 'top_p');
-    s.topP = topP;
-  }
+  const topP = optTopP(b.top_p);
+  if (topP !== undefined) s.topP = topP;
   const topK = optInteger(b.top_k, 'top_k', 0, 1 << 30);
   if (topK !== undefined) s.topK = topK;
   const minP = optNumber(b.min_p, 'min_p', 0, 1);

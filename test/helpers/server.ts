@@ -4,6 +4,7 @@
 import path from 'node:path';
 import { Model, createServer, renderChatTokens, type ChatMessage, type GlmServer, type ServerOptions, type ToolDefinition } from '../../lib/index.js';
 import { REPO_ROOT } from '../fixtures/variants.js';
+import { sseEvents, type SseEvent } from '../../bench/sse-frames.js';
 
 export const DEFAULT_MODEL = path.join(REPO_ROOT, 'models', 'tiny-default');
 
@@ -41,20 +42,9 @@ export const WEATHER_TOOL: ToolDefinition = {
 };
 
 /** Server-sent events of a raw response body, in order: [event name or undefined, data]. */
-export async function readSse(res: Response): Promise<{ event: string | undefined; data: string }[]> {
-  const text = await res.text();
-  const out: { event: string | undefined; data: string }[] = [];
-  for (const frame of text.split('\n\n')) {
-    if (!frame.trim()) continue;
-    let event: string | undefined;
-    const data: string[] = [];
-    for (const line of frame.split('\n')) {
-      if (line.startsWith(':')) continue;
-      if (line.startsWith('event: ')) event = line.slice(7);
-      else if (line.startsWith('data: ')) data.push(line.slice(6));
-    }
-    if (data.length > 0) out.push({ event, data: data.join('\n') });
-  }
+export async function readSse(res: Response): Promise<SseEvent[]> {
+  const out: SseEvent[] = [];
+  for await (const e of sseEvents(res.body!)) out.push(e);
   return out;
 }
 
