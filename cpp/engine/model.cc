@@ -92,10 +92,14 @@ Status Model::create_backend(const std::atomic<bool>* cancel) {
   kv.type = opts_.kv_type;
   kv.page_tokens = opts_.kv_page_tokens;
   kv.bytes = opts_.kv_cache_bytes;
-  if (opts_.kv_cache_tokens > 0) {
+  // kvCacheSize in tokens: the pool's bytes for that many positions of every KV layer the pages hold.
+  const auto size_pool_in_tokens = [&] {
+    if (opts_.kv_cache_tokens <= 0) return;
     const int64_t pages = (opts_.kv_cache_tokens + kv.page_tokens - 1) / kv.page_tokens;
-    kv.bytes = uint64_t(pages) * kv_page_bytes(kv.type, cfg_.num_hidden_layers, cfg_.num_key_value_heads, cfg_.head_dim, kv.page_tokens);
-  }
+    const int64_t layers = kv.layers > 0 ? kv.layers : cfg_.num_hidden_layers;
+    kv.bytes = uint64_t(pages) * kv_page_bytes(kv.type, layers, cfg_.num_key_value_heads, cfg_.head_dim, kv.page_tokens);
+  };
+  size_pool_in_tokens();
   SpeculationConfig& spec = sched_opts_.spec;
   if (opts_.spec_max_batch >= 0) spec.max_batch = opts_.spec_max_batch;
   if (opts_.spec_min_acceptance >= 0) spec.min_acceptance = opts_.spec_min_acceptance;
@@ -140,10 +144,7 @@ Status Model::create_backend(const std::atomic<bool>* cancel) {
     spec.fill_while_idle = cfg_.num_hidden_layers >= 32;  // the fill is then at most ~3% of a step
     speculation_reason_ = opts_.draft_tokens > 0 ? "requested" : "default: the checkpoint has an MTP layer";
     kv.layers = cfg_.num_hidden_layers + 1;
-    if (opts_.kv_cache_tokens > 0) {
-      const int64_t pages = (opts_.kv_cache_tokens + kv.page_tokens - 1) / kv.page_tokens;
-      kv.bytes = uint64_t(pages) * kv_page_bytes(kv.type, kv.layers, cfg_.num_key_value_heads, cfg_.head_dim, kv.page_tokens);
-    }
+    size_pool_in_tokens();
   }
   return cpu::CpuBackend::create(cfg_, threads_, kv, &backend_);
 }
