@@ -493,12 +493,7 @@ void Scheduler::step() {
   std::vector<std::pair<Unit*, int64_t>> owners;  // (unit, position) per logit row
   for (Unit& u : units) {
     Sequence& s = *u.seq;
-    StepPlan::Sequence ps;
-    ps.pages = s.pages.data();
-    ps.n_pages = int64_t(s.pages.size());
-    ps.row_begin = plan.rows();
-    ps.n_rows = u.n;
-    ps.start_pos = s.computed;
+    const StepPlan::Sequence ps = plan_entry(s, plan.rows(), u.n, s.computed);
     u.start = s.computed;
     u.row_begin = ps.row_begin;
     const int64_t drafts = u.request->kind == Request::Kind::Generate ? static_cast<GenerateRequest*>(u.request)->drafts : 0;

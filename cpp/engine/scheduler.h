@@ -93,6 +93,16 @@ class Scheduler {
     int64_t row_begin = 0; // (plan) its first row in the step
   };
 
+  // A sequence's entry in a plan: its page table, rows [row_begin, +n_rows) from position start_pos.
+  static StepPlan::Sequence plan_entry(const Sequence& s, int64_t row_begin, int64_t n_rows, int64_t start_pos) {
+    StepPlan::Sequence ps;
+    ps.pages = s.pages.data();
+    ps.n_pages = int64_t(s.pages.size());
+    ps.row_begin = row_begin;
+    ps.n_rows = n_rows;
+    ps.start_pos = start_pos;
+    return ps;
+  }
   void finish(Request& r, Status st);
   void rollback(Request& r);
   void advance_queues(const std::vector<Sequence*>& seqs);
@@ -122,6 +132,7 @@ class Scheduler {
   SampleRequest sample_request_for(GenerateRequest& g, int64_t pos, const int32_t* drafts, size_t n_drafts) const;
   void mtp_pass(const std::vector<Unit>& units);
   void judge_speculation(GenerateRequest& g);
+  void suspend_speculation();                               // the model stops running its MTP layer
   bool drafts_now(const Request& r) const;                  // a generation that drafts in this step
   bool fills_mtp(const Request& r, const Unit& u) const;    // the MTP pass covers this unit's rows
   void refresh_stats();

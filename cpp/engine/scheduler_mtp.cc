@@ -115,13 +115,15 @@ void Scheduler::judge_speculation(GenerateRequest& g) {
   const SpeculationConfig& c = opts_.spec;
   if (!drafting_pays(c, g.spec_rounds, g.result.draft_tokens, g.result.accepted_draft_tokens)) g.spec_k = 0;
   if (int64_t(model_rounds_) < c.suspend_rounds) return;
-  if (double(model_accepted_) < c.min_acceptance * double(model_proposed_)) {
-    // The model's drafts do not pay on this traffic: stop running the MTP layer at all.
-    mtp_fill_ = false;
-    kv_.set_mtp(false);
-    for (const auto& r : running_) {
-      if (r->kind == Request::Kind::Generate) static_cast<GenerateRequest&>(*r).spec_k = 0;
-    }
+  // The model's drafts do not pay on this traffic: stop running the MTP layer at all.
+  if (double(model_accepted_) < c.min_acceptance * double(model_proposed_)) suspend_speculation();
+}
+
+void Scheduler::suspend_speculation() {
+  mtp_fill_ = false;
+  kv_.set_mtp(false);
+  for (const auto& r : running_) {
+    if (r->kind == Request::Kind::Generate) static_cast<GenerateRequest&>(*r).spec_k = 0;
   }
 }
 
@@ -168,12 +170,7 @@ void Scheduler::mtp_pass(const std::vector<Unit>& units) {
     if (!ok) to = std::min<int64_t>(to, int64_t(s.pages.size()) * P - 1);
     if (to <= from) continue;
 
-    StepPlan::Sequence ps;
-    ps.pages = s.pages.data();
-    ps.n_pages = int64_t(s.pages.size());
-    ps.row_begin = plan.rows();
-    ps.n_rows = to - from;
-    ps.start_pos = from + 1;
+    const StepPlan::Sequence ps = plan_entry(s, plan.rows(), to - from, from + 1);
     for (int64_t t = from; t < to; ++t) {
       plan.tokens.push_back(s.tokens[size_t(t + 1)]);
       plan.positions.push_back(int32_t(t + 1));
@@ -210,9 +207,7 @@ void Scheduler::mtp_pass(const std::vector<Unit>& units) {
   if (!st.is_ok()) {
     if (st.code() == ErrorCode::EngineDead) return shutdown(st);
     // Anything else: speculation is off from now on (the trunk's results stand; nothing was lost).
-    mtp_fill_ = false;
-    kv_.set_mtp(false);
-    return;
+    return suspend_speculation();
   }
   for (const auto& [s, to] : advanced) s->mtp_pairs = to;
   const size_t V = size_t(vocab_);
@@ -239,12 +234,7 @@ void Scheduler::mtp_pass(const std::vector<Unit>& units) {
       const int64_t slot = s.computed + j;  // scratch slots past the pairs held: written again next round
       bool ok = false;
       if (!kv_.reserve(s, slot + 1, &ok).is_ok() || !ok) continue;
-      StepPlan::Sequence ps;
-      ps.pages = s.pages.data();
-      ps.n_pages = int64_t(s.pages.size());
-      ps.row_begin = chain.rows();
-      ps.n_rows = 1;
-      ps.start_pos = slot;
+      const StepPlan::Sequence ps = plan_entry(s, chain.rows(), 1, slot);
       chain.sequences.push_back(ps);
       chain.tokens.push_back(drafts[i].back());
       chain.positions.push_back(int32_t(slot));
