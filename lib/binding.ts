@@ -85,6 +85,8 @@ export interface NativeGenerateParams {
   cacheNamespace?: string;
   /** MTP drafts per round: -1 the model's default, 0 off. */
   draftTokens?: number;
+  /** Constrained decoding: every token stays inside this grammar (finishReason 'grammar' when it is complete). */
+  grammar?: NativeGrammar;
 }
 
 /** Tokens as the engine chose them; top arrays are flattened [count × topN], padded with -1 / -Infinity. */
@@ -97,7 +99,7 @@ export interface NativeTokenBatch {
 
 export interface NativeGenerateResult {
   tokens: NativeTokenBatch;
-  finishReason: 'stop' | 'length' | 'stop_requested';
+  finishReason: 'stop' | 'length' | 'stop_requested' | 'grammar';
   promptTokens: number;
   cachedTokens: number;
   /** Submission to admission by the scheduler. */
@@ -120,8 +122,24 @@ export interface NativeModel {
     onTokens?: (start: number, batch: NativeTokenBatch) => void,
   ): Promise<NativeGenerateResult>;
   stats(): ServingStats;
+  /**
+   * Compiles a GBNF grammar against the model's vocabulary (off the JS thread; cached by text). The
+   * vocabulary is needed until hasGrammarVocabulary() says the model holds it.
+   */
+  compileGrammar(gbnf: string, vocabulary: NativeGrammarVocabulary | null): Promise<NativeGrammar>;
+  hasGrammarVocabulary(): boolean;
   dispose(): Promise<void>;
 }
+
+/** Every token's bytes (offsets: n + 1 entries) and which tokens only a grammar's <[id]> matches. */
+export interface NativeGrammarVocabulary {
+  bytes: Uint8Array;
+  offsets: Uint32Array;
+  tokenOnly: Uint8Array;
+}
+
+/** An opaque compiled grammar, passed to generate() as params.grammar. */
+export type NativeGrammar = { readonly __nativeGrammar: unique symbol };
 
 export interface NativeBinding {
   AbortFlag: new () => NativeAbortFlag;
@@ -135,6 +153,8 @@ export interface NativeBinding {
   /** The CUDA self-test (device query, one tiny kernel); run only in the loader's probe child. */
   cudaProbe(): { ok: boolean; device?: string; reason?: string };
   /** Benchmark helper: best-pass multi-threaded read bandwidth of this machine (bytes/s). */
+  /** JSON Schema (JSON text) → GBNF rules starting at `${rulePrefix}root`; throws INVALID_PARAM naming the keyword. */
+  jsonSchemaToGbnf(schemaJson: string, rulePrefix: string, allowWhitespace: boolean): string;
   measureReadBandwidth(bytes: number, threads: number, minSeconds: number): Promise<{ bytesPerSecond: number; passes: number; bufferBytes: number }>;
 }
 

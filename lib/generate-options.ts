@@ -5,6 +5,7 @@ import { checkInteger, checkKnownKeys, checkNumber, checkObject, checkSignal, de
 import type { ToolDefinition } from './text/tool-calls.js';
 import type { StreamChunk } from './generation.js';
 import { resolveSpeculativeGenerate, type SpeculativeGenerateOptions } from './speculative.js';
+import { resolveConstraint, type ResolvedConstraint, type ResponseFormat, type ToolChoice } from './constrained/options.js';
 
 export interface TextGenerateOptions {
   /** Tokens to generate at most (0 evaluates the prompt only). Default 512. */
@@ -44,6 +45,16 @@ export interface TextGenerateOptions {
    * `false` drafts nothing, `{ draftTokens }` proposes k drafts per round. The output is the same.
    */
   speculative?: SpeculativeGenerateOptions;
+  /**
+   * Constrained decoding of the answer: `{ type: 'json_schema', schema }` (the text always parses and
+   * validates against the schema), `{ type: 'json_object' }` or `{ type: 'text' }` (free, the default).
+   * With thinking on, the reasoning stays free text and the constraint starts after </think>.
+   */
+  responseFormat?: ResponseFormat;
+  /** Constrained decoding with a GBNF grammar (llama.cpp's format, plus <[id]> for a token by id). */
+  grammar?: string;
+  /** With tools: 'auto' (default), 'required', 'none' or { name }; every call and its arguments follow the tool's schema. */
+  toolChoice?: ToolChoice;
 }
 
 export interface ResolvedGenerateOptions {
@@ -66,10 +77,12 @@ export interface ResolvedGenerateOptions {
   ignoreEos: boolean;
   cacheNamespace: string;
   draftTokens: number;  // -1: the model's default
+  constraint: ResolvedConstraint;
 }
 
 const KEYS = ['maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'presencePenalty',
-  'frequencyPenalty', 'seed', 'stop', 'signal', 'thinking', 'tools', 'logprobs', 'onChunk', 'ignoreEos', 'cacheNamespace', 'speculative'] as const;
+  'frequencyPenalty', 'seed', 'stop', 'signal', 'thinking', 'tools', 'logprobs', 'onChunk', 'ignoreEos', 'cacheNamespace', 'speculative',
+  'responseFormat', 'grammar', 'toolChoice'] as const;
 
 export const MAX_STOP_STRINGS = 16;
 export const MAX_STOP_STRING_LENGTH = 256;
@@ -118,6 +131,7 @@ export function resolveGenerateOptions(options: unknown, limits: { vocabSize: nu
   if (o.onChunk !== undefined && typeof o.onChunk !== 'function') {
     throw new InvalidParamError(`onChunk must be a function, got ${describe(o.onChunk)}`);
   }
+  const tools = checkTools(o.tools);
   return {
     maxTokens: int('maxTokens', 512, 0, limits.maxTokens),
     temperature: num('temperature', 0.6, 0, 100),
@@ -132,12 +146,13 @@ export function resolveGenerateOptions(options: unknown, limits: { vocabSize: nu
     stopTokens,
     signal: checkSignal('signal', o.signal),
     thinking: o.thinking === undefined ? true : o.thinking,
-    tools: checkTools(o.tools),
+    tools,
     topLogprobs,
     onChunk: o.onChunk as TextGenerateOptions['onChunk'],
     ignoreEos: o.ignoreEos === true,
     cacheNamespace: checkCacheNamespace(o.cacheNamespace),
     draftTokens: resolveSpeculativeGenerate(o.speculative),
+    constraint: resolveConstraint(o, tools),
   };
 }
 

@@ -2,7 +2,8 @@
 // tool calls, done). The engine samples and streams token ids from its own thread; this module turns
 // them into valid UTF-8 text, applies stop strings, parses thinking and tool calls, and assembles the
 // final result. The async iterator and the optional onChunk callback see the same chunks in order.
-import type { NativeAbortFlag, NativeGenerateResult, NativeModel, NativeSession, NativeTokenBatch } from './binding.js';
+import type { NativeAbortFlag, NativeGenerateResult, NativeGrammar, NativeModel, NativeSession, NativeTokenBatch } from './binding.js';
+import { validateConstrainedOutput } from './constrained/validate.js';
 import { GlmError, toGlmError } from './errors.js';
 import { abortErrorFor, abortReasonOf } from './abort.js';
 import type { ResolvedGenerateOptions } from './generate-options.js';
@@ -50,6 +51,9 @@ export interface GenerationTarget {
   /** Token ids that end the generation besides the user's (the model's eos ids). */
   eosTokenIds: readonly number[];
   observationTokenId: number | undefined;
+  /** Constrained decoding: the generation's grammar (GBNF) and how to compile it for this model. */
+  grammar?: string;
+  compileGrammar?: (gbnf: string) => Promise<NativeGrammar>;
 }
 
 /** A running generation: an async iterable of chunks whose `result` promise settles at the end. */
@@ -173,13 +177,16 @@ export class Generation implements AsyncIterable<StreamChunk> {
       if (signal?.aborted) throw abortErrorFor(signal);
       signal?.addEventListener('abort', onAbort, { once: true });
       const stopTokens = Int32Array.from(new Set([...(opts.ignoreEos ? [] : target.eosTokenIds), ...opts.stopTokens]));
+      // (Compiled off the JS thread and cached by the model: a schema sent with every request compiles once.)
+      const grammar = target.grammar !== undefined ? await target.compileGrammar!(target.grammar) : undefined;
+      if (signal?.aborted) throw abortErrorFor(signal);
       let native: NativeGenerateResult;
       try {
         native = await target.native.generate(target.session, prompt, {
           maxTokens: opts.maxTokens, temperature: opts.temperature, topK: opts.topK, topP: opts.topP, minP: opts.minP,
           repetitionPenalty: opts.repetitionPenalty, presencePenalty: opts.presencePenalty,
           frequencyPenalty: opts.frequencyPenalty, topLogprobs: opts.topLogprobs, seed: opts.seed, stopTokens, reusePrefix,
-          cacheNamespace: opts.cacheNamespace, draftTokens: opts.draftTokens,
+          cacheNamespace: opts.cacheNamespace, draftTokens: opts.draftTokens, ...(grammar ? { grammar } : {}),
         }, flag, (start: number, batch: NativeTokenBatch) => take(start, batch.ids));
       } catch (error) {
         throw callbackError ?? abortReasonOf(toGlmError(error), signal);
@@ -204,8 +211,14 @@ export class Generation implements AsyncIterable<StreamChunk> {
       } else if (native.finishReason === 'stop' && last !== undefined) {
         finishReason = toolCalls.length > 0 && last === target.observationTokenId ? 'tool_calls' : 'stop';
         stop = { token: last };
+      } else if (native.finishReason === 'grammar') {
+        finishReason = toolCalls.length > 0 ? 'tool_calls' : 'stop';  // the grammar is complete
       } else if (native.finishReason === 'stop_requested') {
         finishReason = 'stop';  // the consumer left the stream early
+      }
+      if (target.grammar !== undefined) {
+        const complete = parser.stopMatched === undefined && (native.finishReason === 'grammar' || native.finishReason === 'stop');
+        validateConstrainedOutput(opts.constraint, opts.tools, text.join(''), toolCalls, complete);
       }
       const result: TextGenerateResult = {
         text: text.join(''),

@@ -22,6 +22,11 @@ export function requireTokenizer(source: PromptSource): Tokenizer {
   return source.tokenizer;
 }
 
+/** Chat messages (rendered with the chat template), as opposed to a prompt string or token ids. */
+export function isChatInput(input: unknown): boolean {
+  return Array.isArray(input) && input.length > 0 && input.every((m) => typeof m === 'object' && m !== null);
+}
+
 export function buildPrompt(source: PromptSource, input: unknown, opts: { tools: readonly ToolDefinition[]; thinking: boolean }): Int32Array {
   if (typeof input === 'string') {
     if (input.length === 0) throw new InvalidParamError('the prompt string is empty');

@@ -5,8 +5,10 @@ import { ContextOverflowError, DisposedError, InvalidParamError, toGlmError } fr
 import { checkCacheNamespace, resolveGenerateOptions, type TextGenerateOptions } from './generate-options.js';
 import { Generation, type StreamChunk, type TextGenerateResult } from './generation.js';
 import { checkKnownKeys, checkObject, checkSignal, toTokenArray, type TokenInput } from './options.js';
-import { buildPrompt, requireTokenizer, type GenerateInput } from './prompt.js';
+import { buildPrompt, isChatInput, requireTokenizer, type GenerateInput } from './prompt.js';
 import type { Tokenizer } from './tokenizer.js';
+import { buildGrammar } from './constrained/build.js';
+import { compileGrammar, markupTokens, schemaToGbnf } from './constrained/compile.js';
 
 export interface EvaluateOptions {
   signal?: AbortSignal;
@@ -132,12 +134,17 @@ export class Session {
       );
     }
     const tokenizer = requireTokenizer(this.#owner);
+    const grammar = buildGrammar(opts.constraint, opts.tools, {
+      chat: isChatInput(input), thinking: opts.thinking, tokens: markupTokens(tokenizer), schemaToGbnf,
+    });
+    const owner = this.#owner;
     const generation = new Generation({
-      native: this.#owner.native,
+      native: owner.native,
       session: this.native,
       tokenizer,
-      eosTokenIds: this.#owner.eosTokenIds,
+      eosTokenIds: owner.eosTokenIds,
       observationTokenId: tokenizer.tokenToId('<|observation|>'),
+      ...(grammar !== undefined ? { grammar, compileGrammar: (text: string) => compileGrammar(owner.native, tokenizer, owner.vocabSize, text) } : {}),
     }, prompt, opts, true);
     this.#generating++;
     generation.result.finally(() => {

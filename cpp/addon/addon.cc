@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "addon/grammar_binding.h"
 #include "addon/host.h"
 #include "cpu/bandwidth.h"
 #include "cpu/kernels.h"
@@ -83,6 +84,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loadModel", Napi::Function::New(env, load_model, "loadModel"));
   exports.Set("measureReadBandwidth", Napi::Function::New(env, measure_read_bandwidth, "measureReadBandwidth"));
   exports.Set("cudaProbe", Napi::Function::New(env, cuda_probe, "cudaProbe"));
+  exports.Set("jsonSchemaToGbnf", Napi::Function::New(env, json_schema_to_gbnf_js, "jsonSchemaToGbnf"));
   exports.Set("cpuIsa", Napi::String::New(env, glm::cpu::isa_name(glm::cpu::active_isa())));
   return exports;
 }

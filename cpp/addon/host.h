@@ -13,6 +13,7 @@
 #include <mutex>
 #include <vector>
 
+#include "addon/grammar_store.h"
 #include "engine/executor.h"
 #include "engine/model.h"
 
@@ -62,6 +63,8 @@ struct ModelHost {
     const Backend::GraphCounters g = model->backend().graph_counters();
     graph_captures = g.captures, graph_replays = g.replays, graph_failures = g.failures;
   }
+
+  GrammarStore grammars;  // constrained decoding's compiled grammars (any thread)
 
   // Declared last: destroyed first, so the executor is drained before the model goes away.
   Executor executor;

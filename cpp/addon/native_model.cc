@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "addon/async_job.h"
+#include "addon/grammar_binding.h"
 #include "addon/host.h"
 #include "cpu/kernels.h"
 
@@ -367,6 +368,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     p.stop_tokens = tokens_from(o.Get("stopTokens"));
     p.reuse_prefix = o.Get("reusePrefix").ToBoolean();
     if (o.Has("draftTokens") && o.Get("draftTokens").IsNumber()) p.draft_tokens = int64_t(number_field(o, "draftTokens"));
+    if (o.Has("grammar")) p.grammar = grammar_from(o.Get("grammar"));
     if (o.Has("cacheNamespace") && o.Get("cacheNamespace").IsString()) req->cache_namespace = o.Get("cacheNamespace").As<Napi::String>().Utf8Value();
     req->stop = stop_token_from(info[3]);
     const int64_t top_n = std::max<int64_t>(p.sampling.top_logprobs, 0);
@@ -416,6 +418,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
         });
   }
 
+  Napi::Value CompileGrammar(const Napi::CallbackInfo& info) { return compile_grammar(info, host_); }
+  Napi::Value HasGrammarVocabulary(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), host_->grammars.has_vocabulary());
+  }
+
   // Stops in-flight work and releases the weights once the executor drains; idempotent.
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -457,6 +464,8 @@ Napi::Function define_model(Napi::Env env) {
                                    NativeModel::InstanceMethod("evaluate", &NativeModel::Evaluate),
                                    NativeModel::InstanceMethod("generate", &NativeModel::Generate),
                                    NativeModel::InstanceMethod("stats", &NativeModel::Stats),
+                                   NativeModel::InstanceMethod("compileGrammar", &NativeModel::CompileGrammar),
+                                   NativeModel::InstanceMethod("hasGrammarVocabulary", &NativeModel::HasGrammarVocabulary),
                                    NativeModel::InstanceMethod("dispose", &NativeModel::Dispose)});
 }
 

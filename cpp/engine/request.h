@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/sampler.h"
+#include "grammar/grammar.h"
 #include "engine/sequence.h"
 #include "engine/status.h"
 
@@ -28,6 +29,10 @@ struct GenerateParams {
   bool reuse_prefix = false;
   // Speculative decoding with the model's MTP layer: drafts per round (-1: the model's default, 0: off).
   int64_t draft_tokens = -1;
+  // Constrained decoding: every generated token keeps the output inside this grammar (null: free);
+  // stop tokens are allowed only where the grammar is complete, and a grammar that cannot go on ends
+  // the generation ("grammar").
+  std::shared_ptr<const grammar::TokenGrammar> grammar;
 };
 
 struct GeneratedToken {
@@ -41,7 +46,7 @@ using TokenSink = std::function<void(const GeneratedToken&)>;
 struct GenerateResult {
   std::vector<GeneratedToken> tokens;  // generated tokens (a stop token included when one ended it)
   // "stop" (a stop token), "length" (max_tokens or a full context), "stop_requested" (the caller's
-  // stop flag, e.g. a stop string matched in JS)
+  // stop flag, e.g. a stop string matched in JS), "grammar" (the grammar is complete and allows nothing more)
   std::string finish_reason;
   int64_t prompt_tokens = 0;
   int64_t cached_tokens = 0;           // prompt tokens whose KV was reused (session cache + prefix cache)
@@ -126,6 +131,10 @@ struct GenerateRequest final : Request {
   int64_t spec_k = 0;
   int64_t drafts = 0;
   int64_t spec_rounds = 0;
+  // Constrained decoding: the grammar position after the emitted tokens, and the mask words of the
+  // row being selected (host) or of each of the step's rows (device sampling).
+  std::unique_ptr<grammar::Matcher> matcher;
+  std::vector<uint32_t> mask;
   Clock::time_point first_token, last_token;
   std::vector<Sequence*> sequences() const override { return {sequence}; }
 };

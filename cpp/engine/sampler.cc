@@ -202,21 +202,43 @@ Status Sampler::sample(const float* raw_logits, int64_t vocab, int32_t* token, T
   return Status::ok();
 }
 
+int64_t apply_token_mask(float* logits, int64_t vocab, const uint32_t* allowed) {
+  int64_t kept = 0;
+  for (int64_t w = 0; w * 32 < vocab; ++w) {
+    const uint32_t bits = allowed[w];
+    const int64_t end = std::min<int64_t>(vocab, (w + 1) * 32);
+    if (bits == 0xffffffffu && end - w * 32 == 32) {
+      kept += 32;
+      continue;
+    }
+    for (int64_t i = w * 32; i < end; ++i) {
+      if (bits >> (i - w * 32) & 1u) ++kept;
+      else logits[i] = NAN;
+    }
+  }
+  return kept;
+}
+
 Status sample_request(const float* raw_logits, int64_t vocab, const SampleRequest& r, int32_t* token, TokenLogprobs* logprobs,
                       std::vector<float>* work) {
   const SamplingParams& p = r.params;
   const float* logits = raw_logits;
   const bool penalties = p.repetition_penalty != 1 || p.presence_penalty != 0 || p.frequency_penalty != 0;
   std::vector<float> local;
+  auto& w = work ? *work : local;
+  if ((penalties && !r.history.empty()) || r.allowed) {
+    w.assign(raw_logits, raw_logits + vocab);
+    logits = w.data();
+  }
   if (penalties && !r.history.empty()) {
     // As Sampler::apply_penalties: penalize_logit over the history pairs (identity where off).
-    auto& w = work ? *work : local;
-    w.assign(raw_logits, raw_logits + vocab);
     for (const auto& [t, n] : r.history) {
       if (t < 0 || t >= vocab) continue;
       w[size_t(t)] = penalize_logit(w[size_t(t)], p, n);
     }
-    logits = w.data();
+  }
+  if (r.allowed && apply_token_mask(w.data(), vocab, r.allowed) == 0) {
+    return Status::error(ErrorCode::Internal, "sampler: the grammar allows no token");
   }
   GLM_TRY(choose_token(logits, vocab, p, r.u, token));
   if (logprobs && p.top_logprobs >= 0) compute_logprobs(raw_logits, vocab, *token, p.top_logprobs, logprobs);

@@ -96,9 +96,16 @@ struct SampleRequest {
   SamplingParams params;
   double u = 0;
   std::vector<std::pair<int32_t, int32_t>> history;
+  // Constrained decoding: the tokens a grammar allows (bit id % 32 of word id / 32; null: every
+  // token). Owned by the generation, valid for the step.
+  const uint32_t* allowed = nullptr;
 };
-// Sampler::sample's selection from a request (penalties from the history, choose_token with u, logprobs
-// of the raw logits when params.top_logprobs >= 0), without the Sampler: the host side of
+
+// Constrained decoding's mask on a logit row: tokens whose bit is clear become NaN, which every
+// selection rule skips (argmax, the candidate list, the device sampler). Returns how many stay.
+int64_t apply_token_mask(float* logits, int64_t vocab, const uint32_t* allowed);
+// Sampler::sample's selection from a request (penalties from the history, the grammar's mask, choose_token
+// with u, logprobs of the raw logits when params.top_logprobs >= 0), without the Sampler: the host side of
 // Backend::download_sampled. `work` holds the penalised copy.
 Status sample_request(const float* logits, int64_t vocab, const SampleRequest& r, int32_t* token, TokenLogprobs* logprobs,
                       std::vector<float>* work = nullptr);

@@ -251,7 +251,9 @@ Status Scheduler::prepare(Request& r) {
     g.sampler->set_context(s.tokens);
     const SamplingParams& sp = g.params.sampling;
     g.penalties = sp.repetition_penalty != 1 || sp.presence_penalty != 0 || sp.frequency_penalty != 0;
-    g.greedy_only = sp.temperature == 0 && sp.top_logprobs < 0 && !g.penalties;
+    if (g.params.grammar) g.matcher = std::make_unique<grammar::Matcher>(g.params.grammar);
+    // (A constrained row is selected on the host under its grammar's mask.)
+    g.greedy_only = sp.temperature == 0 && sp.top_logprobs < 0 && !g.penalties && !g.matcher;
     g.spec_k = mtp_fill_ ? requested_drafts(opts_.spec, g.params.draft_tokens) : 0;
     g.result.prompt_tokens = int64_t(g.prompt.size());
     counters_.prefix_cache_queries += uint64_t(g.prompt.size());
@@ -527,7 +529,7 @@ void Scheduler::step() {
     }
     const auto& g = *static_cast<GenerateRequest*>(o.first->request);
     all_greedy = all_greedy && g.greedy_only;
-    all_device = all_device && runner_.samples_on_device(g.params.sampling);
+    all_device = all_device && runner_.samples_on_device(g.params.sampling) && !g.matcher;
   }
   step_samples_.clear();
   if (all_generate && all_greedy) {
@@ -670,6 +672,7 @@ void Scheduler::on_token(GenerateRequest& g, int32_t token, TokenLogprobs lp, St
   Sequence& s = *g.sequence;
   const char* reason = nullptr;
   if (std::find(g.params.stop_tokens.begin(), g.params.stop_tokens.end(), token) != g.params.stop_tokens.end()) reason = "stop";
+  else if (g.matcher && !g.matcher->can_continue()) reason = "grammar";  // complete: nothing may follow
   else if (int64_t(g.result.tokens.size()) >= g.params.max_tokens) reason = "length";
   else if (s.length() + 1 > s.capacity()) reason = "length";  // a full context ends the run
   if (reason) {

@@ -130,6 +130,11 @@ class Scheduler {
   void emit_generation(GenerateRequest& g, const Unit& u, size_t first_owner, size_t n_rows, const StepPlan& plan,
                        const StepOutput& out, bool host_select);
   SampleRequest sample_request_for(GenerateRequest& g, int64_t pos, const int32_t* drafts, size_t n_drafts) const;
+  // Constrained decoding (scheduler_grammar.cc).
+  bool grammar_allows(const GenerateRequest& g, int32_t token) const;
+  int64_t fill_grammar_mask(GenerateRequest& g, uint32_t* words) const;  // returns the allowed count
+  Status select_constrained(GenerateRequest& g, const float* logits, SampleRequest sr, int32_t* token, TokenLogprobs* lp);
+  Status advance_grammar(GenerateRequest& g, int32_t token);
   void mtp_pass(const std::vector<Unit>& units);
   void judge_speculation(GenerateRequest& g);
   void suspend_speculation();                               // the model stops running its MTP layer
@@ -156,6 +161,7 @@ class Scheduler {
   mutable std::mutex snapshot_mu_;
   ServingStats snapshot_;
   std::vector<SampleRequest> step_samples_;
+  std::vector<float> mask_work_;  // a constrained row's masked copy
   bool mtp_fill_ = false;  // the MTP layer's KV is filled every step (speculation on and not suspended)
   bool draft_now_ = false; // this step's batch is small enough to draft (SpeculationConfig::max_batch)
   uint64_t model_rounds_ = 0, model_proposed_ = 0, model_accepted_ = 0;  // since load, for suspension

@@ -60,6 +60,7 @@ void Scheduler::emit_generation(GenerateRequest& g, const Unit& u, size_t first_
   // token is a bonus).
   std::vector<int32_t> chosen;
   std::vector<TokenLogprobs> logprobs;
+  int64_t accepted = 0;
   Status sel;
   for (int64_t i = 0; i <= D; ++i) {
     const size_t o = first_owner + size_t(i);
@@ -67,7 +68,8 @@ void Scheduler::emit_generation(GenerateRequest& g, const Unit& u, size_t first_
     TokenLogprobs lp;
     if (host_select) {
       const SampleRequest sr = sample_request_for(g, L + i, drafts.data(), size_t(i));
-      sel = sample_request(out.logits.data() + o * size_t(vocab_), vocab_, sr, &token, &lp);
+      const float* row = out.logits.data() + o * size_t(vocab_);
+      sel = g.matcher ? select_constrained(g, row, sr, &token, &lp) : sample_request(row, vocab_, sr, &token, &lp);
     } else {
       token = out.tokens[o];
       if (plan.sample_requests && g.params.sampling.top_logprobs >= 0) lp = out.logprobs[o];
@@ -76,12 +78,14 @@ void Scheduler::emit_generation(GenerateRequest& g, const Unit& u, size_t first_
                                                                       : "sampler: every logit is NaN or none is finite");
       }
     }
+    if (sel.is_ok()) sel = advance_grammar(g, token);  // a draft the grammar rejects is never chosen
     if (!sel.is_ok()) break;
     chosen.push_back(token);
     logprobs.push_back(std::move(lp));
     if (i == D || token != drafts[size_t(i)]) break;
+    ++accepted;
+    if (g.matcher && !g.matcher->can_continue()) break;  // the grammar ends inside the accepted drafts
   }
-  const int64_t accepted = sel.is_ok() ? int64_t(chosen.size()) - 1 : int64_t(chosen.size());
   if (D > 0) {
     g.result.draft_tokens += D;
     g.result.accepted_draft_tokens += accepted;

@@ -132,8 +132,8 @@ export function anthropicMessages(body: Record<string, unknown>, limits: Request
 /**
  * tools + tool_choice → what the model sees. Anthropic's server tools (a `type` such as
  * web_search_20250305, no input_schema) run on Anthropic's side and are left out; tool_choice
- * 'none' hides the tools, {type: 'tool', name} leaves only that one; 'any' is not enforced (no
- * constrained decoding yet).
+ * 'none' hides the tools, {type: 'tool', name} leaves only that one; 'any' and 'tool' force a call
+ * (constrained decoding, see anthropicToolChoice).
  */
 function anthropicTools(b: Record<string, unknown>, limits: RequestLimits): ToolDefinition[] {
   if (b.tools === undefined || b.tools === null) return [];
@@ -160,6 +160,12 @@ function anthropicTools(b: Record<string, unknown>, limits: RequestLimits): Tool
     return only;
   }
   throw badRequest('tool_choice.type must be "auto", "any", "tool" or "none"', 'tool_choice');
+}
+
+/** tool_choice 'any' or {type: 'tool'} → a call is required (the tool list is already narrowed to the named one). */
+function anthropicToolChoice(b: Record<string, unknown>, tools: readonly ToolDefinition[]): 'required' | undefined {
+  const c = b.tool_choice;
+  return tools.length > 0 && isObject(c) && (c.type === 'any' || c.type === 'tool') ? 'required' : undefined;
 }
 
 /** thinking: {type: 'enabled', budget_tokens} turns GLM's thinking on; absent or 'disabled' off (Anthropic's default). */
@@ -203,6 +209,8 @@ function parse(body: unknown, ctx: ServerContext, limits: RequestLimits): Parsed
   options.thinking = thinkingOf(b.thinking, maxTokens);
   const tools = anthropicTools(b, limits);
   if (tools.length > 0) options.tools = tools;
+  const toolChoice = anthropicToolChoice(b, tools);
+  if (toolChoice) options.toolChoice = toolChoice;
   // Anthropic's API has no seed; this server takes one (an extension) so sampled answers can be reproduced.
   const seed = optInteger(b.seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
   options.seed = seed ?? randomInt(0, 2 ** 47);

@@ -7,6 +7,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ChatContent, ChatMessage, ToolCall, ToolDefinition } from '../chat-template.js';
 import type { StreamChunk, TextGenerateResult, TokenLogprob } from '../generation.js';
 import type { TextGenerateOptions } from '../generate-options.js';
+import type { JsonSchema, ResponseFormat } from '../constrained/options.js';
 import type { Tokenizer } from '../tokenizer.js';
 import { badRequest, errorBody, type HttpError } from './errors.js';
 import {
@@ -61,12 +62,20 @@ function samplingOf(b: Record<string, unknown>): Sampling {
   return s;
 }
 
-function checkResponseFormat(v: unknown): void {
-  if (v === undefined || v === null) return;
+/** response_format → the library's responseFormat (constrained decoding); text or absent: none. */
+function responseFormatOf(v: unknown): ResponseFormat | undefined {
+  if (v === undefined || v === null) return undefined;
   const rf = requireObject(v, 'response_format');
-  if (rf.type === 'text') return;
-  throw badRequest(`response_format ${JSON.stringify(rf.type)} is not supported yet: glm-node has no constrained decoding; ` +
-    'ask for JSON in the prompt instead', 'response_format');
+  if (rf.type === 'text') return undefined;
+  if (rf.type === 'json_object') return { type: 'json_object' };
+  if (rf.type === 'json_schema') {
+    const js = requireObject(rf.json_schema, 'response_format.json_schema');
+    const name = optString(js.name, 'response_format.json_schema.name');
+    const schema = js.schema === undefined ? {} : js.schema;
+    if (typeof schema !== 'boolean' && !isObject(schema)) throw badRequest('response_format.json_schema.schema must be a JSON Schema object', 'response_format');
+    return { type: 'json_schema', schema: schema as JsonSchema, ...(name !== undefined ? { name } : {}) };
+  }
+  throw badRequest(`response_format.type must be "text", "json_object" or "json_schema", got ${JSON.stringify(rf.type)}`, 'response_format');
 }
 
 /** OpenAI content (string or parts) → the library's content; only text parts are accepted (the model reads text). */
@@ -121,7 +130,10 @@ export function openAiMessages(raw: unknown, limits: RequestLimits): ChatMessage
   });
 }
 
-/** tools + tool_choice → the tool list the model sees. tool_choice 'none' hides them; a named tool leaves only it. */
+/**
+ * tools + tool_choice → the tool list the model sees. tool_choice 'none' hides them; a named tool
+ * leaves only it (and parseChat makes the call required).
+ */
 function openAiTools(b: Record<string, unknown>, limits: RequestLimits): ToolDefinition[] {
   if (b.tools === undefined || b.tools === null) return [];
   const tools = requireArray(b.tools, 'tools').map((t, i): ToolDefinition => {
@@ -181,12 +193,15 @@ interface ParsedChat {
 
 function parseChat(body: unknown, ctx: ServerContext, limits: RequestLimits): ParsedChat {
   const b = requireObject(body, 'body');
-  checkResponseFormat(b.response_format);
+  const responseFormat = responseFormatOf(b.response_format);
   const messages = openAiMessages(b.messages, limits);
   const maxTokens = checkMaxTokens(b.max_completion_tokens ?? b.max_tokens, b.max_completion_tokens !== undefined ? 'max_completion_tokens' : 'max_tokens', limits, false);
   const options: ParsedChat['options'] = samplingOf(b);
   const tools = openAiTools(b, limits);
   if (tools.length > 0) options.tools = tools;
+  if (responseFormat) options.responseFormat = responseFormat;
+  // A named tool is the only one left in `tools`; 'required' and a name force a call (constrained).
+  if (tools.length > 0 && (b.tool_choice === 'required' || isObject(b.tool_choice))) options.toolChoice = 'required';
   const kwargs = b.chat_template_kwargs === undefined || b.chat_template_kwargs === null ? {} : requireObject(b.chat_template_kwargs, 'chat_template_kwargs');
   const thinking = optBool(kwargs.enable_thinking, 'chat_template_kwargs.enable_thinking');
   if (thinking !== undefined) options.thinking = thinking;
