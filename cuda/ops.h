@@ -155,6 +155,10 @@ struct SampleParams {
   int32_t history_begin = 0;      // this row's pairs in `history`: [history_begin, history_begin + history_count)
   int32_t history_count = 0;
   int32_t top_logprobs = -1;      // -1: no logprobs for this row; n >= 0: the chosen token's + the n best
+  // Constrained decoding: the row's allowed-token bitset (bit id % 32 of word id / 32, ceil(vocab / 32)
+  // words) starts at int32 index mask_begin of `history`; -1: every token allowed. Disallowed logits
+  // count as NaN (engine/sampler.cc apply_token_mask); logprobs stay those of the raw logits.
+  int32_t mask_begin = -1;
 };
 // Log-probabilities (engine/sampler.cc compute_logprobs: log-softmax of the raw logits, NaN excluded),
 // written for rows with top_logprobs >= 0: chosen[r], and min(top_logprobs, top_stride) best at

@@ -337,25 +337,37 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS(kThreads)
   const SampleParams P = params[row];
   const float* src = logits + row * vocab;
 
-  // Penalties (penalize_logit's fp32 operations) on a copy of the row: the raw logits stay intact.
+  // Penalties (penalize_logit's fp32 operations) and a grammar's mask on a copy of the row: the raw
+  // logits stay intact.
   const bool rep = P.repetition_penalty != 1, add = P.presence_penalty != 0 || P.frequency_penalty != 0;
-  if (history && P.history_count > 0 && (rep || add)) {
+  const bool penalised = history && P.history_count > 0 && (rep || add);
+  const bool masked = history && P.mask_begin >= 0;
+  if (penalised || masked) {
     float* w = work + row * vocab;
     for (int i = tid; i < vocab; i += kThreads) w[i] = src[i];
     __syncthreads();
-    const int32_t* h = history + 2 * int64_t(P.history_begin);
-    for (int j = tid; j < P.history_count; j += kThreads) {
-      const int32_t t = h[2 * j], n = h[2 * j + 1];
-      if (t < 0 || t >= vocab) continue;
-      float l = w[t];
-      if (rep) {
-        const float r = float(P.repetition_penalty);
-        l = l > 0 ? l / r : l * r;
+    if (penalised) {
+      const int32_t* h = history + 2 * int64_t(P.history_begin);
+      for (int j = tid; j < P.history_count; j += kThreads) {
+        const int32_t t = h[2 * j], n = h[2 * j + 1];
+        if (t < 0 || t >= vocab) continue;
+        float l = w[t];
+        if (rep) {
+          const float r = float(P.repetition_penalty);
+          l = l > 0 ? l / r : l * r;
+        }
+        if (n > 0 && add) l -= float(P.presence_penalty + P.frequency_penalty * double(n));
+        w[t] = l;
       }
-      if (n > 0 && add) l -= float(P.presence_penalty + P.frequency_penalty * double(n));
-      w[t] = l;
+      __syncthreads();
     }
-    __syncthreads();
+    if (masked) {
+      const uint32_t* allowed = reinterpret_cast<const uint32_t*>(history) + P.mask_begin;
+      for (int i = tid; i < vocab; i += kThreads) {
+        if (!((allowed[i >> 5] >> (i & 31)) & 1u)) w[i] = NAN;
+      }
+      __syncthreads();
+    }
     src = w;
   }
 

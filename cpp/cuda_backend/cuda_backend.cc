@@ -979,10 +979,12 @@ Status CudaBackend::stage_samples(const std::vector<SampleRequest>& requests, in
   if (!opts_.device_sampling || padded_rows > opts_.max_step_rows) return Status::ok();  // host selection (Backend's default)
   bool logprobs = false;
   uint64_t pairs = 0;
+  // A constrained row's mask words follow the history pairs (two words per pair slot).
+  const uint64_t mask_words = (uint64_t(cfg_.vocab_size) + 31) / 32, mask_slots = (mask_words + 1) / 2;
   for (const SampleRequest& r : requests) {
     if (r.params.top_logprobs > kTopLogprobs) return Status::ok();  // more than the kernel keeps: on the host
     logprobs = logprobs || r.params.top_logprobs >= 0;
-    pairs += r.history.size();
+    pairs += r.history.size() + (r.allowed ? mask_slots : 0);
   }
   if (pairs > uint64_t(0x7fffffff)) return Status::error(ErrorCode::Internal, "CUDA backend: sampling history too long");
   // Params at offset 0, history after them; the capacity grows in powers of two (each growth drops the
@@ -1021,8 +1023,13 @@ Status CudaBackend::stage_samples(const std::vector<SampleRequest>& requests, in
     q.history_begin = int32_t(at);
     q.history_count = int32_t(r.history.size());
     q.top_logprobs = int32_t(std::max<int64_t>(r.params.top_logprobs, -1));
-    params[g] = q;
     for (const auto& [t, n] : r.history) history[2 * at] = t, history[2 * at + 1] = n, ++at;
+    if (r.allowed) {
+      q.mask_begin = int32_t(2 * at);
+      std::memcpy(history + 2 * at, r.allowed, mask_words * 4);
+      at += int64_t(mask_slots);
+    }
+    params[g] = q;
   }
   // Padding rows (graph buckets): greedy, no history, no logprobs (their tokens are never read).
   for (int64_t g = G; g < padded_rows; ++g) params[g] = cuda::SampleParams{};

@@ -252,7 +252,7 @@ Status Scheduler::prepare(Request& r) {
     const SamplingParams& sp = g.params.sampling;
     g.penalties = sp.repetition_penalty != 1 || sp.presence_penalty != 0 || sp.frequency_penalty != 0;
     if (g.params.grammar) g.matcher = std::make_unique<grammar::Matcher>(g.params.grammar);
-    // (A constrained row is selected on the host under its grammar's mask.)
+    // (A constrained row goes through the sampler, on the device or the host, under its grammar's mask.)
     g.greedy_only = sp.temperature == 0 && sp.top_logprobs < 0 && !g.penalties && !g.matcher;
     g.spec_k = mtp_fill_ ? requested_drafts(opts_.spec, g.params.draft_tokens) : 0;
     g.result.prompt_tokens = int64_t(g.prompt.size());
@@ -529,7 +529,7 @@ void Scheduler::step() {
     }
     const auto& g = *static_cast<GenerateRequest*>(o.first->request);
     all_greedy = all_greedy && g.greedy_only;
-    all_device = all_device && runner_.samples_on_device(g.params.sampling) && !g.matcher;
+    all_device = all_device && runner_.samples_on_device(g.params.sampling);
   }
   step_samples_.clear();
   if (all_generate && all_greedy) {
@@ -542,6 +542,7 @@ void Scheduler::step() {
       const Sequence& s = *g.sequence;
       const int64_t first = s.length() - 1 - g.drafts;
       step_samples_.push_back(sample_request_for(g, o.second, s.tokens.data() + first + 1, size_t(o.second - first)));
+      if (g.matcher) step_samples_.back().allowed = device_mask(g, o.second - first, s.tokens.data() + first + 1, g.drafts);
     }
     plan.sample_requests = &step_samples_;
   }

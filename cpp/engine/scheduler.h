@@ -132,7 +132,10 @@ class Scheduler {
   SampleRequest sample_request_for(GenerateRequest& g, int64_t pos, const int32_t* drafts, size_t n_drafts) const;
   // Constrained decoding (scheduler_grammar.cc).
   bool grammar_allows(const GenerateRequest& g, int32_t token) const;
-  int64_t fill_grammar_mask(GenerateRequest& g, uint32_t* words) const;  // returns the allowed count
+  int64_t fill_grammar_mask(const GenerateRequest& g, const grammar::Matcher& m, uint32_t* words) const;  // the allowed count
+  // (Device sampling) the mask of the request's row `row` in this step, rows being its last verified
+  // token then its drafts.
+  const uint32_t* device_mask(GenerateRequest& g, int64_t row, const int32_t* drafts, int64_t n_drafts);
   Status select_constrained(GenerateRequest& g, const float* logits, SampleRequest sr, int32_t* token, TokenLogprobs* lp);
   Status advance_grammar(GenerateRequest& g, int32_t token);
   void mtp_pass(const std::vector<Unit>& units);

@@ -16,10 +16,10 @@ bool Scheduler::grammar_allows(const GenerateRequest& g, int32_t token) const {
   return g.matcher->allows(token);
 }
 
-int64_t Scheduler::fill_grammar_mask(GenerateRequest& g, uint32_t* words) const {
+int64_t Scheduler::fill_grammar_mask(const GenerateRequest& g, const grammar::Matcher& m, uint32_t* words) const {
   const int64_t n_words = (vocab_ + 31) / 32;
-  g.matcher->fill_mask(words);
-  if (g.matcher->accepting()) {
+  m.fill_mask(words);
+  if (m.accepting()) {
     for (int32_t t : g.params.stop_tokens) {
       if (t >= 0 && t < vocab_) words[t / 32] |= 1u << (t % 32);
     }
@@ -42,11 +42,29 @@ Status Scheduler::select_constrained(GenerateRequest& g, const float* logits, Sa
     }
   }
   g.mask.resize(size_t((vocab_ + 31) / 32));
-  if (fill_grammar_mask(g, g.mask.data()) == 0) {
+  if (fill_grammar_mask(g, *g.matcher, g.mask.data()) == 0) {
     return Status::error(ErrorCode::Internal, "constrained decoding: the grammar allows no token here");
   }
   sr.allowed = g.mask.data();
   return sample_request(logits, vocab_, sr, token, lp, &mask_work_);
+}
+
+const uint32_t* Scheduler::device_mask(GenerateRequest& g, int64_t row, const int32_t* drafts, int64_t n_drafts) {
+  const size_t W = size_t((vocab_ + 31) / 32);
+  if (row == 0) {
+    // Every row of the request at once: row j's mask is the grammar's after drafts 0 .. j-1. Rows after a
+    // draft the grammar rejects are never used (that draft cannot be chosen); they repeat its mask.
+    g.mask.assign(W * size_t(n_drafts + 1), 0);
+    grammar::Matcher probe = *g.matcher;
+    bool live = true;
+    for (int64_t j = 0; j <= n_drafts; ++j) {
+      uint32_t* words = g.mask.data() + size_t(j) * W;
+      if (live) fill_grammar_mask(g, probe, words);
+      else std::copy_n(words - W, W, words);
+      if (j < n_drafts && live) live = probe.accept(drafts[j]);
+    }
+  }
+  return g.mask.data() + size_t(row) * W;
 }
 
 Status Scheduler::advance_grammar(GenerateRequest& g, int32_t token) {

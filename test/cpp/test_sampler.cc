@@ -209,3 +209,48 @@ TEST(sampler_request_protocol_matches_sample) {
     }
   }
 }
+
+TEST(sampler_grammar_mask_restricts_and_renormalises) {
+  // Logits over 40 tokens (two mask words, the second partly past the vocabulary): the mask allows
+  // {3, 7, 33}, whose logits are 1.5, 0 and 2.5; token 5 (logit 10) is the unconstrained argmax.
+  // Greedy takes the best allowed token; sampling at T = 1 follows the softmax of the allowed logits
+  // alone (u on a fine grid); logprobs stay those of the raw logits; an empty mask is an error.
+  std::vector<float> logits(40);
+  for (size_t i = 0; i < logits.size(); ++i) logits[i] = float(i % 7) * 0.5f;
+  logits[5] = 10;
+  std::vector<uint32_t> mask(2, 0);
+  for (int t : {3, 7, 33}) mask[size_t(t / 32)] |= 1u << (t % 32);
+  mask[1] |= 0xff000000u;  // bits past the vocabulary are ignored
+  std::vector<float> masked = logits;
+  CHECK(glm::apply_token_mask(masked.data(), 40, mask.data()) == 3);
+  CHECK(std::isnan(masked[5]) && masked[33] == 2.5f);
+
+  glm::SampleRequest r;
+  r.allowed = mask.data();
+  r.params.top_logprobs = 1;
+  int32_t token = -1;
+  glm::TokenLogprobs lp;
+  CHECK(glm::sample_request(logits.data(), 40, r, &token, &lp).is_ok());
+  CHECK(token == 33) << token;
+  CHECK(lp.top.size() == 1 && lp.top[0].first == 5);  // the raw distribution's best, though not allowed
+
+  r.params.temperature = 1;
+  r.params.top_logprobs = -1;
+  const int n = 20000;
+  double count[40] = {0};
+  for (int i = 0; i < n; ++i) {
+    r.u = (i + 0.5) / n;
+    CHECK(glm::sample_request(logits.data(), 40, r, &token, nullptr).is_ok());
+    count[token] += 1.0 / n;
+  }
+  const double z = std::exp(1.5) + 1 + std::exp(2.5);
+  CHECK(std::fabs(count[3] - std::exp(1.5) / z) < 1e-3 && std::fabs(count[7] - 1 / z) < 1e-3 &&
+        std::fabs(count[33] - std::exp(2.5) / z) < 1e-3)
+      << count[3] << " " << count[7] << " " << count[33];
+
+  std::vector<uint32_t> none(2, 0);
+  none[1] = 0xff000000u;  // only bits past the vocabulary
+  r.allowed = none.data();
+  const glm::Status st = glm::sample_request(logits.data(), 40, r, &token, nullptr);
+  CHECK(!st.is_ok() && st.code() == glm::ErrorCode::Internal);
+}
