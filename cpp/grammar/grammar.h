@@ -30,9 +30,8 @@ class Vocabulary {
   std::string bytes_;
   std::vector<uint32_t> offsets_;
   std::vector<uint8_t> token_only_;
-  friend struct VocabularyAccess;  // the implementation's precomputed structures (trie, ...)
- public:
-  std::shared_ptr<const void> index;  // implementation data (a token trie), built by create()
+  std::shared_ptr<const void> index_;  // the token trie (token_trie.h), built by create()
+  friend struct VocabularyAccess;     // the implementation's access to index_
 };
 
 // A grammar's rules, parsed and normalised (opaque).
