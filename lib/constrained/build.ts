@@ -61,7 +61,8 @@ export function buildGrammar(c: ResolvedConstraint, tools: readonly ToolDefiniti
 }
 
 function answerRules(a: Constraint, ctx: GrammarContext): { start: string; rules: string[] } {
-  if (a.kind === 'grammar') return { start: 'glm-user-root', rules: [renameRule(a.text, 'root', 'glm-user-root')] };
+  // The user's root becomes "glm-": as long as "root", so the columns of compile errors stay right.
+  if (a.kind === 'grammar') return { start: 'glm-', rules: [renameRule(a.text, 'root', 'glm-')] };
   const schema: JsonSchema = a.kind === 'json_object' ? { type: 'object' } : a.schema;
   return { start: 'glm-s-root', rules: [ctx.schemaToGbnf(schemaJson(schema, 'responseFormat.schema'), 'glm-s-')] };
 }
