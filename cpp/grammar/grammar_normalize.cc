@@ -285,7 +285,10 @@ class Normalizer {
       if (sccs[k].size() != 1) continue;
       const uint32_t r = sccs[k][0];
       if (recursive[r] || r == set_.root || broad[r] || sites[r].size() < 2 || size[r] > kCloneMaxElements) continue;
-      const uint64_t cost = (sites[r].size() - 1) * size[r];
+      // The copies' own elements (callees are copied, and counted, when their turn comes).
+      uint64_t own = 0;
+      for (const auto& alt : set_.rules[r].alternatives) own += alt.size() + 1;
+      const uint64_t cost = (sites[r].size() - 1) * own;
       if (total + cost > GrammarLimits::max_elements || set_.rules.size() + sites[r].size() > GrammarLimits::max_rules)
         continue;
       total += cost;
