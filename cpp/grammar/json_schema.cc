@@ -196,7 +196,8 @@ class SchemaCompiler {
 
   Status compile(std::string* out) {
     // Reserved: the root and the shared building blocks (primitive()).
-    for (const char* n : {"root", "ws", "char", "string", "number", "integer", "boolean", "null", "value", "object", "array"})
+    for (const char* n : {"root", "ws", "char", "string", "number", "integer", "boolean", "null", "value", "object", "array",
+                          "key-tail", "non-ascii-char"})
       used_names_.insert(n);
     std::string body;
     GLM_TRY(visit(root_, "", 0, &body));
@@ -247,6 +248,10 @@ class SchemaCompiler {
         body = "( [ \\t] | \"\\n\" [ \\t]{0,32} )?";
       } else if (kind == "char") {
         body = "[^\"\\\\\\x00-\\x1F] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4} )";
+      } else if (kind == "key-tail") {
+        body = "[^\"\\\\\\x00-\\x1F]*";
+      } else if (kind == "non-ascii-char") {
+        body = "[\\x80-\\U0010FFFF]";
       } else if (kind == "string") {
         body = "\"\\\"\" " + primitive("char") + "* \"\\\"\"";
       } else if (kind == "number") {
@@ -514,20 +519,29 @@ class SchemaCompiler {
       }
       trie[n].word = true;
     }
-    const std::string plain_char_free = "[^\"\\\\\\x00-\\x1F]*";
+    // The free tail (and the non-ASCII first character) are rules shared by every trie node, so the
+    // token tables of all nodes converge after one byte (token_tables.cc memoises per state).
+    const std::string plain_char_free = primitive("key-tail");
     const std::string base = fresh_name(ptr + "-key");
     for (size_t n = 0; n < trie.size(); ++n) {
       std::vector<std::string> alts;
       if (!trie[n].word) alts.push_back("\"\"");
       std::string other = "[^\"\\\\\\x00-\\x1F";
+      bool non_ascii_child = false;
       for (const auto& [cp, child] : trie[n].children) {
+        non_ascii_child |= cp >= 0x80;
         std::vector<CodePointRange> one{{cp, cp}};
         alts.push_back(json_char_class(one) + " " + ref(base + "-" + std::to_string(child)));
         char buf[16];
         std::snprintf(buf, sizeof buf, cp <= 0xFFFF ? "\\u%04X" : "\\U%08X", unsigned(cp));
         other += buf;
       }
-      alts.push_back(other + "] " + plain_char_free);
+      if (non_ascii_child) {
+        alts.push_back(other + "] " + plain_char_free);
+      } else {
+        alts.push_back(other + "\\x80-\\U0010FFFF] " + plain_char_free);
+        alts.push_back(primitive("non-ascii-char") + " " + plain_char_free);
+      }
       std::string body;
       for (size_t i = 0; i < alts.size(); ++i) body += (i ? " | " : "") + alts[i];
       GLM_TRY(add_rule(base + "-" + std::to_string(n), body, ptr));
