@@ -99,11 +99,18 @@ class Normalizer {
         }
       }
     }
+    // Name a rule that needs itself (the cause), not one that merely calls it.
+    uint32_t culprit = UINT32_MAX;
     for (uint32_t r = 0; r < n(); ++r) {
-      if (reachable_[r] && !productive[r])
-        return invalid(describe_location(set_.rules[r].where) + ": " + describe_rule(set_.rules[r]) +
-                       " matches no finite string (every alternative needs itself again)");
+      if (!reachable_[r] || productive[r]) continue;
+      bool self = false;
+      for_each_ref(r, [&](uint32_t c, uint32_t, uint32_t) { self |= c == r; });
+      if (culprit == UINT32_MAX || (self && !set_.rules[r].generated)) culprit = r;
+      if (self && !set_.rules[r].generated) break;
     }
+    if (culprit != UINT32_MAX)
+      return invalid(describe_location(set_.rules[culprit].where) + ": " + describe_rule(set_.rules[culprit]) +
+                     " matches no finite string (every alternative needs itself again)");
     return Status::ok();
   }
 
@@ -278,7 +285,10 @@ class Normalizer {
       if (sccs[k].size() != 1) continue;
       const uint32_t r = sccs[k][0];
       if (recursive[r] || r == set_.root || broad[r] || sites[r].size() < 2 || size[r] > kCloneMaxElements) continue;
-      const uint64_t cost = (sites[r].size() - 1) * size[r];
+      // The copies' own elements (callees are copied, and counted, when their turn comes).
+      uint64_t own = 0;
+      for (const auto& alt : set_.rules[r].alternatives) own += alt.size() + 1;
+      const uint64_t cost = (sites[r].size() - 1) * own;
       if (total + cost > GrammarLimits::max_elements || set_.rules.size() + sites[r].size() > GrammarLimits::max_rules)
         continue;
       total += cost;

@@ -25,13 +25,27 @@ struct Matcher::State {
   const TokenTable& table_of(uint32_t stack) const {
     return grammar->tables[grammar->position_table[arena.pos(stack)]];
   }
+  // The uncertain tokens the real stack accepts: what lies below the top's head (the frames under its
+  // fixed chain) is resumed once, and each distinct remainder is tried on it once.
   const std::vector<int32_t>& uncertain_for(uint32_t stack, const TokenTable& table) {
     auto it = uncertain_accepted.find(stack);
     if (it != uncertain_accepted.end()) return it->second;
+    const Grammar& g = *grammar->grammar;
+    size_t frames = g.rules[g.position_rule[arena.pos(stack)]].chain.size() + 1;
+    uint32_t below = stack;
+    while (frames-- > 0) below = arena.below(below);
+    std::vector<uint32_t> after_head;
+    if (below != StackArena::kEmpty) {  // empty: the head was the whole grammar, nothing may follow it
+      arena.expand(arena.pos(below), arena.below(below), &after_head);
+      StackArena::sort_unique(&after_head);
+    }
+    std::vector<uint8_t> remainder_ok(table.remainders.size(), 0);
+    for (size_t k = 0; k < table.remainders.size(); ++k)
+      remainder_ok[k] = !after_head.empty() && arena.accepts_bytes(after_head, table.remainders[k]);
     std::vector<int32_t> ok;
-    const std::vector<uint32_t> one{stack};
-    for (int32_t t : table.uncertain)
-      if (arena.accepts_bytes(one, grammar->vocabulary->token(t))) ok.push_back(t);
+    for (const auto& split : table.splits)
+      if (remainder_ok[split.remainder]) ok.push_back(split.token);
+    StackArena::sort_unique_ids(&ok);
     return uncertain_accepted.emplace(stack, std::move(ok)).first->second;
   }
 };
@@ -77,12 +91,8 @@ bool Matcher::allows(int32_t token) const {
     const TokenTable& t = st.table_of(s);
     if (t.accepts(token)) return true;
     if (!std::binary_search(t.uncertain.begin(), t.uncertain.end(), token)) continue;
-    auto it = st.uncertain_accepted.find(s);
-    if (it != st.uncertain_accepted.end()) {
-      if (std::binary_search(it->second.begin(), it->second.end(), token)) return true;
-    } else if (st.arena.accepts_bytes({s}, st.grammar->vocabulary->token(token))) {
-      return true;
-    }
+    const std::vector<int32_t>& ok = st.uncertain_for(s, t);
+    if (std::binary_search(ok.begin(), ok.end(), token)) return true;
   }
   return false;
 }

@@ -99,6 +99,11 @@ void StackArena::sort_unique(std::vector<uint32_t>* v) {
   v->erase(std::unique(v->begin(), v->end()), v->end());
 }
 
+void StackArena::sort_unique_ids(std::vector<int32_t>* v) {
+  std::sort(v->begin(), v->end());
+  v->erase(std::unique(v->begin(), v->end()), v->end());
+}
+
 void StackArena::advance_byte(const std::vector<uint32_t>& stacks, uint8_t b, std::vector<uint32_t>* out) {
   out->clear();
   const auto& code = grammar_->code;

@@ -35,6 +35,7 @@ class StackArena {
   bool accepts_bytes(const std::vector<uint32_t>& stacks, std::string_view bytes);
 
   static void sort_unique(std::vector<uint32_t>* v);
+  static void sort_unique_ids(std::vector<int32_t>* v);
 
  private:
   struct Node {

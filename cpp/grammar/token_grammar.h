@@ -12,6 +12,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "grammar/grammar.h"
@@ -22,7 +23,16 @@ namespace glm::grammar {
 struct TokenTable {
   std::vector<uint32_t> accepted_bits;  // a mask_words() bitset when accepted tokens are many, else empty
   std::vector<int32_t> accepted_ids;    // sorted, when they are few
-  std::vector<int32_t> uncertain;       // sorted
+  std::vector<int32_t> uncertain;       // sorted, unique
+  // How each uncertain token can still pass: its head ends after some of its bytes, and what follows
+  // the head on the real stack must take the rest (remainders[remainder]). Tokens share remainders
+  // (`abc",` and `",` both leave `,`), so the run-time check costs one test per distinct remainder.
+  struct Split {
+    int32_t token;
+    uint32_t remainder;
+  };
+  std::vector<Split> splits;
+  std::vector<std::string> remainders;
   bool accepts(int32_t token) const;
 };
 

@@ -33,13 +33,6 @@ struct VectorHash {
     return size_t(h);
   }
 };
-struct IdVectorHash {
-  size_t operator()(const std::vector<int32_t>& v) const {
-    uint64_t h = 0x9E3779B97F4A7C15ULL ^ v.size();
-    for (int32_t x : v) h = (h ^ uint32_t(x)) * 0x100000001B3ULL + (h >> 29);
-    return size_t(h);
-  }
-};
 
 class TableBuilder {
  public:
@@ -51,11 +44,15 @@ class TableBuilder {
   Status build(TokenGrammar* out) {
     compute_follows();
     out->position_table.assign(n_, UINT32_MAX);
-    std::unordered_map<std::vector<int32_t>, uint32_t, IdVectorHash> by_content;  // accepted ++ [-1] ++ uncertain
-    std::vector<int32_t> accepted, uncertain, key;
+    const size_t words = size_t(v_.mask_words());
+    std::unordered_map<uint64_t, std::vector<uint32_t>> by_hash;  // content hash -> tables with it
+    std::vector<const SubtreeResult*> parts;
+    std::vector<int32_t> accepted, uncertain;
+    std::vector<uint32_t> bits;
     state_stack_.assign(trie_.max_depth + 1, 0);
     for (uint32_t p = 0; p < n_; ++p) {
       const Element e = g_.code[p];
+      parts.clear();
       accepted.clear();
       uncertain.clear();
       if (e.kind == Kind::Token) {
@@ -64,31 +61,65 @@ class TableBuilder {
                                                             "]> but the vocabulary has " + std::to_string(v_.size()) + " tokens");
         accepted.push_back(int32_t(e.value));
       } else if (e.kind == Kind::Bytes) {
-        walk(p, &accepted, &uncertain);
+        walk(p, &parts);
       } else {
         continue;
       }
       ++out->stats.positions;
-      std::sort(accepted.begin(), accepted.end());
-      std::sort(uncertain.begin(), uncertain.end());
-      key = accepted;
-      key.push_back(-1);
-      key.insert(key.end(), uncertain.begin(), uncertain.end());
-      auto it = by_content.find(key);
-      if (it == by_content.end()) {
-        TokenTable t;
-        if (accepted.size() * 2 >= size_t(v_.mask_words())) {
-          t.accepted_bits.assign(size_t(v_.mask_words()), 0);
-          for (int32_t id : accepted) t.accepted_bits[size_t(id) >> 5] |= uint32_t(1) << (id & 31);
-        } else {
-          t.accepted_ids = accepted;
+      size_t n_accepted = accepted.size();
+      TokenTable t;
+      std::unordered_map<std::string_view, uint32_t> remainder_index;
+      for (const SubtreeResult* r : parts) {
+        n_accepted += r->accepted.size();
+        uncertain.insert(uncertain.end(), r->uncertain.begin(), r->uncertain.end());
+        for (const auto& [id, at] : r->splits) {
+          const std::string_view rest = v_.token(id).substr(at);
+          auto it = remainder_index.find(rest);
+          if (it == remainder_index.end()) {
+            it = remainder_index.emplace(rest, uint32_t(t.remainders.size())).first;
+            t.remainders.emplace_back(rest);
+          }
+          t.splits.push_back({id, it->second});
         }
-        t.uncertain = uncertain;
-        out->stats.uncertain_total += uncertain.size();
-        out->tables.push_back(std::move(t));
-        it = by_content.emplace(key, uint32_t(out->tables.size() - 1)).first;
       }
-      out->position_table[p] = it->second;
+      std::sort(uncertain.begin(), uncertain.end());
+      uncertain.erase(std::unique(uncertain.begin(), uncertain.end()), uncertain.end());
+      // Dense when a bitset is smaller than the id list (a list costs a word per id).
+      const bool dense = n_accepted * 2 >= words;
+      if (dense) {
+        bits.assign(words, 0);
+        for (const SubtreeResult* r : parts)
+          for (int32_t id : r->accepted) bits[size_t(id) >> 5] |= uint32_t(1) << (id & 31);
+        t.accepted_bits = bits;
+      } else {
+        for (const SubtreeResult* r : parts) accepted.insert(accepted.end(), r->accepted.begin(), r->accepted.end());
+        std::sort(accepted.begin(), accepted.end());
+        t.accepted_ids = accepted;
+      }
+      t.uncertain = uncertain;
+      uint64_t h = dense ? 1 : 2;
+      auto mix = [&h](uint64_t x) { h = (h ^ x) * 0x100000001B3ULL + (h >> 31); };
+      for (uint32_t w : t.accepted_bits) mix(w);
+      for (int32_t id : t.accepted_ids) mix(uint32_t(id));
+      mix(UINT64_MAX);
+      for (const auto& sp : t.splits) mix((uint64_t(uint32_t(sp.token)) << 32) | sp.remainder);
+      auto& same_hash = by_hash[h];
+      uint32_t index = UINT32_MAX;
+      for (uint32_t k : same_hash) {
+        const TokenTable& o = out->tables[k];
+        if (o.accepted_bits == t.accepted_bits && o.accepted_ids == t.accepted_ids && o.uncertain == t.uncertain &&
+            o.remainders == t.remainders && o.splits.size() == t.splits.size() &&
+            std::equal(o.splits.begin(), o.splits.end(), t.splits.begin(),
+                       [](const TokenTable::Split& a, const TokenTable::Split& b) { return a.token == b.token && a.remainder == b.remainder; }))
+          index = k;
+      }
+      if (index == UINT32_MAX) {
+        out->stats.uncertain_total += t.uncertain.size();
+        index = uint32_t(out->tables.size());
+        out->tables.push_back(std::move(t));
+        same_hash.push_back(index);
+      }
+      out->position_table[p] = index;
     }
     out->stats.distinct_tables = out->tables.size();
     out->stats.states = states_.size();
@@ -101,6 +132,7 @@ class TableBuilder {
     bool local = false;  // some entry is in the position's own context: a token ending here is accepted
     bool spec = false;   // some entry is speculative (after the head ended): a token ending here is uncertain
     bool live = false;   // some entry can consume another byte
+    bool crossed = false;  // a stack of the position's own context has just returned through its head's end
   };
   // Entries: stack node << 1 | speculative.
   static uint32_t entry(uint32_t node, bool spec) { return (node << 1) | (spec ? 1 : 0); }
@@ -170,6 +202,7 @@ class TableBuilder {
       if (node != StackArena::kEmpty) {
         const uint32_t p = arena_.pos(node);
         if (p < n_ && g_.code[p].kind == Kind::Bytes) info.live = true;
+        if (p >= n_ && !(e & 1)) info.crossed = true;
       }
     }
     const uint32_t id = uint32_t(states_.size());
@@ -210,12 +243,34 @@ class TableBuilder {
     return id;
   }
 
-  void walk(uint32_t p, std::vector<int32_t>* accepted, std::vector<int32_t>* uncertain) {
+  // The classification of the tokens under the first byte's trie node depends only on the state
+  // after that byte, and positions converge there (every position of a string's content reaches the
+  // same content-loop state after one character): memoised per (first byte, state).
+  struct SubtreeResult {
+    std::vector<int32_t> accepted, uncertain;
+    std::vector<std::pair<int32_t, uint32_t>> splits;  // (uncertain token, bytes before its head ends)
+  };
+
+  void walk(uint32_t p, std::vector<const SubtreeResult*>* parts) {
     const uint32_t init = intern({entry(local_stack(p), false)});
     const ByteSet& first = g_.byte_sets[g_.code[p].value];
     for (unsigned b = 0; b < 256; ++b) {
       if (!first.has(uint8_t(b)) || trie_.root_child[b] < 0) continue;
-      const uint32_t start = uint32_t(trie_.root_child[b]);
+      const uint32_t after_first = transition(init, uint8_t(b));
+      if (after_first == 0) continue;
+      const uint64_t key = (uint64_t(after_first) << 8) | b;
+      auto it = subtree_memo_.find(key);
+      if (it == subtree_memo_.end()) {
+        SubtreeResult r;
+        walk_subtree(uint32_t(trie_.root_child[b]), init, &r);
+        it = subtree_memo_.emplace(key, std::move(r)).first;
+      }
+      parts->push_back(&it->second);  // (unordered_map: references stay valid as it grows)
+    }
+  }
+
+  void walk_subtree(uint32_t start, uint32_t init, SubtreeResult* out) {
+    {
       const uint32_t end = trie_.subtree_end[start];
       state_stack_[0] = init;
       for (uint32_t i = start; i < end;) {
@@ -228,10 +283,13 @@ class TableBuilder {
         }
         const StateInfo& info = infos_[s];
         for (uint32_t k = trie_.tokens_begin[i]; k < trie_.tokens_begin[i + 1]; ++k) {
+          const int32_t id = trie_.token_ids[k];
           if (info.local) {
-            accepted->push_back(trie_.token_ids[k]);
+            out->accepted.push_back(id);
           } else if (info.spec) {
-            uncertain->push_back(trie_.token_ids[k]);
+            out->uncertain.push_back(id);
+            for (uint32_t at = 1; at < d; ++at)
+              if (infos_[state_stack_[at]].crossed) out->splits.push_back({id, at});
           }
         }
         if (!info.live) {
@@ -257,6 +315,7 @@ class TableBuilder {
   std::unordered_map<std::vector<uint32_t>, uint32_t, VectorHash> state_ids_;
   std::vector<int32_t> transitions_;  // state * 256 + byte -> state, -1 unknown
   std::vector<uint32_t> next_, expanded_, state_stack_;
+  std::unordered_map<uint64_t, SubtreeResult> subtree_memo_;  // (state after the first byte, byte) -> tokens
   size_t trie_steps_ = 0;
 };
 

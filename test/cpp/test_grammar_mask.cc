@@ -195,3 +195,25 @@ TEST(grammar_mask_matches_reference_on_random_grammars) {
   CHECK(grammars >= 100) << "only " << grammars << " random grammars compiled";
   CHECK(states >= 1000) << "only " << states << " states compared";
 }
+
+TEST(grammar_mask_matches_reference_on_schema_grammars) {
+  const char* schemas[] = {
+      R"({"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer","minimum":0,"maximum":150},
+          "tags":{"type":"array","items":{"type":"string"},"maxItems":3}},"required":["name"]})",
+      R"({"type":"object","properties":{"id":{"enum":["a","ab","abc"]},"v":{"type":"number"}},"additionalProperties":false})",
+      R"({"$defs":{"n":{"type":"object","properties":{"k":{"type":"array","items":{"$ref":"#/$defs/n"}}}}},"$ref":"#/$defs/n"})",
+      R"({"type":"string","pattern":"^[a-c\u00e9]+\"?\\d{0,3}$"})",
+      "{}",
+  };
+  int seed = 10;
+  for (const char* schema : schemas) {
+    for (bool ws : {true, false}) {
+      glm::grammar::SchemaOptions opt;
+      opt.allow_whitespace = ws;
+      std::string gbnf;
+      glm::Status st = glm::grammar::json_schema_to_gbnf(schema, opt, &gbnf);
+      CHECK(st.is_ok()) << st.message();
+      if (st.is_ok()) DIFF(gbnf, 4, 40, uint64_t(++seed));
+    }
+  }
+}
