@@ -74,6 +74,8 @@ export interface QuantizeResult {
   quantizedTensors: number;
   /** Quantized tensors that had calibration statistics (the rest: weight error only). */
   calibratedTensors: number;
+  /** Weights (elements) of the quantized tensors. */
+  quantizedParams: number;
 }
 
 export const MXFP4_QUANTIZATION_CONFIG = { quant_method: 'mxfp4', format: 'glm-node-mxfp4', modules: ['mlp.experts'], block_size: 32 };
@@ -307,7 +309,23 @@ async function readHeader(file: string): Promise<InputTensor[]> {
 
 class TensorReader {
   private handles = new Map<string, FileHandle>();
-  async bytes(t: InputTensor): Promise<Buffer> {
+  private ahead = new Map<InputTensor, Promise<Buffer>>();
+  /** Starts reading t now; the next bytes(t) returns that read. */
+  prefetch(t: InputTensor): void {
+    if (this.ahead.has(t)) return;
+    const p = this.read(t);
+    p.catch(() => {});  // reported by the bytes(t) that takes it
+    this.ahead.set(t, p);
+  }
+  bytes(t: InputTensor): Promise<Buffer> {
+    const p = this.ahead.get(t);
+    if (p) {
+      this.ahead.delete(t);
+      return p;
+    }
+    return this.read(t);
+  }
+  private async read(t: InputTensor): Promise<Buffer> {
     let fh = this.handles.get(t.file);
     if (!fh) {
       fh = await open(t.file, 'r');
@@ -323,6 +341,8 @@ class TensorReader {
     return buf;
   }
   async close(): Promise<void> {
+    await Promise.allSettled(this.ahead.values());
+    this.ahead.clear();
     for (const fh of this.handles.values()) await fh.close();
     this.handles.clear();
   }
@@ -440,7 +460,7 @@ export async function quantizeCheckpoint(inDir: string, outDir: string, opts: Qu
   const reader = new TensorReader();
   const errors = new Map<string, { err2: number; ref2: number; werr2: number; wref2: number; n: number; calibrated: number }>();
   const total = jobsPerShard.reduce((a, j) => a + j.length, 0);
-  let done = 0, quantizedTensors = 0, calibratedTensors = 0, outputBytes = 0, inputBytes = 0;
+  let done = 0, quantizedTensors = 0, calibratedTensors = 0, quantizedParams = 0, outputBytes = 0, inputBytes = 0;
   const native = engine === 'native' ? binding() : undefined;
   const quantizer = native?.createQuantizer(opts.threads ?? 0);
 
@@ -494,7 +514,11 @@ export async function quantizeCheckpoint(inDir: string, outDir: string, opts: Qu
       // Encoded companions waiting for the writer (produced together with their weight, next in order).
       const pending = new Map<string, Uint8Array>();
       const jobOf = new Map<string, Job>();
-      for (const j of jobs) jobOf.set(outDescs(j)[0]!.name, j);
+      const nextOf = new Map<Job, Job>();
+      for (let j = 0; j < jobs.length; j++) {
+        jobOf.set(outDescs(jobs[j]!)[0]!.name, jobs[j]!);
+        if (j + 1 < jobs.length) nextOf.set(jobs[j]!, jobs[j + 1]!);
+      }
       outputBytes += await writeSafetensors(path.join(outDir, fileName), descs, async (d) => {
         const ready = pending.get(d.name);
         if (ready) {
@@ -504,6 +528,10 @@ export async function quantizeCheckpoint(inDir: string, outDir: string, opts: Qu
         const job = jobOf.get(d.name);
         if (!job) throw new Error(`internal: no producer for ${d.name}`);
         const t = job.input;
+        // Read the next tensor while this one is quantized (native: on other threads), so the file
+        // reads overlap the math instead of adding to it.
+        const next = nextOf.get(job);
+        if (native && next) reader.prefetch(next.input);
         inputBytes += t.length;
         opts.onProgress?.(++done, total, t.name);
         if (!job.module) {
@@ -532,6 +560,7 @@ export async function quantizeCheckpoint(inDir: string, outDir: string, opts: Qu
         e.n += 1;
         errors.set(layer, e);
         quantizedTensors++;
+        quantizedParams += rows * cols;
         for (const out of q.tensors.slice(1)) pending.set(`${job.module}.${out.suffix}`, out.bytes);
         return q.tensors[0]!.bytes;
       }, { format: 'pt' });
@@ -584,7 +613,7 @@ export async function quantizeCheckpoint(inDir: string, outDir: string, opts: Qu
       layer, relRms: Math.sqrt(e.err2 / Math.max(e.ref2, 1e-300)), quantizedTensors: e.n,
       ...(e.calibrated > 0 ? { weightedRelRms: Math.sqrt(e.werr2 / Math.max(e.wref2, 1e-300)) } : {}),
     }));
-  return { layers, inputBytes, outputBytes, quantizedTensors, calibratedTensors };
+  return { layers, inputBytes, outputBytes, quantizedTensors, calibratedTensors, quantizedParams };
 }
 
 /** Linear modules (2-D weights other than embeddings and the router) left unquantized: the ignore list. */

@@ -28,10 +28,12 @@ AbortToken abort_token_from(const Napi::Value& v);
 
 namespace {
 
-// One quantizer: its job thread (jobs run one at a time, in order) and the pool the rows spread over.
+// One quantizer: its job thread (jobs run one at a time, in order), the pool the rows spread over, and
+// the float64 copy of the current weight, kept at the largest size seen (fresh pages are expensive).
 struct QuantizerHost {
   explicit QuantizerHost(int threads) : pool(threads) {}
   cpu::ThreadPool pool;
+  std::vector<double> weight;  // job thread only
   Executor executor;  // declared last: drained before the pool goes away
 };
 
@@ -84,7 +86,12 @@ Napi::Value quantize_matrix(const Napi::CallbackInfo& info) {
   Napi::Object job = info[1].As<Napi::Object>();
 
   struct Baton {
-    std::vector<uint8_t> bytes;
+    // The input bytes are read in place: a Buffer's backing store never moves, and the reference keeps
+    // it alive until the JS thread lets go of it (in the completion callback: references are JS-thread
+    // objects).
+    Napi::ObjectReference input;
+    const uint8_t* bytes = nullptr;
+    size_t n_bytes = 0;
     std::vector<float> in_scales, channel_weight;
     DType dtype = DType::BF16;
     int64_t rows = 0, cols = 0;
@@ -102,7 +109,12 @@ Napi::Value quantize_matrix(const Napi::CallbackInfo& info) {
   if (!parse_dtype(job.Get("dtype").ToString().Utf8Value(), &b->dtype)) throw Napi::TypeError::New(env, "quantizeMatrix: unknown dtype");
   b->rows = job.Get("rows").ToNumber().Int64Value();
   b->cols = job.Get("cols").ToNumber().Int64Value();
-  b->bytes = copy_typed<uint8_t>(job.Get("bytes"), "bytes");
+  const Napi::Value bytes = job.Get("bytes");
+  if (!bytes.IsTypedArray()) throw Napi::TypeError::New(env, "quantizeMatrix: bytes must be a Uint8Array");
+  auto ta = bytes.As<Napi::TypedArray>();
+  b->bytes = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  b->n_bytes = ta.ByteLength();
+  b->input = Napi::Persistent(bytes.As<Napi::Object>());
   const Napi::Value scheme = job.Get("inScheme");
   if (scheme.IsString()) {
     const std::string s = scheme.As<Napi::String>().Utf8Value();
@@ -118,15 +130,14 @@ Napi::Value quantize_matrix(const Napi::CallbackInfo& info) {
   auto deferred = Napi::Promise::Deferred::New(env);
   auto tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function(), "glm-node quantize", 0, 1);
   const bool posted = host->executor.post([host, b, deferred, tsfn]() mutable {
-    std::vector<double> w;
-    b->status = quant::decode_weight(b->bytes.data(), b->bytes.size(), b->dtype, b->rows, b->cols, b->scheme,
-                                     b->in_scales.data(), b->in_scales.size(), &host->pool, &w);
-    b->bytes = {};  // the input copy is not needed past decoding
+    b->status = quant::decode_weight(b->bytes, b->n_bytes, b->dtype, b->rows, b->cols, b->scheme,
+                                     b->in_scales.data(), b->in_scales.size(), &host->pool, &host->weight);
     if (b->status.is_ok()) {
       b->params.channel_weight = b->channel_weight.empty() ? nullptr : b->channel_weight.data();
-      b->status = quant::quantize_matrix(w.data(), b->rows, b->cols, b->params, &host->pool, &b->result);
+      b->status = quant::quantize_matrix(host->weight.data(), b->rows, b->cols, b->params, &host->pool, &b->result);
     }
     tsfn.BlockingCall([b, deferred](Napi::Env env, Napi::Function) {
+      b->input.Reset();
       guarded_js([&] {
         if (!b->status.is_ok()) {
           deferred.Reject(status_error(env, b->status).Value());
@@ -145,6 +156,7 @@ Napi::Value quantize_matrix(const Napi::CallbackInfo& info) {
     tsfn.Release();
   });
   if (!posted) {
+    b->input.Reset();
     tsfn.Release();
     deferred.Reject(status_error(env, Status::error(ErrorCode::Disposed, "quantizer is disposed")).Value());
   }

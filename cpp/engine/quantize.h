@@ -44,7 +44,8 @@ struct QuantizeParams {
 };
 
 // Decodes `bytes` (dtype F32/BF16/F16, or F8_E4M3 with `in_scales` in the input scheme's layout) into
-// float64 [rows, cols]. Checks sizes; non-finite weights are an error (they would poison a scale).
+// float64 [rows, cols] at the start of *out (grown when too small, never shrunk: reuse it across
+// tensors). Checks sizes; non-finite weights are an error (they would poison a scale).
 Status decode_weight(const uint8_t* bytes, size_t n_bytes, DType dtype, int64_t rows, int64_t cols, InputScheme scheme,
                      const float* in_scales, size_t n_in_scales, cpu::ThreadPool* pool, std::vector<double>* out);
 

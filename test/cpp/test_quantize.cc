@@ -117,7 +117,7 @@ TEST(quant_output_independent_of_thread_count) {
       const std::vector<double> wq = dequantize(t, one, L.rows, L.cols);
       double e = 0;
       for (size_t i = 0; i < wq.size(); ++i) e += (wq[i] - L.w[i]) * (wq[i] - L.w[i]);
-      CHECK(std::fabs(e - one.err2) <= 1e-12 * e) << "target " << int(t) << ": " << e << " vs " << one.err2;
+      CHECK(std::fabs(e - one.err2) <= 1e-12 * e) << "target " << int(t) << ": " << e << " vs " << one.err2 << " rel " << std::fabs(e - one.err2) / e << (a ? " calibrated" : " plain");
     }
   }
 }
