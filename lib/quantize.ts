@@ -308,7 +308,8 @@ async function readHeader(file: string): Promise<InputTensor[]> {
 }
 
 class TensorReader {
-  private handles = new Map<string, FileHandle>();
+  // Promises, so that a read-ahead and a read of the same new file share one open.
+  private handles = new Map<string, Promise<FileHandle>>();
   private ahead = new Map<InputTensor, Promise<Buffer>>();
   /** Starts reading t now; the next bytes(t) returns that read. */
   prefetch(t: InputTensor): void {
@@ -326,11 +327,12 @@ class TensorReader {
     return this.read(t);
   }
   private async read(t: InputTensor): Promise<Buffer> {
-    let fh = this.handles.get(t.file);
-    if (!fh) {
-      fh = await open(t.file, 'r');
-      this.handles.set(t.file, fh);
+    let opening = this.handles.get(t.file);
+    if (!opening) {
+      opening = open(t.file, 'r');
+      this.handles.set(t.file, opening);
     }
+    const fh = await opening;
     const buf = Buffer.allocUnsafe(t.length);
     let done = 0;
     while (done < t.length) {
@@ -343,7 +345,10 @@ class TensorReader {
   async close(): Promise<void> {
     await Promise.allSettled(this.ahead.values());
     this.ahead.clear();
-    for (const fh of this.handles.values()) await fh.close();
+    for (const opening of this.handles.values()) {
+      const fh = await opening.catch(() => undefined);
+      await fh?.close();
+    }
     this.handles.clear();
   }
 }
