@@ -135,6 +135,8 @@ export interface NativeQuantizeJob {
   inScales?: Float32Array;
   /** Mean squared activation per input column: the scale search minimises the weighted error. */
   channelWeight?: Float32Array;
+  /** With channelWeight: E[x xᵀ] [cols, cols], for GPTQ-style error feedback along each row. */
+  covariance?: Float32Array;
 }
 
 export interface NativeQuantizedMatrix {
@@ -150,6 +152,8 @@ export interface NativeCalibrationStats {
   tokens: number;
   /** Input key -> mean squared activation per channel. */
   inputs: Record<string, Float32Array>;
+  /** Input key -> E[x xᵀ] [C, C] (only when they fit the covariance budget). */
+  covariances: Record<string, Float32Array>;
   inputTokens: Record<string, number>;
   /** Quantizable module -> the input key it reads (absent: no statistics for it). */
   modules: Record<string, string>;
@@ -174,7 +178,7 @@ export interface NativeBinding {
   createQuantizer(threads: number): unknown;
   quantizeMatrix(quantizer: unknown, job: NativeQuantizeJob): Promise<NativeQuantizedMatrix>;
   disposeQuantizer(quantizer: unknown): void;
-  collectActivationStats(dir: string, sequences: Int32Array[], options: { threads: number; minExpertTokens: number },
+  collectActivationStats(dir: string, sequences: Int32Array[], options: { threads: number; minExpertTokens: number; covarianceBudgetBytes?: number },
     abort: NativeAbortFlag | undefined, onProgress: ((done: number, total: number) => void) | undefined): Promise<NativeCalibrationStats>;
 }
 

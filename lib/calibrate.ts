@@ -21,6 +21,11 @@ export interface CalibrationOptions {
   maxTokensPerSample?: number;
   /** A routed expert reached by fewer calibration tokens uses statistics over all tokens. Default 16. */
   minExpertTokens?: number;
+  /**
+   * Collect full input covariances (GPTQ-style feedback) when they take at most this many bytes in all
+   * (default 2 GiB; 0: never). Small models fit; GLM-4.5's experts do not, and get per-channel statistics.
+   */
+  covarianceBudgetBytes?: number;
   threads?: number;
   signal?: AbortSignal;
   /** Samples run so far of the total. */
@@ -30,6 +35,8 @@ export interface CalibrationOptions {
 export interface CalibrationStats {
   /** Module ("model.layers.3.mlp.experts.5.down_proj") -> mean squared activation per input channel. */
   modules: Map<string, Float32Array>;
+  /** Module -> E[x xᵀ] [C, C] of its input, when covariances were collected. */
+  covariances: Map<string, Float32Array>;
   tokens: number;
   samples: number;
   /** Routed experts that saw fewer than minExpertTokens tokens (they use the all-token statistics). */
@@ -104,7 +111,14 @@ export async function calibrate(dir: string, file: string, opts: CalibrationOpti
   const maxTokens = Math.min(opts.maxTokensPerSample ?? 2048, config.max_position_embeddings ?? 2048);
   const parsed = parseCalibrationFile(await readFile(file, 'utf8'), file).slice(0, samplesWanted);
   const tokenizer = await Tokenizer.fromDir(dir);
-  const sequences = tokenizeSamples(tokenizer, parsed, file, maxTokens);
+  return calibrateTokens(dir, tokenizeSamples(tokenizer, parsed, file, maxTokens), opts);
+}
+
+/** The same from token ids (one sequence per sample; e.g. a checkpoint without a tokenizer). */
+export async function calibrateTokens(dir: string, sequences: Int32Array[], opts: CalibrationOptions = {}): Promise<CalibrationStats> {
+  const minExpertTokens = opts.minExpertTokens ?? 16;
+  if (!Number.isInteger(minExpertTokens) || minExpertTokens < 0) throw new InvalidParamError('minExpertTokens must be an integer >= 0');
+  if (sequences.length === 0) throw new InvalidParamError('calibration needs at least one sequence');
   if (opts.signal?.aborted) throw new AbortError();
 
   const b = binding();
@@ -116,15 +130,19 @@ export async function calibrate(dir: string, file: string, opts: CalibrationOpti
   }
   let native: NativeCalibrationStats;
   try {
-    native = await b.collectActivationStats(dir, sequences, { threads: opts.threads ?? 0, minExpertTokens }, flag, opts.onProgress);
+    native = await b.collectActivationStats(dir, sequences, { threads: opts.threads ?? 0, minExpertTokens, covarianceBudgetBytes: opts.covarianceBudgetBytes ?? 2 ** 31 }, flag, opts.onProgress);
   } catch (e) {
     throw toGlmError(e);
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
   }
   // Modules reading the same input share one array.
-  const modules = new Map<string, Float32Array>();
-  for (const [m, key] of Object.entries(native.modules)) modules.set(m, native.inputs[key]!);
+  const modules = new Map<string, Float32Array>(), covariances = new Map<string, Float32Array>();
+  for (const [m, key] of Object.entries(native.modules)) {
+    modules.set(m, native.inputs[key]!);
+    const cov = native.covariances[key];
+    if (cov) covariances.set(m, cov);
+  }
   const fallbackExperts = Object.entries(native.expertTokens).filter(([, n]) => n < minExpertTokens).map(([p]) => p).sort();
-  return { modules, tokens: native.tokens, samples: sequences.length, fallbackExperts };
+  return { modules, covariances, tokens: native.tokens, samples: sequences.length, fallbackExperts };
 }

@@ -249,7 +249,7 @@ async function quantizeAction(input: string, output: string,
   process.stdout.write(`quantized ${result.quantizedTensors} tensors to ${opts.to} in ${((performance.now() - t0) / 1000).toFixed(1)} s: ` +
     `${mb(result.inputBytes)} MB -> ${mb(result.outputBytes)} MB (tensor data) in ${output}\n`);
   process.stdout.write(calibration
-    ? `scales: per row/block/group, the lowest activation-weighted error (${result.calibratedTensors} of ${result.quantizedTensors} tensors had statistics; the rest by weight error)\n`
+    ? `scales: per row/block/group by activation-weighted error` + (calibration.covariances.size ? ', rows rounded with GPTQ-style error feedback' : '') + ` (${result.calibratedTensors} of ${result.quantizedTensors} tensors had statistics; the rest by weight error)\n`
     : 'scales: best of a few candidates per row/block/group by squared weight error (no activation calibration)\n');
   process.stdout.write('per-layer weight error (relative RMS, sqrt(sum (w_q - w)^2 / sum w^2)' + (calibration ? '; activation-weighted' : '') + '):\n');
   for (const l of result.layers) {

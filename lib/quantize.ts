@@ -25,7 +25,8 @@
 // scales around the max-based one are tried and the one with the lowest squared weight error kept
 // (shrinking a scale clips the largest values but refines all others). With calibration statistics
 // (lib/calibrate.ts) the error is weighted by each input channel's mean squared activation, over a
-// wider set of candidates.
+// finer set of candidates, and where the calibration has input covariances each row is rounded with
+// GPTQ-style error feedback (cpp/engine/quantize_gptq.cc; README "Calibration" for what helped).
 //
 // The numbers run in C++ on all cores (cpp/engine/quantize.cc, through the addon); this file reads and
 // writes the files. The JavaScript quantizers below are the reference the native one is tested against
@@ -54,6 +55,11 @@ export interface QuantizeOptions {
   threads?: number;
   /** Per-module activation statistics (lib/calibrate.ts): activation-weighted scale search. */
   calibration?: CalibrationStats;
+  /**
+   * With calibration covariances: GPTQ-style error feedback along each row (cpp/engine/quantize_gptq.cc).
+   * Default true where the calibration has them.
+   */
+  gptq?: boolean;
   signal?: AbortSignal;
 }
 
@@ -480,8 +486,9 @@ export async function quantizeCheckpoint(inDir: string, outDir: string, opts: Qu
       inScales = Float32Array.from(decodeFloat(await reader.bytes(st), st.dtype));
     }
     const channelWeight = opts.calibration?.modules.get(module);
+    const covariance = channelWeight && opts.gptq !== false ? opts.calibration?.covariances.get(module) : undefined;
     try {
-      const r = await native!.quantizeMatrix(quantizer, { target: opts.to, dtype: t.dtype, rows, cols, bytes, inScheme, inScales, channelWeight });
+      const r = await native!.quantizeMatrix(quantizer, { target: opts.to, dtype: t.dtype, rows, cols, bytes, inScheme, inScales, channelWeight, covariance });
       const suffixes = opts.to === 'mxfp4' ? ['weight_blocks', 'weight_scales'] : ['weight', opts.to === 'fp8' ? 'weight_scale' : 'weight_scale_inv'];
       return { tensors: [{ suffix: suffixes[0]!, bytes: r.data }, { suffix: suffixes[1]!, bytes: r.scales }], err2: r.err2, ref2: r.ref2, werr2: r.werr2, wref2: r.wref2, calibrated: !!channelWeight };
     } catch (e) {

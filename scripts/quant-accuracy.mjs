@@ -21,6 +21,9 @@ import { readFileSync } from 'node:fs';
 const { values } = parseArgs({ options: {
   docs: { type: 'string', default: '200' }, 'per-cell': { type: 'string', default: '5' }, samples: { type: 'string' },
   json: { type: 'string' }, threads: { type: 'string', default: '2' }, targets: { type: 'string', default: 'fp8,fp8-block,mxfp4' },
+  // plain: weight error only; calibrated: the default calibrated quantizer; diag: calibrated scales
+  // without GPTQ feedback (what was tried before it).
+  modes: { type: 'string', default: 'plain,calibrated' },
 } });
 const base = 'models/tiny-default';
 const calib = 'models/calibration/tiny-default.jsonl';
@@ -38,12 +41,13 @@ try {
   const stats = await calibrate(base, calib, { samples: values.samples ? Number(values.samples) : undefined, threads });
   console.log(`calibration: ${stats.samples} samples, ${stats.tokens} tokens, ${((performance.now() - t0) / 1000).toFixed(1)} s; experts on the all-token fallback: ${stats.fallbackExperts.length}`);
   const variants = [{ name: 'BF16', dir: base }];
+  const LABEL = { plain: '', calibrated: ' calibrated', diag: ' calibrated, scales only' };
   for (const to of values.targets.split(',')) {
-    for (const cal of [false, true]) {
-      const dir = path.join(tmp, `${to}-${cal ? 'cal' : 'plain'}`);
-      const r = await quantizeCheckpoint(base, dir, { to, threads, ...(cal ? { calibration: stats } : {}) });
-      const w = r.layers.filter((l) => l.weightedRelRms !== undefined);
-      variants.push({ name: `${to}${cal ? ' calibrated' : ''}`, dir, relRms: r.layers.map((l) => l.relRms) });
+    for (const mode of values.modes.split(',')) {
+      const dir = path.join(tmp, `${to}-${mode}`);
+      const opts = mode === 'plain' ? {} : { calibration: stats, gptq: mode !== 'diag' };
+      await quantizeCheckpoint(base, dir, { to, threads, ...opts });
+      variants.push({ name: `${to}${LABEL[mode]}`, dir });
     }
   }
 
@@ -91,7 +95,7 @@ try {
     const r = { variant: v.name, perplexity: Math.exp(nll / n), meanKl: v.name === 'BF16' ? 0 : kl / n, top1Agreement: v.name === 'BF16' ? 1 : agree / n,
       taskAccuracy: ok / taskItems.length, positions: n, taskItems: taskItems.length, seconds: (performance.now() - t0) / 1000 };
     results.push(r);
-    console.log(`${r.variant.padEnd(20)} ppl ${r.perplexity.toFixed(4)}  KL ${r.meanKl.toExponential(3)}  top-1 ${(100 * r.top1Agreement).toFixed(2)}%  tasks ${(100 * r.taskAccuracy).toFixed(1)}% (${ok}/${taskItems.length})  [${r.seconds.toFixed(0)} s]`);
+    console.log(`${r.variant.padEnd(34)} ppl ${r.perplexity.toFixed(4)}  KL ${r.meanKl.toExponential(3)}  top-1 ${(100 * r.top1Agreement).toFixed(2)}%  tasks ${(100 * r.taskAccuracy).toFixed(1)}% (${ok}/${taskItems.length})  [${r.seconds.toFixed(0)} s]`);
   }
   console.log(`\n${docs.length} held-out conversations, ${results[0].positions} assistant-token positions; ${taskItems.length} task items (${perCell} per family x mode)`);
   console.log('| variant | perplexity | mean KL vs BF16 | top-1 agreement | task accuracy |\n|---|---|---|---|---|');

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import { CalibrationFormatError, Model } from '../lib/index.js';
-import { calibrate } from '../lib/calibrate.js';
+import { calibrate, parseCalibrationFile, tokenizeSamples } from '../lib/calibrate.js';
+import { Tokenizer } from '../lib/tokenizer.js';
 import { quantizeCheckpoint, type QuantTarget } from '../lib/quantize.js';
 import { ensureFixture, type VariantName } from './fixtures/variants.js';
 
@@ -56,6 +57,14 @@ describe('calibration', () => {
     writeFileSync(file, '{"text": "ok"}\nnot json\n');
     const err2 = await calibrate(defaultModel, file).catch((e: unknown) => e);
     expect((err2 as CalibrationFormatError).line).toBe(2);
+  });
+
+  test('the documented general calibration set parses and renders with a GLM chat template', async () => {
+    const file = path.join(root, 'models', 'calibration', 'general.jsonl');
+    const samples = parseCalibrationFile(readFileSync(file, 'utf8'), file);
+    expect(samples.length).toBe(24);
+    const seqs = tokenizeSamples(await Tokenizer.fromDir(defaultModel), samples, file, 2048);
+    for (const s of seqs) expect(s.length).toBeGreaterThan(8);
   });
 
   test('statistics cover every quantizable trunk module; routed experts from their own tokens', async () => {

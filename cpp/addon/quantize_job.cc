@@ -7,7 +7,7 @@
 //   quantizeMatrix(handle, job) -> Promise<{data, scales, err2, ref2, werr2, wref2}>
 //   disposeQuantizer(handle)
 //   collectActivationStats(dir, sequences, {threads, minExpertTokens}, abortFlag?, onProgress?)
-//     -> Promise<{tokens, inputs: {key: Float32Array}, inputTokens: {key: n}, modules: {module: key},
+//     -> Promise<{tokens, inputs: {key: Float32Array}, covariances: {key: Float32Array}, inputTokens: {key: n}, modules: {module: key},
 //                 expertTokens: {prefix: n}}>
 #include <napi.h>
 
@@ -92,7 +92,7 @@ Napi::Value quantize_matrix(const Napi::CallbackInfo& info) {
     Napi::ObjectReference input;
     const uint8_t* bytes = nullptr;
     size_t n_bytes = 0;
-    std::vector<float> in_scales, channel_weight;
+    std::vector<float> in_scales, channel_weight, covariance;
     DType dtype = DType::BF16;
     int64_t rows = 0, cols = 0;
     quant::InputScheme scheme = quant::InputScheme::None;
@@ -125,6 +125,11 @@ Napi::Value quantize_matrix(const Napi::CallbackInfo& info) {
   if (!cw.IsUndefined() && !cw.IsNull()) {
     b->channel_weight = copy_typed<float>(cw, "channelWeight");
     if (int64_t(b->channel_weight.size()) != b->cols) throw Napi::RangeError::New(env, "quantizeMatrix: channelWeight needs one value per input column");
+    const Napi::Value cov = job.Get("covariance");
+    if (!cov.IsUndefined() && !cov.IsNull()) {
+      b->covariance = copy_typed<float>(cov, "covariance");
+      if (int64_t(b->covariance.size()) != b->cols * b->cols) throw Napi::RangeError::New(env, "quantizeMatrix: covariance must be [cols, cols]");
+    }
   }
 
   auto deferred = Napi::Promise::Deferred::New(env);
@@ -134,6 +139,7 @@ Napi::Value quantize_matrix(const Napi::CallbackInfo& info) {
                                      b->in_scales.data(), b->in_scales.size(), &host->pool, &host->weight);
     if (b->status.is_ok()) {
       b->params.channel_weight = b->channel_weight.empty() ? nullptr : b->channel_weight.data();
+      b->params.covariance = b->covariance.empty() ? nullptr : b->covariance.data();
       b->status = quant::quantize_matrix(host->weight.data(), b->rows, b->cols, b->params, &host->pool, &b->result);
     }
     tsfn.BlockingCall([b, deferred](Napi::Env env, Napi::Function) {
@@ -175,6 +181,7 @@ Napi::Value collect_activation_stats(const Napi::CallbackInfo& info) {
     Napi::Object o = info[2].As<Napi::Object>();
     if (o.Get("threads").IsNumber()) opts.threads = o.Get("threads").As<Napi::Number>().Int32Value();
     if (o.Get("minExpertTokens").IsNumber()) opts.min_expert_tokens = o.Get("minExpertTokens").As<Napi::Number>().Int64Value();
+    if (o.Get("covarianceBudgetBytes").IsNumber()) opts.covariance_budget_bytes = uint64_t(std::max(0.0, o.Get("covarianceBudgetBytes").As<Napi::Number>().DoubleValue()));
   }
   AbortToken token = abort_token_from(info[3]);
 
@@ -219,14 +226,20 @@ Napi::Value collect_activation_stats(const Napi::CallbackInfo& info) {
         }
         Napi::Object o = Napi::Object::New(env);
         o.Set("tokens", double(ctx->stats.tokens));
-        Napi::Object inputs = Napi::Object::New(env), input_tokens = Napi::Object::New(env);
+        Napi::Object inputs = Napi::Object::New(env), input_tokens = Napi::Object::New(env), covariances = Napi::Object::New(env);
         for (const auto& [key, s] : ctx->stats.inputs) {
+          if (!s.sum_xx.empty() && s.tokens > 0) {
+            auto cov = Napi::Float32Array::New(env, s.sum_xx.size());
+            for (size_t i = 0; i < s.sum_xx.size(); ++i) cov[i] = float(s.sum_xx[i] / double(s.tokens));
+            covariances.Set(key, cov);
+          }
           auto mean = Napi::Float32Array::New(env, s.sum_sq.size());
           for (size_t c = 0; c < s.sum_sq.size(); ++c) mean[c] = s.tokens > 0 ? float(s.sum_sq[c] / double(s.tokens)) : 0.0f;
           inputs.Set(key, mean);
           input_tokens.Set(key, double(s.tokens));
         }
         o.Set("inputs", inputs);
+        o.Set("covariances", covariances);
         o.Set("inputTokens", input_tokens);
         Napi::Object modules = Napi::Object::New(env), experts = Napi::Object::New(env);
         for (const auto& [m, key] : ctx->stats.module_input) modules.Set(m, key);

@@ -10,6 +10,7 @@
 
 #include "cpu/thread_pool.h"
 #include "engine/matrix.h"
+#include "engine/quantize_gptq.h"
 
 // Bit-exactness with lib/quantize.ts rests on doing the same IEEE float64 operations in the same order.
 // Two things would break it: contracting a*b-c into an FMA (the engine is built for baseline x86-64,
@@ -34,7 +35,7 @@ constexpr double kE2m1[16] = {0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, 
 // Weight-error-only candidates (the JS reference's), and the wider grid searched with statistics: with a
 // weighted objective, clipping a large weight on a quiet channel can pay for a finer step elsewhere.
 constexpr double kFp8Shrink[] = {1, 0.95, 0.9};
-constexpr int kCalibratedFp8Steps = 21;  // 1.00, 0.98, ..., 0.60
+constexpr int kCalibratedFp8Steps = 11;  // 1.00, 0.99, ..., 0.90
 
 // x rounded to float32 (Math.fround). Through a volatile: GCC 12 at -O2 was seen dropping the
 // double(float(x)) round trip when it unrolled the candidate loop (the scale then differs from the
@@ -127,8 +128,7 @@ float fp8_region(const Region& g, const float* a, const double (&shrink)[N], uin
   return float(best_s);
 }
 
-constexpr double kCalibratedShrink[kCalibratedFp8Steps] = {1.00, 0.98, 0.96, 0.94, 0.92, 0.90, 0.88, 0.86, 0.84, 0.82, 0.80,
-                                                           0.78, 0.76, 0.74, 0.72, 0.70, 0.68, 0.66, 0.64, 0.62, 0.60};
+constexpr double kCalibratedShrink[kCalibratedFp8Steps] = {1.00, 0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.93, 0.92, 0.91, 0.90};
 
 float fp8_best(const Region& g, const float* a, uint8_t* codes, int64_t code_stride, std::vector<uint8_t>& scratch, double* err) {
   return a ? fp8_region(g, a, kCalibratedShrink, codes, code_stride, scratch, err)
@@ -353,6 +353,10 @@ Status quantize_matrix(const double* w, int64_t rows, int64_t cols, const Quanti
         return Status::error(ErrorCode::InvalidParam, "quantize: activation statistic of channel " + std::to_string(c) + " is not a finite value >= 0");
       }
     }
+  }
+  if (p.covariance) {
+    if (!a) return Status::error(ErrorCode::InvalidParam, "quantize: a covariance needs the channel statistics too");
+    return quantize_gptq(w, rows, cols, p, pool, out);
   }
   std::vector<RowErr> errs(static_cast<size_t>(rows));
   switch (p.target) {

@@ -41,6 +41,9 @@ struct QuantizeParams {
   // Mean squared activation per input channel [cols], or nullptr: weight error only (the JS reference's
   // candidates, bit-exact). Negative or non-finite entries are an error.
   const float* channel_weight = nullptr;
+  // With channel_weight: the full input covariance E[x xᵀ] [cols, cols] (its diagonal is channel_weight)
+  // turns on GPTQ-style error feedback along each row (quantize_gptq.cc); nullptr: per-element rounding.
+  const float* covariance = nullptr;
 };
 
 // Decodes `bytes` (dtype F32/BF16/F16, or F8_E4M3 with `in_scales` in the input scheme's layout) into

@@ -22,8 +22,8 @@ float silu(float v) { return v / (1.0f + std::exp(-v)); }
 
 class Collector {
  public:
-  Collector(const ModelConfig& cfg, const ModelWeights& w, cpu::ThreadPool& pool, CalibrationStats* out)
-      : cfg_(cfg), w_(w), pool_(pool), out_(out) {}
+  Collector(const ModelConfig& cfg, const ModelWeights& w, cpu::ThreadPool& pool, bool covariance, CalibrationStats* out)
+      : cfg_(cfg), w_(w), pool_(pool), covariance_(covariance), out_(out) {}
 
   void on_activation(const char* name, int64_t layer, const float* x, int64_t rows, int64_t cols) {
     if (layer < 0 || layer >= cfg_.num_hidden_layers) return;  // model-level tensors and the MTP layer
@@ -43,6 +43,15 @@ class Collector {
       for (int64_t c = 0; c < cols; ++c) s.sum_sq[size_t(c)] += double(r[c]) * double(r[c]);
     }
     s.tokens += rows;
+    if (!covariance_ || rows == 0) return;
+    // Σ x xᵀ of this batch as one fp32 product (xᵀ · (xᵀ)ᵀ on the CPU kernels), added in float64.
+    if (s.sum_xx.empty()) s.sum_xx.assign(size_t(cols * cols), 0.0);
+    xt_.resize(size_t(cols * rows));
+    for (int64_t t = 0; t < rows; ++t)
+      for (int64_t c = 0; c < cols; ++c) xt_[size_t(c * rows + t)] = x[t * cols + c];
+    xx_.resize(size_t(cols * cols));
+    cpu::matmul(pool_, xt_.data(), cols, rows, xt_.data(), DType::F32, cols, rows, nullptr, xx_.data(), cols, false);
+    for (size_t i = 0; i < xx_.size(); ++i) s.sum_xx[i] += double(xx_[i]);
   }
 
   // act(gate(x)) * up(x) for the rows of x: down_proj's input.
@@ -107,8 +116,9 @@ class Collector {
   const ModelConfig& cfg_;
   const ModelWeights& w_;
   cpu::ThreadPool& pool_;
+  bool covariance_;
   CalibrationStats* out_;
-  std::vector<float> mid_, up_, xe_;
+  std::vector<float> mid_, up_, xe_, xt_, xx_;
 };
 
 bool unquantized(const ModelWeights& w) {
@@ -147,6 +157,19 @@ void map_modules(const ModelConfig& cfg, int64_t min_expert_tokens, CalibrationS
   }
 }
 
+// Bytes of every Σ x xᵀ the collector would keep (float64), from the config alone.
+uint64_t covariance_bytes(const ModelConfig& cfg) {
+  auto sq = [](int64_t c) { return double(c) * double(c); };
+  double n = 0;
+  const int64_t H = cfg.hidden_size, A = cfg.num_attention_heads * cfg.head_dim, I = cfg.moe_intermediate_size;
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    n += 2 * sq(H) + sq(A);  // attn_norm, ffn_norm, attn_out
+    if (!cfg.is_moe_layer(l)) n += sq(cfg.intermediate_size);
+    else n += sq(I * cfg.n_shared_experts) + double(cfg.n_routed_experts) * (sq(H) + 2 * sq(I));
+  }
+  return n * 8 > 1e19 ? ~uint64_t(0) : uint64_t(n * 8);
+}
+
 }  // namespace
 
 Status collect_activation_stats(Model& model, const std::vector<std::vector<int32_t>>& sequences,
@@ -162,9 +185,10 @@ Status collect_activation_stats(Model& model, const std::vector<std::vector<int3
     if (sequences[i].empty()) return Status::error(ErrorCode::InvalidParam, "calibration sequence " + std::to_string(i) + " is empty");
   }
   *out = CalibrationStats();
+  out->covariance = opts.covariance_budget_bytes > 0 && covariance_bytes(cfg) <= opts.covariance_budget_bytes;
   const int threads = opts.threads > 0 ? opts.threads : int(std::max(1u, std::thread::hardware_concurrency()));
   cpu::ThreadPool pool(threads);
-  Collector collector(cfg, model.weights(), pool, out);
+  Collector collector(cfg, model.weights(), pool, out->covariance, out);
   model.set_activation_hook([&collector](const char* name, int64_t layer, const float* data, int64_t rows, int64_t cols) {
     collector.on_activation(name, layer, data, rows, cols);
   });

@@ -27,6 +27,7 @@ namespace quant {
 
 struct ChannelStats {
   std::vector<double> sum_sq;  // Σ x_c² over the tokens seen
+  std::vector<double> sum_xx;  // Σ x xᵀ [C, C] (row-major), when covariances are collected
   int64_t tokens = 0;
 };
 
@@ -35,12 +36,17 @@ struct CalibrationStats {
   std::map<std::string, std::string> module_input;     // module ("model.layers.3.mlp.experts.5.down_proj") -> key
   std::map<std::string, int64_t> expert_tokens;        // routed expert module prefix -> tokens routed to it
   int64_t tokens = 0;                                  // calibration tokens run
+  bool covariance = false;                             // whether sum_xx was collected
 };
 
 struct CalibrationOptions {
   int threads = 0;                 // host threads for the recomputed products (0: hardware concurrency)
   int64_t min_expert_tokens = 16;  // below this a routed expert uses the all-token fallback
   int64_t batch_sequences = 8;     // sequences per evaluate call (one shared forward step per chunk)
+  // Full input covariances (for GPTQ-style feedback) when all of them together take at most this many
+  // bytes; 0: never. Their size is Σ C² over the inputs: fine for small models, far too much for every
+  // expert of GLM-4.5, which then gets per-channel statistics only.
+  uint64_t covariance_budget_bytes = uint64_t(2) << 30;
 };
 
 // Progress: sequences done of total.
