@@ -141,6 +141,44 @@ export interface NativeGrammarVocabulary {
 /** An opaque compiled grammar, passed to generate() as params.grammar. */
 export type NativeGrammar = { readonly __nativeGrammar: unique symbol };
 
+/** One matrix for the native quantizer (cpp/addon/quantize_job.cc); bytes are the stored tensor's. */
+export interface NativeQuantizeJob {
+  target: 'fp8' | 'fp8-block' | 'mxfp4';
+  dtype: string;
+  rows: number;
+  cols: number;
+  bytes: Uint8Array;
+  /** An F8_E4M3 input's scales (as F32) in its own layout. */
+  inScheme?: 'fp8-channel' | 'fp8-block';
+  inScales?: Float32Array;
+  /** Mean squared activation per input column: the scale search minimises the weighted error. */
+  channelWeight?: Float32Array;
+  /** With channelWeight: E[x xᵀ] [cols, cols], for GPTQ-style error feedback along each row. */
+  covariance?: Float32Array;
+}
+
+export interface NativeQuantizedMatrix {
+  data: Uint8Array;
+  scales: Uint8Array;
+  err2: number;
+  ref2: number;
+  werr2: number;
+  wref2: number;
+}
+
+export interface NativeCalibrationStats {
+  tokens: number;
+  /** Input key -> mean squared activation per channel. */
+  inputs: Record<string, Float32Array>;
+  /** Input key -> E[x xᵀ] [C, C] (only when they fit the covariance budget). */
+  covariances: Record<string, Float32Array>;
+  inputTokens: Record<string, number>;
+  /** Quantizable module -> the input key it reads (absent: no statistics for it). */
+  modules: Record<string, string>;
+  /** Routed expert ("model.layers.L.mlp.experts.E") -> calibration tokens routed to it. */
+  expertTokens: Record<string, number>;
+}
+
 export interface NativeBinding {
   AbortFlag: new () => NativeAbortFlag;
   loadModel(
@@ -156,6 +194,12 @@ export interface NativeBinding {
   /** JSON Schema (JSON text) → GBNF rules starting at `${rulePrefix}root`; throws INVALID_PARAM naming the keyword. */
   jsonSchemaToGbnf(schemaJson: string, rulePrefix: string, allowWhitespace: boolean): string;
   measureReadBandwidth(bytes: number, threads: number, minSeconds: number): Promise<{ bytesPerSecond: number; passes: number; bufferBytes: number }>;
+  /** The checkpoint quantizer: a job thread with its own pool of `threads` (0: all cores). */
+  createQuantizer(threads: number): unknown;
+  quantizeMatrix(quantizer: unknown, job: NativeQuantizeJob): Promise<NativeQuantizedMatrix>;
+  disposeQuantizer(quantizer: unknown): void;
+  collectActivationStats(dir: string, sequences: Int32Array[], options: { threads: number; minExpertTokens: number; covarianceBudgetBytes?: number },
+    abort: NativeAbortFlag | undefined, onProgress: ((done: number, total: number) => void) | undefined): Promise<NativeCalibrationStats>;
 }
 
 // The package root is the nearest folder above this file whose package.json names glm-node (this file

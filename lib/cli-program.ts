@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { benchCommand } from '../bench/bench.js';
 import { InvalidParamError, toGlmError } from './errors.js';
 import { Model, type GenerateResult, type LoadProgress } from './model.js';
+import { calibrate } from './calibrate.js';
 import { QUANT_TARGETS, quantizeCheckpoint, type QuantTarget } from './quantize.js';
 import { createServer } from './server/index.js';
 
@@ -199,35 +200,61 @@ async function infoAction(flags: { model?: string; threads?: number }): Promise<
   }
 }
 
-async function quantizeAction(input: string, output: string, opts: { to: QuantTarget; expertsOnly?: boolean }): Promise<void> {
+async function quantizeAction(input: string, output: string,
+  opts: { to: QuantTarget; expertsOnly?: boolean; calibrate?: string; samples?: number; threads?: number }): Promise<void> {
   const bar = process.stderr.isTTY
     ? new cliProgress.SingleBar(
-      { stream: process.stderr, format: 'quantizing [{bar}] {value}/{total} tensors | {tensor}', hideCursor: true, clearOnComplete: true },
+      { stream: process.stderr, format: '{stage} [{bar}] {value}/{total} {unit} | {tensor}', hideCursor: true, clearOnComplete: true },
       cliProgress.Presets.shades_classic,
     )
     : undefined;
   let started = false;
   const t0 = performance.now();
-  let result;
+  // Ctrl-C stops between calibration batches / tensors instead of killing the process mid-file.
+  const abort = new AbortController();
+  const onSigint = () => abort.abort();
+  process.once('SIGINT', onSigint);
+  let result, calibration;
   try {
+    if (opts.calibrate) {
+      calibration = await calibrate(input, opts.calibrate, {
+        samples: opts.samples, threads: opts.threads, signal: abort.signal,
+        onProgress: (done, total) => {
+          if (!bar) return;
+          if (!started) { bar.start(total, 0, { stage: 'calibrating', unit: 'samples', tensor: '' }); started = true; }
+          bar.update(done);
+        },
+      });
+      if (started) { bar?.stop(); started = false; }
+      process.stdout.write(`calibration: ${calibration.samples} samples, ${calibration.tokens} tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s` +
+        (calibration.fallbackExperts.length ? `; ${calibration.fallbackExperts.length} routed experts saw too few tokens and use all-token statistics` : '') + '\n');
+    }
     result = await quantizeCheckpoint(input, output, {
       to: opts.to,
       expertsOnly: opts.expertsOnly ?? false,
+      threads: opts.threads,
+      calibration,
+      signal: abort.signal,
       onProgress: (done, total, tensor) => {
         if (!bar) return;
-        if (!started) { bar.start(total, 0, { tensor }); started = true; }
+        if (!started) { bar.start(total, 0, { stage: 'quantizing', unit: 'tensors', tensor }); started = true; }
         bar.update(done, { tensor });
       },
     });
   } finally {
     if (started) bar?.stop();
+    process.off('SIGINT', onSigint);
   }
   const mb = (b: number) => (b / 1e6).toFixed(1);
   process.stdout.write(`quantized ${result.quantizedTensors} tensors to ${opts.to} in ${((performance.now() - t0) / 1000).toFixed(1)} s: ` +
     `${mb(result.inputBytes)} MB -> ${mb(result.outputBytes)} MB (tensor data) in ${output}\n`);
-  process.stdout.write('scales: best of a few candidates per row/block/group by squared weight error (no activation calibration)\n');
-  process.stdout.write('per-layer weight error (relative RMS, sqrt(sum (w_q - w)^2 / sum w^2)):\n');
-  for (const l of result.layers) process.stdout.write(`  ${l.layer.padEnd(18)} ${l.relRms.toExponential(3)}  (${l.quantizedTensors} tensors)\n`);
+  process.stdout.write(calibration
+    ? `scales: per row/block/group by activation-weighted error` + (calibration.covariances.size ? ', rows rounded with GPTQ-style error feedback' : '') + ` (${result.calibratedTensors} of ${result.quantizedTensors} tensors had statistics; the rest by weight error)\n`
+    : 'scales: best of a few candidates per row/block/group by squared weight error (no activation calibration)\n');
+  process.stdout.write('per-layer weight error (relative RMS, sqrt(sum (w_q - w)^2 / sum w^2)' + (calibration ? '; activation-weighted' : '') + '):\n');
+  for (const l of result.layers) {
+    process.stdout.write(`  ${l.layer.padEnd(18)} ${l.relRms.toExponential(3)}` + (l.weightedRelRms !== undefined ? `  ${l.weightedRelRms.toExponential(3)}` : '') + `  (${l.quantizedTensors} tensors)\n`);
+  }
 }
 
 interface ServeFlags {
@@ -346,6 +373,9 @@ export function buildProgram(): Command {
       return v as QuantTarget;
     })
     .option('--experts-only', 'quantize only the routed experts (mxfp4 always does)')
+    .option('--calibrate <file.jsonl>', 'choose scales by activation-weighted error, with statistics from running the model over this file ({"messages": [...]} or {"text": "..."} per line)')
+    .option('--samples <n>', 'calibration samples to use (the first n lines; default all)', parseNonNegativeInt)
+    .option('--threads <n>', 'CPU threads (default: all cores)', parseNonNegativeInt)
     .action(quantizeAction);
 
   program.command('serve')

@@ -18,6 +18,7 @@ export type GlmErrorCode =
   | 'NATIVE_ADDON'
   | 'TEMPLATE'
   | 'QUEUE_FULL'
+  | 'CALIBRATION_FORMAT'
   | 'INTERNAL';
 
 export class GlmError extends Error {
@@ -120,8 +121,18 @@ const byCode: Record<GlmErrorCode, (message: string, cause: unknown) => GlmError
   NATIVE_ADDON: (m, cause) => new NativeAddonError(m, { cause }),
   TEMPLATE: (m, cause) => new TemplateError(m, { cause }),
   QUEUE_FULL: (m, cause) => new QueueFullError(m, { cause }),
+  CALIBRATION_FORMAT: (m, cause) => new CalibrationFormatError(m, 0, { cause }),
   INTERNAL: (m, cause) => new InternalError(m, { cause }),
 };
+
+/** A calibration file (`glm-node quantize --calibrate`) has a line that is not a sample; `line` is 1-based. */
+export class CalibrationFormatError extends GlmError {
+  readonly line: number;
+  constructor(message: string, line: number, options?: { cause?: unknown }) {
+    super('CALIBRATION_FORMAT', message, options);
+    this.line = line;
+  }
+}
 
 /** Converts anything thrown by the native binding into a GlmError (unknown errors become INTERNAL). */
 export function toGlmError(error: unknown): GlmError {

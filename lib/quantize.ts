@@ -23,11 +23,21 @@
 //
 // Scale choice: per row (fp8), per 128×128 block (fp8-block) or per 32-group (mxfp4), a few candidate
 // scales around the max-based one are tried and the one with the lowest squared weight error kept
-// (shrinking a scale clips the largest values but refines all others). No activation calibration.
+// (shrinking a scale clips the largest values but refines all others). With calibration statistics
+// (lib/calibrate.ts) the error is weighted by each input channel's mean squared activation, over a
+// finer set of candidates, and where the calibration has input covariances each row is rounded with
+// GPTQ-style error feedback (cpp/engine/quantize_gptq.cc; README "Calibration" for what helped).
+//
+// The numbers run in C++ on all cores (cpp/engine/quantize.cc, through the addon); this file reads and
+// writes the files. The JavaScript quantizers below are the reference the native one is tested against
+// bit for bit (engine: 'js'); they know nothing of calibration.
 
 import { copyFile, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { binding } from './binding.js';
+import type { CalibrationStats } from './calibrate.js';
+import { AbortError, InvalidParamError, toGlmError } from './errors.js';
 import { shardFileName, writeSafetensors, type StDtype, type TensorDesc } from './synthetic/safetensors-writer.js';
 
 export type QuantTarget = 'fp8' | 'fp8-block' | 'mxfp4';
@@ -39,6 +49,18 @@ export interface QuantizeOptions {
   expertsOnly?: boolean;
   /** Called after each input tensor. */
   onProgress?: (done: number, total: number, tensor: string) => void;
+  /** 'native' (default): C++ on all cores; 'js': the single-threaded reference (no calibration). */
+  engine?: 'native' | 'js';
+  /** Native threads (0 or undefined: all cores). */
+  threads?: number;
+  /** Per-module activation statistics (lib/calibrate.ts): activation-weighted scale search. */
+  calibration?: CalibrationStats;
+  /**
+   * With calibration covariances: GPTQ-style error feedback along each row (cpp/engine/quantize_gptq.cc).
+   * Default true where the calibration has them.
+   */
+  gptq?: boolean;
+  signal?: AbortSignal;
 }
 
 export interface LayerError {
@@ -46,6 +68,8 @@ export interface LayerError {
   layer: string;
   /** sqrt(Σ(w_q − w)² / Σw²) over the layer's quantized weights. */
   relRms: number;
+  /** sqrt(Σ a_c(w_q − w)² / Σ a_c w²) with the calibration's channel weights a_c (calibrated tensors only). */
+  weightedRelRms?: number;
   quantizedTensors: number;
 }
 
@@ -54,6 +78,10 @@ export interface QuantizeResult {
   inputBytes: number;
   outputBytes: number;
   quantizedTensors: number;
+  /** Quantized tensors that had calibration statistics (the rest: weight error only). */
+  calibratedTensors: number;
+  /** Weights (elements) of the quantized tensors. */
+  quantizedParams: number;
 }
 
 export const MXFP4_QUANTIZATION_CONFIG = { quant_method: 'mxfp4', format: 'glm-node-mxfp4', modules: ['mlp.experts'], block_size: 32 };
@@ -286,13 +314,31 @@ async function readHeader(file: string): Promise<InputTensor[]> {
 }
 
 class TensorReader {
-  private handles = new Map<string, FileHandle>();
-  async bytes(t: InputTensor): Promise<Buffer> {
-    let fh = this.handles.get(t.file);
-    if (!fh) {
-      fh = await open(t.file, 'r');
-      this.handles.set(t.file, fh);
+  // Promises, so that a read-ahead and a read of the same new file share one open.
+  private handles = new Map<string, Promise<FileHandle>>();
+  private ahead = new Map<InputTensor, Promise<Buffer>>();
+  /** Starts reading t now; the next bytes(t) returns that read. */
+  prefetch(t: InputTensor): void {
+    if (this.ahead.has(t)) return;
+    const p = this.read(t);
+    p.catch(() => {});  // reported by the bytes(t) that takes it
+    this.ahead.set(t, p);
+  }
+  bytes(t: InputTensor): Promise<Buffer> {
+    const p = this.ahead.get(t);
+    if (p) {
+      this.ahead.delete(t);
+      return p;
     }
+    return this.read(t);
+  }
+  private async read(t: InputTensor): Promise<Buffer> {
+    let opening = this.handles.get(t.file);
+    if (!opening) {
+      opening = open(t.file, 'r');
+      this.handles.set(t.file, opening);
+    }
+    const fh = await opening;
     const buf = Buffer.allocUnsafe(t.length);
     let done = 0;
     while (done < t.length) {
@@ -303,7 +349,12 @@ class TensorReader {
     return buf;
   }
   async close(): Promise<void> {
-    for (const fh of this.handles.values()) await fh.close();
+    await Promise.allSettled(this.ahead.values());
+    this.ahead.clear();
+    for (const opening of this.handles.values()) {
+      const fh = await opening.catch(() => undefined);
+      await fh?.close();
+    }
     this.handles.clear();
   }
 }
@@ -366,6 +417,9 @@ function layerOf(name: string): string {
 export async function quantizeCheckpoint(inDir: string, outDir: string, opts: QuantizeOptions): Promise<QuantizeResult> {
   if (!QUANT_TARGETS.includes(opts.to)) throw new Error(`unknown target ${String(opts.to)} (expected ${QUANT_TARGETS.join(', ')})`);
   if (path.resolve(inDir) === path.resolve(outDir)) throw new Error('output folder must differ from the input folder');
+  const engine = opts.engine ?? 'native';
+  if (engine !== 'native' && engine !== 'js') throw new InvalidParamError(`engine must be 'native' or 'js', got ${String(engine)}`);
+  if (engine === 'js' && opts.calibration) throw new InvalidParamError('calibration needs the native quantizer');
   const config = JSON.parse(await readFile(path.join(inDir, 'config.json'), 'utf8')) as Record<string, unknown>;
   const scheme = inputScheme(config);
   if (scheme !== 'none' && opts.to !== 'mxfp4') throw new Error(`the input is already FP8 (${scheme}); only --to mxfp4 converts it further`);
@@ -415,9 +469,32 @@ export async function quantizeCheckpoint(inDir: string, outDir: string, opts: Qu
   await rm(outDir, { recursive: true, force: true });
   await mkdir(outDir, { recursive: true });
   const reader = new TensorReader();
-  const errors = new Map<string, { err2: number; ref2: number; n: number }>();
+  const errors = new Map<string, { err2: number; ref2: number; werr2: number; wref2: number; n: number; calibrated: number }>();
   const total = jobsPerShard.reduce((a, j) => a + j.length, 0);
-  let done = 0, quantizedTensors = 0, outputBytes = 0, inputBytes = 0;
+  let done = 0, quantizedTensors = 0, calibratedTensors = 0, quantizedParams = 0, outputBytes = 0, inputBytes = 0;
+  const native = engine === 'native' ? binding() : undefined;
+  const quantizer = native?.createQuantizer(opts.threads ?? 0);
+
+  /** The tensor through the C++ quantizer: raw stored bytes in (FP8 inputs with their scales). */
+  const quantizeNative = async (t: InputTensor, module: string, rows: number, cols: number) => {
+    const bytes = await reader.bytes(t);
+    let inScheme: 'fp8-channel' | 'fp8-block' | undefined, inScales: Float32Array | undefined;
+    if (t.dtype === 'F8_E4M3') {
+      inScheme = scheme === 'fp8-channel' ? 'fp8-channel' : 'fp8-block';
+      const st = byName.get(`${module}.${scheme === 'fp8-channel' ? 'weight_scale' : 'weight_scale_inv'}`);
+      if (!st) throw new Error(`missing the scales of ${t.name}`);
+      inScales = Float32Array.from(decodeFloat(await reader.bytes(st), st.dtype));
+    }
+    const channelWeight = opts.calibration?.modules.get(module);
+    const covariance = channelWeight && opts.gptq !== false ? opts.calibration?.covariances.get(module) : undefined;
+    try {
+      const r = await native!.quantizeMatrix(quantizer, { target: opts.to, dtype: t.dtype, rows, cols, bytes, inScheme, inScales, channelWeight, covariance });
+      const suffixes = opts.to === 'mxfp4' ? ['weight_blocks', 'weight_scales'] : ['weight', opts.to === 'fp8' ? 'weight_scale' : 'weight_scale_inv'];
+      return { tensors: [{ suffix: suffixes[0]!, bytes: r.data }, { suffix: suffixes[1]!, bytes: r.scales }], err2: r.err2, ref2: r.ref2, werr2: r.werr2, wref2: r.wref2, calibrated: !!channelWeight };
+    } catch (e) {
+      throw toGlmError(e);
+    }
+  };
   const weightMap: Record<string, string> = {};
 
   /** The input weight as float64, dequantized when the input is FP8. */
@@ -449,7 +526,11 @@ export async function quantizeCheckpoint(inDir: string, outDir: string, opts: Qu
       // Encoded companions waiting for the writer (produced together with their weight, next in order).
       const pending = new Map<string, Uint8Array>();
       const jobOf = new Map<string, Job>();
-      for (const j of jobs) jobOf.set(outDescs(j)[0]!.name, j);
+      const nextOf = new Map<Job, Job>();
+      for (let j = 0; j < jobs.length; j++) {
+        jobOf.set(outDescs(jobs[j]!)[0]!.name, jobs[j]!);
+        if (j + 1 < jobs.length) nextOf.set(jobs[j]!, jobs[j + 1]!);
+      }
       outputBytes += await writeSafetensors(path.join(outDir, fileName), descs, async (d) => {
         const ready = pending.get(d.name);
         if (ready) {
@@ -459,22 +540,39 @@ export async function quantizeCheckpoint(inDir: string, outDir: string, opts: Qu
         const job = jobOf.get(d.name);
         if (!job) throw new Error(`internal: no producer for ${d.name}`);
         const t = job.input;
+        // Read the next tensor while this one is quantized (native: on other threads), so the file
+        // reads overlap the math instead of adding to it.
+        const next = nextOf.get(job);
+        if (native && next) reader.prefetch(next.input);
         inputBytes += t.length;
         opts.onProgress?.(++done, total, t.name);
         if (!job.module) {
           if (t.dtype !== 'F8_E4M3') return reader.bytes(t); // unchanged bytes, no re-encoding
           return Float32Array.from(await readWeight(t));     // FP8 input kept unquantized: BF16 (writer rounds)
         }
+        if (opts.signal?.aborted) throw new AbortError();
         const [rows, cols] = t.shape as [number, number];
-        const w = await readWeight(t);
-        const q = opts.to === 'fp8' ? quantizeFp8Channel(w, rows, cols) : opts.to === 'fp8-block' ? quantizeFp8Block(w, rows, cols) : quantizeMxfp4(w, rows, cols);
+        let q: { tensors: { suffix: string; bytes: Uint8Array }[]; err2: number; ref2: number; werr2?: number; wref2?: number; calibrated?: boolean };
+        if (native) {
+          q = await quantizeNative(t, job.module, rows, cols);
+        } else {
+          const w = await readWeight(t);
+          q = opts.to === 'fp8' ? quantizeFp8Channel(w, rows, cols) : opts.to === 'fp8-block' ? quantizeFp8Block(w, rows, cols) : quantizeMxfp4(w, rows, cols);
+        }
         const layer = layerOf(t.name);
-        const e = errors.get(layer) ?? { err2: 0, ref2: 0, n: 0 };
+        const e = errors.get(layer) ?? { err2: 0, ref2: 0, werr2: 0, wref2: 0, n: 0, calibrated: 0 };
         e.err2 += q.err2;
         e.ref2 += q.ref2;
+        if (q.calibrated) {
+          e.werr2 += q.werr2!;
+          e.wref2 += q.wref2!;
+          e.calibrated += 1;
+          calibratedTensors++;
+        }
         e.n += 1;
         errors.set(layer, e);
         quantizedTensors++;
+        quantizedParams += rows * cols;
         for (const out of q.tensors.slice(1)) pending.set(`${job.module}.${out.suffix}`, out.bytes);
         return q.tensors[0]!.bytes;
       }, { format: 'pt' });
@@ -482,6 +580,7 @@ export async function quantizeCheckpoint(inDir: string, outDir: string, opts: Qu
     }
   } finally {
     await reader.close();
+    if (quantizer) native!.disposeQuantizer(quantizer);
   }
 
   if (indexed) {
@@ -522,8 +621,11 @@ export async function quantizeCheckpoint(inDir: string, outDir: string, opts: Qu
 
   const layers = [...errors.entries()]
     .sort(([a], [b]) => (a === 'other' ? 1 : b === 'other' ? -1 : Number(a.split('.')[2]) - Number(b.split('.')[2])))
-    .map(([layer, e]) => ({ layer, relRms: Math.sqrt(e.err2 / Math.max(e.ref2, 1e-300)), quantizedTensors: e.n }));
-  return { layers, inputBytes, outputBytes, quantizedTensors };
+    .map(([layer, e]) => ({
+      layer, relRms: Math.sqrt(e.err2 / Math.max(e.ref2, 1e-300)), quantizedTensors: e.n,
+      ...(e.calibrated > 0 ? { weightedRelRms: Math.sqrt(e.werr2 / Math.max(e.wref2, 1e-300)) } : {}),
+    }));
+  return { layers, inputBytes, outputBytes, quantizedTensors, calibratedTensors, quantizedParams };
 }
 
 /** Linear modules (2-D weights other than embeddings and the router) left unquantized: the ignore list. */

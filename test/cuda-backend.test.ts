@@ -16,7 +16,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { calibrateTokens } from '../lib/calibrate.js';
 import { quantizeCheckpoint } from '../lib/quantize.js';
+import { promptTokens } from './helpers/prompt.js';
 import { makeSpec, TINY_DEFAULT_SPEC, writeSyntheticCheckpoint } from '../lib/synthetic/checkpoint.js';
 import { ensureFixture, REPO_ROOT } from './fixtures/variants.js';
 
@@ -57,10 +59,18 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
       await quantizeCheckpoint(grouped, out, { to });
       quant.push(out);
     }
+    // Calibrated copies (activation statistics and GPTQ feedback from 16 random 48-token sequences):
+    // the same format checks and budgets apply, whatever chose the scales.
+    const calibration = await calibrateTokens(grouped, Array.from({ length: 16 }, (_, i) => Int32Array.from(promptTokens(900 + i, 48, 256))), { threads: 2 });
+    for (const to of ['fp8', 'fp8-block', 'mxfp4'] as const) {
+      const out = path.join(tmp, `groups-${to}-calibrated`);
+      await quantizeCheckpoint(grouped, out, { to, calibration });
+      quant.push(out);
+    }
     const refused = path.join(tmp, 'groups48-mxfp4');
     await quantizeCheckpoint(await ensureFixture('groups'), refused, { to: 'mxfp4' });
     // (fixture order matters: see the runs below)
-    dirs = [await ensureFixture('base'), grouped, ...quant, refused, dense, tiny];
+    dirs = [await ensureFixture('base'), grouped, ...quant.slice(0, 3), refused, dense, tiny, ...quant.slice(3)];
   }, 120_000);
   afterAll(async () => {
     if (tmp) await rm(tmp, { recursive: true, force: true });
@@ -87,6 +97,8 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
       run(['--step-rows', '4', '--prompt', '8', '--no-failure-paths', dirs[1], dirs[2], '--expect-unsupported', dirs[5]]),
       run(['--step-rows', '4', '--prompt', '8', '--no-failure-paths', dirs[3], dirs[4]]),
       run(['--step-rows', '16', '--prompt', '24', '--no-failure-paths', dirs[2], dirs[3], dirs[4]]),
+      // Calibrated FP8, FP8 blocks and MXFP4 (the fp32 path, 1e-4).
+      run(['--step-rows', '4', '--prompt', '8', '--no-failure-paths', dirs[8], dirs[9], dirs[10]]),
       run(['--step-rows', '16', '--prompt', '40', '--no-failure-paths', dirs[6]]),
       // CUDA graphs on vs off (bit-identical logits and tokens over 40 decode steps crossing 8-position
       // KV pages, batched sessions, a reset, a batch growing 1..4 and back through the decode buckets'
@@ -107,9 +119,9 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
       expect(r.out).not.toMatch(/^FAIL/m);
       expect(r.code).toBe(0);
     }
-    expect(results[5].out).toMatch(/bit-identical with graphs on and off/);
-    expect(results[6].out).toMatch(/\[kv bf16\].*worst rel L2/);
-    expect(results[6].out).toMatch(/\[kv fp8\].*worst rel L2/);
-    expect(results[8].out.match(/^ok .*batch invariance: 11 steps alone vs in batches of up to 16 requests/gm)).toHaveLength(2);
+    expect(results[6].out).toMatch(/bit-identical with graphs on and off/);
+    expect(results[7].out).toMatch(/\[kv bf16\].*worst rel L2/);
+    expect(results[7].out).toMatch(/\[kv fp8\].*worst rel L2/);
+    expect(results[9].out.match(/^ok .*batch invariance: 11 steps alone vs in batches of up to 16 requests/gm)).toHaveLength(2);
   }, 600_000);
 });

@@ -15,6 +15,7 @@ Napi::Function define_abort_flag(Napi::Env env);
 Napi::Function define_model(Napi::Env env);
 Napi::Function define_session(Napi::Env env);
 Napi::Value load_model(const Napi::CallbackInfo& info);
+void register_quantizer(Napi::Env env, Napi::Object exports);
 }  // namespace glm::addon
 
 namespace {
@@ -85,6 +86,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("measureReadBandwidth", Napi::Function::New(env, measure_read_bandwidth, "measureReadBandwidth"));
   exports.Set("cudaProbe", Napi::Function::New(env, cuda_probe, "cudaProbe"));
   exports.Set("jsonSchemaToGbnf", Napi::Function::New(env, json_schema_to_gbnf_js, "jsonSchemaToGbnf"));
+  register_quantizer(env, exports);  // createQuantizer, quantizeMatrix, collectActivationStats (quantize_job.cc)
   exports.Set("cpuIsa", Napi::String::New(env, glm::cpu::isa_name(glm::cpu::active_isa())));
   return exports;
 }

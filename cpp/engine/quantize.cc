@@ -1,0 +1,373 @@
+#include "engine/quantize.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+
+#include "cpu/thread_pool.h"
+#include "engine/matrix.h"
+#include "engine/quantize_gptq.h"
+
+// Bit-exactness with lib/quantize.ts rests on doing the same IEEE float64 operations in the same order.
+// Two things would break it: contracting a*b-c into an FMA (the engine is built for baseline x86-64,
+// which has no FMA, and this file asks for no -march) and a different log2 (only used on values whose
+// log2 is exact or far from an integer: amax/6 with amax a float32).
+
+namespace glm::quant {
+
+namespace {
+
+const double* e4m3_table() {
+  static const auto table = [] {
+    static double v[256];
+    for (int b = 0; b < 256; ++b) v[b] = double(e4m3_to_f32(uint8_t(b)));
+    return v;
+  }();
+  return table;
+}
+
+constexpr double kE2m1[16] = {0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6};
+
+// Weight-error-only candidates (the JS reference's), and the wider grid searched with statistics: with a
+// weighted objective, clipping a large weight on a quiet channel can pay for a finer step elsewhere.
+constexpr double kFp8Shrink[] = {1, 0.95, 0.9};
+constexpr int kCalibratedFp8Steps = 11;  // 1.00, 0.99, ..., 0.90
+
+// x rounded to float32 (Math.fround). Through a volatile: GCC 12 at -O2 was seen dropping the
+// double(float(x)) round trip when it unrolled the candidate loop (the scale then differs from the
+// stored one), so the rounding is forced to happen in memory.
+double to_f32(double x) {
+  volatile float f = float(x);
+  return f;
+}
+
+// Nearest E4M3 code of v (ties to even, saturating at ±448, NaN saturates too) and its value: the JS
+// reference's e4m3Encode path by path. Branches, not selects: the paths depend on magnitude only, so
+// they predict well (the subnormal path is taken for a handful of weights per row at most).
+inline uint8_t encode_e4m3(double v, double* value) {
+  const double a = std::fabs(v);
+  const bool negative = v < 0;
+  double mag;
+  uint32_t code;
+  if (!(a < 464)) {  // 464 is halfway between 448 and the NaN code's 480
+    mag = 448, code = 0x7e;
+  } else if (a < 0x1p-6) {  // subnormals, step 2^-9; a·512 < 8, rounded half to even by the 2^52 trick
+    const double r = (a * 512 + 0x1p52) - 0x1p52;
+    mag = r * 0x1p-9, code = uint32_t(r);
+  } else {  // round to float32 first, then to 3 mantissa bits (half to even): the reference's two roundings
+    const float f = float(a);
+    uint32_t b;
+    std::memcpy(&b, &f, 4);
+    b = (b + 0x7ffffu + ((b >> 20) & 1u)) & 0xfff00000u;
+    float rounded;
+    std::memcpy(&rounded, &b, 4);
+    mag = rounded, code = (((b >> 23) - 127u + 7u) << 3) | ((b >> 20) & 7u);
+  }
+  *value = negative ? -mag : mag;
+  return uint8_t(code | (negative ? 0x80u : 0u));
+}
+
+// A set of equally long runs of w (one row, or the rows of a 128×128 block) starting at column c0.
+struct Region {
+  const double* w;
+  int64_t stride;   // elements between runs
+  int64_t runs;
+  int64_t c0, len;  // columns [c0, c0 + len)
+};
+
+// Best scale for the region among N candidates (amax/448 times each shrink factor, rounded to float as
+// stored); the codes of the winner are written. All candidates are tried in one pass over the region:
+// their error sums are independent chains, so their additions overlap, while each is still summed in
+// the JS reference's element order (the comparisons, hence the choice, come out the same). `err_out`
+// receives the winner's unweighted squared error when a is null (the JS reference's per-row value).
+template <int N>
+float fp8_region(const Region& g, const float* a, const double (&shrink)[N], uint8_t* codes, int64_t code_stride,
+                 std::vector<uint8_t>& scratch, double* err_out) {
+  double amax = 0;
+  for (int64_t r = 0; r < g.runs; ++r) {
+    const double* row = g.w + r * g.stride + g.c0;
+    for (int64_t k = 0; k < g.len; ++k) amax = std::max(amax, std::fabs(row[k]));
+  }
+  *err_out = 0;
+  if (amax == 0) return 0.0f;  // codes stay 0; scale 0 is valid (finite, >= 0)
+  double s[N], err[N];
+  for (int i = 0; i < N; ++i) s[i] = to_f32((amax / 448) * shrink[i]), err[i] = 0;
+  const size_t cells = size_t(g.runs * g.len);
+  scratch.resize(size_t(N) * cells);
+  size_t idx = 0;
+  for (int64_t r = 0; r < g.runs; ++r) {
+    const double* row = g.w + r * g.stride + g.c0;
+    for (int64_t k = 0; k < g.len; ++k, ++idx) {
+      const double x = row[k];
+      const double ac = a ? double(a[g.c0 + k]) : 1.0;
+      for (int i = 0; i < N; ++i) {
+        double q;
+        scratch[size_t(i) * cells + idx] = encode_e4m3(x / s[i], &q);
+        const double d = q * s[i] - x;
+        err[i] += a ? ac * (d * d) : d * d;
+      }
+    }
+  }
+  double best_s = amax / 448, best_err = std::numeric_limits<double>::infinity();
+  int best = -1;
+  for (int i = 0; i < N; ++i) {
+    if (err[i] < best_err) best_err = err[i], best_s = s[i], best = i;
+  }
+  if (best < 0) {  // no finite error (cannot happen for finite weights): encode with the max-based scale
+    for (int64_t r = 0; r < g.runs; ++r)
+      for (int64_t k = 0; k < g.len; ++k) codes[r * code_stride + g.c0 + k] = e4m3_encode(g.w[r * g.stride + g.c0 + k] / best_s);
+    return float(best_s);
+  }
+  const uint8_t* win = scratch.data() + size_t(best) * cells;
+  for (int64_t r = 0; r < g.runs; ++r) std::memcpy(codes + r * code_stride + g.c0, win + r * g.len, size_t(g.len));
+  *err_out = best_err;
+  return float(best_s);
+}
+
+constexpr double kCalibratedShrink[kCalibratedFp8Steps] = {1.00, 0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.93, 0.92, 0.91, 0.90};
+
+float fp8_best(const Region& g, const float* a, uint8_t* codes, int64_t code_stride, std::vector<uint8_t>& scratch, double* err) {
+  return a ? fp8_region(g, a, kCalibratedShrink, codes, code_stride, scratch, err)
+           : fp8_region(g, a, kFp8Shrink, codes, code_stride, scratch, err);
+}
+
+void put_f32(std::vector<uint8_t>& bytes, int64_t i, float v) { std::memcpy(bytes.data() + 4 * i, &v, 4); }
+
+// The error sums of one row or block (w_q − w, after its codes and scale(s) are written).
+struct RowErr {
+  double err2 = 0, ref2 = 0, werr2 = 0, wref2 = 0;
+};
+
+void parallel_rows(cpu::ThreadPool* pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (pool) pool->parallel_for(n, grain, fn);
+  else fn(0, n);
+}
+
+// Weight-error-only rows/blocks report the search's own error (the JS reference's number); with
+// statistics the unweighted and weighted sums are taken again from the decoded values.
+template <class Dequant>
+RowErr unit_error(const Region& g, const float* a, double search_err, Dequant dq) {
+  RowErr e;
+  for (int64_t r = 0; r < g.runs; ++r) {
+    const double* row = g.w + r * g.stride + g.c0;
+    for (int64_t k = 0; k < g.len; ++k) {
+      const double x = row[k];
+      e.ref2 += x * x;
+      if (!a) continue;
+      const double d = dq(r, g.c0 + k) - x, ac = double(a[g.c0 + k]);
+      e.err2 += d * d;
+      e.werr2 += ac * (d * d);
+      e.wref2 += ac * (x * x);
+    }
+  }
+  if (!a) e.err2 = e.werr2 = search_err, e.wref2 = e.ref2;
+  return e;
+}
+
+void quantize_fp8_channel(const double* w, int64_t rows, int64_t cols, const float* a, cpu::ThreadPool* pool,
+                          QuantizedMatrix* out, std::vector<RowErr>& errs) {
+  out->data.assign(size_t(rows * cols), 0);
+  out->scales.assign(size_t(rows) * 4, 0);
+  parallel_rows(pool, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
+    const double* tab = e4m3_table();
+    std::vector<uint8_t> scratch;
+    for (int64_t r = r0; r < r1; ++r) {
+      const Region g{w + r * cols, cols, 1, 0, cols};
+      uint8_t* codes = out->data.data() + r * cols;
+      double err = 0;
+      const float s = fp8_best(g, a, codes, cols, scratch, &err);
+      put_f32(out->scales, r, s);
+      errs[size_t(r)] = unit_error(g, a, err, [&](int64_t, int64_t c) { return tab[codes[c]] * double(s); });
+    }
+  });
+}
+
+void quantize_fp8_block(const double* w, int64_t rows, int64_t cols, const float* a, cpu::ThreadPool* pool,
+                        QuantizedMatrix* out, std::vector<RowErr>& errs) {
+  const int64_t B = kFp8BlockSize, br = (rows + B - 1) / B, bc = (cols + B - 1) / B;
+  out->data.assign(size_t(rows * cols), 0);
+  out->scales.assign(size_t(br * bc) * 4, 0);
+  errs.assign(size_t(br * bc), RowErr());  // one entry per block, summed in block order (the JS order)
+  parallel_rows(pool, br * bc, 1, [&](int64_t b0, int64_t b1) {
+    const double* tab = e4m3_table();
+    std::vector<uint8_t> scratch;
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t i = b / bc, j = b % bc, r0 = i * B, c0 = j * B;
+      const Region g{w + r0 * cols, cols, std::min(B, rows - r0), c0, std::min(B, cols - c0)};
+      uint8_t* codes = out->data.data() + r0 * cols;
+      double err = 0;
+      const float s = fp8_best(g, a, codes, cols, scratch, &err);
+      put_f32(out->scales, b, s);
+      errs[size_t(b)] = unit_error(g, a, err, [&](int64_t r, int64_t c) { return tab[codes[r * cols + c]] * double(s); });
+    }
+  });
+}
+
+// E8M0 code of the group's scale: the round-up exponent (never clips) and one below it (clips the
+// largest values to 6·2^e but halves the step of the rest), or with statistics also two below.
+uint8_t mxfp4_group(const double* w, int64_t n, const float* a, double* err_out) {
+  double amax = 0;
+  for (int64_t k = 0; k < n; ++k) amax = std::max(amax, std::fabs(w[k]));
+  // ceil(log2(amax / 6)) from the binary exponent: amax is a float32 (or an FP8 value times a float32
+  // scale), so amax/6 is either a power of two or at least 2^-30 away from one, where the JS
+  // reference's log2 cannot round onto the integer either.
+  int e0 = -127;
+  if (amax > 0) {
+    int e;
+    const double m = std::frexp(amax / 6, &e);  // amax/6 = m·2^e, m in [0.5, 1)
+    e0 = m == 0.5 ? e - 1 : e;
+  }
+  int best_code = 0;
+  double best_err = std::numeric_limits<double>::infinity(), best_plain = 0;
+  const int candidates = a ? 3 : 2;
+  for (int i = 0; i < candidates; ++i) {
+    const int code = std::min(254, std::max(0, e0 - i + 127));
+    // Division by a power of two is exact as a multiplication by its inverse (no under/overflow here).
+    const double s = std::ldexp(1.0, code - 127), inv = std::ldexp(1.0, 127 - code);
+    double err = 0, plain = 0;
+    for (int64_t k = 0; k < n; ++k) {
+      const double d = kE2m1[e2m1_encode(w[k] * inv)] * s - w[k];
+      err += a ? double(a[k]) * (d * d) : d * d;
+      plain += d * d;
+    }
+    if (err < best_err) best_err = err, best_code = code, best_plain = plain;
+  }
+  *err_out = best_plain;
+  return uint8_t(best_code);
+}
+
+void quantize_mxfp4(const double* w, int64_t rows, int64_t cols, const float* a, cpu::ThreadPool* pool,
+                    QuantizedMatrix* out, std::vector<RowErr>& errs) {
+  const int64_t G = kMxfp4Group, groups = (cols + G - 1) / G;
+  out->data.assign(size_t(rows * groups * 16), 0);
+  out->scales.assign(size_t(rows * groups), 0);
+  parallel_rows(pool, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
+    std::vector<double> deq(static_cast<size_t>(cols));
+    for (int64_t r = r0; r < r1; ++r) {
+      const double* row = w + r * cols;
+      double err2 = 0;
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t k0 = g * G, n = std::min(G, cols - k0);
+        double group_err = 0;
+        const uint8_t code = mxfp4_group(row + k0, n, a ? a + k0 : nullptr, &group_err);
+        err2 += group_err;
+        const double s = std::ldexp(1.0, int(code) - 127), inv = std::ldexp(1.0, 127 - int(code));
+        uint8_t codes[32] = {0};
+        for (int64_t k = 0; k < n; ++k) {
+          codes[k] = e2m1_encode(row[k0 + k] * inv);
+          deq[size_t(k0 + k)] = kE2m1[codes[k]] * s;
+        }
+        uint8_t* blk = out->data.data() + (r * groups + g) * 16;
+        for (int j = 0; j < 16; ++j) blk[j] = uint8_t(codes[2 * j] | (codes[2 * j + 1] << 4));  // low nibble first
+        out->scales[size_t(r * groups + g)] = code;
+      }
+      const Region whole{row, cols, 1, 0, cols};
+      errs[size_t(r)] = unit_error(whole, a, err2, [&](int64_t, int64_t c) { return deq[size_t(c)]; });
+    }
+  });
+}
+
+}  // namespace
+
+uint8_t e4m3_encode(double v) {
+  double value;
+  return encode_e4m3(v, &value);
+}
+
+uint8_t e2m1_encode(double v) {
+  // The thresholds (midpoints between neighbouring values; ties to the even code: <= at 0.25, 1.25,
+  // 2.5, 5 and < at 0.75, 1.75, 3.5) counted without branches: random weights made a chain of
+  // comparisons mispredict about every other element. NaN would give code 0 here and 7 in the JS
+  // reference; weights are checked finite before they get here.
+  const double a = std::fabs(v);
+  const int c = int(a > 0.25) + int(a >= 0.75) + int(a > 1.25) + int(a >= 1.75) + int(a > 2.5) + int(a >= 3.5) + int(a > 5);
+  return uint8_t(v < 0 ? c | 8 : c);
+}
+
+Status decode_weight(const uint8_t* bytes, size_t n_bytes, DType dtype, int64_t rows, int64_t cols, InputScheme scheme,
+                     const float* in_scales, size_t n_in_scales, cpu::ThreadPool* pool, std::vector<double>* out) {
+  if (rows <= 0 || cols <= 0 || rows > (int64_t(1) << 40) / cols) {
+    return Status::error(ErrorCode::InvalidParam, "quantize: bad matrix shape");
+  }
+  const int64_t n = rows * cols;
+  const int eb = dtype_bits(dtype) / 8;
+  if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16 && dtype != DType::F8_E4M3) {
+    return Status::error(ErrorCode::UnsupportedFormat, "quantize: the weight dtype must be F32, BF16, F16 or F8_E4M3");
+  }
+  if (n_bytes != size_t(n) * size_t(eb)) return Status::error(ErrorCode::ModelFormat, "quantize: weight byte count does not match its shape");
+  if (dtype == DType::F8_E4M3) {
+    const int64_t B = kFp8BlockSize;
+    const size_t want = scheme == InputScheme::Fp8Channel ? size_t(rows)
+                      : scheme == InputScheme::Fp8Block   ? size_t(((rows + B - 1) / B) * ((cols + B - 1) / B))
+                                                          : 0;
+    if (scheme == InputScheme::None || !in_scales || n_in_scales != want) {
+      return Status::error(ErrorCode::ModelFormat, "quantize: an F8_E4M3 weight needs its scales in the input's layout");
+    }
+  }
+  // Only ever grown: the caller keeps one buffer for a whole checkpoint, because first-touching fresh
+  // pages costs more than the quantization itself on some hosts (~3 GB/s measured in a sandbox).
+  if (out->size() < size_t(n)) out->resize(size_t(n));
+  double* w = out->data();
+  std::atomic<int64_t> bad{-1};
+  parallel_rows(pool, rows, std::max<int64_t>(1, 65536 / cols), [&](int64_t r0, int64_t r1) {
+    const double* tab = e4m3_table();
+    const int64_t bc = (cols + kFp8BlockSize - 1) / kFp8BlockSize;
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        const int64_t i = r * cols + c;
+        double v;
+        switch (dtype) {
+          case DType::F32: { float f; std::memcpy(&f, bytes + 4 * i, 4); v = f; break; }
+          case DType::BF16: { uint16_t h; std::memcpy(&h, bytes + 2 * i, 2); v = bf16_to_f32(h); break; }
+          case DType::F16: { uint16_t h; std::memcpy(&h, bytes + 2 * i, 2); v = f16_to_f32(h); break; }
+          default: {
+            const float s = scheme == InputScheme::Fp8Channel ? in_scales[r] : in_scales[(r / kFp8BlockSize) * bc + c / kFp8BlockSize];
+            v = tab[bytes[i]] * double(s);  // exact in float64 (4 + 24 significant bits)
+          }
+        }
+        if (!std::isfinite(v)) {
+          int64_t expected = -1;
+          bad.compare_exchange_strong(expected, i);
+        }
+        w[i] = v;
+      }
+    }
+  });
+  if (bad.load() >= 0) {
+    return Status::error(ErrorCode::Numerical, "quantize: non-finite weight at element " + std::to_string(bad.load()));
+  }
+  return Status::ok();
+}
+
+Status quantize_matrix(const double* w, int64_t rows, int64_t cols, const QuantizeParams& p, cpu::ThreadPool* pool,
+                       QuantizedMatrix* out) {
+  if (rows <= 0 || cols <= 0) return Status::error(ErrorCode::InvalidParam, "quantize: empty matrix");
+  const float* a = p.channel_weight;
+  if (a) {
+    for (int64_t c = 0; c < cols; ++c) {
+      if (!(a[c] >= 0) || !std::isfinite(a[c])) {
+        return Status::error(ErrorCode::InvalidParam, "quantize: activation statistic of channel " + std::to_string(c) + " is not a finite value >= 0");
+      }
+    }
+  }
+  if (p.covariance) {
+    if (!a) return Status::error(ErrorCode::InvalidParam, "quantize: a covariance needs the channel statistics too");
+    return quantize_gptq(w, rows, cols, p, pool, out);
+  }
+  std::vector<RowErr> errs(static_cast<size_t>(rows));
+  switch (p.target) {
+    case Target::Fp8Channel: quantize_fp8_channel(w, rows, cols, a, pool, out, errs); break;
+    case Target::Fp8Block: quantize_fp8_block(w, rows, cols, a, pool, out, errs); break;
+    case Target::Mxfp4: quantize_mxfp4(w, rows, cols, a, pool, out, errs); break;
+  }
+  // Summed in row order, so the totals do not depend on the thread count.
+  out->err2 = out->ref2 = out->werr2 = out->wref2 = 0;
+  for (const RowErr& e : errs) out->err2 += e.err2, out->ref2 += e.ref2, out->werr2 += e.werr2, out->wref2 += e.wref2;
+  return Status::ok();
+}
+
+}  // namespace glm::quant

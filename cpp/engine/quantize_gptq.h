@@ -1,0 +1,19 @@
+// GPTQ-style error feedback for the checkpoint quantizer (engine/quantize.h): each row is rounded one
+// input column at a time, and the rounding error of a column is pushed onto the columns not yet rounded
+// in proportion to how the calibration inputs correlate with it, so the row's output error
+// (w_q − w)ᵀ E[x xᵀ] (w_q − w) is what gets minimised, not each weight's own error. (Idea from Frantar
+// et al., "GPTQ", 2022; written here from the paper's description.)
+#pragma once
+#include "engine/quantize.h"
+
+namespace glm::quant {
+
+// p.covariance and p.channel_weight must be set. FP8 scales (per row / per 128×128 block) are chosen
+// first as the calibrated search does, on the original weights; MXFP4 group scales are chosen when the
+// row reaches the group, on the weights as the feedback has updated them. err2 / werr2 are measured
+// against the original weights. Falls back to plain calibrated rounding when the covariance is not
+// positive definite even after damping.
+Status quantize_gptq(const double* w, int64_t rows, int64_t cols, const QuantizeParams& p, cpu::ThreadPool* pool,
+                     QuantizedMatrix* out);
+
+}  // namespace glm::quant
