@@ -58,7 +58,8 @@ describe('bad input: a clear 4xx, then the next request is served', () => {
     await expectOpenAiError({ messages: user, top_p: 0 }, 400, /top_p/);
     await expectOpenAiError({ messages: user, n: 3 }, 400, /n must be in \[1, 1\]/);
     await expectOpenAiError({ messages: user, stop: [1, 2] }, 400, /stop must be/);
-    await expectOpenAiError({ messages: user, response_format: { type: 'json_object' } }, 400, /response_format .*not supported/);
+    await expectOpenAiError({ messages: user, response_format: { type: 'yaml' } }, 400, /response_format.type must be/);
+    await expectOpenAiError({ messages: user, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', patternProperties: {} } } } }, 400, /patternProperties/);
     await expectOpenAiError({ messages: user, tools: [{ type: 'function', function: { name: 'bad name!' } }] }, 400, /tools\[0\].function.name/);
     await expectOpenAiError({ messages: user, tools: [{ type: 'function', function: { name: 'f', parameters: 'object' } }] }, 400, /parameters must be a JSON schema object/);
     await expectOpenAiError({ messages: user, tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'strng' } } }] }, 400, /parameters.type must be one of/);
