@@ -8,6 +8,7 @@
 
 #include "cpu/kernels.h"
 #include "cpu/moe_routing.h"
+#include "cpu/routing_config.h"
 
 namespace glm::cpu {
 
@@ -251,14 +252,7 @@ void CpuBackend::swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulate
 }
 
 void CpuBackend::route(const float* logits, const std::vector<float>& bias, int32_t* experts, float* weights) const {
-  RoutingParams p;
-  p.n_experts = cfg_.n_routed_experts;
-  p.top_k = cfg_.num_experts_per_tok;
-  p.n_group = cfg_.n_group;
-  p.topk_group = cfg_.topk_group;
-  p.norm_topk_prob = cfg_.norm_topk_prob;
-  p.routed_scaling_factor = cfg_.routed_scaling_factor;
-  route_token(p, logits, bias.data(), experts, weights);
+  route_token(routing_params(cfg_), logits, bias.data(), experts, weights);
 }
 
 void CpuBackend::moe(Act x, const MoeWeights& w, Act out) {

@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "cpu/kernels.h"
-#include "cpu/moe_routing.h"
+#include "cpu/routing_config.h"
 #include "cpu/thread_pool.h"
 #include "engine/model.h"
 
@@ -78,13 +78,7 @@ class Collector {
     const int64_t E = cfg_.n_routed_experts, k = cfg_.num_experts_per_tok;
     std::vector<float> logits(size_t(T * E));
     cpu::matmul(pool_, x, T, H, moe.router, nullptr, logits.data(), E, false);  // mlp.gate (fp32)
-    cpu::RoutingParams p;
-    p.n_experts = E;
-    p.top_k = k;
-    p.n_group = cfg_.n_group;
-    p.topk_group = cfg_.topk_group;
-    p.norm_topk_prob = cfg_.norm_topk_prob;
-    p.routed_scaling_factor = cfg_.routed_scaling_factor;
+    const cpu::RoutingParams p = cpu::routing_params(cfg_);
     std::vector<int32_t> chosen(static_cast<size_t>(k));
     std::vector<float> weight(static_cast<size_t>(k));
     std::vector<std::vector<int64_t>> rows_of(static_cast<size_t>(E));

@@ -2,6 +2,7 @@
 // possibly over several sessions), generations (prompt in, sampled tokens streamed out) and resets. Each request is completed exactly once, on the engine thread, through its
 // on_done callback, after the sessions it touched are settled (their lengths are final).
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -24,6 +25,7 @@ struct GenerateParams {
   int64_t max_tokens = 0;
   SamplingParams sampling;
   std::vector<int32_t> stop_tokens;
+  bool is_stop_token(int32_t t) const { return std::find(stop_tokens.begin(), stop_tokens.end(), t) != stop_tokens.end(); }
   // false: the prompt is appended after what the sequence holds. true: the prompt is the whole
   // context; the longest common prefix with the sequence's tokens is kept and only the rest evaluated.
   bool reuse_prefix = false;

@@ -672,7 +672,7 @@ void Scheduler::on_token(GenerateRequest& g, int32_t token, TokenLogprobs lp, St
   if (g.sink) g.sink(g.result.tokens.back());
   Sequence& s = *g.sequence;
   const char* reason = nullptr;
-  if (std::find(g.params.stop_tokens.begin(), g.params.stop_tokens.end(), token) != g.params.stop_tokens.end()) reason = "stop";
+  if (g.params.is_stop_token(token)) reason = "stop";
   else if (g.matcher && !g.matcher->can_continue()) reason = "grammar";  // complete: nothing may follow
   else if (int64_t(g.result.tokens.size()) >= g.params.max_tokens) reason = "length";
   else if (s.length() + 1 > s.capacity()) reason = "length";  // a full context ends the run

@@ -10,7 +10,7 @@
 namespace glm {
 
 bool Scheduler::grammar_allows(const GenerateRequest& g, int32_t token) const {
-  if (std::find(g.params.stop_tokens.begin(), g.params.stop_tokens.end(), token) != g.params.stop_tokens.end()) {
+  if (g.params.is_stop_token(token)) {
     return g.matcher->accepting();
   }
   return g.matcher->allows(token);
@@ -69,7 +69,7 @@ const uint32_t* Scheduler::device_mask(GenerateRequest& g, int64_t row, const in
 
 Status Scheduler::advance_grammar(GenerateRequest& g, int32_t token) {
   if (!g.matcher) return Status::ok();
-  if (std::find(g.params.stop_tokens.begin(), g.params.stop_tokens.end(), token) != g.params.stop_tokens.end()) {
+  if (g.params.is_stop_token(token)) {
     return Status::ok();  // a stop token ends the run; the grammar does not see it
   }
   if (!g.matcher->accept(token)) {
