@@ -56,6 +56,16 @@ describe('GBNF grammars', () => {
         expect(b.text).toMatch(/^The answer is [0-9]+\. [A-Za-z ]{0,40}\.$/);
         expect(b.usage.draftTokens).toBeGreaterThan(0);
       }
+      // A grammar that ends on the bonus token of an accepted draft keeps that token (it once ended one
+      // token early: the end was judged on the matcher's state after the whole round).
+      const session = fresh.createSession({ contextLength: 2048 });
+      const messages = [...ask('Pick a number.')];
+      const t1 = await session.generate(messages, { grammar: 'root ::= [1-9]', thinking: false, temperature: 0 });
+      messages.push({ role: 'assistant', content: t1.text } as never, ...ask('Another one.'));
+      const t2 = await session.generate(messages, { grammar: 'root ::= [1-9] [0-9]', thinking: false, temperature: 0 });
+      expect(t2.text).toMatch(/^[1-9][0-9]$/);
+      expect(t2.usage.acceptedDraftTokens).toBeGreaterThan(0);
+      await session.dispose();
     } finally {
       await fresh.dispose();
     }

@@ -652,7 +652,7 @@ void Scheduler::complete(const std::vector<Unit>& units) {
   }
 }
 
-void Scheduler::on_token(GenerateRequest& g, int32_t token, TokenLogprobs lp, Status st) {
+void Scheduler::on_token(GenerateRequest& g, int32_t token, TokenLogprobs lp, Status st, bool grammar_state) {
   if (!st.is_ok()) return finish(g, st);
   const auto now = Clock::now();
   {
@@ -673,7 +673,7 @@ void Scheduler::on_token(GenerateRequest& g, int32_t token, TokenLogprobs lp, St
   Sequence& s = *g.sequence;
   const char* reason = nullptr;
   if (g.params.is_stop_token(token)) reason = "stop";
-  else if (g.matcher && !g.matcher->can_continue()) reason = "grammar";  // complete: nothing may follow
+  else if (grammar_state && g.matcher && !g.matcher->can_continue()) reason = "grammar";  // complete: nothing may follow
   else if (int64_t(g.result.tokens.size()) >= g.params.max_tokens) reason = "length";
   else if (s.length() + 1 > s.capacity()) reason = "length";  // a full context ends the run
   if (reason) {

@@ -119,7 +119,9 @@ class Scheduler {
   void cancel_requests();
   void collect(const StepPlan& plan, const std::vector<Unit>& units, const std::vector<std::pair<Unit*, int64_t>>& owners,
                const StepOutput& out, bool host_select);
-  void on_token(GenerateRequest& g, int32_t token, TokenLogprobs lp, Status st);
+  // `grammar_state`: the request's grammar stands right after this token (false for tokens of a round
+  // whose later tokens the matcher has already taken), so its end is judged there.
+  void on_token(GenerateRequest& g, int32_t token, TokenLogprobs lp, Status st, bool grammar_state = true);
   // Evaluations whose every item is computed are done; so are prompt-only generations (after the
   // step's MTP pass: evaluations may read its logits).
   void complete(const std::vector<Unit>& units);

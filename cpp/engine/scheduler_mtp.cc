@@ -104,7 +104,8 @@ void Scheduler::emit_generation(GenerateRequest& g, const Unit& u, size_t first_
   s.computed = std::min(u.start + u.n, L + 1 + accepted);
   for (size_t i = 0; i < chosen.size() && !g.done(); ++i) {
     g.sampler->record(chosen[i]);
-    on_token(g, chosen[i], std::move(logprobs[i]), Status::ok());
+    // (The matcher has taken every chosen token already: only the last one sees its state.)
+    on_token(g, chosen[i], std::move(logprobs[i]), Status::ok(), i + 1 == chosen.size());
   }
   if (!sel.is_ok() && !g.done()) on_token(g, -1, TokenLogprobs(), sel);
   if (s.computed > s.length()) {  // the run ended inside the accepted tokens
