@@ -58,7 +58,7 @@ template <class K>  // kv::Tiles<type, cp.async piece>
 GLM_KERNEL void GLM_LAUNCH_BOUNDS_MIN(kThreads, K::kMinBlocks) attention_split_kernel(
     float* part_o, float* part_ml, const float* q, const void* pool_v, const float* scales, const int32_t* page_table,
     const int32_t* seq_lens, int n_heads, int n_kv_heads, int head_dim, int page_tokens, int pages_per_seq,
-    int n_splits, int chunk, float scale) {
+    int n_splits, int chunk, float scale, int first_key) {
   GLM_DYNAMIC_SHARED(float, smem);
   const int split = int(blockIdx.x), kvh = int(blockIdx.y), b = int(blockIdx.z);
   const int group = n_heads / n_kv_heads;
@@ -76,12 +76,12 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS_MIN(kThreads, K::kMinBlocks) attention_split_k
   float* alpha_s = smem + L.alpha;
   const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int len = seq_lens[b];
-  const int begin = split * chunk;
-  const int end = min(len, begin + chunk);
-  if (begin >= len) {
+  const int begin = max(split * chunk, first_key);  // keys below first_key are not attended to
+  const int end = min(len, split * chunk + chunk);
+  if (begin >= end) {
     // A chunk past the sequence's end (the grid is sized from the page table's capacity so a captured
-    // graph's launch does not depend on the lengths): an empty partial, l = 0, which the combine skips
-    // without reading part_o. Uniform per block, so no barrier is abandoned.
+    // graph's launch does not depend on the lengths) or wholly below first_key: an empty partial, l = 0,
+    // which the combine skips without reading part_o. Uniform per block, so no barrier is abandoned.
     for (int g = tid; g < group; g += kThreads) {
       const int64_t h = int64_t(b) * n_heads + kvh * group + g;
       part_ml[(h * n_splits + split) * 2] = -INFINITY;
@@ -113,7 +113,7 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS_MIN(kThreads, K::kMinBlocks) attention_split_k
     for (int which = 0; which < 2; ++which) {
       if constexpr (kRaw) {
         kv::issue_raw_rows<T, K::kPiece>(raw + which * kTile * row_bytes, sc + which * kTile, static_cast<const uint8_t*>(pool_v), scales,
-                              pages, which, kvh, t0, end - 1, kTile, n_kv_heads, page_tokens, row_bytes, tid, kThreads);
+                              pages, which, kvh, t0, t0, end - 1, kTile, n_kv_heads, page_tokens, row_bytes, tid, kThreads);
       } else {
         for (int i = tid; i < kTile * row16; i += kThreads) {
           const int j = i / row16, c = (i % row16) * 4, pos = t0 + j;
@@ -230,7 +230,7 @@ cudaError_t launch_split(const dim3& grid, size_t smem, cudaStream_t s, float* p
   }
   return GLM_LAUNCH(attention_split_kernel<K>, grid, dim3(kThreads), smem, s, part_o, part_ml, q, pool, scales, page_table,
                     seq_lens, int(a.n_heads), int(L.n_kv_heads), int(L.head_dim), int(L.page_tokens), int(a.pages_per_seq),
-                    int(a.n_splits), chunk, a.scale);
+                    int(a.n_splits), chunk, a.scale, int(a.first_key));
 }
 
 }  // namespace
@@ -252,6 +252,7 @@ Status attention_decode(Stream stream, float* out, const float* q, const void* p
   if (a.n_splits < 1 || a.n_splits > 1024) return detail::invalid(op, "n_splits must be in [1, 1024]");
   if (a.batch > 65535 || L.n_kv_heads > 65535 || a.max_len > 0x3fffffff || a.pages_per_seq > 0x7fffffff) return detail::invalid(op, "dimensions too large");
   if (!(a.scale > 0.0f)) return detail::invalid(op, "scale must be > 0");
+  if (a.first_key < 0 || a.first_key > a.max_len) return detail::invalid(op, "first_key must be in [0, max_len]");
   if (!detail::aligned(pool, 16)) return detail::invalid(op, "pool must be 16-byte aligned");
   if (workspace_floats < attention_decode_workspace_floats(L, a)) return detail::invalid(op, "workspace too small");
 

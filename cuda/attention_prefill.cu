@@ -61,7 +61,7 @@ template <class K>  // kv::Tiles<type, cp.async piece>
 GLM_KERNEL void GLM_LAUNCH_BOUNDS_MIN(kThreads, K::kMinBlocks) attention_prefill_kernel(
     float* out, const float* q, const void* pool_v, const float* scales, const int32_t* page_table, const int32_t* row_seq,
     const int32_t* row_pos, int rows, int rows_per_block, int n_heads, int n_kv_heads, int head_dim, int page_tokens,
-    int pages_per_seq, float scale) {
+    int pages_per_seq, float scale, int first_key) {
   GLM_DYNAMIC_SHARED(float, smem);
   GLM_SHARED(int, seg, 2);  // the current segment's end row and largest position
   const int kvh = int(blockIdx.y);
@@ -116,12 +116,14 @@ GLM_KERNEL void GLM_LAUNCH_BOUNDS_MIN(kThreads, K::kMinBlocks) attention_prefill
     }
     __syncthreads();  // mutant-exempt: the tile loop's first barrier orders these writes before its reads; with no tile (an all-padding segment) each thread reads back only o_s/l_s it wrote itself
 
-    for (int t0 = 0; t0 <= max_pos; t0 += kTile) {
+    // Keys from first_key on (the MTP layer's slot 0 holds no pair): every tile starts there, so no
+    // position below it is loaded or scored.
+    for (int t0 = first_key; t0 <= max_pos; t0 += kTile) {
       // K (group 1) and V (group 2); positions past max_pos are zero-filled (0 * NaN would poison o).
       for (int which = 0; which < 2; ++which) {
         if constexpr (kRaw) {
           kv::issue_raw_rows<T, K::kPiece>(raw + which * kTile * row_bytes, sc + which * kTile, static_cast<const uint8_t*>(pool_v),
-                                scales, pages, which, kvh, t0, max_pos, kTile, n_kv_heads, page_tokens, row_bytes, tid, kThreads);
+                                scales, pages, which, kvh, t0, t0, max_pos, kTile, n_kv_heads, page_tokens, row_bytes, tid, kThreads);
         } else {
           for (int i = tid; i < kTile * row16; i += kThreads) {
             const int j = i / row16, c = (i % row16) * 4, pos = t0 + j;
@@ -212,7 +214,7 @@ cudaError_t launch(const dim3& grid, size_t smem, cudaStream_t s, float* out, co
   }
   return GLM_LAUNCH(attention_prefill_kernel<K>, grid, dim3(kThreads), smem, s, out, q, pool, scales, page_table, row_seq,
                     row_pos, int(a.rows), rows_per_block, int(a.n_heads), int(L.n_kv_heads), int(L.head_dim),
-                    int(L.page_tokens), int(a.pages_per_seq), a.scale);
+                    int(L.page_tokens), int(a.pages_per_seq), a.scale, int(a.first_key));
 }
 
 }  // namespace
@@ -231,6 +233,7 @@ Status attention_prefill(Stream stream, float* out, const float* q, const void* 
   if (L.page_tokens <= 0 || a.pages_per_seq <= 0) return detail::invalid(op, "bad page table shape");
   if (L.n_kv_heads > 65535 || a.rows > 0x3fffffff || a.pages_per_seq * L.page_tokens > 0x3fffffff) return detail::invalid(op, "dimensions too large");
   if (!(a.scale > 0.0f)) return detail::invalid(op, "scale must be > 0");
+  if (a.first_key < 0 || a.first_key > a.pages_per_seq * L.page_tokens) return detail::invalid(op, "first_key outside the page table");
   if (!detail::aligned(pool, 16)) return detail::invalid(op, "pool must be 16-byte aligned");
   if (a.rows == 0) return Status::ok();
   const int rows_per_block = int(std::max<int64_t>(1, std::min<int64_t>(16, kMaxQueries / group)));

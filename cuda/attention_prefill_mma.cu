@@ -377,6 +377,7 @@ Status attention_prefill_mma(Stream stream, float* out, const float* q, const vo
     return detail::invalid(op, "dimensions too large");
   }
   if (!(a.scale > 0.0f)) return detail::invalid(op, "scale must be > 0");
+  if (a.first_key != 0) return detail::invalid(op, "first_key is not supported (attention_prefill takes it)");
   if (!detail::aligned(pool, 16) || !detail::aligned(q, 16) || !detail::aligned(out, 8)) {
     return detail::invalid(op, "pool and q must be 16-byte aligned, out 8-byte aligned");
   }

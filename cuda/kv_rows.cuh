@@ -38,19 +38,19 @@ GLM_HOST_DEVICE int64_t row_index(int64_t page, int which, int head, int pos, in
 }
 
 // Issues the cp.async copies of `rows` raw rows of one (K|V, kv head): row j is position t0 + j of the
-// sequence whose page table is `pages`, zero-filled past `last` (so it decodes to 0: a zero code times a
+// sequence whose page table is `pages`, zero-filled outside [first, last] (so it decodes to 0: a zero code times a
 // zero scale), into raw + j * row_bytes, in kPiece-byte pieces (16 when row_bytes is a multiple of 16,
 // else 4: a template argument, since both loops in one kernel made ptxas spill); with a row's first
 // piece, FP8's scale into sc[j]. The caller commits the group.
 template <KvElem T, int kPiece>
 GLM_DEVICE void issue_raw_rows(uint8_t* raw, float* sc, const uint8_t* pool, const float* scales, const int32_t* pages,
-                               int which, int head, int t0, int last, int rows, int n_kv_heads, int page_tokens,
-                               int row_bytes, int tid, int n_threads) {
+                               int which, int head, int t0, int first, int last, int rows, int n_kv_heads,
+                               int page_tokens, int row_bytes, int tid, int n_threads) {
   static_assert(kPiece == 16 || kPiece == 4, "cp.async pieces of 16 or 4 bytes");
   const int pieces = row_bytes / kPiece;
   for (int i = tid; i < rows * pieces; i += n_threads) {
     const int j = i / pieces, c = (i - j * pieces) * kPiece, pos = t0 + j;
-    const bool valid = pos <= last;
+    const bool valid = pos >= first && pos <= last;
     const int64_t row = valid ? row_index(pages[pos / page_tokens], which, head, pos % page_tokens, n_kv_heads, page_tokens) : 0;
     const uint8_t* src = pool + row * row_bytes + (valid ? c : 0);
     if constexpr (kPiece == 16) dev::cp_async_16(raw + j * row_bytes + c, src, valid ? 16 : 0);

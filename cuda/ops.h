@@ -95,6 +95,7 @@ struct DecodeAttentionArgs {
                               // depend on the lengths; chunks past a sequence's end cost an early exit)
   int64_t n_splits = 1;       // sequence chunks computed by separate blocks, combined exactly
   float scale = 0;            // softmax scale (1/sqrt(head_dim))
+  int64_t first_key = 0;      // keys at positions below it are skipped (the MTP layer's slot 0 holds no pair)
 };
 // Decode attention: out[b, h] = softmax(q[b,h] · K[b]^T * scale) V[b] over the first seq_lens[b]
 // cached positions of sequence b (its new token already appended). q and out: [batch, n_heads*head_dim].
@@ -112,6 +113,8 @@ struct PrefillAttentionArgs {
   int64_t n_heads = 0;        // a multiple of n_kv_heads, group <= 16
   int64_t pages_per_seq = 0;  // row stride of page_table
   float scale = 0;            // softmax scale
+  int64_t first_key = 0;      // keys at positions below it are skipped (attention_prefill only; a row
+                              // with no key left gets zeros). attention_prefill_mma takes only 0.
 };
 // Causal attention for a step's rows: out[r, h] = softmax(q[r,h] · K[s]^T * scale) V[s] over positions
 // 0..row_pos[r] of sequence s = row_seq[r] (its keys already appended; row_seq < the page table's rows,
@@ -185,6 +188,8 @@ Status silu_mul(Stream stream, float* out, const float* gate, const float* up, i
 Status add_inplace(Stream stream, float* y, const float* x, int64_t n);
 // out[r, :] = x[index[r], :] ([rows, cols] fp32); a negative index writes zeros.
 Status gather_rows(Stream stream, float* out, const float* x, const int32_t* index, int64_t rows, int64_t cols);
+// out[r] = [a[r], b[r]]: rows of a_cols then b_cols floats side by side (the MTP layer's eh_proj input).
+Status concat_cols(Stream stream, float* out, const float* a, const float* b, int64_t rows, int64_t a_cols, int64_t b_cols);
 
 // ---------------------------------------------------------------------------------------------
 // Dense projections (issue 5): y[m, n] (= or +=) sum_k x[m, k] * W[n, k] (+ bias[n]), W [n, k] row-major

@@ -6,9 +6,10 @@ import { checkInteger, checkKnownKeys, checkNumber, describe } from './options.j
 export const MAX_DRAFT_TOKENS = 8;
 
 /**
- * Load option `speculative`: on by default for checkpoints with an MTP layer (one draft per round on
- * the CPU backend; the CUDA backend does not run the MTP layer yet). `false` turns it off (no MTP KV,
- * no drafts). Outputs are the same either way: greedy decoding token for token, seeded sampling too.
+ * Load option `speculative`: on by default for checkpoints with an MTP layer on the CPU backend (one
+ * draft per round); on the CUDA backend only when `draftTokens` is given (not yet measured on a GPU).
+ * `false` turns it off (no MTP KV, no drafts). Outputs are the same either way: greedy decoding token
+ * for token, seeded sampling too.
  */
 export type SpeculativeLoadOptions = false | {
   /** Drafts per round (1..8, default 1: GLM's MTP layer was trained for one step). */

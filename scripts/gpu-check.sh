@@ -93,7 +93,7 @@ say "build: rc=${build_rc} in ${t_build}s"
 
 gpu_rc=99; harness_rc=99; memcheck_rc=99; racecheck_rc=99; bench_rc=99; linear_bench_rc=99; e2e_rc=99; air_rc=99; graphs_rc=99
 kv_rc=99
-attn_bench_rc=99; e2e_hopper_rc=99; sample_bench_rc=99
+attn_bench_rc=99; e2e_hopper_rc=99; sample_bench_rc=99; mtp_rc=99
 timeout 120 python3 - "$OUT/bf16-rate.json" >>"$log" 2>&1 <<'PY' || true
 import json, sys
 import torch
@@ -147,6 +147,12 @@ if [ $build_rc -eq 0 ]; then
   else
     say "e2e: no checkpoints (no node + dist/, and GLM_E2E_FIXTURES unset): skipped"
   fi
+  # The MTP layer on the GPU (issue 11): draft logits at every prompt position vs the CPU backend, greedy
+  # tokens with 1 and 2 drafts per round equal to no drafts and to the CPU's, on the trained default model
+  # (the ids: "What is 487 + 356?" in its chat template); f32 and FP8 KV.
+  mtp_prompt=994,996,999,10,441,303,32,52,56,55,293,32,51,53,54,63,1000
+  timeout 120 ./build-gpu/glm_cuda_backend_gpu_check --step-rows 4 --mtp-prompt "$mtp_prompt" --mtp-tokens 48 \
+    --mtp models/tiny-default --kv fp8 --mtp models/tiny-default 2>&1 | tee "$OUT/e2e-mtp.log"; mtp_rc=${PIPESTATUS[0]}
   timeout 400 ./build-gpu/glm_cuda_bench_air "$OUT/air-bench.json" 2>&1 | tee "$OUT/air-bench.log"; air_rc=${PIPESTATUS[0]}
   for f in fp8 fp8-block mxfp4; do
     GLM_BENCH_FORMAT=$f timeout 300 ./build-gpu/glm_cuda_bench_air "$OUT/air-bench-$f.json" 2>&1 | tee -a "$OUT/air-bench.log"
@@ -163,10 +169,10 @@ if [ $build_rc -eq 0 ]; then
 fi
 
 python3 - "$OUT" "$rev" "$clean" "$build_rc" "$gpu_rc" "$harness_rc" "$memcheck_rc" "$racecheck_rc" "$t_build" "$bench_rc" "$linear_bench_rc" \
-  "$e2e_rc" "$air_rc" "$attn_bench_rc" "$e2e_hopper_rc" "$graphs_rc" "$sample_bench_rc" "$kv_rc" <<'PY' 2>&1 | tee -a "$log"
+  "$e2e_rc" "$air_rc" "$attn_bench_rc" "$e2e_hopper_rc" "$graphs_rc" "$sample_bench_rc" "$kv_rc" "$mtp_rc" <<'PY' 2>&1 | tee -a "$log"
 import json, os, sys
 out, rev, clean, build_rc, gpu_rc, harness_rc, mem_rc, race_rc, t_build, bench_rc, linear_bench_rc, e2e_rc, air_rc, \
-    attn_bench_rc, e2e_hopper_rc, graphs_rc, sample_bench_rc, kv_rc = sys.argv[1:]
+    attn_bench_rc, e2e_hopper_rc, graphs_rc, sample_bench_rc, kv_rc, mtp_rc = sys.argv[1:]
 def load(name, empty=None):
     try:
         with open(os.path.join(out, name)) as f: return json.load(f)
@@ -188,6 +194,7 @@ result = {
     "cuda_backend_e2e_hopper_gemm_rc": int(e2e_hopper_rc),
     "quant_bench_rc": int(bench_rc), "quant_bench": load("quant-bench.json"),
     "cuda_backend_e2e_rc": int(e2e_rc), "cuda_graphs_rc": int(graphs_rc), "kv_types_e2e_rc": int(kv_rc),
+    "mtp_e2e_rc": int(mtp_rc),
     "air_bench_rc": int(air_rc), "air_bench": load("air-bench.json"),
     "air_bench_formats": {f: load(f"air-bench-{f}.json") for f in ("fp8", "fp8-block", "mxfp4")},
     "air_bench_kv": {kv: load(f"air-bench-kv-{kv}.json") for kv in ("bf16", "fp8")},
@@ -242,9 +249,10 @@ if result["sample_bench"]:
 print(f"revision {rev} (cuda/ clean {clean}); build rc {build_rc} ({t_build}s); gpu tests rc {gpu_rc}; bench rc {bench_rc}; "
       f"linear bench rc {linear_bench_rc}; "
       f"harness rc {harness_rc}; memcheck rc {mem_rc}; racecheck rc {race_rc}; "
-      f"cuda backend e2e rc {e2e_rc} (hopper gemm {e2e_hopper_rc}); cuda graphs rc {graphs_rc}; kv types e2e rc {kv_rc}; air bench rc {air_rc}; attn bench rc {attn_bench_rc}; sample bench rc {sample_bench_rc} (99 = not run)")
+      f"cuda backend e2e rc {e2e_rc} (hopper gemm {e2e_hopper_rc}); cuda graphs rc {graphs_rc}; kv types e2e rc {kv_rc}; mtp e2e rc {mtp_rc}; air bench rc {air_rc}; attn bench rc {attn_bench_rc}; sample bench rc {sample_bench_rc} (99 = not run)")
 PY
 [ "$build_rc" -eq 0 ] && [ "$gpu_rc" -eq 0 ] && [ "$harness_rc" -eq 0 ] && \
   { [ "$memcheck_rc" -eq 0 ] || [ "$memcheck_rc" -eq 99 ]; } && { [ "$racecheck_rc" -eq 0 ] || [ "$racecheck_rc" -eq 99 ]; } && \
   { [ "$e2e_rc" -eq 0 ] || [ "$e2e_rc" -eq 99 ]; } && { [ "$e2e_hopper_rc" -eq 0 ] || [ "$e2e_hopper_rc" -eq 99 ]; } && \
-  { [ "$graphs_rc" -eq 0 ] || [ "$graphs_rc" -eq 99 ]; } && { [ "$kv_rc" -eq 0 ] || [ "$kv_rc" -eq 99 ]; }
+  { [ "$graphs_rc" -eq 0 ] || [ "$graphs_rc" -eq 99 ]; } && { [ "$kv_rc" -eq 0 ] || [ "$kv_rc" -eq 99 ]; } && \
+  { [ "$mtp_rc" -eq 0 ] || [ "$mtp_rc" -eq 99 ]; }

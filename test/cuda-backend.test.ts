@@ -17,6 +17,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { calibrateTokens } from '../lib/calibrate.js';
+import { renderChatTokens } from '../lib/chat-template.js';
+import { Tokenizer } from '../lib/tokenizer.js';
 import { quantizeCheckpoint } from '../lib/quantize.js';
 import { promptTokens } from './helpers/prompt.js';
 import { makeSpec, TINY_DEFAULT_SPEC, writeSyntheticCheckpoint } from '../lib/synthetic/checkpoint.js';
@@ -26,10 +28,16 @@ const binary = ['build/glm_cuda_backend_tests', 'build/Release/glm_cuda_backend_
   .map((p) => path.join(REPO_ROOT, p))
   .find((p) => existsSync(p));
 
+const DEFAULT_MODEL_DIR = path.join(REPO_ROOT, 'models', 'tiny-default');
+
 describe('CUDA backend on the harness vs the CPU backend', () => {
   let tmp: string;
   let dirs: string[];
+  let mtpPrompt: number[];
   beforeAll(async () => {
+    const tok = await Tokenizer.fromDir(DEFAULT_MODEL_DIR);
+    mtpPrompt = Array.from(renderChatTokens(tok, tok.chatTemplate!, [{ role: 'user', content: 'What is 487 + 356?' }],
+      { addGenerationPrompt: true }).tokens);
     tmp = await mkdtemp(path.join(os.tmpdir(), 'glm-cuda-e2e-'));
     const grouped = path.join(tmp, 'bf16-groups');
     await writeSyntheticCheckpoint(grouped, makeSpec(TINY_DEFAULT_SPEC, {
@@ -112,6 +120,10 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
       // Batch invariance: a request alone vs among 15 others joining, finishing and disposed around it;
       // a MoE model on 4-row steps (fp32 paths, 1e-4) and the dense model on 16-row steps (BF16, 2e-2).
       run(['--step-rows', '4', '--budget', '1e-4', '--batch-invariance', dirs[7], '--step-rows', '16', '--budget', '2e-2', '--batch-invariance', dirs[6]]),
+      // The MTP layer on the CUDA backend (speculative decoding) on the trained default model: draft
+      // logits at every prompt position vs the CPU backend, greedy tokens with k = 1 and 2 equal to no
+      // drafts and to the CPU's; an FP8 KV cache, so the pages' raw rows skip the layer's empty slot 0.
+      run(['--step-rows', '4', '--kv', 'fp8', '--mtp-prompt', mtpPrompt.join(','), '--mtp-tokens', '12', '--mtp', DEFAULT_MODEL_DIR]),
     ]);
     for (const r of results) {
       if (r.code !== 0) console.error(r.out);
@@ -122,6 +134,7 @@ describe('CUDA backend on the harness vs the CPU backend', () => {
     expect(results[6].out).toMatch(/bit-identical with graphs on and off/);
     expect(results[7].out).toMatch(/\[kv bf16\].*worst rel L2/);
     expect(results[7].out).toMatch(/\[kv fp8\].*worst rel L2/);
-    expect(results[9].out.match(/^ok .*batch invariance: 11 steps alone vs in batches of up to 16 requests/gm)).toHaveLength(2);
+    expect(results[10].out).toMatch(/MTP: 12 greedy tokens identical without drafts, with k=1 \(\d+ of \d+ drafts accepted\)/);
+        expect(results[9].out.match(/^ok .*batch invariance: 11 steps alone vs in batches of up to 16 requests/gm)).toHaveLength(2);
   }, 600_000);
 });

@@ -54,9 +54,20 @@ float cuda_bf16_value(uint16_t h) {
 }
 // Op ids in the graph signatures (CudaBackend::gate).
 enum GraphOp : int { kOpEmbed = 1, kOpRmsnorm, kOpLinear, kOpLinearMany, kOpQkRope, kOpAttention, kOpSwiglu, kOpMoe,
-                     kOpGather, kOpArgmax, kOpSample };
+                     kOpGather, kOpArgmax, kOpSample, kOpConcat };
 
 uint64_t matrix_bytes(const Matrix& m) { return uint64_t(m.rows) * uint64_t(m.cols) * uint64_t(dtype_bits(m.dtype) / 8); }
+// Whether an unquantized copy holds the very bytes of `original` (GLM-4.5's MTP layer repeats the
+// embedding and the head): then one device copy serves both.
+bool same_matrix(const Matrix& copy, const Matrix& original) {
+  if (!copy.data || !original.data) return false;
+  if (copy.data == original.data) return true;
+  if (copy.quant != Quant::None || original.quant != Quant::None || copy.dtype != original.dtype || copy.rows != original.rows ||
+      copy.cols != original.cols) {
+    return false;
+  }
+  return std::memcmp(copy.data, original.data, size_t(matrix_bytes(copy))) == 0;
+}
 // Bytes of a quantized matrix's scales as the device holds them (FP8: fp32, MXFP4: E8M0 bytes); 0 unquantized.
 uint64_t quant_scale_bytes(const Matrix& m) { return m.bytes() - uint64_t(m.rows) * uint64_t(m.row_bytes()); }
 
@@ -107,6 +118,17 @@ Status CudaBackend::init(const ModelWeights& weights) {
     return Status::error(ErrorCode::InvalidParam, "CUDA backend: KV pages must hold 1 to 256 positions");
   }
   page_tokens_ = opts_.kv.page_tokens;
+  // The MTP layer runs here when the engine asked for its KV layer (speculative decoding on).
+  kv_layers_ = opts_.kv.layers > 0 ? opts_.kv.layers : cfg_.num_hidden_layers;
+  mtp_ = weights.mtp != nullptr && kv_layers_ == cfg_.num_hidden_layers + 1;
+  if (kv_layers_ != cfg_.num_hidden_layers && !mtp_) {
+    return Status::error(ErrorCode::Internal, "CUDA backend: " + std::to_string(kv_layers_) + " KV layers for a model of " +
+                                                  std::to_string(cfg_.num_hidden_layers) + " layers");
+  }
+  if (mtp_) {
+    mtp_head_shared_ = same_matrix(weights.mtp->shared_head_head, weights.lm_head);
+    mtp_embed_shared_ = same_matrix(weights.mtp->embed_tokens, weights.embed_tokens);
+  }
   // Every KvType is stored as the CPU stores it (kv_append converts bit for bit like KvStorage::write).
   kv_elem_ = opts_.kv.type == KvType::F32 ? cuda::KvElem::F32 : opts_.kv.type == KvType::BF16 ? cuda::KvElem::BF16 : cuda::KvElem::FP8;
   // Non-blocking: no implicit ordering with the legacy default stream, so another model's synchronous
@@ -129,7 +151,7 @@ Status CudaBackend::init(const ModelWeights& weights) {
   // Step plan: per row token, position, slot, sequence; per sequence (<= rows) its length and page-table
   // row; the logit rows (<= rows).
   const int64_t max_pages = (cfg_.max_position_embeddings + page_tokens_ - 1) / page_tokens_;
-  plan_capacity_ints_ = opts_.max_step_rows * (6 + max_pages);
+  plan_capacity_ints_ = opts_.max_step_rows * (8 + max_pages);  // (+ an MTP step's RoPE positions and hidden rows)
   GLM_TRY(device_alloc(uint64_t(plan_capacity_ints_) * 4, &p, "step plan"));
   plan_dev_ = static_cast<int32_t*>(p);
   // Its host staging is pinned (a graph replay follows the plan's async upload on the stream), as is
@@ -150,7 +172,7 @@ Status CudaBackend::init(const ModelWeights& weights) {
   // KV pool: one allocation, layer-major, so layer l's pool is a plain offset: every layer's elements,
   // then (FP8) every layer's scales, 256-byte aligned.
   const cuda::KvLayout L = layer_layout();
-  const uint64_t elem_bytes = round_up(uint64_t(cfg_.num_hidden_layers) * uint64_t(device_pages_) * uint64_t(L.page_bytes()));
+  const uint64_t elem_bytes = round_up(uint64_t(kv_layers_) * uint64_t(device_pages_) * uint64_t(L.page_bytes()));
   GLM_TRY(device_alloc(plan_bytes_.kv_pool, &p, "KV cache pool"));
   kv_pool_ = p;
   if (kv_elem_ == cuda::KvElem::FP8) kv_scales_ = reinterpret_cast<float*>(static_cast<uint8_t*>(p) + elem_bytes);
@@ -245,12 +267,25 @@ Status CudaBackend::plan_memory(const ModelWeights& w) {
   auto add_v = [&](const std::vector<float>& v) {
     if (!v.empty()) weights += round_up(v.size() * sizeof(float));
   };
+  auto add_embedding = [&](const Matrix& e) {
+    if (e.dtype == DType::F16) weights += round_up(uint64_t(e.rows) * e.cols * 4);
+    else add_m(e);
+  };
   add_m(w.lm_head);
-  if (w.embed_tokens.dtype == DType::F16) weights += round_up(uint64_t(w.embed_tokens.rows) * w.embed_tokens.cols * 4);
-  else add_m(w.embed_tokens);
+  add_embedding(w.embed_tokens);
   add_v(w.final_norm);
   int64_t max_inter = 0;
-  for (const LayerWeights& L : w.layers) {
+  std::vector<const LayerWeights*> decoder_layers;
+  for (const LayerWeights& L : w.layers) decoder_layers.push_back(&L);
+  if (mtp_) {
+    const MtpWeights& m = *w.mtp;
+    decoder_layers.push_back(&m.layer);
+    add_m(m.eh_proj), add_v(m.enorm), add_v(m.hnorm), add_v(m.shared_head_norm);
+    if (!mtp_head_shared_) add_m(m.shared_head_head);
+    if (m.embed_tokens.data && !mtp_embed_shared_) add_embedding(m.embed_tokens);
+  }
+  for (const LayerWeights* layer : decoder_layers) {
+    const LayerWeights& L = *layer;
     add_v(L.input_norm), add_v(L.post_attention_norm);
     add_m(L.attn.q), add_m(L.attn.k), add_m(L.attn.v), add_m(L.attn.o);
     add_v(L.attn.q_bias), add_v(L.attn.k_bias), add_v(L.attn.v_bias), add_v(L.attn.q_norm), add_v(L.attn.k_norm);
@@ -276,6 +311,7 @@ Status CudaBackend::plan_memory(const ModelWeights& w) {
   uint64_t act = 4 * R * (3 * H + 2 * qw + 2 * kvw + uint64_t(cfg_.vocab_size));  // x, normed, last, q, attn, k, v, logits
   act += 4 * R * (2 * I + E + 2 * K + H);                                          // mlp gate/up, router, ids/weights, routed y
   act += 4 * R * K * (2 * uint64_t(cfg_.moe_intermediate_size) + H) + (uint64_t(1) << 20);  // expert workspace (upper bound)
+  if (mtp_) act += 4 * R * 6 * H;  // the MTP step's hidden, embedding, [embedding; hidden] and output rows
   const int64_t max_pages = (cfg_.max_position_embeddings + page_tokens_ - 1) / page_tokens_;
   cuda::DecodeAttentionArgs big;
   big.batch = int64_t(R), big.n_heads = cfg_.num_attention_heads, big.n_splits = 1;
@@ -285,7 +321,7 @@ Status CudaBackend::plan_memory(const ModelWeights& w) {
                                cuda::attention_decode_workspace_floats(layer_layout(), longest)));
   // + greedy tokens, + device sampling: logprobs, params, a 4096-pair history and one row's workspace
   // (the history grows with a longer context, the workspace with sampled rows: op buffers).
-  const uint64_t step_plan = round_up(R * uint64_t(6 + max_pages) * 4) + round_up(R * 4) +
+  const uint64_t step_plan = round_up(R * uint64_t(8 + max_pages) * 4) + round_up(R * 4) +
                              round_up(R * (1 + 2 * kTopLogprobs) * 4) + round_up(R * sizeof(cuda::SampleParams)) +
                              4096 * 8 + round_up(uint64_t(cfg_.vocab_size) * 4);
 
@@ -294,7 +330,7 @@ Status CudaBackend::plan_memory(const ModelWeights& w) {
   kv_spec_.type = opts_.kv.type;
   kv_spec_.page_tokens = page_tokens_;
   // The CPU's page size exactly (elements + FP8 scales): kv_cache_tokens and kv_pool() count real bytes.
-  kv_spec_.page_bytes = kv_page_bytes(opts_.kv.type, cfg_.num_hidden_layers, cfg_.num_key_value_heads, cfg_.head_dim, page_tokens_);
+  kv_spec_.page_bytes = kv_page_bytes(opts_.kv.type, kv_layers_, cfg_.num_key_value_heads, cfg_.head_dim, page_tokens_);
   // The pool holds one page more than the engine's (the scratch page of padded decode rows) and up to
   // kAlign bytes between the elements and the FP8 scales.
   const uint64_t fixed = weights + act + step_plan + kHeadroomBytes + kv_spec_.page_bytes + kAlign;
@@ -314,7 +350,7 @@ Status CudaBackend::plan_memory(const ModelWeights& w) {
   kv_spec_.n_pages = std::min<int64_t>(int64_t(kv / kv_spec_.page_bytes), 0x7fffffff / page_tokens_ - 1);
   device_pages_ = kv_spec_.n_pages + 1;
   const cuda::KvLayout L = layer_layout();
-  const uint64_t layers = uint64_t(cfg_.num_hidden_layers);
+  const uint64_t layers = uint64_t(kv_layers_);
   const uint64_t pool_bytes = round_up(layers * uint64_t(device_pages_) * uint64_t(L.page_bytes())) +
                               layers * uint64_t(device_pages_) * uint64_t(L.page_scales()) * 4;
   plan_bytes_ = {weights, act, pool_bytes, step_plan, free_b, total_b};
@@ -416,53 +452,86 @@ Status CudaBackend::upload_experts(const MoeWeights& moe, int64_t layer) {
   return Status::ok();
 }
 
-Status CudaBackend::upload_weights(const ModelWeights& w) {
-  auto cancelled = [&] { return opts_.cancel && opts_.cancel->load(std::memory_order_relaxed); };
-  const Matrix& emb = w.embed_tokens;
-  if (emb.quant != Quant::None) return Status::error(ErrorCode::UnsupportedFormat, "CUDA backend: quantized embedding");
+Status CudaBackend::upload_embedding(const Matrix& emb, const char* what) {
+  if (embed_tables_.count(emb.data)) return Status::ok();
+  if (emb.quant != Quant::None) return Status::error(ErrorCode::UnsupportedFormat, std::string("CUDA backend: quantized ") + what);
+  EmbedTable t;
   if (emb.dtype == DType::F16) {
     // embedding_gather reads F32 or BF16 tables; F16 widens to F32 exactly.
     std::vector<float> wide(size_t(emb.rows * emb.cols));
     cpu::convert_to_f32(emb.data, emb.dtype, wide.data(), emb.rows * emb.cols);
     void* p = nullptr;
-    GLM_TRY(upload(wide.data(), wide.size() * 4, &p, "embed_tokens"));
-    embed_table_ = p;
-    embed_type_ = cuda::TableType::F32;
+    GLM_TRY(upload(wide.data(), wide.size() * 4, &p, what));
+    t.data = p;
+    t.type = cuda::TableType::F32;
   } else if (emb.dtype == DType::F32 || emb.dtype == DType::BF16) {
-    GLM_TRY(upload_matrix(emb, "embed_tokens"));
-    embed_table_ = matrices_[emb.data].data;
-    embed_type_ = emb.dtype == DType::F32 ? cuda::TableType::F32 : cuda::TableType::BF16;
+    GLM_TRY(upload_matrix(emb, what));
+    t.data = matrices_[emb.data].data;
+    t.type = emb.dtype == DType::F32 ? cuda::TableType::F32 : cuda::TableType::BF16;
   } else {
-    return Status::error(ErrorCode::UnsupportedFormat, std::string("CUDA backend: embedding dtype ") + dtype_name(emb.dtype));
+    return Status::error(ErrorCode::UnsupportedFormat, std::string("CUDA backend: ") + what + " dtype " + dtype_name(emb.dtype));
   }
+  embed_tables_[emb.data] = t;
+  return Status::ok();
+}
+
+Status CudaBackend::upload_layer(const LayerWeights& L, int64_t layer) {
+  GLM_TRY(upload_vector(L.input_norm, "input_layernorm"));
+  GLM_TRY(upload_vector(L.post_attention_norm, "post_attention_layernorm"));
+  GLM_TRY(upload_matrix(L.attn.q, "q_proj"));
+  GLM_TRY(upload_matrix(L.attn.k, "k_proj"));
+  GLM_TRY(upload_matrix(L.attn.v, "v_proj"));
+  GLM_TRY(upload_matrix(L.attn.o, "o_proj"));
+  for (const auto* v : {&L.attn.q_bias, &L.attn.k_bias, &L.attn.v_bias, &L.attn.q_norm, &L.attn.k_norm}) {
+    GLM_TRY(upload_vector(*v, "attention vector"));
+  }
+  const MlpWeights& mlp = L.is_moe ? L.moe.shared : L.dense;
+  GLM_TRY(upload_matrix(mlp.gate, "gate_proj"));
+  GLM_TRY(upload_matrix(mlp.up, "up_proj"));
+  GLM_TRY(upload_matrix(mlp.down, "down_proj"));
+  if (L.is_moe) {
+    // The router runs in fp32 (top-k must not flip); no checkpoint we know quantizes it.
+    if (L.moe.router.quant != Quant::None) {
+      return Status::error(ErrorCode::UnsupportedFormat, std::string("CUDA backend: the router (mlp.gate) is ") +
+                                                             quant_name(L.moe.router.quant) + "; it must be unquantized");
+    }
+    GLM_TRY(upload_matrix(L.moe.router, "mlp.gate"));
+    GLM_TRY(upload_vector(L.moe.correction_bias, "e_score_correction_bias"));
+    GLM_TRY(upload_experts(L.moe, layer));
+  }
+  return Status::ok();
+}
+
+Status CudaBackend::upload_mtp(const MtpWeights& m, const ModelWeights& w) {
+  const int64_t layer = cfg_.num_hidden_layers;
+  GLM_TRY(upload_layer(m.layer, layer));
+  GLM_TRY(upload_matrix(m.eh_proj, "eh_proj"));
+  for (const auto* v : {&m.enorm, &m.hnorm, &m.shared_head_norm}) GLM_TRY(upload_vector(*v, "MTP norm"));
+  if (mtp_head_shared_) {
+    matrices_[m.shared_head_head.data] = matrices_[w.lm_head.data];
+  } else {
+    GLM_TRY(upload_matrix(m.shared_head_head, "shared_head.head"));
+  }
+  if (mtp_embed_shared_) {
+    embed_tables_[m.embed_tokens.data] = embed_tables_[w.embed_tokens.data];
+  } else if (m.embed_tokens.data) {
+    GLM_TRY(upload_embedding(m.embed_tokens, "MTP embed_tokens"));
+  }
+  return Status::ok();
+}
+
+Status CudaBackend::upload_weights(const ModelWeights& w) {
+  auto cancelled = [&] { return opts_.cancel && opts_.cancel->load(std::memory_order_relaxed); };
+  GLM_TRY(upload_embedding(w.embed_tokens, "embed_tokens"));
   GLM_TRY(upload_matrix(w.lm_head, "lm_head"));
   GLM_TRY(upload_vector(w.final_norm, "model.norm"));
   for (size_t l = 0; l < w.layers.size(); ++l) {
     if (cancelled()) return Status::error(ErrorCode::Aborted, "model load aborted");
-    const LayerWeights& L = w.layers[l];
-    GLM_TRY(upload_vector(L.input_norm, "input_layernorm"));
-    GLM_TRY(upload_vector(L.post_attention_norm, "post_attention_layernorm"));
-    GLM_TRY(upload_matrix(L.attn.q, "q_proj"));
-    GLM_TRY(upload_matrix(L.attn.k, "k_proj"));
-    GLM_TRY(upload_matrix(L.attn.v, "v_proj"));
-    GLM_TRY(upload_matrix(L.attn.o, "o_proj"));
-    for (const auto* v : {&L.attn.q_bias, &L.attn.k_bias, &L.attn.v_bias, &L.attn.q_norm, &L.attn.k_norm}) {
-      GLM_TRY(upload_vector(*v, "attention vector"));
-    }
-    const MlpWeights& mlp = L.is_moe ? L.moe.shared : L.dense;
-    GLM_TRY(upload_matrix(mlp.gate, "gate_proj"));
-    GLM_TRY(upload_matrix(mlp.up, "up_proj"));
-    GLM_TRY(upload_matrix(mlp.down, "down_proj"));
-    if (L.is_moe) {
-      // The router runs in fp32 (top-k must not flip); no checkpoint we know quantizes it.
-      if (L.moe.router.quant != Quant::None) {
-        return Status::error(ErrorCode::UnsupportedFormat, std::string("CUDA backend: the router (mlp.gate) is ") +
-                                                               quant_name(L.moe.router.quant) + "; it must be unquantized");
-      }
-      GLM_TRY(upload_matrix(L.moe.router, "mlp.gate"));
-      GLM_TRY(upload_vector(L.moe.correction_bias, "e_score_correction_bias"));
-      GLM_TRY(upload_experts(L.moe, int64_t(l)));
-    }
+    GLM_TRY(upload_layer(w.layers[l], int64_t(l)));
+  }
+  if (mtp_) {
+    if (cancelled()) return Status::error(ErrorCode::Aborted, "model load aborted");
+    GLM_TRY(upload_mtp(*w.mtp, w));
   }
   return Status::ok();
 }
@@ -477,7 +546,7 @@ Status CudaBackend::copy_kv_page(PageId src, PageId dst, int64_t n) {
   if (src < 0 || dst < 0 || src >= kv_spec_.n_pages || dst >= kv_spec_.n_pages) {
     return Status::error(ErrorCode::Internal, "CUDA backend: KV page copy outside the pool");
   }
-  const Status st = cuda::kv_copy_page(stream(), kv_pool_, kv_scales_, layer_layout(), cfg_.num_hidden_layers, src, dst, n);
+  const Status st = cuda::kv_copy_page(stream(), kv_pool_, kv_scales_, layer_layout(), kv_layers_, src, dst, n);
   record(st);
   return st;
 }
@@ -536,8 +605,15 @@ Status CudaBackend::begin_step(const StepPlan& plan) {
   // a row from that row alone, except attention_decode's split of a sequence, sized from the width
   // bucket. Eager decode steps are padded the same way, so graphs on and off stay bit-identical.
   const int64_t max_pages = (cfg_.max_position_embeddings + page_tokens_ - 1) / page_tokens_;
+  // An MTP step (engine/forward.cc mtp_step) carries its RoPE positions and hidden rows; it runs
+  // eagerly at its own shape (one MoE layer: its launch gaps matter less than a trunk step's).
+  const bool mtp_step = plan.first_key > 0 || !plan.rope_positions.empty() || !plan.hidden_rows.empty();
+  if (mtp_step && (!mtp_ || plan.first_key < 0 || (!plan.rope_positions.empty() && plan.rope_positions.size() != size_t(R)) ||
+                   (!plan.hidden_rows.empty() && plan.hidden_rows.size() != size_t(R)))) {
+    return Status::error(ErrorCode::Internal, "CUDA backend: an MTP step on a backend without the MTP layer, or a malformed one");
+  }
   int64_t S_dev = S, pps_dev = pps;
-  if (decode_only_) {
+  if (decode_only_ && !mtp_step) {
     auto bucket = [](int64_t n) {
       int64_t b = 1;
       while (b < n) b *= 2;
@@ -547,7 +623,8 @@ Status CudaBackend::begin_step(const StepPlan& plan) {
     if (G == R) S_dev = std::max(S, std::min(bucket(S), opts_.max_step_rows));
   }
   const int64_t R_dev = R + (S_dev - S), G_dev = G + (S_dev - S);
-  const int64_t ints = 4 * R_dev + S_dev + S_dev * pps_dev + G_dev;
+  const int64_t n_rope = plan.rope_positions.empty() ? 0 : R, n_hidden = plan.hidden_rows.empty() ? 0 : R;
+  const int64_t ints = 4 * R_dev + S_dev + S_dev * pps_dev + G_dev + n_rope + n_hidden;
   if (ints > plan_capacity_ints_) return Status::error(ErrorCode::Internal, "CUDA backend: step plan too large");
   std::fill(plan_pinned_, plan_pinned_ + ints, 0);
   int32_t* tok = plan_pinned_;
@@ -557,6 +634,10 @@ Status CudaBackend::begin_step(const StepPlan& plan) {
   int32_t* len = row_seq + R_dev;
   int32_t* table = len + S_dev;
   int32_t* logit_rows = table + S_dev * pps_dev;
+  int32_t* rope = logit_rows + G_dev;
+  int32_t* hidden = rope + n_rope;
+  for (int64_t r = 0; r < n_rope; ++r) rope[r] = plan.rope_positions[size_t(r)];
+  for (int64_t r = 0; r < n_hidden; ++r) hidden[r] = int32_t(plan.hidden_rows[size_t(r)]);
   int64_t max_len = 1;
   for (int64_t si = 0; si < S; ++si) {
     const auto& s = plan.sequences[size_t(si)];
@@ -593,6 +674,11 @@ Status CudaBackend::begin_step(const StepPlan& plan) {
   d_seq_lens_ = d_row_seq_ + R_dev;
   d_page_table_ = d_seq_lens_ + S_dev;
   d_logit_rows_ = d_page_table_ + S_dev * pps_dev;
+  d_rope_positions_ = n_rope ? d_logit_rows_ + G_dev : nullptr;
+  d_hidden_rows_ = n_hidden ? d_logit_rows_ + G_dev + n_rope : nullptr;
+  rope_host_ = n_rope ? plan.rope_positions.data() : nullptr;
+  hidden_rows_ = plan.hidden_rows;
+  first_key_ = plan.first_key;
   step_rows_ = R_dev, step_seqs_ = S_dev, pages_per_seq_ = pps_dev, max_len_ = max_len, step_logits_ = G_dev;
   real_rows_ = R;
   sample_select_ = kSelectLogits;
@@ -730,7 +816,9 @@ float* CudaBackend::layer_scales(int64_t layer) const {
 void CudaBackend::embed(const Matrix& table, const int32_t* tokens /*plan.tokens, uploaded by begin_step*/, Act out) {
   auto gated = gate(kOpEmbed, [=, &table] { embed(table, tokens, out); }, &table, pad(out));
   if (gated.skip || !running()) return;
-  record(cuda::embedding_gather(stream(), out.data, embed_table_, embed_type_, table.rows, table.cols, d_tokens_, pad(out).rows));
+  auto it = embed_tables_.find(table.data);
+  if (it == embed_tables_.end()) return record(Status::error(ErrorCode::Internal, "CUDA backend: an embedding was not uploaded at load"));
+  record(cuda::embedding_gather(stream(), out.data, it->second.data, it->second.type, table.rows, table.cols, d_tokens_, pad(out).rows));
 }
 
 void CudaBackend::rmsnorm(Act x, const std::vector<float>& w, float eps, Act out) {
@@ -795,7 +883,9 @@ void CudaBackend::qk_norm_rope(Act q, Act k, const AttentionWeights& w, const in
   d.rotary_dim = cfg_.rotary_dim;
   const float* qn = cfg_.use_qk_norm ? vec(&w.q_norm) : nullptr;
   const float* kn = cfg_.use_qk_norm ? vec(&w.k_norm) : nullptr;
-  record(cuda::qk_norm_rope(stream(), q.data, k.data, qn, kn, d_positions_, inv_freq_, d, float(cfg_.rms_norm_eps)));
+  // The MTP layer rotates by its own positions (the hidden state's), uploaded with its plan.
+  const int32_t* pos = positions != nullptr && positions == rope_host_ ? d_rope_positions_ : d_positions_;
+  record(cuda::qk_norm_rope(stream(), q.data, k.data, qn, kn, pos, inv_freq_, d, float(cfg_.rms_norm_eps)));
 }
 
 void CudaBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, Act v, Act out) {
@@ -817,10 +907,12 @@ void CudaBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, A
     a.n_heads = cfg_.num_attention_heads;
     a.pages_per_seq = pages_per_seq_;
     a.scale = scale;
+    a.first_key = first_key_;
     // Tensor cores (bf16 V and P, ~1e-3 relative) once the step fills a 64-query tile per kv head;
     // smaller steps keep the fp32 kernel (cheap at that size, and as exact as their fp32 projections).
     const int64_t group = cfg_.num_attention_heads / cfg_.num_key_value_heads;
-    if (step_rows_ * group >= kFlashMinQueries && cuda::attention_prefill_mma_supports(cfg_.head_dim)) {
+    // (The MTP layer's steps, which skip key 0, keep the fp32 kernel: one layer, and only it takes first_key.)
+    if (first_key_ == 0 && step_rows_ * group >= kFlashMinQueries && cuda::attention_prefill_mma_supports(cfg_.head_dim)) {
       return record(
           cuda::attention_prefill_mma(stream(), out.data, q.data, pool, scales, L, d_page_table_, d_row_seq_, d_positions_, a));
     }
@@ -838,6 +930,7 @@ void CudaBackend::attention(const StepPlan& plan, int64_t layer, Act q, Act k, A
   a.max_len = pages_per_seq_ * page_tokens_;
   a.n_splits = attention_splits(step_seqs_, a.max_len);
   a.scale = scale;
+  a.first_key = first_key_;
   const int64_t ws_floats = cuda::attention_decode_workspace_floats(L, a);
   void* ws = nullptr;
   const Status st = internal(0, uint64_t(ws_floats) * 4, &ws);
@@ -934,14 +1027,17 @@ void CudaBackend::gather_rows(Act x, const std::vector<int64_t>& rows, Act out) 
   // (The signature holds the padded count, not the rows: they are the plan's, uploaded by begin_step.)
   auto gated = gate(kOpGather, [=, &rows] { gather_rows(x, rows, out); }, pad(x), pad(out));
   if (gated.skip || !running()) return;
-  // The forward pass gathers the plan's logit rows, whose index begin_step uploaded (with the padding
-  // rows'); any other set (none today) would need its own upload, which this step has no buffer for.
-  if (rows != logit_rows_) return record(Status::error(ErrorCode::Internal, "CUDA backend: gather_rows of unplanned rows"));
-  record(cuda::gather_rows(stream(), out.data, x.data, d_logit_rows_, pad(out).rows, x.cols));
+  // The forward pass gathers the plan's logit rows (with the padding rows'), and an MTP step its hidden
+  // rows; begin_step uploaded both. Any other set would need its own upload, which the step has no buffer for.
+  const int32_t* index = rows == logit_rows_ ? d_logit_rows_ : (d_hidden_rows_ && rows == hidden_rows_) ? d_hidden_rows_ : nullptr;
+  if (!index) return record(Status::error(ErrorCode::Internal, "CUDA backend: gather_rows of unplanned rows"));
+  record(cuda::gather_rows(stream(), out.data, x.data, index, pad(out).rows, x.cols));
 }
 
-void CudaBackend::concat_cols(Act, Act, Act) {
-  record(Status::error(ErrorCode::Internal, "CUDA backend: the MTP layer (concat_cols) is not implemented"));
+void CudaBackend::concat_cols(Act a, Act b, Act out) {
+  auto gated = gate(kOpConcat, [=] { concat_cols(a, b, out); }, pad(a), pad(b), pad(out));
+  if (gated.skip || !running()) return;
+  record(cuda::concat_cols(stream(), out.data, a.data, b.data, pad(out).rows, a.cols, b.cols));
 }
 
 void CudaBackend::download(Act x, float* host) {

@@ -49,7 +49,6 @@ class CudaBackend final : public Backend {
   void swiglu_mlp(Act x, const MlpWeights& w, Act out, bool accumulate) override;
   void moe(Act x, const MoeWeights& w, Act out) override;
   void gather_rows(Act x, const std::vector<int64_t>& rows, Act out) override;
-  // The MTP layer does not run on this backend yet (Model turns speculation off here): an error if asked.
   void concat_cols(Act a, Act b, Act out) override;
   void download(Act x, float* host) override;
   void download_greedy(Act logits, float* host_logits, int32_t* tokens) override;
@@ -175,6 +174,11 @@ class CudaBackend final : public Backend {
   Status upload_matrix(const Matrix& m, const char* what);
   Status upload_vector(const std::vector<float>& v, const char* what);
   Status upload_experts(const MoeWeights& moe, int64_t layer);
+  // One decoder layer's matrices and vectors (a trunk layer or the MTP layer's).
+  Status upload_layer(const LayerWeights& L, int64_t layer);
+  // The MTP layer and its eh_proj, norms and shared head (when the pool holds its KV, i.e. it runs). A
+  // shared_head.head or embed_tokens copy equal to the trunk's bytes shares the trunk's device copy.
+  Status upload_mtp(const MtpWeights& m, const ModelWeights& w);
   // FP8 matrices (cuda_backend_quant.cc): E4M3 data + fp32 scales, as stored; refused formats are typed errors.
   Status upload_quant_matrix(const Matrix& m, const char* what);
   // Device bytes upload_matrix / upload_experts allocate for these (the memory plan).
@@ -213,14 +217,23 @@ class CudaBackend final : public Backend {
 
   ModelConfig cfg_;
   CudaBackendOptions opts_;
+  int64_t kv_layers_ = 0;  // KV layers per page: the trunk's, plus the MTP layer's when it runs
+  bool mtp_ = false;       // the MTP layer runs here (its weights are uploaded, its KV has a layer)
+  bool mtp_head_shared_ = false, mtp_embed_shared_ = false;  // its copies equal the trunk's (one device copy)
   int64_t page_tokens_ = 16;  // positions per KV page (opts_.kv.page_tokens)
   void* stream_ = nullptr;                  // cudaStream_t: this model's stream (one per model/session executor)
   std::vector<void*> allocations_;          // every cudaMalloc of the backend, freed at destruction
   std::unordered_map<const void*, DeviceMatrix> matrices_;  // host Matrix::data -> device copy
   std::unordered_map<const void*, const float*> vectors_;   // host vector data -> device copy
   std::unordered_map<const void*, DeviceExperts> experts_;  // MoeWeights* -> stacked experts
-  const void* embed_table_ = nullptr;      // embed_tokens as embedding_gather reads it (F16 widened to F32)
-  cuda::TableType embed_type_ = cuda::TableType::BF16;
+  // Embedding tables as embedding_gather reads them (F16 widened to F32), by host data: the trunk's and
+  // (when it has its own copy) the MTP layer's.
+  struct EmbedTable {
+    const void* data = nullptr;
+    cuda::TableType type = cuda::TableType::BF16;
+  };
+  std::unordered_map<const void*, EmbedTable> embed_tables_;
+  Status upload_embedding(const Matrix& emb, const char* what);
   const double* inv_freq_ = nullptr;       // RoPE inverse frequencies [rotary_dim / 2], double
   // KV pool: elements [layer][page][K|V][kv_head][pos in page][head_dim] of kv_elem_, then (FP8) fp32
   // scales [layer][page][K|V][kv_head][pos in page] (cuda/ops.h KvLayout). device_pages_ = the engine's
@@ -237,6 +250,12 @@ class CudaBackend final : public Backend {
   int64_t plan_capacity_ints_ = 0;
   int32_t *d_tokens_ = nullptr, *d_positions_ = nullptr, *d_slots_ = nullptr, *d_row_seq_ = nullptr,
           *d_seq_lens_ = nullptr, *d_page_table_ = nullptr, *d_logit_rows_ = nullptr;
+  // MTP steps (plan.first_key > 0): RoPE positions [rows] and the hidden rows gathered as the layer's
+  // input [rows] (plan.hidden_rows), after the logit rows; the host arrays they came from identify them.
+  int32_t *d_rope_positions_ = nullptr, *d_hidden_rows_ = nullptr;
+  const int32_t* rope_host_ = nullptr;
+  std::vector<int64_t> hidden_rows_;
+  int64_t first_key_ = 0;
   // The step as the device runs it. A decode step is padded to its graph bucket (begin_step): step_rows_
   // = step_seqs_ = the batch bucket (padding sequences of one row on the scratch page), pages_per_seq_ =
   // the page-table width bucket, step_logits_ = the padded logit rows; real_rows_ = the plan's rows.

@@ -39,6 +39,10 @@ struct StepPlan {
   // holds no pair) and is rotated by RoPE at rope_positions[r] instead of positions[r].
   int64_t first_key = 0;
   std::vector<int32_t> rope_positions;  // empty: positions
+  // The MTP layer's steps: row r's hidden input is row hidden_rows[r] of the source activation (the
+  // trunk's final-norm rows, or the previous MTP step's output when chaining); set by Model::run_mtp so
+  // a device backend uploads it with the plan.
+  std::vector<int64_t> hidden_rows;
   // The trunk's final-norm hidden state of every row is wanted (forward_step's `hidden` out: the MTP
   // layer's input); the logits are then taken from those rows.
   bool keep_hidden = false;

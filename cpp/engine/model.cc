@@ -106,7 +106,13 @@ Status Model::create_backend(const std::atomic<bool>* cancel) {
   sched_opts_.max_running = opts_.max_running;
   sched_opts_.max_queued = opts_.max_queued;
   if (opts_.backend != BackendChoice::Cpu) {
+    // Speculation on the CUDA backend: only when asked for, until scripts/gpu-check.sh has measured
+    // where it pays on a GPU (its verification steps are not graphed yet). Then the pool holds the MTP
+    // layer's KV and the backend uploads that layer.
+    const bool cuda_spec = weights_.mtp && opts_.draft_tokens > 0;
     CudaBackendOptions co;
+    if (cuda_spec) kv.layers = cfg_.num_hidden_layers + 1;
+    size_pool_in_tokens();
     // A device step of 512 rows keeps the GEMMs busy; the activations are sized for the budget.
     co.max_step_rows = opts_.max_step_rows > 0 ? opts_.max_step_rows : 512;
     co.kv = kv;
@@ -118,13 +124,18 @@ Status Model::create_backend(const std::atomic<bool>* cancel) {
     if (st.is_ok()) {
       backend_reason_ = opts_.backend == BackendChoice::Cuda ? "requested" : "auto: a usable CUDA device was found";
       sched_opts_.max_step_tokens = co.max_step_rows;
-      spec.draft_tokens = 0;
-      speculation_reason_ = weights_.mtp ? "off: the CUDA backend does not run the MTP layer yet" : "off: the checkpoint has no MTP layer";
+      spec.draft_tokens = cuda_spec ? opts_.draft_tokens : 0;
+      spec.fill_while_idle = cfg_.num_hidden_layers >= 32;
+      speculation_reason_ = !weights_.mtp ? "off: the checkpoint has no MTP layer"
+                            : cuda_spec   ? "requested"
+                                          : "off by default on the CUDA backend until measured on a GPU (speculative: { draftTokens } turns it on)";
       return Status::ok();
     }
     // 'cuda' reports why it cannot run; 'auto' falls back to the CPU and keeps the reason (one line).
     if (opts_.backend == BackendChoice::Cuda || st.code() == ErrorCode::Aborted) return st;
     backend_reason_ = "auto: CPU because " + st.message();
+    kv.layers = 0;  // (the CPU branch below sizes its own pool)
+    size_pool_in_tokens();
   } else {
     backend_reason_ = "requested";
   }
@@ -227,6 +238,7 @@ Status Model::run_mtp(const StepPlan& plan_in, const std::vector<int64_t>& sourc
                       const std::function<bool()>& cancelled, StepOutput* out) {
   StepPlan plan = plan_in;
   plan.activation_hook = bool(hook_);
+  plan.hidden_rows = source_rows;
   const size_t R = plan.logit_rows.size(), V = size_t(cfg_.vocab_size);
   out->logits.resize(R * V);  // download_greedy may stage the rows here
   out->tokens.assign(R, -1);
@@ -252,11 +264,15 @@ Status Model::evaluate(std::vector<EvalRequest*>& requests, const std::atomic<bo
     item.sequence = e->sequence;
     item.tokens = e->tokens;
     item.all_logits = e->all_logits;
+    item.draft_logits = e->draft_logits;
     r->items.push_back(std::move(item));
   }
   std::shared_ptr<EvaluateRequest> keep = r;
   const Status st = run_to_completion(r, cancel);
-  for (size_t i = 0; i < requests.size(); ++i) requests[i]->logits = st.is_ok() ? std::move(keep->items[i].logits) : std::vector<float>();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    requests[i]->logits = st.is_ok() ? std::move(keep->items[i].logits) : std::vector<float>();
+    requests[i]->drafts = st.is_ok() ? std::move(keep->items[i].draft_logits_out) : std::vector<float>();
+  }
   return st;
 }
 

@@ -60,6 +60,8 @@ struct EvalRequest {
   std::vector<int32_t> tokens;
   bool all_logits = false;     // logits after every token, else only after the last
   std::vector<float> logits;   // out: [n or 1, vocab]
+  bool draft_logits = false;   // also the MTP layer's logits (speculation on): request.h EvaluateRequest::Item
+  std::vector<float> drafts;   // out: [n - 1 or n, vocab]
 };
 
 class Model final : public StepRunner {

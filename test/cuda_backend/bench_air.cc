@@ -210,8 +210,10 @@ int main(int argc, char** argv) {
       int64_t length = 0;
     };
     const int64_t page_tokens = be->kv_pool().page_tokens;
-    // Runs one step of `n` tokens on `kv` at its current length; returns seconds.
-    auto step = [&](Kv& kv, int64_t n) -> double {
+    // Runs one step of `n` tokens on `kv` at its current length; returns seconds. verify: a speculative
+    // verification step (every row's greedy token wanted, as the scheduler asks for the last verified
+    // token plus its drafts), which leaves the length unchanged (the next one rewrites the same slots).
+    auto step = [&](Kv& kv, int64_t n, bool verify = false) -> double {
       while (int64_t(kv.pages.size()) * page_tokens < kv.length + n) kv.pages.push_back(PageId(kv.pages.size()));
       StepPlan plan;
       StepPlan::Sequence s;
@@ -222,18 +224,20 @@ int main(int argc, char** argv) {
         plan.tokens.push_back(int32_t((kv.length + i) * 7919 % c.vocab_size));
         plan.positions.push_back(int32_t(kv.length + i));
       }
-      plan.logit_rows.push_back(n - 1);
-      plan.greedy_tokens = n == 1;  // decode: the token is selected on the device (Model::generate's greedy path)
-      logits.resize(size_t(c.vocab_size));
+      for (int64_t i = verify ? 0 : n - 1; i < n; ++i) plan.logit_rows.push_back(i);
+      plan.greedy_tokens = n == 1 || verify;  // decode: the token is selected on the device (Model::generate's greedy path)
+      logits.resize(size_t(c.vocab_size) * plan.logit_rows.size());
+      std::vector<int32_t> tokens(plan.logit_rows.size(), -1);
       Status r;
       const double a = now_s();
-      if (r.is_ok()) r = forward_step(*be, c, w, plan, logits.data(), nullptr, nullptr, &greedy_token);
+      if (r.is_ok()) r = forward_step(*be, c, w, plan, logits.data(), nullptr, nullptr, tokens.data());
+      greedy_token = tokens.back();
       const double t = now_s() - a;
       if (!r.is_ok()) {
         std::fprintf(stderr, "bench_air: step: %s\n", r.message().c_str());
         std::exit(1);
       }
-      kv.length += n;
+      if (!verify) kv.length += n;
       return t;
     };
     const char* tag = graphs ? "graphs_on" : "graphs_off";
@@ -252,7 +256,19 @@ int main(int argc, char** argv) {
       std::printf("decode at context %lld (graphs %s): %.1f tokens/s, %.1f GB/s of active weights + KV (%.2f GB per token)\n",
                   static_cast<long long>(ctx), graphs ? "on" : "off", tps, gbs, decode_bytes(ctx) / 1e9);
       json += std::string(json.size() > 1 ? "," : "") + "\"" + key + "_" + tag + "\":{\"tokens_per_s\":" + std::to_string(tps) +
-              ",\"gb_per_s\":" + std::to_string(gbs) + "}";
+              ",\"gb_per_s\":" + std::to_string(gbs);
+      // Speculative verification steps (issue 11) of k = 1 and 2 drafts at the same context: their time
+      // over a decode step's is what a round costs before the MTP layer's own step, so break-even
+      // acceptance per draft is about (ratio + mtp - 1) / k. Not graphed (two or more rows per sequence).
+      for (int64_t k = 1; k <= 2; ++k) {
+        step(kv, 1 + k, true);  // warm-up
+        double tv = 0;
+        for (int i = 0; i < 10; ++i) tv += step(kv, 1 + k, true);
+        const double ratio = (tv / 10) / (t / n);
+        std::printf("  verification step of 1 + %lld drafts: %.3f ms, %.2fx a decode step\n", static_cast<long long>(k), 1e3 * tv / 10, ratio);
+        json += ",\"verify_k" + std::to_string(k) + "_ratio\":" + std::to_string(ratio);
+      }
+      json += "}";
     };
     measure_decode(0, "decode_ctx0");
     measure_decode(4096, "decode_ctx4096");

@@ -83,6 +83,8 @@ struct RunOptions {
   bool batch_invariance = false;      // --batch-invariance: only check_batch_invariance
 };
 RunOptions g_opts;
+std::vector<int32_t> g_mtp_prompt;  // --mtp-prompt a,b,c: the MTP checks' prompt (token ids)
+int g_mtp_tokens = 12;              // --mtp-tokens N: tokens each MTP check generates
 
 struct Compare {
   double worst_rel = 0;
@@ -777,6 +779,106 @@ void check_checkpoint(const std::string& dir) {
 
 // A checkpoint the CUDA backend cannot run (e.g. MXFP4 experts whose hidden size is not a multiple of
 // 32): loading it there is a typed UNSUPPORTED_FORMAT that names the reason, and nothing stays allocated.
+// ---------------------------------------------------------------------------------------------
+// The MTP layer (speculative decoding) on the CUDA backend: asked for at load (off by default there),
+// its draft logits at every position of a prompt against the CPU backend's (the trunk's budget: 4-row
+// steps are the fp32 path), and greedy generation with 1 and 2 drafts per round token for token equal
+// to generation without drafts on the same backend and to the CPU backend's, with drafts proposed and
+// accepted (on the trained default model: its MTP layer agrees with the trunk most of the time).
+// ---------------------------------------------------------------------------------------------
+void check_mtp(const std::string& dir, const std::vector<int32_t>& prompt, int64_t max_tokens) {
+  const std::string name = label(dir) + " MTP";
+  auto load_spec = [&](glm::BackendChoice b, int64_t draft_tokens, std::unique_ptr<glm::Model>* out) {
+    glm::LoadOptions o;
+    o.kv_type = g_opts.kv;
+    o.backend = b;
+    o.threads = 2;
+    o.prefetch = false;
+    o.max_step_rows = g_opts.step_rows;
+    o.kv_cache_bytes = b == glm::BackendChoice::Cuda ? (16u << 20) : 0;
+    o.draft_tokens = draft_tokens;
+    return glm::Model::load(dir, o, nullptr, nullptr, out);
+  };
+  std::unique_ptr<glm::Model> cpu, gpu, plain;
+  glm::Status st = load_spec(glm::BackendChoice::Cpu, 1, &cpu);
+  report(st.is_ok(), name + ": load on the CPU backend, 1 draft " + st.message());
+  st = load_spec(glm::BackendChoice::Cuda, 1, &gpu);
+  report(st.is_ok() && gpu->draft_tokens() == 1 && gpu->speculation_reason() == "requested",
+         name + ": the CUDA backend runs the MTP layer when asked: " + (gpu ? gpu->speculation_reason() : st.message()));
+  st = load_spec(glm::BackendChoice::Cuda, -1, &plain);
+  report(st.is_ok() && plain->draft_tokens() == 0 && gpu && plain->backend().kv_pool().page_bytes * uint64_t(plain->config().num_hidden_layers + 1) ==
+                        gpu->backend().kv_pool().page_bytes * uint64_t(plain->config().num_hidden_layers),
+         name + ": off by default on the CUDA backend, with no MTP KV layer: " + (plain ? plain->speculation_reason() : st.message()));
+  if (!cpu || !gpu || !plain) return;
+  const int64_t V = cpu->config().vocab_size;
+
+  // Draft logits at every position: the prompt in one evaluate (several steps), then two more tokens.
+  auto drafts_of = [&](glm::Model& m, std::vector<float>* trunk, std::vector<float>* drafts) {
+    std::unique_ptr<glm::Sequence> seq;
+    glm::Status s = m.create_sequence(512, &seq);
+    for (const auto& part : {prompt, std::vector<int32_t>{prompt[1], prompt[2]}}) {
+      if (!s.is_ok()) break;
+      glm::EvalRequest r;
+      r.sequence = seq.get(), r.tokens = part, r.all_logits = true, r.draft_logits = true;
+      std::vector<glm::EvalRequest*> one{&r};
+      s = m.evaluate(one, nullptr);
+      trunk->insert(trunk->end(), r.logits.begin(), r.logits.end());
+      drafts->insert(drafts->end(), r.drafts.begin(), r.drafts.end());
+    }
+    m.release_sequence(seq);
+    return s;
+  };
+  std::vector<float> cpu_trunk, cpu_drafts, gpu_trunk, gpu_drafts;
+  const glm::Status sc = drafts_of(*cpu, &cpu_trunk, &cpu_drafts);
+  const glm::Status sg = drafts_of(*gpu, &gpu_trunk, &gpu_drafts);
+  const size_t want_rows = prompt.size() - 1 + 2;  // a row per pair: (h_t, token t+1)
+  report(sc.is_ok() && sg.is_ok() && cpu_drafts.size() == want_rows * size_t(V) && gpu_drafts.size() == cpu_drafts.size(),
+         name + ": draft logits of every position on both backends (" + std::to_string(gpu_drafts.size() / size_t(V)) + " rows) " +
+             sc.message() + sg.message());
+  if (gpu_drafts.size() == cpu_drafts.size() && !cpu_drafts.empty()) {
+    Compare trunk, mtp;
+    compare_rows(gpu_trunk, cpu_trunk, V, &trunk);
+    compare_rows(gpu_drafts, cpu_drafts, V, &mtp);
+    char buf[256];
+    std::snprintf(buf, sizeof buf, ": MTP draft logits vs CPU over %d rows: worst rel L2 %.2e (budget %.0e), %d clear argmax mismatches; trunk %.2e",
+                  mtp.rows, mtp.worst_rel, kBudget, mtp.argmax_mismatch, trunk.worst_rel);
+    report(mtp.over_budget == 0 && mtp.argmax_mismatch == 0 && mtp.non_finite == 0 && trunk.over_budget == 0, name + buf);
+  }
+
+  // Greedy generation with and without drafts: the same tokens.
+  auto generate = [&](glm::Model& m, int64_t k, glm::GenerateResult* res) {
+    std::unique_ptr<glm::Sequence> seq;
+    glm::Status s = m.create_sequence(512, &seq);
+    glm::GenerateParams gp;
+    gp.max_tokens = max_tokens;
+    gp.draft_tokens = k;
+    if (s.is_ok()) s = m.generate(seq.get(), prompt, gp, nullptr, nullptr, nullptr, res);
+    m.release_sequence(seq);
+    return s;
+  };
+  auto ids = [](const glm::GenerateResult& r) {
+    std::vector<int32_t> v;
+    for (const auto& t : r.tokens) v.push_back(t.id);
+    return v;
+  };
+  glm::GenerateResult off, k1, k2, cpu_k1;
+  const glm::Status s0 = generate(*plain, 0, &off), s1 = generate(*gpu, 1, &k1), s2 = generate(*gpu, 2, &k2),
+                    s3 = generate(*cpu, 1, &cpu_k1);
+  report(s0.is_ok() && s1.is_ok() && s2.is_ok() && s3.is_ok() && int64_t(off.tokens.size()) == max_tokens,
+         name + ": greedy generation with and without drafts " + s0.message() + s1.message() + s2.message() + s3.message());
+  char buf[256];
+  std::snprintf(buf, sizeof buf, ": %zu greedy tokens identical without drafts, with k=1 (%lld of %lld drafts accepted) and k=2 (%lld of %lld), and to the CPU's",
+                off.tokens.size(), (long long)k1.accepted_draft_tokens, (long long)k1.draft_tokens, (long long)k2.accepted_draft_tokens,
+                (long long)k2.draft_tokens);
+  report(ids(off) == ids(k1) && ids(off) == ids(k2) && ids(off) == ids(cpu_k1) && k1.draft_tokens > 0 && k2.draft_tokens > 0 &&
+             k1.accepted_draft_tokens > 0,
+         name + buf);
+  std::snprintf(buf, sizeof buf, ": the CPU backend's k=1 run proposed %lld drafts and accepted %lld; the CUDA backend %lld and %lld",
+                (long long)cpu_k1.draft_tokens, (long long)cpu_k1.accepted_draft_tokens, (long long)k1.draft_tokens,
+                (long long)k1.accepted_draft_tokens);
+  report(cpu_k1.draft_tokens == k1.draft_tokens && cpu_k1.accepted_draft_tokens == k1.accepted_draft_tokens, name + buf);
+}
+
 void check_unsupported(const std::string& dir) {
   const std::string name = dir.substr(dir.find_last_of('/') + 1);
 #if defined(GLM_CUDA_HARNESS)
@@ -823,6 +925,25 @@ int main(int argc, char** argv) {
         return 2;
       }
     } else if (a == "--batch-invariance") g_opts.batch_invariance = true;
+    else if (a == "--mtp-prompt" && i + 1 < argc) {
+      g_mtp_prompt.clear();
+      for (const char* p = argv[++i]; *p;) {
+        char* end = nullptr;
+        g_mtp_prompt.push_back(int32_t(std::strtol(p, &end, 10)));
+        p = *end == ',' ? end + 1 : end;
+        if (end == p && *p) break;
+      }
+    } else if (a == "--mtp-tokens" && i + 1 < argc) g_mtp_tokens = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--mtp" && i + 1 < argc) {
+      const std::string dir = argv[++i];
+      if (g_mtp_prompt.size() < 3) {
+        std::fprintf(stderr, "--mtp needs --mtp-prompt with at least 3 token ids before it\n");
+        return 2;
+      }
+      const double fp32_budget = g_opts.kv == glm::KvType::F32 ? kBudgetFp32 : g_opts.kv == glm::KvType::BF16 ? kBudgetFp32Bf16Kv : kBudgetFp32Fp8Kv;
+      kBudget = g_opts.budget > 0 ? g_opts.budget : g_opts.step_rows <= 4 ? fp32_budget : kBudgetBf16;
+      check_mtp(dir, g_mtp_prompt, g_mtp_tokens);
+    }
     else check_checkpoint(a);
   }
   std::printf("%d passed, %d failed\n", g_passed, g_failed);

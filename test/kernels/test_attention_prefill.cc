@@ -30,7 +30,8 @@ struct Cache {
   }
 };
 
-void check_config(std::mt19937& rng, int64_t n_heads, int64_t n_kv, int64_t d, int64_t page_tokens, bool all_seeds) {
+void check_config(std::mt19937& rng, int64_t n_heads, int64_t n_kv, int64_t d, int64_t page_tokens, bool all_seeds,
+                  int64_t first_key = 0) {
   const int64_t batch = 3, max_len = 75;
   Cache c;
   c.pages_per_seq = (max_len + page_tokens - 1) / page_tokens;
@@ -55,19 +56,20 @@ void check_config(std::mt19937& rng, int64_t n_heads, int64_t n_kv, int64_t d, i
   for (int64_t r = 0; r < rows; ++r) {
     if (pos[size_t(r)] < 0) continue;
     const int64_t n = pos[size_t(r)] + 1;
+    if (n <= first_key) continue;  // no key left: zeros
     for (int64_t h = 0; h < n_heads; ++h) {
       const int64_t kvh = h / group;
       std::vector<double> s(static_cast<size_t>(n));
       double mx = -1e300, sum = 0;
-      for (int64_t j = 0; j < n; ++j) {
+      for (int64_t j = first_key; j < n; ++j) {
         const float* k = c.key(seq[size_t(r)], kvh, j);
         double dot = 0;
         for (int64_t i = 0; i < d; ++i) dot += double(q[size_t(r * hd + h * d + i)]) * k[i];
         s[size_t(j)] = dot * scale;
         mx = std::max(mx, s[size_t(j)]);
       }
-      for (auto& v : s) sum += (v = std::exp(v - mx));
-      for (int64_t j = 0; j < n; ++j) {
+      for (int64_t j = first_key; j < n; ++j) sum += (s[size_t(j)] = std::exp(s[size_t(j)] - mx));
+      for (int64_t j = first_key; j < n; ++j) {
         const float* v = c.value(seq[size_t(r)], kvh, j);
         for (int64_t i = 0; i < d; ++i) ref[size_t(r * hd + h * d + i)] += s[size_t(j)] / sum * v[i];
       }
@@ -81,8 +83,9 @@ void check_config(std::mt19937& rng, int64_t n_heads, int64_t n_kv, int64_t d, i
   a.n_heads = n_heads;
   a.pages_per_seq = c.pages_per_seq;
   a.scale = scale;
+  a.first_key = first_key;
   const std::string what = "attention_prefill heads " + std::to_string(n_heads) + "/" + std::to_string(n_kv) + " d=" +
-                           std::to_string(d) + " page=" + std::to_string(page_tokens);
+                           std::to_string(d) + " page=" + std::to_string(page_tokens) + " first_key=" + std::to_string(first_key);
   std::vector<float> got;
   auto run = [&](uint64_t) {
     d_out.poison();
@@ -114,6 +117,7 @@ void check_config(std::mt19937& rng, int64_t n_heads, int64_t n_kv, int64_t d, i
   da.max_len = max_len;
   da.n_splits = 2;
   da.scale = scale;
+  da.first_key = first_key;
   DeviceBuffer<float> d_dq(dq), d_dout(dq.size()), d_ws(size_t(glm::cuda::attention_decode_workspace_floats(c.layout, da)));
   DeviceBuffer<int32_t> d_lens(lens), d_table(table);
   CHECK(glm::cuda::attention_decode(Stream{}, d_dout.get(), d_dq.get(), d_pool.get(), nullptr, c.layout, d_table.get(), d_lens.get(), da,
@@ -128,6 +132,14 @@ TEST(attention_prefill_mixed_batch_matches_softmax_and_decode) {
   check_config(rng, 6, 2, 12, 16, true);   // group 3 (5 rows per block), head_dim 12 (not a multiple of 8)
   check_config(rng, 16, 1, 8, 5, false);   // group 16: 4 rows per block; 5-token pages
   check_config(rng, 2, 2, 64, 16, false);  // no GQA: 16 rows per block, the 40-row chunk spans 3 blocks
+}
+
+// The MTP layer's attention skips the keys below first_key (its slot 0 holds no pair): slot 0 only, and
+// a first_key past a whole tile and a decode split (rows whose positions are all below it get zeros).
+TEST(attention_prefill_and_decode_skip_keys_below_first_key) {
+  std::mt19937 rng(802);
+  check_config(rng, 6, 2, 12, 16, false, 1);
+  check_config(rng, 4, 2, 16, 5, false, 41);
 }
 
 TEST(attention_prefill_rejects_bad_arguments) {

@@ -1,6 +1,6 @@
 // Small device helpers of the CUDA backend (issue 5): argmax_tokens against engine/sampler.cc's rule
 // (exact), silu_mul against float64 silu(g) * u (fp32 exp and two roundings: 1e-6 relative + 1e-7),
-// add_inplace and gather_rows (exact).
+// add_inplace, gather_rows and concat_cols (exact).
 #include <cstring>
 #include <limits>
 
@@ -49,7 +49,7 @@ TEST(argmax_tokens_ties_nan_and_all_nan) {
   }
 }
 
-TEST(silu_mul_add_inplace_gather_rows) {
+TEST(silu_mul_add_inplace_gather_rows_concat_cols) {
   std::mt19937 rng(902);
   const int64_t n = 1000;
   const auto g = random_floats(rng, size_t(n), -20.0f, 20.0f), u = random_floats(rng, size_t(n), -3.0f, 3.0f);
@@ -81,6 +81,20 @@ TEST(silu_mul_add_inplace_gather_rows) {
     CHECK(glm::cuda::gather_rows(Stream{}, d_rows.get(), d_x.get(), d_idx.get(), int64_t(idx.size()), cols).is_ok());
     if (device_ok("gather_rows")) expect_close("gather_rows (exact)", d_rows.download(), want, 0, 0);
   });
+  // concat_cols: 6 rows of 37 + 11 columns side by side, the first input's columns first.
+  const auto y = random_floats(rng, size_t(6 * 11));
+  std::vector<double> cat;
+  for (int64_t r = 0; r < 6; ++r) {
+    for (int64_t c = 0; c < cols; ++c) cat.push_back(double(x[size_t(r * cols + c)]));
+    for (int64_t c = 0; c < 11; ++c) cat.push_back(double(y[size_t(r * 11 + c)]));
+  }
+  DeviceBuffer<float> d_y(y), d_cat(cat.size());
+  for_each_seed([&](uint64_t) {
+    d_cat.poison();
+    CHECK(glm::cuda::concat_cols(Stream{}, d_cat.get(), d_x.get(), d_y.get(), 6, cols, 11).is_ok());
+    if (device_ok("concat_cols")) expect_close("concat_cols (exact)", d_cat.download(), cat, 0, 0);
+  });
+  CHECK(!glm::cuda::concat_cols(Stream{}, d_x.get(), d_x.get(), d_y.get(), 6, cols, 11).is_ok()) << "aliased output";
   CHECK(!glm::cuda::silu_mul(Stream{}, nullptr, d_g.get(), d_u.get(), n).is_ok());
   CHECK(!glm::cuda::argmax_tokens(Stream{}, nullptr, d_g.get(), 1, n).is_ok());
 }
