@@ -608,6 +608,7 @@ Status CudaBackend::begin_step(const StepPlan& plan) {
   // An MTP step (engine/forward.cc mtp_step) carries its RoPE positions and hidden rows; it runs
   // eagerly at its own shape (one MoE layer: its launch gaps matter less than a trunk step's).
   const bool mtp_step = plan.first_key > 0 || !plan.rope_positions.empty() || !plan.hidden_rows.empty();
+  mtp_step_ = mtp_step;
   if (mtp_step && (!mtp_ || plan.first_key < 0 || (!plan.rope_positions.empty() && plan.rope_positions.size() != size_t(R)) ||
                    (!plan.hidden_rows.empty() && plan.hidden_rows.size() != size_t(R)))) {
     return Status::error(ErrorCode::Internal, "CUDA backend: an MTP step on a backend without the MTP layer, or a malformed one");

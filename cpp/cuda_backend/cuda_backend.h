@@ -256,6 +256,7 @@ class CudaBackend final : public Backend {
   const int32_t* rope_host_ = nullptr;
   std::vector<int64_t> hidden_rows_;
   int64_t first_key_ = 0;
+  bool mtp_step_ = false;  // this step is the MTP layer's (begin_step): run eagerly, never padded
   // The step as the device runs it. A decode step is padded to its graph bucket (begin_step): step_rows_
   // = step_seqs_ = the batch bucket (padding sequences of one row on the scratch page), pages_per_seq_ =
   // the page-table width bucket, step_logits_ = the padded logit rows; real_rows_ = the plan's rows.

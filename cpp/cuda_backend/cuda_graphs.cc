@@ -50,9 +50,10 @@ void CudaBackend::graph_begin_step(const StepPlan& plan) {
   step_sigs_.clear();
   replaying_ = nullptr;
   replay_pos_ = 0;
-  if (!decode_only_ || first_key_ > 0 || rope_host_ || !hidden_rows_.empty()) return;
-  // Only decode steps of the trunk are graphed (an MTP step runs eagerly): a prefill's shape changes with every prompt, and its kernels are
-  // long enough that launch gaps do not matter. An activation hook downloads intermediates mid-step.
+  if (!decode_only_ || mtp_step_) return;
+  // Only the trunk's decode steps are graphed (an MTP step runs eagerly): a prefill's shape changes with
+  // every prompt, and its kernels are long enough that launch gaps do not matter. An activation hook
+  // downloads intermediates mid-step.
   if (!opts_.graphs || plan.activation_hook || plan.logit_rows.empty()) {
     ++graph_stats_.eager_decode_steps;
     return;

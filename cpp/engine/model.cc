@@ -103,6 +103,7 @@ Status Model::create_backend(const std::atomic<bool>* cancel) {
   SpeculationConfig& spec = sched_opts_.spec;
   if (opts_.spec_max_batch >= 0) spec.max_batch = opts_.spec_max_batch;
   if (opts_.spec_min_acceptance >= 0) spec.min_acceptance = opts_.spec_min_acceptance;
+  spec.fill_while_idle = cfg_.num_hidden_layers >= 32;  // the fill is then at most ~3% of a step (either backend)
   sched_opts_.max_running = opts_.max_running;
   sched_opts_.max_queued = opts_.max_queued;
   if (opts_.backend != BackendChoice::Cpu) {
@@ -125,7 +126,6 @@ Status Model::create_backend(const std::atomic<bool>* cancel) {
       backend_reason_ = opts_.backend == BackendChoice::Cuda ? "requested" : "auto: a usable CUDA device was found";
       sched_opts_.max_step_tokens = co.max_step_rows;
       spec.draft_tokens = cuda_spec ? opts_.draft_tokens : 0;
-      spec.fill_while_idle = cfg_.num_hidden_layers >= 32;
       speculation_reason_ = !weights_.mtp ? "off: the checkpoint has no MTP layer"
                             : cuda_spec   ? "requested"
                                           : "off by default on the CUDA backend until measured on a GPU (speculative: { draftTokens } turns it on)";
@@ -152,7 +152,6 @@ Status Model::create_backend(const std::atomic<bool>* cancel) {
     speculation_reason_ = "off: requested";
   } else {
     spec.draft_tokens = opts_.draft_tokens > 0 ? opts_.draft_tokens : 1;
-    spec.fill_while_idle = cfg_.num_hidden_layers >= 32;  // the fill is then at most ~3% of a step
     speculation_reason_ = opts_.draft_tokens > 0 ? "requested" : "default: the checkpoint has an MTP layer";
     kv.layers = cfg_.num_hidden_layers + 1;
     size_pool_in_tokens();
