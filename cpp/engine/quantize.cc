@@ -8,6 +8,11 @@
 #include <limits>
 #include <string>
 
+#ifdef GLM_X86
+#include <immintrin.h>
+#endif
+
+#include "cpu/kernels.h"
 #include "cpu/thread_pool.h"
 #include "engine/matrix.h"
 #include "engine/quantize_gptq.h"
@@ -79,39 +84,121 @@ struct Region {
   int64_t c0, len;  // columns [c0, c0 + len)
 };
 
+// Squared (or activation-weighted squared) errors of one candidate scale over n elements of a run, and
+// their codes: the per-element part of the search (the sums over elements stay sequential, in the caller).
+void fp8_candidate_errors(const double* x, const float* a, int64_t n, double s, uint8_t* codes, double* d2) {
+  for (int64_t k = 0; k < n; ++k) {
+    double q;
+    codes[k] = encode_e4m3(x[k] / s, &q);
+    const double d = q * s - x[k];
+    d2[k] = a ? double(a[k]) * (d * d) : d * d;
+  }
+}
+
+#ifdef GLM_X86
+// The low halves of four 64-bit lane masks, as four 32-bit lane masks.
+__attribute__((target("avx2"))) inline __m128i mask_lanes32(__m256d m) {
+  return _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(_mm256_castpd_si256(m), _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)));
+}
+
+// fp8_candidate_errors four lanes at a time, for CPUs with AVX2 (chosen at run time): the three paths of
+// encode_e4m3 computed for every lane and selected by masks, each the same IEEE operations as the scalar
+// one (division, float32 rounding, integer rounding of the float32 bits), so codes and errors are bit for
+// bit equal. The target is AVX2 alone, without FMA, so the compiler cannot contract q·s − x.
+__attribute__((target("avx2"))) void fp8_candidate_errors_avx2(const double* x, const float* a, int64_t n, double s,
+                                                               uint8_t* codes, double* d2) {
+  const __m256d vs = _mm256_set1_pd(s), sign = _mm256_set1_pd(-0.0);
+  int64_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    const __m256d vx = _mm256_loadu_pd(x + k);
+    const __m256d v = _mm256_div_pd(vx, vs);
+    const __m256d av = _mm256_andnot_pd(sign, v);
+    const __m256d neg = _mm256_cmp_pd(v, _mm256_setzero_pd(), _CMP_LT_OQ);
+    const __m256d big = _mm256_cmp_pd(av, _mm256_set1_pd(464), _CMP_NLT_UQ);  // also NaN
+    const __m256d sub = _mm256_cmp_pd(av, _mm256_set1_pd(0x1p-6), _CMP_LT_OQ);
+    const __m256d r = _mm256_sub_pd(_mm256_add_pd(_mm256_mul_pd(av, _mm256_set1_pd(512)), _mm256_set1_pd(0x1p52)), _mm256_set1_pd(0x1p52));
+    const __m256d mag_sub = _mm256_mul_pd(r, _mm256_set1_pd(0x1p-9));
+    const __m128i code_sub = _mm256_cvttpd_epi32(r);
+    __m128i b = _mm_castps_si128(_mm256_cvtpd_ps(av));
+    b = _mm_and_si128(_mm_add_epi32(_mm_add_epi32(b, _mm_set1_epi32(0x7ffff)), _mm_and_si128(_mm_srli_epi32(b, 20), _mm_set1_epi32(1))),
+                      _mm_set1_epi32(int(0xfff00000u)));
+    const __m256d mag_norm = _mm256_cvtps_pd(_mm_castsi128_ps(b));
+    const __m128i code_norm = _mm_or_si128(_mm_slli_epi32(_mm_sub_epi32(_mm_srli_epi32(b, 23), _mm_set1_epi32(120)), 3),
+                                           _mm_and_si128(_mm_srli_epi32(b, 20), _mm_set1_epi32(7)));
+    const __m128i big32 = mask_lanes32(big), sub32 = mask_lanes32(sub), neg32 = mask_lanes32(neg);
+    const __m256d mag = _mm256_blendv_pd(_mm256_blendv_pd(mag_norm, mag_sub, sub), _mm256_set1_pd(448), big);
+    __m128i code = _mm_blendv_epi8(_mm_blendv_epi8(code_norm, code_sub, sub32), _mm_set1_epi32(0x7e), big32);
+    code = _mm_or_si128(code, _mm_and_si128(neg32, _mm_set1_epi32(0x80)));
+    const __m256d q = _mm256_xor_pd(mag, _mm256_and_pd(neg, sign));
+    const __m256d d = _mm256_sub_pd(_mm256_mul_pd(q, vs), vx);
+    __m256d e = _mm256_mul_pd(d, d);
+    if (a) e = _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + k)), e);
+    _mm256_storeu_pd(d2 + k, e);
+    const int packed = _mm_cvtsi128_si32(_mm_packus_epi16(_mm_packus_epi32(code, code), _mm_setzero_si128()));
+    std::memcpy(codes + k, &packed, 4);
+  }
+  fp8_candidate_errors(x + k, a ? a + k : nullptr, n - k, s, codes + k, d2 + k);
+}
+
+#endif
+
+using CandidateErrorsFn = void (*)(const double*, const float*, int64_t, double, uint8_t*, double*);
+
+// The engine's ISA choice (GLM_CPU_ISA=generic selects the scalar loop, which tests compare against).
+CandidateErrorsFn candidate_errors_fn() {
+#ifdef GLM_X86
+  if (cpu::active_isa() != cpu::Isa::Generic) return fp8_candidate_errors_avx2;
+#endif
+  return fp8_candidate_errors;
+}
+
 // Best scale for the region among N candidates (amax/448 times each shrink factor, rounded to float as
-// stored); the codes of the winner are written. All candidates are tried in one pass over the region:
-// their error sums are independent chains, so their additions overlap, while each is still summed in
-// the JS reference's element order (the comparisons, hence the choice, come out the same). `err_out`
-// receives the winner's unweighted squared error when a is null (the JS reference's per-row value).
+// stored); the codes of the winner are written. The per-element work is vectorised per candidate
+// (fp8_candidate_errors); each candidate's error is then still summed in the JS reference's element
+// order, all N sums advancing together (independent chains), so the comparisons, hence the choice, come
+// out the same. `err_out` receives the winner's unweighted squared error when a is null (the JS
+// reference's per-row value) and `ref2_out`, if given, the region's Σ w².
 template <int N>
 float fp8_region(const Region& g, const float* a, const double (&shrink)[N], uint8_t* codes, int64_t code_stride,
-                 std::vector<uint8_t>& scratch, double* err_out) {
-  double amax = 0;
+                 std::vector<uint8_t>& scratch, double* err_out, double* ref2_out = nullptr) {
+  // Four running maxima (exact in any order) so the loop is not one long dependency chain.
+  double m0 = 0, m1 = 0, m2 = 0, m3 = 0;
   for (int64_t r = 0; r < g.runs; ++r) {
     const double* row = g.w + r * g.stride + g.c0;
-    for (int64_t k = 0; k < g.len; ++k) amax = std::max(amax, std::fabs(row[k]));
+    int64_t k = 0;
+    for (; k + 4 <= g.len; k += 4) {
+      m0 = std::max(m0, std::fabs(row[k])), m1 = std::max(m1, std::fabs(row[k + 1]));
+      m2 = std::max(m2, std::fabs(row[k + 2])), m3 = std::max(m3, std::fabs(row[k + 3]));
+    }
+    for (; k < g.len; ++k) m0 = std::max(m0, std::fabs(row[k]));
   }
+  const double amax = std::max(std::max(m0, m1), std::max(m2, m3));
   *err_out = 0;
+  if (ref2_out) *ref2_out = 0;
   if (amax == 0) return 0.0f;  // codes stay 0; scale 0 is valid (finite, >= 0)
   double s[N], err[N];
   for (int i = 0; i < N; ++i) s[i] = to_f32((amax / 448) * shrink[i]), err[i] = 0;
   const size_t cells = size_t(g.runs * g.len);
   scratch.resize(size_t(N) * cells);
+  constexpr int64_t kChunk = 64;
+  double d2[N][kChunk];
+  const CandidateErrorsFn candidate_errors = candidate_errors_fn();
+  double ref2 = 0;
   size_t idx = 0;
   for (int64_t r = 0; r < g.runs; ++r) {
     const double* row = g.w + r * g.stride + g.c0;
-    for (int64_t k = 0; k < g.len; ++k, ++idx) {
-      const double x = row[k];
-      const double ac = a ? double(a[g.c0 + k]) : 1.0;
-      for (int i = 0; i < N; ++i) {
-        double q;
-        scratch[size_t(i) * cells + idx] = encode_e4m3(x / s[i], &q);
-        const double d = q * s[i] - x;
-        err[i] += a ? ac * (d * d) : d * d;
+    const float* ar = a ? a + g.c0 : nullptr;
+    for (int64_t k0 = 0; k0 < g.len; k0 += kChunk) {
+      const int64_t n = std::min(kChunk, g.len - k0);
+      for (int i = 0; i < N; ++i) candidate_errors(row + k0, ar ? ar + k0 : nullptr, n, s[i], scratch.data() + size_t(i) * cells + idx, d2[i]);
+      for (int64_t k = 0; k < n; ++k) {
+        for (int i = 0; i < N; ++i) err[i] += d2[i][k];
+        if (ref2_out) ref2 += row[k0 + k] * row[k0 + k];
       }
+      idx += size_t(n);
     }
   }
+  if (ref2_out) *ref2_out = ref2;
   double best_s = amax / 448, best_err = std::numeric_limits<double>::infinity();
   int best = -1;
   for (int i = 0; i < N; ++i) {
@@ -130,9 +217,10 @@ float fp8_region(const Region& g, const float* a, const double (&shrink)[N], uin
 
 constexpr double kCalibratedShrink[kCalibratedFp8Steps] = {1.00, 0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.93, 0.92, 0.91, 0.90};
 
-float fp8_best(const Region& g, const float* a, uint8_t* codes, int64_t code_stride, std::vector<uint8_t>& scratch, double* err) {
-  return a ? fp8_region(g, a, kCalibratedShrink, codes, code_stride, scratch, err)
-           : fp8_region(g, a, kFp8Shrink, codes, code_stride, scratch, err);
+float fp8_best(const Region& g, const float* a, uint8_t* codes, int64_t code_stride, std::vector<uint8_t>& scratch, double* err,
+               double* ref2 = nullptr) {
+  return a ? fp8_region(g, a, kCalibratedShrink, codes, code_stride, scratch, err, ref2)
+           : fp8_region(g, a, kFp8Shrink, codes, code_stride, scratch, err, ref2);
 }
 
 void put_f32(std::vector<uint8_t>& bytes, int64_t i, float v) { std::memcpy(bytes.data() + 4 * i, &v, 4); }
@@ -178,10 +266,10 @@ void quantize_fp8_channel(const double* w, int64_t rows, int64_t cols, const flo
     for (int64_t r = r0; r < r1; ++r) {
       const Region g{w + r * cols, cols, 1, 0, cols};
       uint8_t* codes = out->data.data() + r * cols;
-      double err = 0;
-      const float s = fp8_best(g, a, codes, cols, scratch, &err);
+      double err = 0, ref2 = 0;
+      const float s = fp8_best(g, a, codes, cols, scratch, &err, a ? nullptr : &ref2);
       put_f32(out->scales, r, s);
-      errs[size_t(r)] = unit_error(g, a, err, [&](int64_t, int64_t c) { return tab[codes[c]] * double(s); });
+      errs[size_t(r)] = a ? unit_error(g, a, err, [&](int64_t, int64_t c) { return tab[codes[c]] * double(s); }) : RowErr{err, ref2, err, ref2};
     }
   });
 }
@@ -199,10 +287,10 @@ void quantize_fp8_block(const double* w, int64_t rows, int64_t cols, const float
       const int64_t i = b / bc, j = b % bc, r0 = i * B, c0 = j * B;
       const Region g{w + r0 * cols, cols, std::min(B, rows - r0), c0, std::min(B, cols - c0)};
       uint8_t* codes = out->data.data() + r0 * cols;
-      double err = 0;
-      const float s = fp8_best(g, a, codes, cols, scratch, &err);
+      double err = 0, ref2 = 0;
+      const float s = fp8_best(g, a, codes, cols, scratch, &err, a ? nullptr : &ref2);
       put_f32(out->scales, b, s);
-      errs[size_t(b)] = unit_error(g, a, err, [&](int64_t r, int64_t c) { return tab[codes[r * cols + c]] * double(s); });
+      errs[size_t(b)] = a ? unit_error(g, a, err, [&](int64_t r, int64_t c) { return tab[codes[r * cols + c]] * double(s); }) : RowErr{err, ref2, err, ref2};
     }
   });
 }

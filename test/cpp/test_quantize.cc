@@ -7,11 +7,13 @@
 //     independent float64 sum), and the thread count never changes a byte.
 // The bit-for-bit match with lib/quantize.ts is test/quantize-native.test.ts (it needs the JS side).
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <vector>
 
 #include "check.h"
+#include "cpu/kernels.h"
 #include "cpu/thread_pool.h"
 #include "engine/quantize.h"
 
@@ -150,6 +152,55 @@ TEST(quant_e4m3_encode_rounds_to_nearest_even_and_saturates) {
   CHECK(quant::e4m3_encode(463.9) == 0x7e);
   CHECK(quant::e4m3_encode(1e9) == 0x7e);
   CHECK(quant::e4m3_encode(-1e9) == 0xfe);
+}
+
+// The FP8 search's vectorised path (AVX2) against its scalar loop (GLM_CPU_ISA=generic) on the values
+// where they could part: every code's value and every midpoint between neighbouring codes (ties to even),
+// subnormal codes, values that saturate under the shrunken candidate scales, both signs, and random rows
+// whose length leaves a tail for the scalar loop. Rows start with 448 so the first candidate scale is
+// exactly 1 and the crafted values are what gets encoded.
+TEST(quant_fp8_vector_search_matches_scalar_bit_for_bit) {
+  if (cpu::detected_isa() == cpu::Isa::Generic) {
+    std::printf("    skipped: this CPU has only the scalar path\n");
+    return;
+  }
+  const int64_t cols = 263, rows = 12;
+  std::vector<double> w(size_t(rows * cols));
+  std::mt19937 rng(11);
+  std::normal_distribution<double> normal(0, 1);
+  std::vector<double> crafted;
+  for (int b = 0; b < 0x7f; ++b) {
+    crafted.push_back(e4m3_ref(uint8_t(b)));
+    if (b + 1 < 0x7f) crafted.push_back((e4m3_ref(uint8_t(b)) + e4m3_ref(uint8_t(b + 1))) / 2);
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      const size_t i = size_t(r * cols + c);
+      if (c == 0) w[i] = 448;
+      else if (r < 4) w[i] = crafted[size_t((c + r * 61) % int64_t(crafted.size()))] * ((c + r) % 2 ? -1 : 1);
+      else w[i] = normal(rng) * std::ldexp(1.0, int(r) - 8);
+    }
+  }
+  std::vector<float> a(static_cast<size_t>(cols));
+  for (auto& v : a) v = float(std::exp(normal(rng)));
+  const cpu::Isa isa = cpu::active_isa();
+  for (quant::Target t : {quant::Target::Fp8Channel, quant::Target::Fp8Block}) {
+    for (const float* act : {static_cast<const float*>(nullptr), static_cast<const float*>(a.data())}) {
+      quant::QuantizeParams p;
+      p.target = t;
+      p.channel_weight = act;
+      quant::QuantizedMatrix vec, scalar;
+      cpu::set_isa_for_testing(cpu::detected_isa());
+      CHECK(quant::quantize_matrix(w.data(), rows, cols, p, nullptr, &vec).is_ok());
+      cpu::set_isa_for_testing(cpu::Isa::Generic);
+      CHECK(quant::quantize_matrix(w.data(), rows, cols, p, nullptr, &scalar).is_ok());
+      cpu::set_isa_for_testing(isa);
+      CHECK(vec.data == scalar.data && vec.scales == scalar.scales) << "target " << int(t) << (act ? " calibrated" : " plain");
+      CHECK(std::memcmp(&vec.err2, &scalar.err2, 8) == 0 && std::memcmp(&vec.ref2, &scalar.ref2, 8) == 0 &&
+            std::memcmp(&vec.werr2, &scalar.werr2, 8) == 0 && std::memcmp(&vec.wref2, &scalar.wref2, 8) == 0)
+          << "target " << int(t) << (act ? " calibrated" : " plain");
+    }
+  }
 }
 
 // GPTQ-style feedback (quantize_gptq.cc) on a layer whose inputs are correlated (x = z·M, z iid): the
