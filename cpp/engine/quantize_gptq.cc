@@ -72,42 +72,26 @@ bool feedback_factor(const float* cov, int64_t n, std::vector<double>* u) {
   return false;
 }
 
-// E8M0 code for a group of (updated) weights: the calibrated candidates (round-up exponent, one and two
-// below) by activation-weighted error.
-uint8_t mxfp4_scale(const double* w, int64_t n, const float* a) {
-  double amax = 0;
-  for (int64_t k = 0; k < n; ++k) amax = std::max(amax, std::fabs(w[k]));
-  int e0 = -127;
-  if (amax > 0) {
-    int e;
-    const double m = std::frexp(amax / 6, &e);
-    e0 = m == 0.5 ? e - 1 : e;
-  }
-  int best = 0;
-  double best_err = std::numeric_limits<double>::infinity();
-  for (int i = 0; i < 3; ++i) {
-    const int code = std::min(254, std::max(0, e0 - i + 127));
-    const double s = std::ldexp(1.0, code - 127), inv = std::ldexp(1.0, 127 - code);
-    double err = 0;
-    for (int64_t k = 0; k < n; ++k) {
-      const double d = kE2m1[e2m1_encode(w[k] * inv)] * s - w[k];
-      err += double(a[k]) * d * d;
-    }
-    if (err < best_err) best_err = err, best = code;
-  }
-  return uint8_t(best);
-}
-
 }  // namespace
 
 Status quantize_gptq(const double* w, int64_t rows, int64_t cols, const QuantizeParams& p, cpu::ThreadPool* pool,
                      QuantizedMatrix* out) {
   QuantizeParams plain = p;
   plain.covariance = nullptr;
-  // FP8 scales (and the fallback result) from the calibrated search without feedback.
+  // Every scale (and the fallback result) from the calibrated search without feedback: in act order a
+  // group's columns are not rounded together, so its scale cannot wait for the feedback's updates.
   GLM_TRY(quantize_matrix(w, rows, cols, plain, pool, out));
+  // Act order: columns are rounded by descending input energy (diagonal of E[x xᵀ]), so the columns
+  // that matter most are rounded while the most columns remain to absorb their error. The feedback runs
+  // on the covariance permuted to that order.
+  std::vector<int64_t> perm(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) perm[size_t(j)] = j;
+  std::stable_sort(perm.begin(), perm.end(), [&](int64_t x, int64_t y) { return p.covariance[x * cols + x] > p.covariance[y * cols + y]; });
+  std::vector<float> hp(size_t(cols * cols));
+  for (int64_t i = 0; i < cols; ++i)
+    for (int64_t j = 0; j < cols; ++j) hp[size_t(i * cols + j)] = p.covariance[perm[size_t(i)] * cols + perm[size_t(j)]];
   std::vector<double> u;
-  if (!feedback_factor(p.covariance, cols, &u)) return Status::ok();
+  if (!feedback_factor(hp.data(), cols, &u)) return Status::ok();
 
   const float* a = p.channel_weight;
   const int64_t B = kFp8BlockSize, bc = (cols + B - 1) / B, G = kMxfp4Group, groups = (cols + G - 1) / G;
@@ -122,28 +106,25 @@ Status quantize_gptq(const double* w, int64_t rows, int64_t cols, const Quantize
     std::vector<double> x(static_cast<size_t>(cols)), deq(static_cast<size_t>(cols));
     for (int64_t r = r0; r < r1; ++r) {
       const double* orig = w + r * cols;
-      std::copy(orig, orig + cols, x.begin());
+      for (int64_t j = 0; j < cols; ++j) x[size_t(j)] = orig[perm[size_t(j)]];  // x in rounding order
       double s = 0;
       for (int64_t j = 0; j < cols; ++j) {
+        const int64_t col = perm[size_t(j)];
         double q;
         if (p.target == Target::Mxfp4) {
-          const int64_t g = j / G;
-          if (j % G == 0) {
-            const uint8_t code = mxfp4_scale(x.data() + j, std::min(G, cols - j), a + j);
-            out->scales[size_t(r * groups + g)] = code;
-            s = std::ldexp(1.0, int(code) - 127);
-          }
+          const int64_t g = col / G;
+          s = std::ldexp(1.0, int(out->scales[size_t(r * groups + g)]) - 127);
           const uint8_t c = e2m1_encode(x[size_t(j)] / s);
-          uint8_t& byte = out->data[size_t((r * groups + g) * 16 + (j % G) / 2)];
-          byte = (j % 2) ? uint8_t((byte & 0x0f) | (c << 4)) : uint8_t((byte & 0xf0) | c);
+          uint8_t& byte = out->data[size_t((r * groups + g) * 16 + (col % G) / 2)];
+          byte = (col % 2) ? uint8_t((byte & 0x0f) | (c << 4)) : uint8_t((byte & 0xf0) | c);
           q = kE2m1[c] * s;
         } else {
-          s = fp8_scale(r, j);
+          s = fp8_scale(r, col);
           const uint8_t c = s > 0 ? e4m3_encode(x[size_t(j)] / s) : 0;
-          out->data[size_t(r * cols + j)] = c;
+          out->data[size_t(r * cols + col)] = c;
           q = double(e4m3_to_f32(c)) * s;
         }
-        deq[size_t(j)] = q;
+        deq[size_t(col)] = q;
         // Push this column's rounding error onto the columns still to come.
         const double e = (x[size_t(j)] - q) / u[size_t(j * cols + j)];
         const double* urow = u.data() + j * cols;
