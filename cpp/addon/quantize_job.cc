@@ -135,13 +135,10 @@ Napi::Value quantize_matrix(const Napi::CallbackInfo& info) {
   auto deferred = Napi::Promise::Deferred::New(env);
   auto tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function(), "glm-node quantize", 0, 1);
   const bool posted = host->executor.post([host, b, deferred, tsfn]() mutable {
-    b->status = quant::decode_weight(b->bytes, b->n_bytes, b->dtype, b->rows, b->cols, b->scheme,
-                                     b->in_scales.data(), b->in_scales.size(), &host->pool, &host->weight);
-    if (b->status.is_ok()) {
-      b->params.channel_weight = b->channel_weight.empty() ? nullptr : b->channel_weight.data();
-      b->params.covariance = b->covariance.empty() ? nullptr : b->covariance.data();
-      b->status = quant::quantize_matrix(host->weight.data(), b->rows, b->cols, b->params, &host->pool, &b->result);
-    }
+    b->params.channel_weight = b->channel_weight.empty() ? nullptr : b->channel_weight.data();
+    b->params.covariance = b->covariance.empty() ? nullptr : b->covariance.data();
+    b->status = quant::quantize_input(b->bytes, b->n_bytes, b->dtype, b->rows, b->cols, b->scheme, b->in_scales.data(),
+                                      b->in_scales.size(), b->params, &host->pool, &host->weight, &b->result);
     tsfn.BlockingCall([b, deferred](Napi::Env env, Napi::Function) {
       b->input.Reset();
       guarded_js([&] {

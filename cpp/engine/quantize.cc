@@ -163,15 +163,29 @@ float fp8_region(const Region& g, const float* a, const double (&shrink)[N], uin
                  std::vector<uint8_t>& scratch, double* err_out, double* ref2_out = nullptr) {
   // Four running maxima (exact in any order) so the loop is not one long dependency chain.
   double m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+#ifdef GLM_X86
+  __m128d v0 = _mm_setzero_pd(), v1 = _mm_setzero_pd();  // weights are finite: maxpd is the exact max
+  const __m128d sign = _mm_set1_pd(-0.0);
+#endif
   for (int64_t r = 0; r < g.runs; ++r) {
     const double* row = g.w + r * g.stride + g.c0;
     int64_t k = 0;
+#ifdef GLM_X86
+    for (; k + 4 <= g.len; k += 4) {
+      v0 = _mm_max_pd(v0, _mm_andnot_pd(sign, _mm_loadu_pd(row + k)));
+      v1 = _mm_max_pd(v1, _mm_andnot_pd(sign, _mm_loadu_pd(row + k + 2)));
+    }
+#endif
     for (; k + 4 <= g.len; k += 4) {
       m0 = std::max(m0, std::fabs(row[k])), m1 = std::max(m1, std::fabs(row[k + 1]));
       m2 = std::max(m2, std::fabs(row[k + 2])), m3 = std::max(m3, std::fabs(row[k + 3]));
     }
     for (; k < g.len; ++k) m0 = std::max(m0, std::fabs(row[k]));
   }
+#ifdef GLM_X86
+  const __m128d v = _mm_max_pd(v0, v1);
+  m1 = std::max(m1, std::max(_mm_cvtsd_f64(v), _mm_cvtsd_f64(_mm_unpackhi_pd(v, v))));
+#endif
   const double amax = std::max(std::max(m0, m1), std::max(m2, m3));
   *err_out = 0;
   if (ref2_out) *ref2_out = 0;
@@ -256,15 +270,23 @@ RowErr unit_error(const Region& g, const float* a, double search_err, Dequant dq
   return e;
 }
 
-void quantize_fp8_channel(const double* w, int64_t rows, int64_t cols, const float* a, cpu::ThreadPool* pool,
+// Where the FP8 quantizers read rows: rows(r0, n, buf) returns rows [r0, r0 + n) with stride cols, either
+// straight from a decoded matrix or decoded into buf (then the float64 matrix never exists whole), or
+// null after recording a non-finite weight.
+using RowSource = std::function<const double*(int64_t r0, int64_t n, std::vector<double>& buf)>;
+
+void quantize_fp8_channel(const RowSource& rows_at, int64_t rows, int64_t cols, const float* a, cpu::ThreadPool* pool,
                           QuantizedMatrix* out, std::vector<RowErr>& errs) {
   out->data.assign(size_t(rows * cols), 0);
   out->scales.assign(size_t(rows) * 4, 0);
   parallel_rows(pool, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
     const double* tab = e4m3_table();
     std::vector<uint8_t> scratch;
+    std::vector<double> buf;
     for (int64_t r = r0; r < r1; ++r) {
-      const Region g{w + r * cols, cols, 1, 0, cols};
+      const double* row = rows_at(r, 1, buf);
+      if (!row) return;
+      const Region g{row, cols, 1, 0, cols};
       uint8_t* codes = out->data.data() + r * cols;
       double err = 0, ref2 = 0;
       const float s = fp8_best(g, a, codes, cols, scratch, &err, a ? nullptr : &ref2);
@@ -274,23 +296,30 @@ void quantize_fp8_channel(const double* w, int64_t rows, int64_t cols, const flo
   });
 }
 
-void quantize_fp8_block(const double* w, int64_t rows, int64_t cols, const float* a, cpu::ThreadPool* pool,
+// Threads take whole 128-row panels (every block of a panel reads the same rows).
+void quantize_fp8_block(const RowSource& rows_at, int64_t rows, int64_t cols, const float* a, cpu::ThreadPool* pool,
                         QuantizedMatrix* out, std::vector<RowErr>& errs) {
   const int64_t B = kFp8BlockSize, br = (rows + B - 1) / B, bc = (cols + B - 1) / B;
   out->data.assign(size_t(rows * cols), 0);
   out->scales.assign(size_t(br * bc) * 4, 0);
   errs.assign(size_t(br * bc), RowErr());  // one entry per block, summed in block order (the JS order)
-  parallel_rows(pool, br * bc, 1, [&](int64_t b0, int64_t b1) {
+  parallel_rows(pool, br, 1, [&](int64_t i0, int64_t i1) {
     const double* tab = e4m3_table();
     std::vector<uint8_t> scratch;
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t i = b / bc, j = b % bc, r0 = i * B, c0 = j * B;
-      const Region g{w + r0 * cols, cols, std::min(B, rows - r0), c0, std::min(B, cols - c0)};
-      uint8_t* codes = out->data.data() + r0 * cols;
-      double err = 0, ref2 = 0;
-      const float s = fp8_best(g, a, codes, cols, scratch, &err, a ? nullptr : &ref2);
-      put_f32(out->scales, b, s);
-      errs[size_t(b)] = a ? unit_error(g, a, err, [&](int64_t r, int64_t c) { return tab[codes[r * cols + c]] * double(s); }) : RowErr{err, ref2, err, ref2};
+    std::vector<double> buf;
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t r0 = i * B, nr = std::min(B, rows - r0);
+      const double* panel = rows_at(r0, nr, buf);
+      if (!panel) return;
+      for (int64_t j = 0; j < bc; ++j) {
+        const int64_t b = i * bc + j, c0 = j * B;
+        const Region g{panel, cols, nr, c0, std::min(B, cols - c0)};
+        uint8_t* codes = out->data.data() + r0 * cols;
+        double err = 0, ref2 = 0;
+        const float s = fp8_best(g, a, codes, cols, scratch, &err, a ? nullptr : &ref2);
+        put_f32(out->scales, b, s);
+        errs[size_t(b)] = a ? unit_error(g, a, err, [&](int64_t r, int64_t c) { return tab[codes[r * cols + c]] * double(s); }) : RowErr{err, ref2, err, ref2};
+      }
     }
   });
 }
@@ -376,17 +405,18 @@ uint8_t e2m1_encode(double v) {
   return uint8_t(v < 0 ? c | 8 : c);
 }
 
-Status decode_weight(const uint8_t* bytes, size_t n_bytes, DType dtype, int64_t rows, int64_t cols, InputScheme scheme,
-                     const float* in_scales, size_t n_in_scales, cpu::ThreadPool* pool, std::vector<double>* out) {
+namespace {
+
+Status check_input(size_t n_bytes, DType dtype, int64_t rows, int64_t cols, InputScheme scheme, const float* in_scales,
+                   size_t n_in_scales) {
   if (rows <= 0 || cols <= 0 || rows > (int64_t(1) << 40) / cols) {
     return Status::error(ErrorCode::InvalidParam, "quantize: bad matrix shape");
   }
   const int64_t n = rows * cols;
-  const int eb = dtype_bits(dtype) / 8;
   if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16 && dtype != DType::F8_E4M3) {
     return Status::error(ErrorCode::UnsupportedFormat, "quantize: the weight dtype must be F32, BF16, F16 or F8_E4M3");
   }
-  if (n_bytes != size_t(n) * size_t(eb)) return Status::error(ErrorCode::ModelFormat, "quantize: weight byte count does not match its shape");
+  if (n_bytes != size_t(n) * size_t(dtype_bits(dtype) / 8)) return Status::error(ErrorCode::ModelFormat, "quantize: weight byte count does not match its shape");
   if (dtype == DType::F8_E4M3) {
     const int64_t B = kFp8BlockSize;
     const size_t want = scheme == InputScheme::Fp8Channel ? size_t(rows)
@@ -396,38 +426,141 @@ Status decode_weight(const uint8_t* bytes, size_t n_bytes, DType dtype, int64_t 
       return Status::error(ErrorCode::ModelFormat, "quantize: an F8_E4M3 weight needs its scales in the input's layout");
     }
   }
+  return Status::ok();
+}
+
+// Rows [r0, r0 + n) of the stored weight as float64 at dst (stride cols). Records the first non-finite
+// weight's element index in *bad (first found, by any thread) and returns false if there is one.
+// One loop per dtype, so the element loop has no switch in it; the finiteness test is on the stored bits
+// (an all-ones exponent), which vectorises where a test on the doubles would not.
+bool decode_rows(const uint8_t* bytes, DType dtype, int64_t cols, InputScheme scheme, const float* in_scales, int64_t r0,
+                 int64_t n, double* dst, std::atomic<int64_t>* bad) {
+  const int64_t first = r0 * cols, count = n * cols;
+  switch (dtype) {
+    case DType::F32: {
+      uint32_t special = 0;  // any all-ones exponent (infinity or NaN)
+      for (int64_t i = 0; i < count; ++i) {
+        uint32_t u;
+        std::memcpy(&u, bytes + 4 * (first + i), 4);
+        special |= uint32_t((u & 0x7f800000u) == 0x7f800000u);
+        float f;
+        std::memcpy(&f, &u, 4);
+        dst[i] = f;
+      }
+      if (!special) return true;
+      break;
+    }
+    case DType::BF16: {
+      uint32_t special = 0;
+      for (int64_t i = 0; i < count; ++i) {
+        uint16_t h;
+        std::memcpy(&h, bytes + 2 * (first + i), 2);
+        special |= uint32_t((h & 0x7f80u) == 0x7f80u);
+        dst[i] = bf16_to_f32(h);
+      }
+      if (!special) return true;
+      break;
+    }
+    case DType::F16: {
+      uint32_t special = 0;
+      for (int64_t i = 0; i < count; ++i) {
+        uint16_t h;
+        std::memcpy(&h, bytes + 2 * (first + i), 2);
+        special |= uint32_t((h & 0x7c00u) == 0x7c00u);
+        dst[i] = f16_to_f32(h);
+      }
+      if (!special) return true;
+      break;
+    }
+    default: {
+      const double* tab = e4m3_table();
+      const int64_t bc = (cols + kFp8BlockSize - 1) / kFp8BlockSize;
+      int all_finite = 1;
+      for (int64_t r = r0; r < r0 + n; ++r) {
+        for (int64_t c = 0; c < cols; ++c) {
+          const float s = scheme == InputScheme::Fp8Channel ? in_scales[r] : in_scales[(r / kFp8BlockSize) * bc + c / kFp8BlockSize];
+          const double v = tab[bytes[r * cols + c]] * double(s);  // exact in float64 (4 + 24 significant bits)
+          all_finite &= int(std::isfinite(v));
+          dst[(r - r0) * cols + c] = v;
+        }
+      }
+      if (all_finite) return true;
+    }
+  }
+  for (int64_t i = 0; i < count; ++i) {
+    if (std::isfinite(dst[i])) continue;
+    int64_t expected = -1;
+    bad->compare_exchange_strong(expected, first + i);
+    break;
+  }
+  return false;
+}
+
+Status non_finite(int64_t at) {
+  return Status::error(ErrorCode::Numerical, "quantize: non-finite weight at element " + std::to_string(at));
+}
+
+}  // namespace
+
+Status decode_weight(const uint8_t* bytes, size_t n_bytes, DType dtype, int64_t rows, int64_t cols, InputScheme scheme,
+                     const float* in_scales, size_t n_in_scales, cpu::ThreadPool* pool, std::vector<double>* out) {
+  GLM_TRY(check_input(n_bytes, dtype, rows, cols, scheme, in_scales, n_in_scales));
   // Only ever grown: the caller keeps one buffer for a whole checkpoint, because first-touching fresh
   // pages costs more than the quantization itself on some hosts (~3 GB/s measured in a sandbox).
-  if (out->size() < size_t(n)) out->resize(size_t(n));
+  if (out->size() < size_t(rows * cols)) out->resize(size_t(rows * cols));
   double* w = out->data();
   std::atomic<int64_t> bad{-1};
   parallel_rows(pool, rows, std::max<int64_t>(1, 65536 / cols), [&](int64_t r0, int64_t r1) {
-    const double* tab = e4m3_table();
-    const int64_t bc = (cols + kFp8BlockSize - 1) / kFp8BlockSize;
-    for (int64_t r = r0; r < r1; ++r) {
-      for (int64_t c = 0; c < cols; ++c) {
-        const int64_t i = r * cols + c;
-        double v;
-        switch (dtype) {
-          case DType::F32: { float f; std::memcpy(&f, bytes + 4 * i, 4); v = f; break; }
-          case DType::BF16: { uint16_t h; std::memcpy(&h, bytes + 2 * i, 2); v = bf16_to_f32(h); break; }
-          case DType::F16: { uint16_t h; std::memcpy(&h, bytes + 2 * i, 2); v = f16_to_f32(h); break; }
-          default: {
-            const float s = scheme == InputScheme::Fp8Channel ? in_scales[r] : in_scales[(r / kFp8BlockSize) * bc + c / kFp8BlockSize];
-            v = tab[bytes[i]] * double(s);  // exact in float64 (4 + 24 significant bits)
-          }
-        }
-        if (!std::isfinite(v)) {
-          int64_t expected = -1;
-          bad.compare_exchange_strong(expected, i);
-        }
-        w[i] = v;
-      }
-    }
+    decode_rows(bytes, dtype, cols, scheme, in_scales, r0, r1 - r0, w + r0 * cols, &bad);
   });
-  if (bad.load() >= 0) {
-    return Status::error(ErrorCode::Numerical, "quantize: non-finite weight at element " + std::to_string(bad.load()));
+  if (bad.load() >= 0) return non_finite(bad.load());
+  return Status::ok();
+}
+
+namespace {
+
+RowSource decoded_rows(const double* w, int64_t cols) {
+  return [w, cols](int64_t r0, int64_t, std::vector<double>&) { return w + r0 * cols; };
+}
+
+Status check_channel_weight(const float* a, int64_t cols) {
+  for (int64_t c = 0; a && c < cols; ++c) {
+    if (!(a[c] >= 0) || !std::isfinite(a[c])) {
+      return Status::error(ErrorCode::InvalidParam, "quantize: activation statistic of channel " + std::to_string(c) + " is not a finite value >= 0");
+    }
   }
+  return Status::ok();
+}
+
+void sum_errors(const std::vector<RowErr>& errs, QuantizedMatrix* out) {
+  // Summed in row (block) order, so the totals do not depend on the thread count.
+  out->err2 = out->ref2 = out->werr2 = out->wref2 = 0;
+  for (const RowErr& e : errs) out->err2 += e.err2, out->ref2 += e.ref2, out->werr2 += e.werr2, out->wref2 += e.wref2;
+}
+
+}  // namespace
+
+Status quantize_input(const uint8_t* bytes, size_t n_bytes, DType dtype, int64_t rows, int64_t cols, InputScheme scheme,
+                      const float* in_scales, size_t n_in_scales, const QuantizeParams& p, cpu::ThreadPool* pool,
+                      std::vector<double>* scratch, QuantizedMatrix* out) {
+  if (p.target == Target::Mxfp4 || p.covariance) {
+    GLM_TRY(decode_weight(bytes, n_bytes, dtype, rows, cols, scheme, in_scales, n_in_scales, pool, scratch));
+    return quantize_matrix(scratch->data(), rows, cols, p, pool, out);
+  }
+  GLM_TRY(check_input(n_bytes, dtype, rows, cols, scheme, in_scales, n_in_scales));
+  GLM_TRY(check_channel_weight(p.channel_weight, cols));
+  // FP8 rows and blocks only ever read their own rows: each thread decodes the rows it quantizes into a
+  // buffer that stays in cache, instead of the whole matrix going out to memory as float64 and back.
+  std::atomic<int64_t> bad{-1};
+  const RowSource rows_at = [&](int64_t r0, int64_t n, std::vector<double>& buf) -> const double* {
+    if (buf.size() < size_t(n * cols)) buf.resize(size_t(n * cols));
+    return decode_rows(bytes, dtype, cols, scheme, in_scales, r0, n, buf.data(), &bad) ? buf.data() : nullptr;
+  };
+  std::vector<RowErr> errs(static_cast<size_t>(rows));
+  if (p.target == Target::Fp8Channel) quantize_fp8_channel(rows_at, rows, cols, p.channel_weight, pool, out, errs);
+  else quantize_fp8_block(rows_at, rows, cols, p.channel_weight, pool, out, errs);
+  if (bad.load() >= 0) return non_finite(bad.load());
+  sum_errors(errs, out);
   return Status::ok();
 }
 
@@ -435,26 +568,18 @@ Status quantize_matrix(const double* w, int64_t rows, int64_t cols, const Quanti
                        QuantizedMatrix* out) {
   if (rows <= 0 || cols <= 0) return Status::error(ErrorCode::InvalidParam, "quantize: empty matrix");
   const float* a = p.channel_weight;
-  if (a) {
-    for (int64_t c = 0; c < cols; ++c) {
-      if (!(a[c] >= 0) || !std::isfinite(a[c])) {
-        return Status::error(ErrorCode::InvalidParam, "quantize: activation statistic of channel " + std::to_string(c) + " is not a finite value >= 0");
-      }
-    }
-  }
+  GLM_TRY(check_channel_weight(a, cols));
   if (p.covariance) {
     if (!a) return Status::error(ErrorCode::InvalidParam, "quantize: a covariance needs the channel statistics too");
     return quantize_gptq(w, rows, cols, p, pool, out);
   }
   std::vector<RowErr> errs(static_cast<size_t>(rows));
   switch (p.target) {
-    case Target::Fp8Channel: quantize_fp8_channel(w, rows, cols, a, pool, out, errs); break;
-    case Target::Fp8Block: quantize_fp8_block(w, rows, cols, a, pool, out, errs); break;
+    case Target::Fp8Channel: quantize_fp8_channel(decoded_rows(w, cols), rows, cols, a, pool, out, errs); break;
+    case Target::Fp8Block: quantize_fp8_block(decoded_rows(w, cols), rows, cols, a, pool, out, errs); break;
     case Target::Mxfp4: quantize_mxfp4(w, rows, cols, a, pool, out, errs); break;
   }
-  // Summed in row order, so the totals do not depend on the thread count.
-  out->err2 = out->ref2 = out->werr2 = out->wref2 = 0;
-  for (const RowErr& e : errs) out->err2 += e.err2, out->ref2 += e.ref2, out->werr2 += e.werr2, out->wref2 += e.wref2;
+  sum_errors(errs, out);
   return Status::ok();
 }
 

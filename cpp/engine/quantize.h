@@ -56,6 +56,13 @@ Status decode_weight(const uint8_t* bytes, size_t n_bytes, DType dtype, int64_t 
 Status quantize_matrix(const double* w, int64_t rows, int64_t cols, const QuantizeParams& params, cpu::ThreadPool* pool,
                        QuantizedMatrix* out);
 
+// decode_weight then quantize_matrix, as one step: for FP8 targets without a covariance the rows are
+// decoded by the threads that quantize them and the float64 matrix is never built (faster; the same
+// bytes). *scratch is the float64 buffer for the other targets (reuse it across tensors).
+Status quantize_input(const uint8_t* bytes, size_t n_bytes, DType dtype, int64_t rows, int64_t cols, InputScheme scheme,
+                      const float* in_scales, size_t n_in_scales, const QuantizeParams& params, cpu::ThreadPool* pool,
+                      std::vector<double>* scratch, QuantizedMatrix* out);
+
 // Exposed for tests: nearest E4M3 code (ties to even, saturating at ±448) and E2M1 code (ties to even).
 uint8_t e4m3_encode(double v);
 uint8_t e2m1_encode(double v);

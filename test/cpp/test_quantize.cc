@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "check.h"
@@ -137,6 +138,69 @@ TEST(quant_rejects_bad_inputs) {
         ErrorCode::Numerical);
   CHECK(quant::decode_weight(reinterpret_cast<const uint8_t*>(bf16_nan), 3, DType::BF16, 1, 2, quant::InputScheme::None, nullptr, 0, nullptr, &out).code() ==
         ErrorCode::ModelFormat);
+}
+
+// quantize_input decodes FP8 targets' rows inside the quantizing threads instead of building the float64
+// matrix: the same bytes and error sums as decode_weight + quantize_matrix, for every target and input
+// dtype, and a non-finite weight anywhere is still an error naming its element.
+TEST(quant_input_path_matches_decoded_path_and_rejects_non_finite) {
+  const int64_t rows = 300, cols = 200;  // blocks and groups with ragged edges
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0, 0.05f);
+  std::vector<uint16_t> bf16(size_t(rows * cols));
+  std::vector<float> f32(bf16.size());
+  for (size_t i = 0; i < bf16.size(); ++i) {
+    const float v = normal(rng);
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    bf16[i] = uint16_t(u >> 16);
+    f32[i] = v;
+  }
+  std::vector<float> a(static_cast<size_t>(cols));
+  for (auto& v : a) v = std::fabs(normal(rng)) * 100;
+  cpu::ThreadPool pool(3);
+  struct Input { DType dtype; const uint8_t* bytes; size_t n; };
+  const Input inputs[] = {{DType::BF16, reinterpret_cast<const uint8_t*>(bf16.data()), bf16.size() * 2},
+                          {DType::F32, reinterpret_cast<const uint8_t*>(f32.data()), f32.size() * 4}};
+  for (const Input& in : inputs) {
+    for (quant::Target t : {quant::Target::Fp8Channel, quant::Target::Fp8Block, quant::Target::Mxfp4}) {
+      for (const float* act : {static_cast<const float*>(nullptr), static_cast<const float*>(a.data())}) {
+        quant::QuantizeParams p;
+        p.target = t;
+        p.channel_weight = act;
+        std::vector<double> w, scratch;
+        quant::QuantizedMatrix ref, got;
+        CHECK(quant::decode_weight(in.bytes, in.n, in.dtype, rows, cols, quant::InputScheme::None, nullptr, 0, &pool, &w).is_ok());
+        CHECK(quant::quantize_matrix(w.data(), rows, cols, p, &pool, &ref).is_ok());
+        CHECK(quant::quantize_input(in.bytes, in.n, in.dtype, rows, cols, quant::InputScheme::None, nullptr, 0, p, &pool, &scratch, &got).is_ok());
+        CHECK(got.data == ref.data && got.scales == ref.scales) << "target " << int(t);
+        CHECK(std::memcmp(&got.err2, &ref.err2, 8) == 0 && std::memcmp(&got.ref2, &ref.ref2, 8) == 0 &&
+              std::memcmp(&got.werr2, &ref.werr2, 8) == 0 && std::memcmp(&got.wref2, &ref.wref2, 8) == 0) << "target " << int(t);
+      }
+    }
+  }
+  // One infinity / NaN in the last block-row: every target reports it by element index.
+  const int64_t at = 290 * cols + 17;
+  std::vector<uint16_t> bad = bf16;
+  for (uint16_t special : {uint16_t(0x7f80), uint16_t(0xffc1)}) {
+    bad[size_t(at)] = special;
+    for (quant::Target t : {quant::Target::Fp8Channel, quant::Target::Fp8Block, quant::Target::Mxfp4}) {
+      quant::QuantizeParams p;
+      p.target = t;
+      std::vector<double> scratch;
+      quant::QuantizedMatrix q;
+      const Status st = quant::quantize_input(reinterpret_cast<const uint8_t*>(bad.data()), bad.size() * 2, DType::BF16, rows, cols,
+                                              quant::InputScheme::None, nullptr, 0, p, &pool, &scratch, &q);
+      CHECK(st.code() == ErrorCode::Numerical) << "target " << int(t);
+      CHECK(st.message().find("element " + std::to_string(at)) != std::string::npos) << st.message();
+    }
+  }
+  // A short buffer is a format error before any thread reads it.
+  quant::QuantizeParams p;
+  std::vector<double> scratch;
+  quant::QuantizedMatrix q;
+  CHECK(quant::quantize_input(reinterpret_cast<const uint8_t*>(bf16.data()), bf16.size() * 2 - 2, DType::BF16, rows, cols,
+                              quant::InputScheme::None, nullptr, 0, p, &pool, &scratch, &q).code() == ErrorCode::ModelFormat);
 }
 
 TEST(quant_e4m3_encode_rounds_to_nearest_even_and_saturates) {
