@@ -44,6 +44,9 @@ struct QuantizeParams {
   // With channel_weight: the full input covariance E[x xᵀ] [cols, cols] (its diagonal is channel_weight)
   // turns on GPTQ-style error feedback along each row (quantize_gptq.cc); nullptr: per-element rounding.
   const float* covariance = nullptr;
+  // With a covariance: round columns by descending E[x_c²] (act order); false keeps their natural order
+  // (for comparisons: act order measured better in every format).
+  bool act_order = true;
 };
 
 // Decodes `bytes` (dtype F32/BF16/F16, or F8_E4M3 with `in_scales` in the input scheme's layout) into

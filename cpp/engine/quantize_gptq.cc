@@ -86,7 +86,9 @@ Status quantize_gptq(const double* w, int64_t rows, int64_t cols, const Quantize
   // on the covariance permuted to that order.
   std::vector<int64_t> perm(static_cast<size_t>(cols));
   for (int64_t j = 0; j < cols; ++j) perm[size_t(j)] = j;
-  std::stable_sort(perm.begin(), perm.end(), [&](int64_t x, int64_t y) { return p.covariance[x * cols + x] > p.covariance[y * cols + y]; });
+  if (p.act_order) {
+    std::stable_sort(perm.begin(), perm.end(), [&](int64_t x, int64_t y) { return p.covariance[x * cols + x] > p.covariance[y * cols + y]; });
+  }
   std::vector<float> hp(size_t(cols * cols));
   for (int64_t i = 0; i < cols; ++i)
     for (int64_t j = 0; j < cols; ++j) hp[size_t(i * cols + j)] = p.covariance[perm[size_t(i)] * cols + perm[size_t(j)]];

@@ -10,7 +10,7 @@ namespace glm::quant {
 
 // p.covariance and p.channel_weight must be set. All scales (FP8 per row / per 128×128 block, MXFP4 per
 // 32-group) are chosen first as the calibrated search does, on the original weights; the columns are then
-// rounded in act order (descending E[x_c²]). err2 / werr2 are measured
+// rounded in act order (descending E[x_c²]) unless p.act_order is false. err2 / werr2 are measured
 // against the original weights. Falls back to plain calibrated rounding when the covariance is not
 // positive definite even after damping.
 Status quantize_gptq(const double* w, int64_t rows, int64_t cols, const QuantizeParams& p, cpu::ThreadPool* pool,
