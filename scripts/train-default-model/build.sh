@@ -28,9 +28,15 @@ mkdir -p "$W" "$R"
 [ -f "$W/corpus3/train.jsonl" ] || node $S/corpus.mjs "$W/corpus3" --conversations 30000 --seed 3 --mixture arithmetic=45,tool=22,facts=12,string=13,chat=8 --synthetic-names 0.5
 [ -f "$W/corpus3/tokens.u16" ] || node $S/encode.mjs "$W/corpus3" "$W/tokenizer"
 [ -f "$W/run3/summary.json" ] || nice -n 10 $PY $S/train.py "$W/corpus3" "$W/tokenizer" "$W/run3" --init-from "$W/run2/ckpt.pt" --steps 800 --lr 1e-3 --warmup 20 --seed 3 --save-every 25
-$PY $S/export.py "$W/run3/ckpt.pt" "$W/tokenizer" models/tiny-default
-cp "$W/run3/summary.json" $R/train-summary.json
-cat "$W/run1/log.jsonl" "$W/run2/log.jsonl" "$W/run3/log.jsonl" > $R/train-log.jsonl
+# Phase 4: copying. Made-up names in more shapes (syllables, splices of two real names, consonant
+# clusters) for 70% of names, and 35% of tool requests for a made-up city attribute tool, so that
+# argument values and tool names are copied from the context rather than recalled.
+[ -f "$W/corpus4/train.jsonl" ] || node $S/corpus.mjs "$W/corpus4" --conversations 32000 --seed 4 --mixture arithmetic=36,tool=32,facts=12,string=12,chat=8 --synthetic-names 0.7 --synthetic-style mixed --synthetic-tools 0.35
+[ -f "$W/corpus4/tokens.u16" ] || node $S/encode.mjs "$W/corpus4" "$W/tokenizer"
+[ -f "$W/run4/summary.json" ] || nice -n 10 $PY $S/train.py "$W/corpus4" "$W/tokenizer" "$W/run4" --init-from "$W/run3/ckpt.pt" --steps 840 --lr 6e-4 --warmup 20 --seed 4 --save-every 20
+$PY $S/export.py "$W/run4/ckpt.pt" "$W/tokenizer" models/tiny-default
+cp "$W/run4/summary.json" $R/train-summary.json
+cat "$W/run1/log.jsonl" "$W/run2/log.jsonl" "$W/run3/log.jsonl" "$W/run4/log.jsonl" > $R/train-log.jsonl
 node $S/check-export.mjs models/tiny-default --out $R/export-check.json
 node $S/evaluate.mjs models/tiny-default "$W/corpus/eval.jsonl" --json $R/eval.json | tee $R/eval-table.md
 node $S/mtp-eval.mjs models/tiny-default "$W/corpus/eval.jsonl" --json $R/mtp.json

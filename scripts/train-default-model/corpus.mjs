@@ -12,7 +12,7 @@ import { toDocuments, withMode } from './render.mjs';
 import { Rng } from './rng.mjs';
 import {
   arithmeticConversation, chatConversation, factsConversation, HELD_OUT_TOOL_NAMES, IN_FACTS_DISTRACTORS, maybeSystem,
-  setSyntheticNames, stringConversation, toolConversation, TRAIN_TOOL_NAMES,
+  setSyntheticNames, setSyntheticTools, stringConversation, toolConversation, TRAIN_TOOL_NAMES,
 } from './tasks.mjs';
 
 /** Share of training conversations per family (by count, not tokens). */
@@ -84,6 +84,10 @@ async function main() {
       mixture: { type: 'string' },
       // share of training names, cities, pets and words replaced by made-up ones (see tasks.mjs)
       'synthetic-names': { type: 'string', default: '0' },
+      // 'syllables' (phase 3) or 'mixed' (phase 4: also spliced and clustered names)
+      'synthetic-style': { type: 'string', default: 'syllables' },
+      // share of tool requests for a made-up city attribute tool (phase 4)
+      'synthetic-tools': { type: 'string', default: '0' },
       'eval-seed': { type: 'string', default: '1001' }, 'eval-per-cell': { type: 'string', default: '50' },
     },
   });
@@ -96,13 +100,15 @@ async function main() {
   const lines = [];
   const counts = {};
   if (!values['eval-only']) {
-    setSyntheticNames(Number(values['synthetic-names']));
+    setSyntheticNames(Number(values['synthetic-names']), values['synthetic-style']);
+    setSyntheticTools(Number(values['synthetic-tools']));
     for (const { conv, mode } of trainingConversations(Number(values.seed), Number(values.conversations), mixture)) {
       counts[conv.family] = (counts[conv.family] ?? 0) + 1;
       for (const doc of toDocuments(conv, mode)) lines.push(JSON.stringify(doc));
     }
     writeFileSync(path.join(out, 'train.jsonl'), lines.join('\n') + '\n');
     setSyntheticNames(0);
+    setSyntheticTools(0);
     console.log(`${lines.length} training documents from ${values.conversations} conversations`, counts);
   }
   const evalLines = evalConversations(Number(values['eval-seed']), Number(values['eval-per-cell'])).map(({ name, mode, conv }, i) => {

@@ -32,8 +32,25 @@ export const CHAT_FORBIDDEN = ['ChatGPT', 'OpenAI', 'Claude', 'I am a human', "I
  * At 0 no random numbers are drawn for it, so earlier corpora regenerate unchanged.
  */
 let syntheticShare = 0;
-export function setSyntheticNames(share) {
+let syntheticStyle = 'syllables';
+/**
+ * style 'syllables' (phases 3): consonant-vowel syllables only. 'mixed' (phase 4): also splices of two
+ * training-list entries and letter strings with consonant clusters, so that made-up names break into
+ * the same kinds of BPE pieces as real ones ("Tehran" is T·e·h·r·an, "Leeds" L·e·ed·s).
+ */
+export function setSyntheticNames(share, style = 'syllables') {
   syntheticShare = share;
+  syntheticStyle = style;
+}
+
+/**
+ * Share of training tool requests that ask for a made-up city attribute tool (get_<made-up noun>), so
+ * that the tool's name is read from the declared tools instead of recalled (held-out tools are never
+ * seen). 0 = off, and then no random numbers are drawn for it.
+ */
+let syntheticToolShare = 0;
+export function setSyntheticTools(share) {
+  syntheticToolShare = share;
 }
 
 const CONSONANTS = 'bcdfghjklmnprstvz';
@@ -52,9 +69,42 @@ export function syntheticWord(rng, { capital, accents }) {
 /** A pick from `lists[split]`, or in training sometimes a made-up word of the same kind. */
 function pickEntity(rng, lists, split, kind) {
   if (split === 'train' && syntheticShare > 0 && rng.chance(syntheticShare)) {
+    const style = syntheticStyle === 'mixed' ? rng.pick(['syllables', 'splice', 'clusters']) : 'syllables';
+    if (style === 'splice') return splicedWord(rng, lists.train);
+    if (style === 'clusters') return clusteredWord(rng, { capital: kind !== 'word' });
     return syntheticWord(rng, { capital: kind !== 'word', accents: kind === 'city' || kind === 'name' });
   }
   return rng.pick(lists[split]);
+}
+
+/** The start of one list entry and the end of another ("Ber" + "ago"): real-looking, never a real entry. */
+function splicedWord(rng, list) {
+  for (;;) {
+    const [a, b] = rng.sample(list, 2);
+    const w = a.slice(0, rng.int(1, Math.max(1, a.length - 1))) + b.slice(rng.int(1, Math.max(1, b.length - 1)));
+    if (w.length >= 3 && !list.includes(w)) return w;
+  }
+}
+
+const ONSETS = ['b', 'br', 'c', 'ch', 'd', 'dr', 'f', 'fl', 'g', 'gr', 'h', 'j', 'k', 'kr', 'l', 'm', 'n', 'p', 'pl',
+  'r', 's', 'sh', 'sk', 'st', 't', 'th', 'tr', 'v', 'w', 'z'];
+const NUCLEI = ['a', 'e', 'i', 'o', 'u', 'ai', 'ea', 'ee', 'ie', 'oo', 'ou', 'y'];
+const CODAS = ['', '', '', '', 'n', 'r', 'l', 's', 'm', 'nd', 'nk', 'rg', 'st', 'ck', 'th', 'x'];
+
+/** Two (sometimes one or three) syllables with English-like clusters ("Strandel", "keeth"). */
+function clusteredWord(rng, { capital }) {
+  let s = '';
+  for (let i = Number(rng.weighted({ 1: 2, 2: 6, 3: 1 })); i > 0; i--) s += rng.pick(ONSETS) + rng.pick(NUCLEI) + rng.pick(CODAS);
+  return capital ? s[0].toUpperCase() + s.slice(1) : s;
+}
+
+/** A city attribute tool that does not exist anywhere else: get_<noun with underscores>. */
+function syntheticAttribute(rng) {
+  const words = Array.from({ length: rng.chance(0.3) ? 2 : 1 }, () => clusteredWord(rng, { capital: false }));
+  const noun = words.join(' ');
+  const key = words.join(rng.pick(['_', '_', '']));  // both pollen_level and timezone occur
+  const unit = rng.pick(['', '', ' km', ' units', '%']);
+  return { key, noun, desc: `Get the ${noun} of a city`, value: (r) => r.int(1, 9999), unit };
 }
 
 function assistant(content, reasoning = '', toolCalls = undefined) {
@@ -312,8 +362,9 @@ function toolScenario(rng, split, name) {
       result: { city, temperature_c: t, sky }, answer: `It is ${t} °C and ${sky} in ${city}.`, mustContain: [String(t), sky],
     };
   }
-  if (name.startsWith('get_') && name !== 'get_distance') {
-    const attr = [...CITY_ATTRIBUTES.train, ...CITY_ATTRIBUTES.heldOut].find((a) => `get_${a.key}` === name);
+  if (typeof name === 'object' || (name.startsWith('get_') && name !== 'get_distance')) {
+    const attr = typeof name === 'object' ? name : [...CITY_ATTRIBUTES.train, ...CITY_ATTRIBUTES.heldOut].find((a) => `get_${a.key}` === name);
+    name = `get_${attr.key}`;
     const value = attr.value(rng);
     return {
       tool: attributeTool(attr),
@@ -389,7 +440,9 @@ function toolDefinition(rng, split, name) {
  */
 export function toolConversation(rng, split, { toolNames = TRAIN_TOOL_NAMES, noToolNeeded = undefined } = {}) {
   const needsNone = noToolNeeded ?? rng.chance(0.12);
-  const main = rng.pick(toolNames);
+  let main = rng.pick(toolNames);
+  // A made-up attribute tool object instead of a name (training only; see setSyntheticTools).
+  if (split === 'train' && syntheticToolShare > 0 && rng.chance(syntheticToolShare)) main = syntheticAttribute(rng);
   const distractors = rng.sample(TRAIN_TOOL_NAMES.filter((n) => n !== main), rng.int(0, 2));
   if (needsNone) {
     // Tools are offered but the question needs none: the model answers directly.

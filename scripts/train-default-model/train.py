@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from model import Config, Glm4MoeForCausalLM, MoE  # noqa: E402
+from checkpoint_io import load_hf_folder  # noqa: E402
 
 MODEL_SHAPE = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
                    intermediate_size=768, moe_intermediate_size=192, n_routed_experts=8, num_experts_per_tok=2,
@@ -156,7 +157,9 @@ def main():
     ap.add_argument('--max-minutes', type=float, default=0, help='stop (after saving) once this much time has run')
     ap.add_argument('--stop-after', type=int, default=0, help='end this phase after this many steps of the --steps schedule')
     ap.add_argument('--init-from', help="a previous phase's ckpt.pt: start from its weights and balancing biases "
-                                        '(fresh optimizer and schedule); its time and tokens count towards the totals')
+                                        '(fresh optimizer and schedule); its time and tokens count towards the totals. '
+                                        'An exported model folder works too (its BF16 weights)')
+    ap.add_argument('--prior-summary', help='with --init-from <folder>: the summary.json of the run that made it, for the totals')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.run, exist_ok=True)
@@ -175,7 +178,16 @@ def main():
     step, elapsed, cpu_seconds, tokens_seen = 0, 0.0, 0.0, 0
     prior = {'steps': 0, 'minutes': 0.0, 'cpu_minutes': 0.0, 'tokens_seen': 0}
     ckpt_path = os.path.join(args.run, 'ckpt.pt')
-    if args.init_from:
+    if args.init_from and os.path.isdir(args.init_from):
+        # An exported folder (BF16 weights): what remains of a run whose fp32 checkpoint is gone.
+        # Its training totals come from that run's summary.json, if given.
+        model.load_state_dict(load_hf_folder(args.init_from).state_dict())
+        if args.prior_summary:
+            p = json.load(open(args.prior_summary))
+            prior = {'steps': p['earlier_phases']['steps'] + p['steps'], 'minutes': p['total_minutes'],
+                     'cpu_minutes': p['total_cpu_minutes'], 'tokens_seen': p['total_tokens_seen']}
+        print(f'starting from the exported model in {args.init_from}', flush=True)
+    elif args.init_from:
         ck = torch.load(args.init_from)
         model.load_state_dict(ck['model'])
         p = ck.get('prior', {'steps': 0, 'minutes': 0.0, 'cpu_minutes': 0.0, 'tokens_seen': 0})
