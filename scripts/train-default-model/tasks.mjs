@@ -34,7 +34,7 @@ export const CHAT_FORBIDDEN = ['ChatGPT', 'OpenAI', 'Claude', 'I am a human', "I
 let syntheticShare = 0;
 let syntheticStyle = 'syllables';
 /**
- * style 'syllables' (phases 3): consonant-vowel syllables only. 'mixed' (phase 4): also splices of two
+ * style 'syllables' (phase 3): consonant-vowel syllables only. 'mixed' (phase 4): also splices of two
  * training-list entries and letter strings with consonant clusters, so that made-up names break into
  * the same kinds of BPE pieces as real ones ("Tehran" is T·e·h·r·an, "Leeds" L·e·ed·s).
  */
@@ -98,7 +98,7 @@ function clusteredWord(rng, { capital }) {
   return capital ? s[0].toUpperCase() + s.slice(1) : s;
 }
 
-/** A city attribute tool that does not exist anywhere else: get_<noun with underscores>. */
+/** A city attribute tool that does not exist anywhere else: get_<noun>, its words joined by '_' or nothing. */
 function syntheticAttribute(rng) {
   const words = Array.from({ length: rng.chance(0.3) ? 2 : 1 }, () => clusteredWord(rng, { capital: false }));
   const noun = words.join(' ');
