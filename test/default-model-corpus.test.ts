@@ -2,7 +2,8 @@
 // the copying phase must be consistent conversations, or the model learns to invent arguments instead
 // of copying them. Checked on generated conversations against rules written here, independently of
 // the generator: the call names a declared tool, its arguments fit that tool's schema, every string
-// argument is copied verbatim from the user's request, and the answer quotes the tool's result.
+// argument is copied verbatim from the user's request, and the final answer quotes every number of
+// the tool's result.
 import { describe, expect, it } from 'vitest';
 import { trainingConversations, evalConversations } from '../scripts/train-default-model/corpus.mjs';
 import { CITIES, CITY_ATTRIBUTES } from '../scripts/train-default-model/lists.mjs';
@@ -24,11 +25,14 @@ function generate(seed: number, count: number, names: number, style: string, too
   }
 }
 
+const userRequest = (c: Conversation) => c.messages.find((m) => m.role === 'user')!.content;
+const callsOf = (c: Conversation) => c.messages.flatMap((m) => m.tool_calls ?? []).map((t) => t.function);
+
 function toolProblems(conv: Conversation): string[] {
   const problems: string[] = [];
-  const request = conv.messages.find((m) => m.role === 'user')!.content;
+  const request = userRequest(conv);
   const declared = new Map((conv.tools ?? []).map((t) => [t.function.name, t.function.parameters]));
-  const calls = conv.messages.flatMap((m) => m.tool_calls ?? []).map((c) => c.function);
+  const calls = callsOf(conv);
   if (calls.length === 0) problems.push('no call');
   for (const call of calls) {
     const schema = declared.get(call.name);
@@ -45,6 +49,8 @@ function toolProblems(conv: Conversation): string[] {
   }
   const answer = conv.messages.at(-1)!;
   if (answer.role !== 'assistant' || answer.tool_calls) problems.push('does not end with an answer');
+  const resultNumbers = conv.messages.filter((m) => m.role === 'tool').flatMap((m) => m.content.match(/-?\d+(\.\d+)?/g) ?? []);
+  for (const n of resultNumbers) if (!answer.content.includes(n)) problems.push(`the answer does not quote ${n}`);
   return problems;
 }
 
@@ -53,26 +59,25 @@ describe('copying-phase corpus (made-up names and tools)', () => {
 
   it('every tool conversation calls a declared tool with arguments copied from the request', () => {
     expect(convs.length).toBeGreaterThan(400);
-    const bad = convs.map((c) => [c.messages[0]!.content, toolProblems(c)] as const).filter(([, p]) => p.length > 0);
+    const bad = convs.map((c) => [userRequest(c), toolProblems(c)] as const).filter(([, p]) => p.length > 0);
     expect(bad).toEqual([]);
   });
 
   it('a third of the requests ask for made-up attribute tools, named after the noun the user used', () => {
     const known = new Set([...TRAIN_TOOL_NAMES, ...CITY_ATTRIBUTES.heldOut.map((a: { key: string }) => `get_${a.key}`)]);
-    const madeUp = convs.map((c) => c.messages.flatMap((m) => m.tool_calls ?? [])[0]!.function.name).filter((n) => !known.has(n));
+    const madeUp = convs.map((c) => callsOf(c)[0]!.name).filter((n) => !known.has(n));
     expect(madeUp.length / convs.length).toBeGreaterThan(0.25);
     expect(madeUp.length / convs.length).toBeLessThan(0.45);
+    // "get_pollen_level" for "pollen level", and also "get_timezone" for "time zone".
+    const squeeze = (x: string) => x.toLowerCase().replace(/[ _]/g, '');
     for (const c of convs) {
-      const name = c.messages.flatMap((m) => m.tool_calls ?? [])[0]!.function.name;
-      if (known.has(name)) continue;
-      // "get_pollen_level" for "pollen level", and also "get_timezone" for "time zone".
-      const squeeze = (x: string) => x.toLowerCase().replace(/[ _]/g, '');
-      expect(squeeze(c.messages.find((m) => m.role === 'user')!.content)).toContain(squeeze(name.slice('get_'.length)));
+      const name = callsOf(c)[0]!.name;
+      if (!known.has(name)) expect(squeeze(userRequest(c))).toContain(squeeze(name.slice('get_'.length)));
     }
   });
 
-  it('made-up cities are never the real ones kept for evaluation, and come in all three shapes', () => {
-    const cities = convs.flatMap((c) => c.messages.flatMap((m) => m.tool_calls ?? []).map((t) => t.function.arguments['city'])).filter((x): x is string => typeof x === 'string');
+  it('made-up cities are never the real ones kept for evaluation, and include cluster and syllable shapes', () => {
+    const cities = convs.flatMap((c) => callsOf(c).map((t) => t.arguments['city'])).filter((x): x is string => typeof x === 'string');
     const real = new Set<string>(CITIES.train);
     const madeUp = cities.filter((x) => !real.has(x));
     for (const x of madeUp) expect(CITIES.heldOut).not.toContain(x);
