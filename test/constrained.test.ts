@@ -58,10 +58,12 @@ describe('GBNF grammars', () => {
       }
       // A grammar that ends on the bonus token of an accepted draft keeps that token (it once ended one
       // token early: the end was judged on the matcher's state after the whole round).
+      // (Prompts for which the MTP layer's draft of the second digit is accepted: the model writes an
+      // arithmetic answer's first digits here, and its drafts follow them.)
       const session = fresh.createSession({ contextLength: 2048 });
-      const messages = [...ask('Pick a number.')];
+      const messages = [...ask('What is 3 + 4?')];
       const t1 = await session.generate(messages, { grammar: 'root ::= [1-9]', thinking: false, temperature: 0 });
-      messages.push({ role: 'assistant', content: t1.text } as never, ...ask('Another one.'));
+      messages.push({ role: 'assistant', content: t1.text } as never, ...ask('What is 25 + 17?'));
       const t2 = await session.generate(messages, { grammar: 'root ::= [1-9] [0-9]', thinking: false, temperature: 0 });
       expect(t2.text).toMatch(/^[1-9][0-9]$/);
       expect(t2.usage.acceptedDraftTokens).toBeGreaterThan(0);

@@ -52,9 +52,9 @@ function lastInteger(text: string): number | undefined {
   return m ? Number(m.at(-1)) : undefined;
 }
 
-// Measured on the committed model (greedy, these 24 held-out problems): 23/24 with thinking, 4/24 without.
+// Measured on the committed model (greedy, these 24 held-out problems): 24/24 with thinking, 8/24 without.
 // The floors sit a few problems under the measurement, so a retrained model that got worse fails here.
-const MIN_RIGHT_THINKING = 20, MIN_RIGHT_DIRECT = 2;
+const MIN_RIGHT_THINKING = 22, MIN_RIGHT_DIRECT = 5;
 
 describe('held-out arithmetic (greedy)', () => {
   const problems = heldOutSample(6);
@@ -117,9 +117,10 @@ describe('tool use through session.stream', () => {
     return errors;
   }
 
-  // Measured: for cities of the training lists it copies the name exactly; for held-out ones it often
-  // misspells it (Lisbon -> "Lison"), and it fills an optional integer argument with garbage, so the
-  // tool here has only the required string argument. It reads the numbers of the tool's result.
+  // Measured: for cities of the training lists it copies the name exactly; of the 24 held-out ones it
+  // copies 21 exactly and misspells 3 (Karachi -> "Karidi", Ottawa -> "Otawa", San José -> "Sanosé").
+  // The tool has only the required string argument. It reads the numbers of the tool's result.
+  const MIN_HELD_OUT_CITIES_EXACT = 18;
   const cityTool: ToolDefinition = {
     type: 'function',
     function: {
@@ -158,9 +159,10 @@ describe('tool use through session.stream', () => {
     await session.dispose();
   }, 120_000);
 
-  it('held-out cities: a well-formed get_weather call every time (the name copied exactly: printed)', async () => {
+  it('held-out cities: a well-formed get_weather call every time, the name copied exactly nearly always', async () => {
     let exact = 0;
-    for (const city of CITIES.heldOut.slice(0, 6)) {
+    const misspelt: string[] = [];
+    for (const city of CITIES.heldOut) {
       const session = model.createSession({ contextLength: 2048 });
       const turn = await collect(session.stream([{ role: 'user', content: `What is the weather in ${city}?` }], { tools: [cityTool], temperature: 0, maxTokens: 200 }));
       const calls = turn.chunks.filter((c) => c.type === 'tool_call').map((c) => (c as { toolCall: { name: string; arguments: Record<string, unknown>; errors: string[] } }).toolCall);
@@ -168,8 +170,11 @@ describe('tool use through session.stream', () => {
       expect(calls[0]!.name).toBe('get_weather');
       expect(validate(calls[0]!.arguments, cityTool)).toEqual([]);
       if (calls[0]!.arguments['city'] === city) exact++;
+      else misspelt.push(`${city} -> ${JSON.stringify(calls[0]!.arguments['city'])}`);
       await session.dispose();
     }
-    console.log(`held-out cities copied exactly into the tool call: ${exact}/6`);
+    console.log(`held-out cities copied exactly into the tool call: ${exact}/${CITIES.heldOut.length}; misspelt: ${misspelt.join(', ')}`);
+    expect(CITIES.heldOut.length).toBe(24);
+    expect(exact).toBeGreaterThanOrEqual(MIN_HELD_OUT_CITIES_EXACT);
   }, 120_000);
 });

@@ -115,7 +115,7 @@ describe('exactness on the trained default model', () => {
     }
     const st = on.stats().speculative;
     expect(st.rounds).toBeGreaterThan(100);
-    // The MTP layer's held-out agreement with the trunk's greedy token was 92% in training
+    // The MTP layer's held-out agreement with the trunk's greedy token was 96% in training
     // (scripts/train-default-model/results/mtp.json); in the engine it must be of that order too.
     expect(st.acceptanceRate).toBeGreaterThan(0.8);
     console.log('default model, k=1 acceptance', st.acceptanceRate.toFixed(3), 'over', st.draftTokens, 'drafts; k=3',
@@ -244,12 +244,16 @@ describe('prefix cache', () => {
     const warm = await Model.load(DEFAULT_MODEL, opts);
     const cold = await Model.load(DEFAULT_MODEL, { ...opts, prefixCache: false });
     try {
-      const system = { role: 'system' as const, content: 'You are glm-node. '.repeat(12) + 'Answer briefly and think step by step.' };
-      const q = (content: string) => [system, { role: 'user' as const, content }];
-      await warm.generate(q('What is 12 + 30?'), { temperature: 0, maxTokens: 40 });
-      const hit = await warm.generate(q('What is 345 + 678?'), { temperature: 0, maxTokens: 120 });
-      const ref = await cold.generate(q('What is 345 + 678?'), { temperature: 0, maxTokens: 120 });
-      expect(hit.usage.cachedTokens).toBeGreaterThanOrEqual(47);
+      // The declared tools make a long shared prefix the model was trained on (an odd one, such as a
+      // repeated system line, makes it ramble, its drafts fail and the adaptive policy stops drafting).
+      const tools = [{ type: 'function' as const, function: { name: 'get_weather', description: 'Current weather for a city',
+        parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } }];
+      const q = (content: string) => [{ role: 'user' as const, content }];
+      await warm.generate(q('What is 12 + 30?'), { tools, temperature: 0, maxTokens: 40 });
+      const hit = await warm.generate(q('What is 345 + 678?'), { tools, temperature: 0, maxTokens: 120 });
+      const ref = await cold.generate(q('What is 345 + 678?'), { tools, temperature: 0, maxTokens: 120 });
+      expect(hit.usage.cachedTokens).toBeGreaterThanOrEqual(127);
+      expect(hit.usage.draftTokens).toBeGreaterThan(20);  // drafting stayed on, so the MTP rows were read
       expect(hit.usage.cachedTokens % 16).toBe(15);  // whole pages less the position computed again for the MTP layer
       expect(ref.usage.cachedTokens).toBe(0);
       expect(hit.tokens).toEqual(ref.tokens);

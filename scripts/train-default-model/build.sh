@@ -39,6 +39,6 @@ cp "$W/run4/summary.json" $R/train-summary.json
 cat "$W/run1/log.jsonl" "$W/run2/log.jsonl" "$W/run3/log.jsonl" "$W/run4/log.jsonl" > $R/train-log.jsonl
 node $S/check-export.mjs models/tiny-default --out $R/export-check.json
 node $S/evaluate.mjs models/tiny-default "$W/corpus/eval.jsonl" --json $R/eval.json | tee $R/eval-table.md
-node $S/mtp-eval.mjs models/tiny-default "$W/corpus/eval.jsonl" --json $R/mtp.json
+node $S/mtp-eval.mjs models/tiny-default "$W/corpus/eval.jsonl" --limit 100 --json $R/mtp.json
 for q in fp8 mxfp4; do node dist/lib/cli.js quantize models/tiny-default "$W/tiny-default-$q" --to $q > /dev/null; done
 node $S/perplexity.mjs "$W/corpus/eval.jsonl" models/tiny-default "$W/tiny-default-fp8" "$W/tiny-default-mxfp4" --json $R/perplexity.json

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // MTP draft quality on held-out conversations, computed with our PyTorch model on the exported BF16
-// weights (the engine does not run the MTP layer yet).
+// weights: independent of the engine, which test/speculative.test.ts checks against it.
 //   node scripts/train-default-model/mtp-eval.mjs <model-dir> <eval.jsonl> [--limit N] [--json out.json]
 // Row t of the MTP layer reads the trunk's hidden state at t and token t+1 and drafts token t+2; with
 // greedy decoding the draft is accepted when it equals the trunk's own argmax at t+1. Reported over
