@@ -720,10 +720,23 @@ class SchemaCompiler {
     } else if (format) {
       if (!format->is_string()) return invalid("'format' at " + at(ptr) + " must be a string");
       const std::string& f = format->as_string();
-      const std::string date = "[0-9]{4} \"-\" ( \"0\" [1-9] | \"1\" [0-2] ) \"-\" ( \"0\" [1-9] | [12] [0-9] | \"3\" [01] )";
+      // Exactly RFC 3339's full-date (which ajv-formats checks the output against): days per month, and
+      // 02-29 only in leap years (a multiple of 4 not ending in 00, or a multiple of 4 followed by 00).
+      const std::string day31 = "( \"0\" [1-9] | [12] [0-9] | \"3\" [01] )";
+      const std::string day30 = "( \"0\" [1-9] | [12] [0-9] | \"30\" )";
+      const std::string day28 = "( \"0\" [1-9] | \"1\" [0-9] | \"2\" [0-8] )";
+      const std::string multiple_of_4 = "( \"0\" [048] | [2468] [048] | [13579] [26] )";
+      const std::string multiple_of_4_not_00 = "( \"0\" [48] | [2468] [048] | [13579] [26] )";
+      const std::string date = "( [0-9]{4} \"-\" ( ( \"0\" [13578] | \"1\" [02] ) \"-\" " + day31 +
+                               " | ( \"0\" [469] | \"11\" ) \"-\" " + day30 + " | \"02-\" " + day28 + " ) | ( [0-9] [0-9] " +
+                               multiple_of_4_not_00 + " | " + multiple_of_4 + " \"00\" ) \"-02-29\" )";
+      // A leap second (:60) is valid only at 23:59 UTC; it is offered with a zero offset only, a subset
+      // that needs no arithmetic on the offset.
+      const std::string fraction = "( \".\" [0-9]+ )?";
       const std::string time =
-          "( [01] [0-9] | \"2\" [0-3] ) \":\" [0-5] [0-9] \":\" ( [0-5] [0-9] | \"60\" ) ( \".\" [0-9]+ )? "
-          "( [Zz] | [-+] ( [01] [0-9] | \"2\" [0-3] ) \":\" [0-5] [0-9] )";
+          "( ( [01] [0-9] | \"2\" [0-3] ) \":\" [0-5] [0-9] \":\" [0-5] [0-9] " + fraction +
+          " ( [Zz] | [-+] ( [01] [0-9] | \"2\" [0-3] ) \":\" [0-5] [0-9] ) | \"23:59:60\" " + fraction +
+          " ( [Zz] | [-+] \"00:00\" ) )";
       const std::string hex = "[0-9a-fA-F]";
       if (f == "date") content = date;
       else if (f == "time") content = time;

@@ -2,6 +2,7 @@
 // byte by byte through a Matcher (byte vocabulary: the grammar's language is checked exactly), and
 // the refusals (unsupported keywords named with their pointer, pathological schemas refused fast).
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -120,6 +121,73 @@ TEST(grammar_schema_arrays_enums_refs) {
        (std::vector<std::string>{"5", "\"ab\""}), (std::vector<std::string>{"\"abc\"", "true"}));
   LANG(R"({"oneOf":[{"type":"null"},{"type":"boolean"}]})", (std::vector<std::string>{"null", "true"}), (std::vector<std::string>{"1"}));
   LANG(R"({"allOf":[{"type":"integer","minimum":3}]})", (std::vector<std::string>{"3", "40"}), (std::vector<std::string>{"2", "-3"}));
+}
+
+// The library checks constrained output with ajv-formats, so a format grammar that lets through a string
+// the format rejects (2023-02-29, 2024-04-31, 12:00:60Z) turns a generation into an internal error.
+// Reference: RFC 3339 as written here (the rule ajv-formats implements), over every case that matters.
+namespace {
+bool leap_year(int y) { return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0); }
+std::string two_digits(int v) { char b[8]; std::snprintf(b, sizeof b, "%02d", v); return b; }
+}  // namespace
+
+TEST(grammar_schema_date_format_is_exactly_rfc3339_full_date) {
+  auto tg = compile_schema(R"({"type":"string","format":"date"})", __LINE__);
+  if (!tg) return;
+  const int days_in_month[13] = {0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  int checked = 0;
+  for (int y : {0, 4, 100, 200, 400, 1900, 1996, 2000, 2023, 2024, 2100, 2400, 9996, 9999}) {
+    char year[8];
+    std::snprintf(year, sizeof year, "%04d", y);
+    for (int m = 0; m <= 13; ++m) {
+      for (int d = 0; d <= 32; ++d) {
+        const bool valid = m >= 1 && m <= 12 && d >= 1 && d <= (m == 2 && leap_year(y) ? 29 : days_in_month[m]);
+        const std::string text = "\"" + std::string(year) + "-" + two_digits(m) + "-" + two_digits(d) + "\"";
+        CHECK(matches_bytes(tg, text) == valid) << text;
+        ++checked;
+      }
+    }
+  }
+  // February 29th of every year: the leap-year rule itself.
+  for (int y = 0; y <= 9999; ++y) {
+    char text[32];
+    std::snprintf(text, sizeof text, "\"%04d-02-29\"", y);
+    CHECK(matches_bytes(tg, text) == leap_year(y)) << text;
+  }
+  CHECK(checked == 14 * 14 * 33);
+}
+
+TEST(grammar_schema_time_format_offers_only_valid_times) {
+  auto tg = compile_schema(R"({"type":"string","format":"time"})", __LINE__);
+  if (!tg) return;
+  struct Zone { const char* text; int sign, hours, minutes; };
+  const Zone zones[] = {{"Z", 1, 0, 0}, {"z", 1, 0, 0}, {"+00:00", 1, 0, 0}, {"-00:00", -1, 0, 0}, {"+05:30", 1, 5, 30},
+                        {"-23:59", -1, 23, 59}, {"+24:00", 1, 24, 0}, {"+01:60", 1, 1, 60}};
+  for (int hr : {0, 9, 19, 22, 23, 24, 29}) {
+    for (int min : {0, 30, 59, 60}) {
+      for (int sec : {0, 59, 60, 61}) {
+        for (const Zone& z : zones) {
+          // ajv-formats' rule, as it is: out-of-range fields are accepted only as a leap second at 23:59 UTC.
+          bool valid = z.hours <= 23 && z.minutes <= 59;
+          if (valid && !(hr <= 23 && min <= 59 && sec < 60)) {
+            const int utc_min = min - z.minutes * z.sign;
+            const int utc_hr = hr - z.hours * z.sign - (utc_min < 0 ? 1 : 0);
+            valid = (utc_hr == 23 || utc_hr == -1) && (utc_min == 59 || utc_min == -1) && sec < 61;
+          }
+          // What the grammar offers: in-range times, and leap seconds at 23:59 with a zero offset only.
+          const bool zero_offset = z.hours == 0 && z.minutes == 0;
+          const bool offered = z.hours <= 23 && z.minutes <= 59 &&
+                               ((hr <= 23 && min <= 59 && sec <= 59) || (hr == 23 && min == 59 && sec == 60 && zero_offset));
+          const std::string text = "\"" + two_digits(hr) + ":" + two_digits(min) + ":" + two_digits(sec) + z.text + "\"";
+          const bool accepted = matches_bytes(tg, text);
+          CHECK(accepted == offered) << text;
+          CHECK(!accepted || valid) << text << " is not a valid RFC 3339 time";
+        }
+      }
+    }
+  }
+  CHECK(matches_bytes(tg, "\"23:59:60.25Z\""));
+  CHECK(!matches_bytes(tg, "\"12:00:00\""));  // the offset is required
 }
 
 TEST(grammar_schema_strings_and_numbers) {
