@@ -52,9 +52,9 @@ function lastInteger(text: string): number | undefined {
   return m ? Number(m.at(-1)) : undefined;
 }
 
-// Measured on the committed model (greedy, these 24 held-out problems): 24/24 with thinking, 8/24 without.
+// Measured on the committed model (greedy, these 24 held-out problems): 24/24 with thinking, 11/24 without.
 // The floors sit a few problems under the measurement, so a retrained model that got worse fails here.
-const MIN_RIGHT_THINKING = 22, MIN_RIGHT_DIRECT = 5;
+const MIN_RIGHT_THINKING = 22, MIN_RIGHT_DIRECT = 7;
 
 describe('held-out arithmetic (greedy)', () => {
   const problems = heldOutSample(6);
@@ -118,9 +118,9 @@ describe('tool use through session.stream', () => {
   }
 
   // Measured: for cities of the training lists it copies the name exactly; of the 24 held-out ones it
-  // copies 21 exactly and misspells 3 (Karachi -> "Karidi", Ottawa -> "Otawa", San José -> "Sanosé").
+  // copies 22 exactly and misspells 2 (Ottawa -> "Otawa", San José -> "Sanosé").
   // The tool has only the required string argument. It reads the numbers of the tool's result.
-  const MIN_HELD_OUT_CITIES_EXACT = 18;
+  const MIN_HELD_OUT_CITIES_EXACT = 19;
   const cityTool: ToolDefinition = {
     type: 'function',
     function: {

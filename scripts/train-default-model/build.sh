@@ -34,9 +34,13 @@ mkdir -p "$W" "$R"
 [ -f "$W/corpus4/train.jsonl" ] || node $S/corpus.mjs "$W/corpus4" --conversations 32000 --seed 4 --mixture arithmetic=36,tool=32,facts=12,string=12,chat=8 --synthetic-names 0.7 --synthetic-style mixed --synthetic-tools 0.35
 [ -f "$W/corpus4/tokens.u16" ] || node $S/encode.mjs "$W/corpus4" "$W/tokenizer"
 [ -f "$W/run4/summary.json" ] || nice -n 10 $PY $S/train.py "$W/corpus4" "$W/tokenizer" "$W/run4" --init-from "$W/run3/ckpt.pt" --steps 840 --lr 6e-4 --warmup 20 --seed 4 --save-every 20
-$PY $S/export.py "$W/run4/ckpt.pt" "$W/tokenizer" models/tiny-default
-cp "$W/run4/summary.json" $R/train-summary.json
-cat "$W/run1/log.jsonl" "$W/run2/log.jsonl" "$W/run3/log.jsonl" "$W/run4/log.jsonl" > $R/train-log.jsonl
+# Phase 5: more of phase 4 at a lower learning rate, with a little more tool data.
+[ -f "$W/corpus5/train.jsonl" ] || node $S/corpus.mjs "$W/corpus5" --conversations 24000 --seed 6 --mixture arithmetic=36,tool=36,facts=10,string=10,chat=8 --synthetic-names 0.7 --synthetic-style mixed --synthetic-tools 0.35
+[ -f "$W/corpus5/tokens.u16" ] || node $S/encode.mjs "$W/corpus5" "$W/tokenizer"
+[ -f "$W/run5/summary.json" ] || nice -n 10 $PY $S/train.py "$W/corpus5" "$W/tokenizer" "$W/run5" --init-from "$W/run4/ckpt.pt" --steps 480 --lr 3e-4 --warmup 20 --seed 6 --save-every 20
+$PY $S/export.py "$W/run5/ckpt.pt" "$W/tokenizer" models/tiny-default
+cp "$W/run5/summary.json" $R/train-summary.json
+cat "$W/run1/log.jsonl" "$W/run2/log.jsonl" "$W/run3/log.jsonl" "$W/run4/log.jsonl" "$W/run5/log.jsonl" > $R/train-log.jsonl
 node $S/check-export.mjs models/tiny-default --out $R/export-check.json
 node $S/evaluate.mjs models/tiny-default "$W/corpus/eval.jsonl" --json $R/eval.json | tee $R/eval-table.md
 node $S/mtp-eval.mjs models/tiny-default "$W/corpus/eval.jsonl" --limit 100 --json $R/mtp.json
