@@ -7,20 +7,20 @@
 // subtractions whose result is negative counted apart.
 import { parseArgs } from 'node:util';
 import { Model } from '../../dist/lib/index.js';
-import { isHeldOutProblem } from './arithmetic.mjs';
+import { isHeldOutProblem, randomOperand } from './arithmetic.mjs';
+import { Rng } from './rng.mjs';
 
 const { positionals: dirs, values } = parseArgs({ allowPositionals: true, options: { 'per-kind': { type: 'string', default: '100' } } });
 if (dirs.length === 0) throw new Error('usage: arithmetic-check.mjs <model-dir>... [--per-kind N]');
 const perKind = Number(values['per-kind']);
 
-// A linear congruential generator: the same problems on every machine and for every model.
-let state = 777;
-const next = (lo, hi) => { state = (state * 1103515245 + 12345) % 2147483648; return lo + (state % (hi - lo + 1)); };
+// The corpus's seeded generator: the same problems on every machine and for every model.
+const rng = new Rng(777);
 const problems = [];
 for (const [op, digits] of [['+', 3], ['-', 2], ['-', 3]]) {
   for (let found = 0; found < perKind;) {
-    let a = next(10 ** (digits - 1), 10 ** digits - 1);
-    let b = next(1, 10 ** digits - 1);
+    let a = randomOperand(rng, digits);
+    let b = rng.int(1, 10 ** digits - 1);
     if (op === '-' && a < b && found % 2 === 0) [a, b] = [b, a];  // about a fifth of subtractions stay negative
     if (!isHeldOutProblem(a, op, b)) continue;
     problems.push({ a, op, b, kind: `${op === '+' ? 'add' : 'subtract'} ${digits} digits${op === '-' && a < b ? ', negative' : ''}` });
