@@ -732,11 +732,11 @@ class SchemaCompiler {
                                multiple_of_4_not_00 + " | " + multiple_of_4 + " \"00\" ) \"-02-29\" )";
       // A leap second (:60) is valid only at 23:59 UTC; it is offered with a zero offset only, a subset
       // that needs no arithmetic on the offset.
+      const std::string hour = "( [01] [0-9] | \"2\" [0-3] )";
+      const std::string minute = "[0-5] [0-9]";
       const std::string fraction = "( \".\" [0-9]+ )?";
-      const std::string time =
-          "( ( [01] [0-9] | \"2\" [0-3] ) \":\" [0-5] [0-9] \":\" [0-5] [0-9] " + fraction +
-          " ( [Zz] | [-+] ( [01] [0-9] | \"2\" [0-3] ) \":\" [0-5] [0-9] ) | \"23:59:60\" " + fraction +
-          " ( [Zz] | [-+] \"00:00\" ) )";
+      const std::string time = "( " + hour + " \":\" " + minute + " \":\" " + minute + " " + fraction + " ( [Zz] | [-+] " + hour +
+                               " \":\" " + minute + " ) | \"23:59:60\" " + fraction + " ( [Zz] | [-+] \"00:00\" ) )";
       const std::string hex = "[0-9a-fA-F]";
       if (f == "date") content = date;
       else if (f == "time") content = time;
