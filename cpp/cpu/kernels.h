@@ -56,6 +56,11 @@ void dot_rows(const float* q, const void* const* rows, DType rt, int64_t n, int6
 // summed before they join out, so how a caller groups keys into calls fixes the rounding).
 void weighted_row_sum(const float* w, const void* const* rows, DType rt, int64_t n, int64_t d, float* out);
 
+// Whether a model with this many bytes of weights keeps them in the CPU caches between decode steps
+// (at most 32 MiB, and at most the last-level cache where the C library reports it): its products are
+// then marked Matrix::cache_resident.
+bool weights_stay_cached(uint64_t weight_bytes);
+
 enum class Isa { Generic, Avx2, Avx512 };
 Isa detected_isa();              // best implementation this CPU supports (Generic on non-x86)
 Isa active_isa();                // the one in use (process-wide: it describes the CPU, not a model)

@@ -44,6 +44,10 @@ struct Matrix {
   int64_t cols = 0;            // in features (the reduction length K)
   Quant quant = Quant::None;
   const void* scales = nullptr;  // see the table above; nullptr for Quant::None
+  // The whole model's weights fit in the CPU caches (set at load, cpu::weights_stay_cached): a decode
+  // step's product is then bound by FMA latency, not memory, and the CPU kernels block several rows
+  // per pass instead of streaming one row at a time. Results are bit-identical either way.
+  bool cache_resident = false;
 
   int64_t mx_groups() const { return (cols + kMxfp4Group - 1) / kMxfp4Group; }
   int64_t block_cols() const { return (cols + kFp8BlockSize - 1) / kFp8BlockSize; }

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "cpu/cpu_backend.h"
+#include "cpu/kernels.h"
 #include "engine/checkpoint.h"
 #include "engine/kv_format.h"
 #include "engine/cuda_factory.h"
@@ -77,6 +78,9 @@ Status Model::load(const std::string& dir, const LoadOptions& opts, const Progre
       &m->checkpoint_));
   GLM_TRY(load_model_config(*m->checkpoint_, &m->cfg_));
   GLM_TRY(bind_weights(m->cfg_, *m->checkpoint_, &m->weights_));
+  if (cpu::weights_stay_cached(m->weights_.mapped_bytes)) {
+    for_each_matrix(m->weights_, [](Matrix& x) { x.cache_resident = true; });
+  }
   if (opts.prefetch) GLM_TRY(prefetch(m->weights_, progress, cancel));
   if (cancelled(cancel)) return Status::error(ErrorCode::Aborted, "model load aborted");
   GLM_TRY(m->create_backend(cancel));

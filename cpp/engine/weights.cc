@@ -338,20 +338,24 @@ Status bind_weights(const ModelConfig& c, const Checkpoint& ckpt, ModelWeights* 
   return Status::ok();
 }
 
-void for_each_matrix(const ModelWeights& w, const std::function<void(const Matrix&)>& fn) {
-  auto mlp = [&](const MlpWeights& m) { fn(m.gate); fn(m.up); fn(m.down); };
-  auto layer = [&](const LayerWeights& L) {
+namespace {
+
+// One walk for both constnesses (W is ModelWeights or const ModelWeights, F takes the matching Matrix&).
+template <class W, class F>
+void walk_matrices(W& w, const F& fn) {
+  auto mlp = [&](auto& m) { fn(m.gate); fn(m.up); fn(m.down); };
+  auto layer = [&](auto& L) {
     fn(L.attn.q); fn(L.attn.k); fn(L.attn.v); fn(L.attn.o);
     if (L.is_moe) {
       fn(L.moe.router);
-      for (const auto& e : L.moe.experts) mlp(e);
+      for (auto& e : L.moe.experts) mlp(e);
       mlp(L.moe.shared);
     } else {
       mlp(L.dense);
     }
   };
   fn(w.embed_tokens);
-  for (const auto& L : w.layers) layer(L);
+  for (auto& L : w.layers) layer(L);
   fn(w.lm_head);
   if (w.mtp) {
     layer(w.mtp->layer);
@@ -360,5 +364,10 @@ void for_each_matrix(const ModelWeights& w, const std::function<void(const Matri
     if (w.mtp->embed_tokens.data) fn(w.mtp->embed_tokens);
   }
 }
+
+}  // namespace
+
+void for_each_matrix(const ModelWeights& w, const std::function<void(const Matrix&)>& fn) { walk_matrices(w, fn); }
+void for_each_matrix(ModelWeights& w, const std::function<void(Matrix&)>& fn) { walk_matrices(w, fn); }
 
 }  // namespace glm

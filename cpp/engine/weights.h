@@ -72,5 +72,6 @@ Status bind_weights(const ModelConfig& cfg, const Checkpoint& ckpt, ModelWeights
 
 // Every matrix in the model (for warming pages / accounting), with its checkpoint name.
 void for_each_matrix(const ModelWeights& w, const std::function<void(const Matrix&)>& fn);
+void for_each_matrix(ModelWeights& w, const std::function<void(Matrix&)>& fn);
 
 }  // namespace glm

@@ -393,6 +393,12 @@ TEST(kernels_dot_rows_and_weighted_row_sum) {
   }
 }
 
+TEST(kernels_weights_stay_cached_only_for_small_models) {
+  CHECK(weights_stay_cached(0));
+  CHECK(!weights_stay_cached((uint64_t(32) << 20) + 1)) << "over the 32 MiB cap";
+  CHECK(!weights_stay_cached(uint64_t(1) << 30)) << "the 1.2 GB bench model streams";
+}
+
 TEST(kernels_matmul_rows_do_not_depend_on_the_batch) {
   // Batch invariance (a request's tokens must not depend on what else is in its step): each output
   // of matmul is bit-identical whether its row is computed alone (GEMV), in any block position of a
@@ -428,19 +434,29 @@ TEST(kernels_matmul_rows_do_not_depend_on_the_batch) {
         for (auto& v : x) v = dist(rng);
         std::vector<float> all(size_t(T * N));
         matmul(pool, x.data(), T, K, m, nullptr, all.data(), N);
-        for (int64_t t = 0; t < T; ++t) {
-          std::vector<float> one(static_cast<size_t>(N));
-          matmul(pool, x.data() + t * K, 1, K, m, nullptr, one.data(), N);
-          for (int64_t n = 0; n < N; ++n) {
-            CHECK(std::memcmp(&one[size_t(n)], &all[size_t(t * N + n)], 4) == 0)
-                << isa_name(isa) << " " << dtype_name(wt) << " K=" << K << " row " << t << " out " << n << ": alone "
-                << one[size_t(n)] << " vs batched " << all[size_t(t * N + n)];
+        // Cache-resident weights block rows where others stream them one at a time: same bits.
+        for (bool resident : {false, true}) {
+          m.cache_resident = resident;
+          const char* mode = resident ? " resident" : " streamed";
+          for (int64_t t = 0; t < T; ++t) {
+            std::vector<float> one(static_cast<size_t>(N));
+            matmul(pool, x.data() + t * K, 1, K, m, nullptr, one.data(), N);
+            for (int64_t n = 0; n < N; ++n) {
+              CHECK(std::memcmp(&one[size_t(n)], &all[size_t(t * N + n)], 4) == 0)
+                  << isa_name(isa) << " " << dtype_name(wt) << mode << " K=" << K << " row " << t << " out " << n << ": alone "
+                  << one[size_t(n)] << " vs batched " << all[size_t(t * N + n)];
+            }
+          }
+          // A few rows (a decode step's verification or routed expert) and another batch: every row in
+          // another block position.
+          for (int64_t first : {int64_t(5), int64_t(T - 2), int64_t(T - 4)}) {
+            std::vector<float> tail(size_t((T - first) * N));
+            matmul(pool, x.data() + first * K, T - first, K, m, nullptr, tail.data(), N);
+            CHECK(std::memcmp(tail.data(), all.data() + first * N, tail.size() * 4) == 0)
+                << isa_name(isa) << " " << dtype_name(wt) << mode << " K=" << K << " rows from " << first;
           }
         }
-        // The same rows in another batch (a suffix: every row lands in another block position).
-        std::vector<float> tail(size_t((T - 5) * N));
-        matmul(pool, x.data() + 5 * K, T - 5, K, m, nullptr, tail.data(), N);
-        CHECK(std::memcmp(tail.data(), all.data() + 5 * N, tail.size() * 4) == 0) << isa_name(isa) << " " << dtype_name(wt) << " K=" << K;
+        m.cache_resident = false;
       }
     }
   }

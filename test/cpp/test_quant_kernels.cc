@@ -147,6 +147,14 @@ bool run_case(ThreadPool& pool, std::mt19937& rng, Quant q, int64_t T, int64_t N
     for (int64_t k = 0; k < K; ++k) x[t * ldx + k] = float(nd(rng));
   std::vector<float> y(size_t(T * ldy), 7.0f);
   matmul(pool, x.data(), T, ldx, qm.m, nullptr, y.data(), ldy, false);
+  // Cache-resident weights take blocked rows where a few tokens otherwise stream one row: same bits.
+  qm.m.cache_resident = true;
+  std::vector<float> y_resident(y.size(), 7.0f);
+  matmul(pool, x.data(), T, ldx, qm.m, nullptr, y_resident.data(), ldy, false);
+  if (std::memcmp(y.data(), y_resident.data(), y.size() * sizeof(float)) != 0) {
+    CHECK(false) << isa << " " << glm::quant_name(q) << " T=" << T << " N=" << N << " K=" << K << ": cache-resident result differs";
+    return false;
+  }
   double err2 = 0, ref2 = 0;
   for (int64_t t = 0; t < T; ++t)
     for (int64_t n = 0; n < N; ++n) {
