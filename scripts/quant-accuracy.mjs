@@ -6,6 +6,8 @@
 //   perplexity over the held-out conversations' assistant tokens, mean KL(p_bf16 || p_quant) and top-1
 //   agreement with BF16 at those positions, and task accuracy (evaluate.mjs's scoring, greedy).
 //   node scripts/quant-accuracy.mjs [--docs 200] [--per-cell 5] [--samples N] [--json out.json]
+// --alphas 0.5,1 adds each target and mode on an AWQ-folded copy of the model (scripts/quant-awq-fold.mjs),
+// calibrated again on that copy, plus the folded BF16 model itself (its KL must be 0).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
@@ -17,6 +19,7 @@ import { quantizeCheckpoint } from '../dist/lib/quantize.js';
 import { heldOutDocuments } from './train-default-model/heldout-docs.mjs';
 import { scoreItem } from './train-default-model/evaluate.mjs';
 import { readFileSync } from 'node:fs';
+import { foldExpertInputScales } from './quant-awq-fold.mjs';
 
 const { values } = parseArgs({ options: {
   docs: { type: 'string', default: '200' }, 'per-cell': { type: 'string', default: '5' }, samples: { type: 'string' },
@@ -24,6 +27,7 @@ const { values } = parseArgs({ options: {
   // plain: weight error only; calibrated: the default calibrated quantizer; diag: calibrated scales
   // without GPTQ feedback (what was tried before it).
   modes: { type: 'string', default: 'plain,calibrated' },
+  alphas: { type: 'string', default: '' },
 } });
 const base = 'models/tiny-default';
 const calib = 'models/calibration/tiny-default.jsonl';
@@ -48,6 +52,26 @@ try {
       const opts = mode === 'plain' ? {} : { calibration: stats, gptq: mode !== 'diag' };
       await quantizeCheckpoint(base, dir, { to, threads, ...opts });
       variants.push({ name: `${to}${LABEL[mode]}`, dir });
+    }
+  }
+
+  const alphas = values.alphas.split(',').filter(Boolean);
+  for (const alpha of alphas) {
+    const folded = path.join(tmp, `awq-${alpha}`);
+    const moeLayers = [];
+    for (let L = 0; stats.modules.has(`model.layers.${L}.self_attn.q_proj`); L++) {
+      if (stats.modules.has(`model.layers.${L}.mlp.shared_experts.gate_proj`)) moeLayers.push(L);
+    }
+    console.log(foldExpertInputScales(base, folded, stats, Number(alpha), moeLayers).join('\n'));
+    if (alpha === alphas[0]) variants.push({ name: `BF16 awq${alpha}`, dir: folded });
+    const foldedStats = await calibrate(folded, calib, { samples: values.samples ? Number(values.samples) : undefined, threads });
+    for (const to of values.targets.split(',')) {
+      for (const mode of values.modes.split(',')) {
+        const dir = path.join(tmp, `${to}-${mode}-awq-${alpha}`);
+        const opts = mode === 'plain' ? {} : { calibration: foldedStats, gptq: mode !== 'diag' };
+        await quantizeCheckpoint(folded, dir, { to, threads, ...opts });
+        variants.push({ name: `${to}${LABEL[mode]} awq${alpha}`, dir });
+      }
     }
   }
 
@@ -112,7 +136,7 @@ try {
   const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
   for (const r of results) {
     const base = plainOf(r.variant);
-    if (!base || base === r || r.variant === 'BF16') continue;
+    if (!base || base === r || base.variant === 'BF16') continue;
     const D = r.docKl.length, ratios = [];
     for (let b = 0; b < 2000; b++) {
       let num = 0, den = 0;
