@@ -18,8 +18,8 @@ export type SpeculativeLoadOptions = false | {
   maxBatch?: number;
   /**
    * Per-draft acceptance below which a request stops drafting after 8 rounds, and below which the
-   * model stops running its MTP layer when its first 4 rounds over all requests are under it (default 0.3:
-   * break-even).
+   * model stops running its MTP layer after 8 rounds over all requests (default 0.3: break-even). The
+   * model also stops it when none of the drafts of its first 3 rounds was accepted. 0 turns both off.
    */
   minAcceptance?: number;
 };

@@ -119,9 +119,11 @@ void Scheduler::emit_generation(GenerateRequest& g, const Unit& u, size_t first_
 void Scheduler::judge_speculation(GenerateRequest& g) {
   const SpeculationConfig& c = opts_.spec;
   if (!drafting_pays(c, g.spec_rounds, g.result.draft_tokens, g.result.accepted_draft_tokens)) g.spec_k = 0;
-  if (int64_t(model_rounds_) < c.suspend_rounds) return;
-  // The model's drafts do not pay on this traffic: stop running the MTP layer at all.
-  if (double(model_accepted_) < c.min_acceptance * double(model_proposed_)) suspend_speculation();
+  // The model's drafts are useless, or do not pay on this traffic: stop running the MTP layer at all.
+  // (min_acceptance 0 turns the policy off: then drafting never stops.)
+  const bool useless = c.min_acceptance > 0 && int64_t(model_rounds_) >= c.suspend_rounds && model_accepted_ == 0;
+  const bool below = int64_t(model_rounds_) >= c.probe_rounds && double(model_accepted_) < c.min_acceptance * double(model_proposed_);
+  if (useless || below) suspend_speculation();
 }
 
 void Scheduler::suspend_speculation() {

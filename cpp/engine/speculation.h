@@ -20,11 +20,14 @@ struct SpeculationConfig {
   // npm run bench:spec, README). A request below it after probe_rounds stops drafting.
   double min_acceptance = 0.3;
   int64_t probe_rounds = 8;
-  // The model stops running its MTP layer altogether (KV fill included) when its acceptance over all
-  // rounds so far is below break-even after this many: its drafts are useless (e.g. random weights).
-  // Judged early (the probe rounds are what a useless MTP layer costs); a model misled by its first
-  // rounds keeps its trunk's speed, losing only the drafts.
-  int64_t suspend_rounds = 4;
+  // The model stops running its MTP layer altogether (KV fill included) when none of the drafts of its
+  // first suspend_rounds rounds was accepted (useless drafts: random weights match ~1/vocab of the
+  // time), or when its acceptance over all rounds is below break-even after probe_rounds. Judged early,
+  // since every probe round of a useless MTP layer costs a verification row and an MTP step. A model
+  // misjudged by its first rounds keeps its trunk's speed, losing only the drafts; with per-draft
+  // acceptance a the first rounds misjudge it with probability (1 - a)^3 (2.7% at a = 0.7, where the
+  // earlier rule, below break-even after 4 rounds, misjudged 8.4%).
+  int64_t suspend_rounds = 3;
   // Whether the MTP layer's KV is filled for generated tokens of requests that are not drafting (a
   // large batch, or drafting stopped): the fill costs one MoE layer per step, cheap on a deep model
   // (1/93 of GLM-4.5), a quarter of a 4-layer one. Without it a request that starts drafting again
