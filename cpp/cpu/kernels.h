@@ -58,7 +58,7 @@ void weighted_row_sum(const float* w, const void* const* rows, DType rt, int64_t
 
 // Whether a model with this many bytes of weights keeps them in the CPU caches between decode steps
 // (at most 32 MiB, and at most the last-level cache where the C library reports it): its products are
-// then marked Matrix::cache_resident.
+// then marked Matrix::cache_resident. GLM_CPU_CACHE_RESIDENT=0 in the environment makes it false.
 bool weights_stay_cached(uint64_t weight_bytes);
 
 enum class Isa { Generic, Avx2, Avx512 };

@@ -178,6 +178,8 @@ void set_isa_for_testing(Isa isa) {
 }
 
 bool weights_stay_cached(uint64_t weight_bytes) {
+  // GLM_CPU_CACHE_RESIDENT=0 keeps every model on the streaming path (A/B timing, like GLM_CPU_ISA).
+  if (const char* env = std::getenv("GLM_CPU_CACHE_RESIDENT"); env && std::strcmp(env, "0") == 0) return false;
   // 32 MiB: one Zen 4 CCD's L3, a few MB below a recent Xeon's; the default model is 15.4 MiB. (Larger
   // models measured here stream faster one row at a time: the 1.2 GB bench model decodes 14% slower
   // with blocked rows.)
